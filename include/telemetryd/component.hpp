@@ -1,0 +1,67 @@
+#pragma once
+// A component is one pluggable piece of a role (the HTTP listener, a Kafka client, later sources,
+// transforms and sinks). It owns its config section and registers itself in its own .cpp file,
+// so adding one touches that file and one line of meson.build.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "telemetryd/config.hpp"
+#include "telemetryd/metrics.hpp"
+#include "telemetryd/readiness.hpp"
+
+namespace telemetryd {
+
+namespace http {
+class Router;
+}
+
+/// What a component gets from the daemon. The io_context runs on one thread; blocking client
+/// calls (librdkafka metadata, libmongoc commands) go to `blocking` and post results back.
+struct ComponentContext {
+  boost::asio::io_context& io;
+  boost::asio::thread_pool& blocking;
+  const Config& config;
+  metrics::Registry& metrics;
+  Readiness& readiness;
+  http::Router& router;
+};
+
+class Component {
+ public:
+  virtual ~Component() = default;
+  /// Opens sockets and starts work; throws StartupError when that is impossible.
+  virtual void start() = 0;
+  /// Stops taking new work and lets in-flight work finish; must not block the io thread.
+  virtual void stop() = 0;
+};
+
+struct ComponentInfo {
+  std::string name;
+  SectionSpec section;  // section.name is the role-file key
+  std::function<std::unique_ptr<Component>(ComponentContext&)> create;
+};
+
+class ComponentRegistry {
+ public:
+  static ComponentRegistry& instance();
+  void add(ComponentInfo info);
+  const ComponentInfo* find(std::string_view name) const;
+  std::vector<std::string> names() const;
+
+ private:
+  std::vector<ComponentInfo> components_;
+};
+
+/// Declared at namespace scope in a component's .cpp file to register it at start-up.
+struct ComponentRegistration {
+  explicit ComponentRegistration(ComponentInfo info) {
+    ComponentRegistry::instance().add(std::move(info));
+  }
+};
+
+}  // namespace telemetryd

@@ -1,0 +1,131 @@
+#pragma once
+// Role-file configuration: each component declares the keys of its own section (a SectionSpec);
+// the loader validates the whole file against the sections of the chosen role before anything
+// starts, and hands components a typed, defaults-filled Config.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace telemetryd {
+
+/// One thing wrong with a role file, located precisely enough to fix without guessing.
+struct ConfigProblem {
+  std::string file;  // "--set" for command-line overrides
+  int line = 0;      // 1-based; 0 when the whole file is concerned
+  int column = 0;    // 1-based
+  std::string path;  // dotted key path, e.g. "http.listen"
+  std::string message;
+  std::string hint;  // may be empty
+  /// `file:line:col: key.path: message (hint)`
+  std::string to_string() const;
+};
+
+/// Thrown for every startup configuration failure; carries all problems found, not just the first.
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<ConfigProblem> problems);
+  const std::vector<ConfigProblem>& problems() const { return problems_; }
+
+ private:
+  std::vector<ConfigProblem> problems_;
+};
+
+enum class ValueType { kString, kInt, kDouble, kBool, kStringList };
+
+/// Declares one key of a section. `name` may be dotted ("tls.ca_file") for nested mappings.
+struct KeySpec {
+  std::string name;
+  ValueType type = ValueType::kString;
+  std::string description;
+  /// Textual default, parsed like a value from the file; nullopt means no default.
+  std::optional<std::string> default_value;
+  bool required = false;
+  std::optional<double> min;
+  std::optional<double> max;
+  /// For enumerations: the accepted strings.
+  std::vector<std::string> allowed;
+  /// Extra check on the final text; returns an error message or nullopt.
+  std::function<std::optional<std::string>(std::string_view)> check;
+  /// Added to errors about this key, e.g. the expected format.
+  std::string hint;
+  /// Value is never echoed in errors or logs.
+  bool secret = false;
+};
+
+struct SectionSpec {
+  std::string name;
+  std::string description;
+  std::vector<KeySpec> keys;
+};
+
+using ConfigValue = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>>;
+
+/// A validated configuration: every declared key of the role's sections has a value
+/// (explicit or default) unless it is optional with no default.
+class Config {
+ public:
+  Config() = default;
+  Config(std::string source, std::string role,
+         std::map<std::string, ConfigValue, std::less<>> values)
+      : source_(std::move(source)), role_(std::move(role)), values_(std::move(values)) {}
+
+  const std::string& source() const { return source_; }
+  const std::string& role() const { return role_; }
+  bool has(std::string_view path) const { return values_.contains(path); }
+
+  /// Accessors throw std::logic_error when the path was not declared with that type: that is a
+  /// programming error, validation already guaranteed the user's side.
+  const std::string& str(std::string_view path) const;
+  std::int64_t integer(std::string_view path) const;
+  double number(std::string_view path) const;
+  bool flag(std::string_view path) const;
+  const std::vector<std::string>& list(std::string_view path) const;
+
+ private:
+  template <typename T>
+  const T& get(std::string_view path) const;
+  std::string source_;
+  std::string role_;
+  std::map<std::string, ConfigValue, std::less<>> values_;
+};
+
+/// Tells the loader which sections a role uses; nullopt for an unknown role.
+struct RoleCatalog {
+  std::vector<std::string> roles;
+  std::function<std::optional<std::vector<const SectionSpec*>>(std::string_view role)> sections_for;
+  /// Every section of every role, to tell "not used by this role" from "unknown".
+  std::vector<const SectionSpec*> all_sections;
+};
+
+struct LoadOptions {
+  /// Role file; empty means built-in defaults only.
+  std::string file;
+  /// --role; must match the file's `role:` when both are given.
+  std::string role;
+  /// --set key.path=value, applied on top of the file in order.
+  std::vector<std::string> overrides;
+};
+
+/// Loads, interpolates, overrides and validates. Throws ConfigError listing every problem.
+Config load_config(const LoadOptions& options, const RoleCatalog& catalog);
+
+/// Expands ${VAR} and ${VAR:-default}; `$$` is a literal `$`. Returns nullopt and sets `error`
+/// when a variable is undefined and has no default, or the syntax is broken.
+std::optional<std::string> interpolate_env(std::string_view text, std::string& error);
+
+/// The closest candidate within a small edit distance, for "did you mean" hints.
+std::optional<std::string> closest_match(std::string_view word,
+                                         const std::vector<std::string>& candidates);
+
+/// Key checks shared by sections.
+std::optional<std::string> check_host_port(std::string_view text);
+std::optional<std::string> check_host_port_list(std::string_view text);
+
+}  // namespace telemetryd

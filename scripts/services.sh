@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# Real test services for telemetryd, on 127.0.0.1 only:
+#   kafka     Apache Kafka 3.7.2, one KRaft node (broker+controller), jars from Maven Central
+#   ferretdb  FerretDB v1.24.2 (MongoDB wire protocol) on SQLite, built from the Go module proxy
+#
+# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb ...]
+#   up        fetch/build if needed, start what is not running, wait until ready, write <state>/env
+#   down      stop what this script started (pid files); `down --purge` also deletes data + logs
+#   status    one line per service; exit 0 when all requested services run, else 3
+#   restart   down + up
+#   clean     down + delete the services' data folders and logs (same as down --purge)
+# No service names = all of them.
+#
+# Environment (defaults):
+#   TELEMETRYD_CACHE=$HOME/.cache/telemetryd       downloads and builds (outside the repo)
+#   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/
+#   TELEMETRYD_KAFKA_PORT=9092  TELEMETRYD_KAFKA_CONTROLLER_PORT=9093
+#   TELEMETRYD_MONGO_PORT=27017 TELEMETRYD_FERRETDB_DEBUG_PORT=28088
+# Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
+# TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib/services-common.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/services-common.sh"
+
+STATE_DIR="${TELEMETRYD_SERVICES_DIR:-$TD_REPO_ROOT/.services}"
+[[ "$STATE_DIR" == /* ]] || STATE_DIR="$PWD/$STATE_DIR"
+STATE_DIR="${STATE_DIR%/}"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
+
+KAFKA_PORT="${TELEMETRYD_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${TELEMETRYD_KAFKA_CONTROLLER_PORT:-9093}"
+MONGO_PORT="${TELEMETRYD_MONGO_PORT:-27017}"
+FERRETDB_DEBUG_PORT="${TELEMETRYD_FERRETDB_DEBUG_PORT:-28088}"
+
+KAFKA_DIR="$STATE_DIR/kafka"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_CONFIG="$KAFKA_DIR/server.properties"
+FERRETDB_DIR="$STATE_DIR/ferretdb"
+
+KAFKA_READY_TIMEOUT=90
+FERRETDB_READY_TIMEOUT=60
+STOP_TIMEOUT=20
+
+ALL_SERVICES=(kafka ferretdb)
+
+say() { printf 'services: %s\n' "$*"; }
+fail() {
+    printf 'services: error: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+    exit "${1:-2}"
+}
+
+now() { printf '%s\n' "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# shellcheck disable=SC2016 # $1 is expanded by the inner bash
+port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
+
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT"; do
+    [[ "$p" =~ ^[0-9]+$ ]] || fail "invalid port number: '$p'"
+done
+
+# ------------------------------------------------------------------------ pid bookkeeping
+
+pidfile() { printf '%s/%s.pid\n' "$RUN_DIR" "$1"; }
+
+# A string that must occur in /proc/PID/cmdline for the pid to count as "ours".
+cmdline_marker() {
+    case $1 in
+    kafka) printf '%s\n' "$KAFKA_CONFIG" ;;
+    ferretdb) printf '%s\n' "--state-dir=$FERRETDB_DIR" ;;
+    esac
+}
+cmdline_program() {
+    case $1 in
+    kafka) printf '%s\n' "kafka.Kafka" ;;
+    ferretdb) printf '%s\n' "ferretdb" ;;
+    esac
+}
+
+# Prints the pid and succeeds when the service's pid file names a live process whose
+# command line is still the one this script started.
+service_pid() {
+    local svc=$1 f pid cmd
+    f="$(pidfile "$svc")"
+    [[ -f "$f" ]] || return 1
+    pid="$(tr -dc '0-9' <"$f")"
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmd" == *"$(cmdline_program "$svc")"* && "$cmd" == *"$(cmdline_marker "$svc")"* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+service_port() {
+    case $1 in
+    kafka) printf '%s\n' "$KAFKA_PORT" ;;
+    ferretdb) printf '%s\n' "$MONGO_PORT" ;;
+    esac
+}
+service_ports() {
+    case $1 in
+    kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+    ferretdb) printf '%s\n' "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" ;;
+    esac
+}
+
+check_ports_free() {
+    local svc=$1 p
+    for p in $(service_ports "$svc"); do
+        if port_open "$p"; then
+            fail "$svc: port 127.0.0.1:$p is already in use by a process this script did not start" \
+                "(see: ss -ltnp 'sport = :$p')"
+        fi
+    done
+}
+
+# Moves the previous run's log aside so readiness checks only see this run's lines.
+rotate_log() { if [[ -f "$1" ]]; then mv -f "$1" "$1.1"; fi; }
+
+log_tail() {
+    local f
+    for f in "$@"; do
+        [[ -s "$f" ]] || continue
+        printf -- '----- last lines of %s -----\n' "$f" >&2
+        tail -n 40 "$f" >&2
+    done
+}
+
+# ------------------------------------------------------------------------------- kafka
+
+kafka_write_config() {
+    mkdir -p "$KAFKA_DATA"
+    cat >"$KAFKA_CONFIG.tmp" <<EOF
+# Generated by scripts/services.sh; rewritten on every start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=3
+default.replication.factor=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+    mv "$KAFKA_CONFIG.tmp" "$KAFKA_CONFIG"
+}
+
+kafka_prepare() {
+    td_require_java
+    td_ensure_kafka_libs
+}
+
+kafka_start() {
+    local id out
+    kafka_write_config
+    if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
+        id="$(td_kafka_java kafka.tools.StorageTool random-uuid)" || fail "kafka: StorageTool random-uuid failed"
+        id="$(printf '%s\n' "$id" | tail -n1 | tr -d '[:space:]')"
+        if ! out="$(td_kafka_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_CONFIG" 2>&1)"; then
+            printf '%s\n' "$out" >&2
+            fail "kafka: formatting $KAFKA_DATA failed"
+        fi
+        say "kafka: formatted storage in $KAFKA_DATA (cluster id $id)"
+    fi
+    rotate_log "$LOG_DIR/kafka.log"
+    rotate_log "$LOG_DIR/kafka.out"
+    cd "$KAFKA_DIR"
+    setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true \
+        -Dkafka.logs.dir="$LOG_DIR" \
+        -Dlog4j.configuration="file:$KAFKA_SERVER_LOG4J" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG" \
+        </dev/null >"$LOG_DIR/kafka.out" 2>&1 9>&- &
+    echo $! >"$(pidfile kafka)"
+    cd - >/dev/null
+}
+
+# Succeeds when kafka answers a metadata request (lists topics).
+kafka_roundtrip() {
+    TELEMETRYD_KAFKA_TOOL_OPTS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto" \
+        timeout 30 "$TD_SCRIPTS_DIR/kafka-tool.sh" org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1
+}
+
+kafka_ready() {
+    grep -q 'Kafka Server started' "$LOG_DIR/kafka.log" 2>/dev/null && kafka_roundtrip
+}
+
+# ---------------------------------------------------------------------------- ferretdb
+
+ferretdb_prepare() { td_ensure_ferretdb_bin; }
+
+ferretdb_start() {
+    mkdir -p "$FERRETDB_DIR/data"
+    rotate_log "$LOG_DIR/ferretdb.log"
+    cd "$FERRETDB_DIR"
+    setsid nohup "$FERRETDB_BIN" \
+        --handler=sqlite \
+        --sqlite-url="file:$FERRETDB_DIR/data/" \
+        --state-dir="$FERRETDB_DIR" \
+        --listen-addr="127.0.0.1:$MONGO_PORT" \
+        --debug-addr="127.0.0.1:$FERRETDB_DEBUG_PORT" \
+        --telemetry=disable \
+        --log-format=json \
+        </dev/null >"$LOG_DIR/ferretdb.log" 2>&1 9>&- &
+    echo $! >"$(pidfile ferretdb)"
+    cd - >/dev/null
+}
+
+ferretdb_ready() {
+    port_open "$MONGO_PORT" &&
+        grep -q "Listening on TCP 127.0.0.1:$MONGO_PORT" "$LOG_DIR/ferretdb.log" 2>/dev/null
+}
+
+# ------------------------------------------------------------------------------- verbs
+
+declare -A STARTED_AT=()
+
+start_service() {
+    local svc=$1 pid
+    if pid="$(service_pid "$svc")"; then
+        say "$svc already running (pid $pid, 127.0.0.1:$(service_port "$svc"))"
+        return 0
+    fi
+    rm -f "$(pidfile "$svc")"
+    check_ports_free "$svc"
+    STARTED_AT[$svc]="$(now)"
+    "${svc}_start"
+}
+
+ready_timeout() {
+    case $1 in
+    kafka) printf '%s\n' "$KAFKA_READY_TIMEOUT" ;;
+    ferretdb) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
+    esac
+}
+
+# Polls every service started by this run until each is ready; fails (after stopping it
+# and printing its log tail) when one exits or is not ready within its timeout.
+wait_ready() {
+    local svc pid start timeout
+    local -a pending=()
+    for svc in "$@"; do
+        if [[ -n "${STARTED_AT[$svc]:-}" ]]; then pending+=("$svc"); fi
+    done
+    while ((${#pending[@]})); do
+        local -a still=()
+        for svc in "${pending[@]}"; do
+            start=${STARTED_AT[$svc]}
+            timeout="$(ready_timeout "$svc")"
+            if ! pid="$(service_pid "$svc")"; then
+                log_tail "$LOG_DIR/$svc.out" "$LOG_DIR/$svc.log"
+                rm -f "$(pidfile "$svc")"
+                fail "$svc exited during start-up (logs in $LOG_DIR)"
+            fi
+            if "${svc}_ready"; then
+                say "$svc started on 127.0.0.1:$(service_port "$svc") (pid $pid, ready in $(elapsed "$start")s)"
+            elif awk -v a="$start" -v b="$(now)" -v t="$timeout" 'BEGIN { exit !(b - a >= t) }'; then
+                log_tail "$LOG_DIR/$svc.out" "$LOG_DIR/$svc.log"
+                stop_service "$svc" >&2
+                fail "$svc was not ready within ${timeout}s (logs in $LOG_DIR)"
+            else
+                still+=("$svc")
+            fi
+        done
+        pending=("${still[@]}")
+        if ((${#pending[@]})); then sleep 0.5; fi
+    done
+}
+
+stop_service() {
+    local svc=$1 pid f t0 i
+    f="$(pidfile "$svc")"
+    if ! pid="$(service_pid "$svc")"; then
+        if [[ -f "$f" ]]; then
+            rm -f "$f"
+            say "$svc not running (removed stale pid file)"
+        else
+            say "$svc not running"
+        fi
+        return 0
+    fi
+    t0="$(now)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+        [[ -d "/proc/$pid" ]] || break
+        # a zombie is as good as gone
+        [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == Z ]] && break
+        sleep 0.1
+    done
+    if [[ -d "/proc/$pid" ]] && service_pid "$svc" >/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        say "$svc did not stop within ${STOP_TIMEOUT}s; sent SIGKILL to pid $pid"
+        sleep 0.5
+    fi
+    rm -f "$f"
+    say "$svc stopped (pid $pid, in $(elapsed "$t0")s)"
+}
+
+status_service() {
+    local svc=$1 pid
+    if pid="$(service_pid "$svc")"; then
+        say "$svc running (pid $pid, 127.0.0.1:$(service_port "$svc"))"
+        return 0
+    fi
+    if [[ -f "$(pidfile "$svc")" ]]; then
+        say "$svc stopped (stale pid file)"
+    else
+        say "$svc stopped"
+    fi
+    return 3
+}
+
+purge_service() {
+    case $1 in
+    kafka) rm -rf "$KAFKA_DIR" ;;
+    ferretdb) rm -rf "$FERRETDB_DIR" ;;
+    esac
+    rm -f "$LOG_DIR/$1".*
+    say "$1 data and logs deleted"
+}
+
+write_env() {
+    {
+        echo "# Generated by scripts/services.sh up; source it: . $STATE_DIR/env"
+        printf 'export TELEMETRYD_TEST_KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT"
+        printf 'export TELEMETRYD_TEST_MONGO_URI=%q\n' "mongodb://127.0.0.1:$MONGO_PORT/"
+        printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
+        printf 'export TELEMETRYD_KAFKA_LIBS=%q\n' "$KAFKA_LIBS"
+    } >"$STATE_DIR/env.tmp"
+    mv "$STATE_DIR/env.tmp" "$STATE_DIR/env"
+}
+
+# Removes the state dir's own files and the dir itself once nothing else is in it.
+tidy_state_dir() {
+    local svc
+    for svc in "${ALL_SERVICES[@]}"; do
+        [[ -f "$(pidfile "$svc")" ]] && return 0
+    done
+    rm -f "$STATE_DIR/env" "$RUN_DIR/lock"
+    rmdir "$RUN_DIR" "$LOG_DIR" 2>/dev/null || true
+    if rmdir "$STATE_DIR" 2>/dev/null; then say "removed $STATE_DIR"; fi
+}
+
+do_up() {
+    local svc
+    for svc in "$@"; do "${svc}_prepare"; done # downloads/builds (slow only when cold)
+    for svc in "$@"; do start_service "$svc"; done
+    wait_ready "$@"
+    write_env
+}
+
+do_down() {
+    local svc
+    for svc in "$@"; do stop_service "$svc"; done
+}
+
+# ------------------------------------------------------------------------------- main
+
+[[ $# -ge 1 ]] || usage 2
+verb=$1
+shift
+purge=0
+services=()
+for arg in "$@"; do
+    case $arg in
+    --purge) purge=1 ;;
+    kafka | ferretdb) services+=("$arg") ;;
+    -h | --help) usage 0 ;;
+    *) fail "unknown service or option '$arg' (services: ${ALL_SERVICES[*]})" ;;
+    esac
+done
+((${#services[@]})) || services=("${ALL_SERVICES[@]}")
+
+case $verb in
+down | clean)
+    # nothing was ever started here: do not create the state dir just to take the lock
+    [[ -d "$RUN_DIR" ]] || {
+        for svc in "${services[@]}"; do say "$svc not running"; done
+        if [[ $verb == clean ]] || ((purge)); then
+            for svc in "${services[@]}"; do purge_service "$svc"; done
+            [[ -d "$STATE_DIR" ]] && tidy_state_dir
+        fi
+        exit 0
+    }
+    ;;&
+up | down | restart | clean)
+    mkdir -p "$LOG_DIR" "$RUN_DIR"
+    exec 9>"$RUN_DIR/lock"
+    if ! flock -n 9; then
+        say "waiting for another services.sh run to finish (lock $RUN_DIR/lock)"
+        flock -w 600 9 || fail "gave up waiting for the lock $RUN_DIR/lock"
+    fi
+    ;;
+status) ;;
+-h | --help | help) usage 0 ;;
+*) usage 2 ;;
+esac
+
+case $verb in
+up)
+    do_up "${services[@]}"
+    say "env for tests: . $STATE_DIR/env"
+    ;;
+down)
+    do_down "${services[@]}"
+    if ((purge)); then
+        for svc in "${services[@]}"; do purge_service "$svc"; done
+        tidy_state_dir
+    fi
+    ;;
+clean)
+    do_down "${services[@]}"
+    for svc in "${services[@]}"; do purge_service "$svc"; done
+    tidy_state_dir
+    ;;
+restart)
+    do_down "${services[@]}"
+    do_up "${services[@]}"
+    ;;
+status)
+    rc=0
+    for svc in "${services[@]}"; do status_service "$svc" || rc=3; done
+    if ((rc == 0)) && [[ -f "$STATE_DIR/env" ]]; then say "env for tests: . $STATE_DIR/env"; fi
+    exit "$rc"
+    ;;
+esac

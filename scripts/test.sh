@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
+# starts real Kafka and FerretDB on 127.0.0.1, runs the unit and integration suites, runs the unit
+# suite again under ASan+UBSan, and stops the services (also on failure).
+# The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+jobs=${TELEMETRYD_BUILD_JOBS:-2}
+failed_steps=()
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "bootstrap: build and test dependencies"
+scripts/bootstrap.sh || { echo "bootstrap failed"; exit 1; }
+
+configure() {  # configure BUILD_DIR [meson options...]
+  local dir=$1
+  shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@"
+  fi
+}
+
+step "build: warnings as errors"
+configure build -Dwerror=true -Dintegration_tests=true || exit 1
+ninja -C build -j "$jobs" || { echo "build failed"; exit 1; }
+
+# Stale reports from an earlier run must never be counted.
+find build build-asan -name '*.junit.xml' -delete 2>/dev/null || true
+rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
+
+step "services: Kafka (KRaft) and FerretDB on 127.0.0.1"
+trap 'step "services: stopping"; scripts/services.sh down' EXIT
+if scripts/services.sh up; then
+  # shellcheck disable=SC1091
+  . "${TELEMETRYD_SERVICES_DIR:-$root/.services}/env"
+  services_up=1
+else
+  echo "services failed to start: the integration suite will count as failed"
+  services_up=0
+  failed_steps+=("services")
+fi
+
+step "unit suite"
+meson test -C build --suite unit --num-processes "$jobs" --print-errorlogs || failed_steps+=("unit")
+
+step "integration suite (real Kafka and FerretDB)"
+if [ "$services_up" = 1 ]; then
+  # Appends to the same testlog.json so the counter sees both suites of this build.
+  cp build/meson-logs/testlog.json build/meson-logs/testlog.unit.json
+  meson test -C build --suite integration --num-processes 1 --print-errorlogs ||
+    failed_steps+=("integration")
+  cat build/meson-logs/testlog.unit.json build/meson-logs/testlog.json > build/meson-logs/testlog.all.json
+  mv build/meson-logs/testlog.all.json build/meson-logs/testlog.json
+  rm -f build/meson-logs/testlog.unit.json
+fi
+
+step "sanitizers: unit suite under ASan+UBSan"
+configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dintegration_tests=false -Dbuildtype=debug || failed_steps+=("asan-configure")
+if ninja -C build-asan -j "$jobs"; then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-asan --suite unit --num-processes "$jobs" --print-errorlogs ||
+    failed_steps+=("asan-unit")
+else
+  failed_steps+=("asan-build")
+fi
+
+step "summary"
+[ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"
+extra=()
+for failed in "${failed_steps[@]}"; do
+  case $failed in unit | integration | asan-unit) ;; *) extra+=(--failed-step "$failed") ;; esac
+done
+summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan)
+count_status=$?
+trap - EXIT
+step "services: stopping"
+scripts/services.sh down
+echo "$summary"
+[ ${#failed_steps[@]} -eq 0 ] && [ "$count_status" = 0 ]

@@ -1,0 +1,110 @@
+#include "app/daemon.hpp"
+
+#include <boost/asio/signal_set.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "app/roles.hpp"
+#include "app/standard_routes.hpp"
+#include "app/systemd_notify.hpp"
+#include "http/router.hpp"
+#include "telemetryd/component.hpp"
+#include "telemetryd/errors.hpp"
+#include "telemetryd/log.hpp"
+#include "telemetryd_build_config.hpp"
+
+namespace telemetryd::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Bounds the drain: if the io loop has not emptied by the deadline, stop it from outside.
+class DrainDeadline {
+ public:
+  explicit DrainDeadline(asio::io_context& io) : io_(io) {}
+  ~DrainDeadline() { disarm(); }
+
+  void arm(std::chrono::milliseconds timeout) {
+    thread_ = std::thread([this, timeout] {
+      std::unique_lock lock(mutex_);
+      if (!cv_.wait_for(lock, timeout, [this] { return done_; })) {
+        log::warn("daemon", "drain deadline exceeded, stopping with work in flight",
+                  {{"shutdown_timeout_ms", timeout.count()}});
+        io_.stop();
+      }
+    });
+  }
+
+  void disarm() {
+    {
+      const std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  asio::io_context& io_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int run_daemon(const Config& config) {
+  log::Level level = log::Level::kInfo;
+  log::parse_level(config.str("daemon.log_level"), level);
+  log::set_level(level);
+
+  // Declared first so it is destroyed last: handlers still queued may refer to components.
+  asio::io_context io(1);
+  asio::thread_pool blocking(2);
+  metrics::Registry registry;
+  metrics::register_process_metrics(registry, TELEMETRYD_VERSION);
+  Readiness readiness;
+  http::Router router;
+  add_standard_routes(router, readiness, registry, config.role());
+
+  ComponentContext context{io, blocking, config, registry, readiness, router};
+  std::vector<std::unique_ptr<Component>> components;
+  for (const auto& name : components_for_role(config.role())) {
+    components.push_back(ComponentRegistry::instance().find(name)->create(context));
+  }
+  for (auto& component : components) component->start();
+
+  SystemdNotifier notifier(io);
+  DrainDeadline deadline(io);
+  auto drain_started = std::chrono::steady_clock::time_point{};
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int signal_number) {
+    if (ec) return;
+    drain_started = std::chrono::steady_clock::now();
+    log::info("daemon", "draining", {{"signal", signal_number}});
+    // Restores the default disposition: a second SIGTERM or Ctrl-C ends the process at once,
+    // and no pending wait keeps the io loop from emptying once the drain is done.
+    signals.clear();
+    notifier.stopping();
+    for (auto it = components.rbegin(); it != components.rend(); ++it) (*it)->stop();
+    deadline.arm(std::chrono::milliseconds(config.integer("daemon.shutdown_timeout_ms")));
+  });
+
+  log::info(
+      "daemon", "started",
+      {{"role", config.role()}, {"config", config.source()}, {"version", TELEMETRYD_VERSION}});
+  notifier.ready("role " + config.role() + " running");
+  io.run();
+  deadline.disarm();
+  blocking.join();
+  log::info("daemon", "stopped",
+            {{"drain_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - drain_started)
+                              .count()}});
+  return 0;
+}
+
+}  // namespace telemetryd::app

@@ -1,0 +1,375 @@
+// Loads a role file with yaml-cpp, applies --set overrides and validates it against the sections
+// of its role. Every problem is collected with file, line and column before anything is thrown,
+// so an operator fixes a broken file in one pass.
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "telemetryd/config.hpp"
+
+namespace telemetryd {
+namespace {
+
+struct Origin {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+class Validator {
+ public:
+  Validator(std::string file, const RoleCatalog& catalog)
+      : file_(std::move(file)), catalog_(catalog) {}
+
+  void add_problem(const Origin& at, std::string path, std::string message, std::string hint = {}) {
+    problems_.push_back(
+        {at.file, at.line, at.column, std::move(path), std::move(message), std::move(hint)});
+  }
+
+  Origin origin_of(const YAML::Node& node, const std::string& path) const {
+    if (const auto it = overridden_.find(path); it != overridden_.end()) {
+      return {"--set", it->second, 1};
+    }
+    const YAML::Mark mark = node.Mark();
+    if (mark.is_null()) return {file_, 0, 0};
+    return {file_, mark.line + 1, mark.column + 1};
+  }
+
+  /// --set key.path=value: the value is parsed as YAML so numbers and booleans keep their type.
+  void apply_override(YAML::Node& root, const std::string& text, int index) {
+    const Origin at{"--set", index, 1};
+    const auto eq = text.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      add_problem(at, "", "override '" + text + "' is not key.path=value");
+      return;
+    }
+    const std::string path = text.substr(0, eq);
+    std::vector<std::string> parts;
+    std::stringstream ss(path);
+    for (std::string part; std::getline(ss, part, '.');) {
+      if (part.empty()) {
+        add_problem(at, path, "empty segment in key path");
+        return;
+      }
+      parts.push_back(part);
+    }
+    YAML::Node value;
+    try {
+      value = YAML::Load(text.substr(eq + 1));
+    } catch (const YAML::Exception&) {
+      value = YAML::Node(text.substr(eq + 1));
+    }
+    YAML::Node node = root;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+      YAML::Node next = node[parts[i]];
+      if (!next.IsMap()) {
+        node[parts[i]] = YAML::Node(YAML::NodeType::Map);
+        next.reset(node[parts[i]]);
+      }
+      node.reset(next);
+    }
+    node[parts.back()] = value;
+    overridden_[path] = index;
+  }
+
+  Config validate(YAML::Node root, const std::string& role_from_cli) {
+    if (root.IsNull() || !root.IsDefined()) root = YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) {
+      add_problem(origin_of(root, ""), "", "the role file must be a mapping of sections");
+      throw ConfigError(problems_);
+    }
+    check_duplicates(root, "");
+
+    std::string role = role_from_cli;
+    if (const YAML::Node role_node = root["role"]) {
+      const std::string file_role = role_node.IsScalar() ? role_node.Scalar() : std::string();
+      if (!role_from_cli.empty() && file_role != role_from_cli) {
+        add_problem(
+            origin_of(role_node, "role"), "role",
+            "file is for role '" + file_role + "' but --role " + role_from_cli + " was given",
+            "use the role file made for that role");
+      }
+      if (role.empty()) role = file_role;
+    }
+    if (role.empty()) {
+      add_problem({file_, 1, 1}, "role", "missing required key",
+                  "add 'role: " + join(catalog_.roles, "|") + "' or pass --role");
+      throw ConfigError(problems_);
+    }
+    const auto sections = catalog_.sections_for(role);
+    if (!sections) {
+      const YAML::Node role_node = root["role"];
+      add_problem(role_node ? origin_of(role_node, "role") : Origin{"--role", 0, 0}, "role",
+                  "unknown role '" + role + "'", "one of " + join(catalog_.roles, ", "));
+      throw ConfigError(problems_);
+    }
+
+    std::vector<std::string> section_names{"role"};
+    for (const SectionSpec* s : *sections) section_names.push_back(s->name);
+    for (const auto& entry : root) {
+      const std::string key = entry.first.as<std::string>();
+      if (std::find(section_names.begin(), section_names.end(), key) != section_names.end()) {
+        continue;
+      }
+      const bool other_role =
+          std::any_of(catalog_.all_sections.begin(), catalog_.all_sections.end(),
+                      [&](const SectionSpec* s) { return s->name == key; });
+      if (other_role) {
+        add_problem(origin_of(entry.first, key), key, "section is not used by role '" + role + "'",
+                    "remove it");
+      } else {
+        unknown_key(entry.first, key, key, section_names);
+      }
+    }
+
+    for (const SectionSpec* section : *sections) {
+      const YAML::Node node = root[section->name];
+      if (node && !node.IsMap() && !node.IsNull()) {
+        add_problem(origin_of(node, section->name), section->name, "expected a mapping of keys");
+        continue;
+      }
+      if (node && node.IsMap()) walk(node, section->name, *section);
+      fill_missing(*section, node ? origin_of(node, section->name) : Origin{file_, 1, 1});
+    }
+
+    if (!problems_.empty()) throw ConfigError(problems_);
+    return Config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
+  }
+
+ private:
+  static std::string join(const std::vector<std::string>& items, const std::string& sep) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
+    return out;
+  }
+
+  void check_duplicates(const YAML::Node& map, const std::string& prefix) {
+    std::set<std::string> seen;
+    for (const auto& entry : map) {
+      if (!entry.first.IsScalar()) continue;
+      const std::string key = entry.first.Scalar();
+      const std::string path = prefix.empty() ? key : prefix + "." + key;
+      if (!seen.insert(key).second) {
+        add_problem(origin_of(entry.first, path), path, "duplicate key",
+                    "the later value would silently win");
+      }
+      if (entry.second.IsMap()) check_duplicates(entry.second, path);
+    }
+  }
+
+  void unknown_key(const YAML::Node& key_node, const std::string& path, const std::string& key,
+                   const std::vector<std::string>& candidates) {
+    const auto guess = closest_match(key, candidates);
+    add_problem(origin_of(key_node, path), path, "unknown key",
+                guess ? "did you mean '" + *guess + "'?" : "known keys: " + join(candidates, ", "));
+  }
+
+  // Keys directly below `relative` (a dotted prefix inside the section, empty for the top).
+  static std::vector<std::string> child_names(const SectionSpec& section,
+                                              const std::string& relative) {
+    std::vector<std::string> out;
+    const std::string prefix = relative.empty() ? "" : relative + ".";
+    for (const KeySpec& key : section.keys) {
+      if (key.name.compare(0, prefix.size(), prefix) != 0) continue;
+      const std::string rest = key.name.substr(prefix.size());
+      const std::string first = rest.substr(0, rest.find('.'));
+      if (std::find(out.begin(), out.end(), first) == out.end()) out.push_back(first);
+    }
+    return out;
+  }
+
+  void walk(const YAML::Node& map, const std::string& path, const SectionSpec& section) {
+    const std::string relative =
+        path.size() > section.name.size() ? path.substr(section.name.size() + 1) : "";
+    const auto names = child_names(section, relative);
+    for (const auto& entry : map) {
+      const std::string key = entry.first.as<std::string>();
+      const std::string full = path + "." + key;
+      const std::string rel = relative.empty() ? key : relative + "." + key;
+      const auto spec = std::find_if(section.keys.begin(), section.keys.end(),
+                                     [&](const KeySpec& k) { return k.name == rel; });
+      if (spec != section.keys.end()) {
+        check_value(entry.second, full, *spec);
+      } else if (std::find(names.begin(), names.end(), key) != names.end()) {
+        if (entry.second.IsMap()) {
+          walk(entry.second, full, section);
+        } else {
+          add_problem(origin_of(entry.second, full), full, "expected a mapping of keys",
+                      "keys: " + join(child_names(section, rel), ", "));
+        }
+      } else {
+        unknown_key(entry.first, full, key, names);
+      }
+    }
+  }
+
+  std::optional<std::string> scalar_text(const YAML::Node& node, const std::string& path,
+                                         const KeySpec& spec) {
+    const Origin at = origin_of(node, path);
+    if (node.IsNull()) {
+      add_problem(at, path, "has no value", spec.hint);
+      return std::nullopt;
+    }
+    if (!node.IsScalar()) {
+      add_problem(
+          at, path,
+          "expected a single value, not a " + std::string(node.IsMap() ? "mapping" : "list"),
+          spec.hint);
+      return std::nullopt;
+    }
+    std::string error;
+    auto text = interpolate_env(node.Scalar(), error);
+    if (!text) add_problem(at, path, error, "export it, or write ${NAME:-default}");
+    return text;
+  }
+
+  void check_value(const YAML::Node& node, const std::string& path, const KeySpec& spec) {
+    const Origin at = origin_of(node, path);
+    if (spec.type == ValueType::kStringList) {
+      std::vector<std::string> items;
+      if (node.IsSequence()) {
+        for (const auto& item : node) {
+          if (auto text = scalar_text(item, path, spec)) items.push_back(*text);
+        }
+      } else if (auto text = scalar_text(node, path, spec)) {
+        items.push_back(*text);
+      }
+      values_[path] = std::move(items);
+      return;
+    }
+    if (auto text = scalar_text(node, path, spec)) {
+      if (auto value = convert(*text, spec, at, path)) values_[path] = std::move(*value);
+    }
+  }
+
+  std::optional<ConfigValue> convert(const std::string& text, const KeySpec& spec, const Origin& at,
+                                     const std::string& path) {
+    const std::string shown = spec.secret ? std::string("(secret)") : "'" + text + "'";
+    auto range_ok = [&](double v) {
+      if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
+        std::ostringstream range;
+        range.precision(15);
+        range << "must be";
+        if (spec.min) range << " >= " << *spec.min;
+        if (spec.min && spec.max) range << " and";
+        if (spec.max) range << " <= " << *spec.max;
+        add_problem(at, path, "value " + shown + " is out of range", range.str());
+        return false;
+      }
+      return true;
+    };
+    switch (spec.type) {
+      case ValueType::kInt: {
+        std::int64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc{} || end != text.data() + text.size()) {
+          add_problem(at, path, "expected an integer, got " + shown, spec.hint);
+          return std::nullopt;
+        }
+        if (!range_ok(static_cast<double>(v))) return std::nullopt;
+        return ConfigValue(v);
+      }
+      case ValueType::kDouble: {
+        double v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(v)) {
+          add_problem(at, path, "expected a number, got " + shown, spec.hint);
+          return std::nullopt;
+        }
+        if (!range_ok(v)) return std::nullopt;
+        return ConfigValue(v);
+      }
+      case ValueType::kBool: {
+        if (text == "true" || text == "True" || text == "TRUE") return ConfigValue(true);
+        if (text == "false" || text == "False" || text == "FALSE") return ConfigValue(false);
+        add_problem(at, path, "expected true or false, got " + shown, spec.hint);
+        return std::nullopt;
+      }
+      case ValueType::kString:
+      case ValueType::kStringList: {
+        if (!spec.allowed.empty() &&
+            std::find(spec.allowed.begin(), spec.allowed.end(), text) == spec.allowed.end()) {
+          const auto guess = closest_match(text, spec.allowed);
+          add_problem(at, path, "value " + shown + " is not allowed",
+                      "one of " + join(spec.allowed, ", ") +
+                          (guess ? "; did you mean '" + *guess + "'?" : ""));
+          return std::nullopt;
+        }
+        if (spec.check) {
+          if (auto problem = spec.check(text)) {
+            add_problem(at, path, spec.secret ? *problem : *problem + ", got " + shown, spec.hint);
+            return std::nullopt;
+          }
+        }
+        return ConfigValue(text);
+      }
+    }
+    return std::nullopt;
+  }
+
+  void fill_missing(const SectionSpec& section, const Origin& section_origin) {
+    for (const KeySpec& key : section.keys) {
+      const std::string path = section.name + "." + key.name;
+      if (values_.contains(path)) continue;
+      if (key.required) {
+        add_problem(section_origin, path, "missing required key",
+                    key.description.empty() ? key.hint : key.description);
+        continue;
+      }
+      if (!key.default_value) continue;
+      if (key.type == ValueType::kStringList) {
+        std::vector<std::string> items;
+        std::stringstream ss(*key.default_value);
+        for (std::string item; std::getline(ss, item, ',');) items.push_back(item);
+        values_[path] = std::move(items);
+      } else if (auto value = convert(*key.default_value, key, section_origin, path)) {
+        values_[path] = std::move(*value);
+      }
+    }
+  }
+
+  std::string file_;
+  const RoleCatalog& catalog_;
+  std::vector<ConfigProblem> problems_;
+  std::map<std::string, ConfigValue, std::less<>> values_;
+  std::map<std::string, int> overridden_;
+
+ public:
+  bool has_problems() const { return !problems_.empty(); }
+  const std::vector<ConfigProblem>& problems() const { return problems_; }
+};
+
+}  // namespace
+
+Config load_config(const LoadOptions& options, const RoleCatalog& catalog) {
+  Validator validator(options.file, catalog);
+  YAML::Node root;
+  if (!options.file.empty()) {
+    std::ifstream in(options.file);
+    if (!in) {
+      throw ConfigError(
+          {{options.file, 0, 0, "", "cannot open file", "check the path and permissions"}});
+    }
+    try {
+      root = YAML::Load(in);
+    } catch (const YAML::ParserException& e) {
+      throw ConfigError({{options.file, e.mark.line + 1, e.mark.column + 1, "",
+                          "YAML syntax error: " + e.msg, ""}});
+    }
+  }
+  if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  int index = 0;
+  for (const auto& override_text : options.overrides) {
+    if (root.IsMap()) validator.apply_override(root, override_text, ++index);
+  }
+  if (validator.has_problems()) throw ConfigError(validator.problems());
+  return validator.validate(root, options.role);
+}
+
+}  // namespace telemetryd

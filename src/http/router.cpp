@@ -1,0 +1,102 @@
+#include "http/router.hpp"
+
+#include "telemetryd/json_writer.hpp"
+
+namespace telemetryd::http {
+
+void Router::add(beast_http::verb method, std::string path, Handler handler) {
+  routes_[std::move(path)][method] = std::move(handler);
+}
+
+boost::asio::awaitable<Response> Router::dispatch(const Request& request,
+                                                  std::string& route) const {
+  const std::string_view target = request.target();
+  const auto question = target.find('?');
+  const std::string_view path = target.substr(0, question);
+  const auto found = routes_.find(path);
+  if (found == routes_.end()) {
+    route = "unmatched";
+    co_return json_error(beast_http::status::not_found, "not_found",
+                         "no route for " + std::string(path));
+  }
+  route = found->first;
+  const auto handler = found->second.find(request.method());
+  if (handler == found->second.end()) {
+    std::string allow;
+    for (const auto& [method, unused] : found->second) {
+      allow += (allow.empty() ? "" : ", ") + std::string(beast_http::to_string(method));
+    }
+    Response res = json_error(
+        beast_http::status::method_not_allowed, "method_not_allowed",
+        std::string(request.method_string()) + " is not allowed on " + std::string(path));
+    res.set(beast_http::field::allow, allow);
+    co_return res;
+  }
+  const RequestContext context{request, path,
+                               question == std::string_view::npos
+                                   ? decltype(RequestContext::query){}
+                                   : parse_query(target.substr(question + 1))};
+  co_return co_await handler->second(context);
+}
+
+namespace {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string url_decode(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out.push_back(' ');
+    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
+               hex_value(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::map<std::string, std::string, std::less<>> parse_query(std::string_view query) {
+  std::map<std::string, std::string, std::less<>> out;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (!pair.empty()) {
+      out[url_decode(pair.substr(0, eq))] =
+          eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+Response json_response(beast_http::status status, std::string body) {
+  Response res{status, 11};
+  res.set(beast_http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  res.body().push_back('\n');
+  res.prepare_payload();
+  return res;
+}
+
+Response json_error(beast_http::status status, std::string_view code, std::string_view message,
+                    std::string_view field) {
+  JsonWriter json;
+  json.begin_object().key("error").begin_object().key("code").value(code).key("message").value(
+      message);
+  if (!field.empty()) json.key("field").value(field);
+  json.end_object().end_object();
+  return json_response(status, json.take());
+}
+
+}  // namespace telemetryd::http

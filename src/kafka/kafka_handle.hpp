@@ -1,0 +1,21 @@
+#pragma once
+// RAII over librdkafka's C API: a configured handle whose logs and errors go to the JSON log.
+
+#include <librdkafka/rdkafka.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace telemetryd::kafka {
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+
+/// Builds a producer or consumer handle from librdkafka properties. Throws StartupError naming
+/// the property librdkafka rejected.
+HandlePtr make_handle(rd_kafka_type_t type, const std::map<std::string, std::string>& properties);
+
+}  // namespace telemetryd::kafka

@@ -1,0 +1,108 @@
+// telemetryd: CLI -> load role file -> validate all of it -> build the role's components -> run.
+
+#include <mongoc/mongoc.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "app/config_reference.hpp"
+#include "app/daemon.hpp"
+#include "app/roles.hpp"
+#include "telemetryd/config.hpp"
+#include "telemetryd/errors.hpp"
+#include "telemetryd/log.hpp"
+#include "telemetryd_build_config.hpp"
+
+namespace {
+
+using namespace telemetryd;
+
+// libmongoc writes to stderr in its own format by default; route it to the JSON log instead.
+void mongoc_log_to_json(mongoc_log_level_t level, const char* domain, const char* message, void*) {
+  if (level >= MONGOC_LOG_LEVEL_DEBUG) return;
+  const log::Level mapped = level <= MONGOC_LOG_LEVEL_CRITICAL  ? log::Level::kError
+                            : level == MONGOC_LOG_LEVEL_WARNING ? log::Level::kWarn
+                                                                : log::Level::kInfo;
+  log::write(mapped, "mongodb", message, {{"domain", domain}});
+}
+
+int check_config(const std::vector<std::string>& files) {
+  int failed = 0;
+  for (const auto& file : files) {
+    try {
+      const Config config = load_config({.file = file}, app::role_catalog());
+      std::cout << file << ": ok (role " << config.role() << ")\n";
+    } catch (const ConfigError& e) {
+      ++failed;
+      for (const auto& problem : e.problems()) std::cerr << problem.to_string() << "\n";
+    }
+  }
+  return failed == 0 ? 0 : kExitConfig;
+}
+
+int run(const std::string& role, const std::string& file, const std::vector<std::string>& sets) {
+  Config config;
+  try {
+    config = load_config({.file = file, .role = role, .overrides = sets}, app::role_catalog());
+  } catch (const ConfigError& e) {
+    for (const auto& problem : e.problems()) {
+      log::error("config", problem.to_string(),
+                 {{"file", problem.file}, {"line", problem.line}, {"key", problem.path}});
+    }
+    return kExitConfig;
+  }
+  try {
+    return app::run_daemon(config);
+  } catch (const StartupError& e) {
+    log::error("daemon", "cannot start", {{"error", e.what()}});
+    return kExitStartup;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"telemetryd: GPU and LLM token-usage telemetry pipeline"};
+  cli.require_subcommand(1);
+
+  std::string role;
+  std::string config_file;
+  std::vector<std::string> sets;
+  auto* run_cmd = cli.add_subcommand("run", "Run a role until SIGTERM");
+  run_cmd->add_option("--role", role, "producer, processor, worker or all")
+      ->check(CLI::IsMember({"producer", "processor", "worker", "all"}));
+  run_cmd->add_option("--config,-c", config_file, "Role file (YAML); defaults apply without one")
+      ->check(CLI::ExistingFile);
+  run_cmd->add_option("--set", sets, "Override a key: key.path=value (repeatable)");
+
+  std::vector<std::string> check_files;
+  auto* check_cmd = cli.add_subcommand(
+      "check-config", "Validate role files; exit 78 listing every problem as file:line:col");
+  check_cmd->add_option("files", check_files, "Role files")->required();
+
+  auto* version_cmd = cli.add_subcommand("version", "Print the version");
+  auto* reference_cmd = cli.add_subcommand(
+      "config-reference", "Print the role file reference (Markdown) from the built-in schemas");
+
+  CLI11_PARSE(cli, argc, argv);
+
+  if (*version_cmd) {
+    std::cout << "telemetryd " << TELEMETRYD_VERSION << "\n";
+    return 0;
+  }
+  if (*reference_cmd) {
+    std::cout << app::config_reference_markdown();
+    return 0;
+  }
+  if (*check_cmd) return check_config(check_files);
+  if (role.empty() && config_file.empty()) {
+    std::cerr << "run: give --role, --config, or both\n";
+    return kExitConfig;
+  }
+  mongoc_log_set_handler(mongoc_log_to_json, nullptr);
+  mongoc_init();
+  const int code = run(role, config_file, sets);
+  mongoc_cleanup();
+  return code;
+}

@@ -1,0 +1,105 @@
+// The `mongodb` component: a libmongoc client pool a role depends on. It owns the `mongodb:`
+// section and reports the server's reachability to /ready with a real `ping` command.
+
+#include <mongoc/mongoc.h>
+
+#include <memory>
+
+#include "core/dependency_probe.hpp"
+#include "telemetryd/component.hpp"
+#include "telemetryd/errors.hpp"
+
+namespace telemetryd::mongo {
+namespace {
+
+std::optional<std::string> check_uri(std::string_view text) {
+  bson_error_t error;
+  mongoc_uri_t* uri = mongoc_uri_new_with_error(std::string(text).c_str(), &error);
+  if (uri == nullptr) return std::string("invalid MongoDB URI: ") + error.message;
+  mongoc_uri_destroy(uri);
+  return std::nullopt;
+}
+
+class MongoComponent final : public Component {
+ public:
+  explicit MongoComponent(ComponentContext& ctx)
+      : pool_(make_pool(ctx.config)),
+        probe_(ctx.io, ctx.blocking, ctx.readiness, ctx.metrics, "mongodb",
+               std::chrono::milliseconds(ctx.config.integer("mongodb.check_interval_ms")),
+               [this] { return check(); }) {}
+
+  void start() override { probe_.start(); }
+  void stop() override { probe_.stop(); }
+
+ private:
+  struct PoolDeleter {
+    void operator()(mongoc_client_pool_t* pool) const { mongoc_client_pool_destroy(pool); }
+  };
+  using PoolPtr = std::unique_ptr<mongoc_client_pool_t, PoolDeleter>;
+
+  static PoolPtr make_pool(const Config& config) {
+    bson_error_t error;
+    mongoc_uri_t* uri = mongoc_uri_new_with_error(config.str("mongodb.uri").c_str(), &error);
+    if (uri == nullptr) throw StartupError(std::string("mongodb.uri: ") + error.message);
+    // A pooled client otherwise waits 30 s for a server; the check must answer sooner.
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
+      mongoc_uri_set_option_as_int32(
+          uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+          static_cast<int32_t>(config.integer("mongodb.check_timeout_ms")));
+    }
+    mongoc_client_pool_t* pool = mongoc_client_pool_new(uri);
+    mongoc_uri_destroy(uri);
+    if (pool == nullptr) throw StartupError("mongodb: cannot create client pool");
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    mongoc_client_pool_set_appname(pool, "telemetryd");
+    return PoolPtr(pool);
+  }
+
+  ProbeResult check() {
+    mongoc_client_t* client = mongoc_client_pool_pop(pool_.get());
+    bson_t* command = BCON_NEW("ping", BCON_INT32(1));
+    bson_t reply;
+    bson_error_t error;
+    const bool ok = mongoc_client_command_simple(client, "admin", command, nullptr, &reply, &error);
+    bson_destroy(command);
+    bson_destroy(&reply);
+    mongoc_client_pool_push(pool_.get(), client);
+    if (!ok) return {false, std::string("ping failed: ") + error.message};
+    return {true, "ping ok"};
+  }
+
+  PoolPtr pool_;
+  DependencyProbe probe_;
+};
+
+const ComponentRegistration kRegistration{
+    {"mongodb",
+     {"mongodb",
+      "Connection to the MongoDB-compatible database.",
+      {
+          {.name = "uri",
+           .description = "Connection string; never logged, it may hold a password.",
+           .default_value = "mongodb://127.0.0.1:27017/",
+           .check = check_uri,
+           .hint = "mongodb://host:port/?options",
+           .secret = true},
+          {.name = "database",
+           .description = "Database holding gpu_metrics, token_usage and gpus.",
+           .default_value = "telemetry"},
+          {.name = "check_interval_ms",
+           .type = ValueType::kInt,
+           .description = "How often /ready re-checks the server while it is reachable.",
+           .default_value = "5000",
+           .min = 100,
+           .max = 300000},
+          {.name = "check_timeout_ms",
+           .type = ValueType::kInt,
+           .description = "Server selection timeout of the readiness ping.",
+           .default_value = "3000",
+           .min = 100,
+           .max = 60000},
+      }},
+     [](ComponentContext& ctx) { return std::make_unique<MongoComponent>(ctx); }}};
+
+}  // namespace
+}  // namespace telemetryd::mongo

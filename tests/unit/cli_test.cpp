@@ -1,0 +1,230 @@
+// Black-box tests of the telemetryd binary: the CLI, check-config against the example role files
+// and the broken fixtures, and a running processor's HTTP endpoints, logs, signals and sd_notify.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <simdjson.h>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "support/child_process.hpp"
+#include "support/http_client.hpp"
+
+using namespace test_support;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// `# expect: LINE KEY` comments in a fixture name each problem check-config must report.
+std::vector<std::pair<int, std::string>> expectations(const fs::path& fixture) {
+  std::vector<std::pair<int, std::string>> out;
+  std::ifstream in(fixture);
+  const std::regex pattern(R"(^# expect: (\d+) (\S+))");
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, pattern)) out.emplace_back(std::stoi(m[1]), m[2]);
+  }
+  return out;
+}
+
+// Receives sd_notify datagrams the way systemd does, on a socket named by NOTIFY_SOCKET.
+struct NotifySocket {
+  int fd = -1;
+  std::string path;
+  NotifySocket() {
+    path = "/tmp/telemetryd-notify-" + std::to_string(getpid()) + ".sock";
+    unlink(path.c_str());
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~NotifySocket() {
+    close(fd);
+    unlink(path.c_str());
+  }
+  std::string drain() const {
+    std::string all;
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      all.append(buf, static_cast<std::size_t>(n));
+      all.push_back('\n');
+    }
+    return all;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("version prints the version", "[cli]") {
+  const auto result = run_command({telemetryd_bin(), "version"});
+  CHECK(result.status == 0);
+  CHECK(result.output.rfind("telemetryd 0.", 0) == 0);
+}
+
+TEST_CASE("docs/config-reference.md matches the built-in schemas", "[cli][config]") {
+  const auto result = run_command({telemetryd_bin(), "config-reference"});
+  REQUIRE(result.status == 0);
+  std::ifstream in(source_root() + "/docs/config-reference.md");
+  std::stringstream committed;
+  committed << in.rdbuf();
+  INFO("regenerate with: telemetryd config-reference > docs/config-reference.md");
+  CHECK(committed.str() == result.output);
+  CHECK(result.output.find("| `http.listen` | string | `0.0.0.0:8000` |") != std::string::npos);
+}
+
+TEST_CASE("--help works on every command", "[cli]") {
+  for (const char* command : {"run", "check-config", "version", "config-reference"}) {
+    INFO(command);
+    const auto result = run_command({telemetryd_bin(), command, "--help"});
+    CHECK(result.status == 0);
+    CHECK(result.output.find("Usage") != std::string::npos);
+  }
+}
+
+TEST_CASE("check-config accepts every example role file", "[cli][config]") {
+  std::vector<std::string> argv{telemetryd_bin(), "check-config"};
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(source_root() + "/config/roles")) {
+    argv.push_back(entry.path().string());
+    ++count;
+  }
+  REQUIRE(count == 4);
+  const auto result = run_command(argv);
+  INFO(result.output);
+  CHECK(result.status == 0);
+  for (const char* role : {"producer", "processor", "worker", "all"}) {
+    CHECK(result.output.find(std::string("ok (role ") + role + ")") != std::string::npos);
+  }
+}
+
+TEST_CASE("check-config rejects each broken fixture with file:line and key", "[cli][config]") {
+  int fixtures = 0;
+  for (const auto& entry : fs::directory_iterator(source_root() + "/tests/fixtures/broken")) {
+    const auto expected = expectations(entry.path());
+    DYNAMIC_SECTION(entry.path().filename().string()) {
+      REQUIRE_FALSE(expected.empty());
+      const auto result = run_command({telemetryd_bin(), "check-config", entry.path().string()});
+      INFO(result.output);
+      CHECK(result.status == 78);
+      for (const auto& [line, key] : expected) {
+        const std::string prefix = entry.path().string() + ":" + std::to_string(line) + ":";
+        bool found = false;
+        std::istringstream lines(result.output);
+        for (std::string text; std::getline(lines, text);) {
+          if (text.rfind(prefix, 0) != 0) continue;
+          const auto after_column = text.find(": ", prefix.size());
+          found = found || (after_column != std::string::npos &&
+                            text.compare(after_column + 2, key.size() + 2, key + ": ") == 0);
+        }
+        INFO("expected " << prefix << "COL: " << key);
+        CHECK(found);
+      }
+    }
+    ++fixtures;
+  }
+  CHECK(fixtures >= 10);
+}
+
+TEST_CASE("run with a bad override exits 78 and logs the problem as JSON", "[cli][config]") {
+  ChildProcess child(
+      {telemetryd_bin(), "run", "--role", "producer", "--set", "http.listen=nowhere"});
+  REQUIRE(child.wait_exit(10s) == 78);
+  const std::string out = child.stdout_text();
+  CHECK(out.find("\"level\":\"error\"") != std::string::npos);
+  CHECK(out.find("--set:1:1: http.listen: expected host:port") != std::string::npos);
+}
+
+TEST_CASE("run fails with exit 1 when the listen port is taken", "[cli]") {
+  ChildProcess first(
+      {telemetryd_bin(), "run", "--role", "all", "--set", "http.listen=127.0.0.1:0"});
+  const auto line = first.wait_for_line("\"msg\":\"listening\"", 10s);
+  REQUIRE(line);
+  const int port = port_from_listening_line(*line);
+  ChildProcess second({telemetryd_bin(), "run", "--role", "all", "--set",
+                       "http.listen=127.0.0.1:" + std::to_string(port)});
+  CHECK(second.wait_exit(10s) == 1);
+  CHECK(second.stdout_text().find("cannot listen on 127.0.0.1:" + std::to_string(port)) !=
+        std::string::npos);
+}
+
+TEST_CASE("a processor without its dependencies is alive, not ready, and drains on SIGTERM",
+          "[cli][http]") {
+  NotifySocket notify;
+  // Port 1 on loopback refuses connections: both dependencies are down for the whole test.
+  ChildProcess child({telemetryd_bin(), "run", "--role", "processor", "--set",
+                      "http.listen=127.0.0.1:0", "--set", "kafka.brokers=127.0.0.1:1", "--set",
+                      "mongodb.uri=mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "--set",
+                      "kafka.check_timeout_ms=300"},
+                     {{"NOTIFY_SOCKET", notify.path}, {"WATCHDOG_USEC", "200000"}});
+  const auto line = child.wait_for_line("\"msg\":\"listening\"", 10s);
+  REQUIRE(line);
+  const int port = port_from_listening_line(*line);
+
+  const auto health = http_get(port, "/health");
+  CHECK(health.status == 200);
+  CHECK(health.body.find("\"status\":\"alive\"") != std::string::npos);
+  CHECK(health.body.find("\"role\":\"processor\"") != std::string::npos);
+
+  // Wait until both checks have run once and failed, then the reasons must name them.
+  REQUIRE(child.wait_for_line("\"stage\":\"mongodb\",\"msg\":\"dependency unreachable\"", 15s));
+  REQUIRE(child.wait_for_line("\"stage\":\"kafka\",\"msg\":\"dependency unreachable\"", 15s));
+  const auto ready = http_get(port, "/ready");
+  CHECK(ready.status == 503);
+  CHECK(ready.content_type == "application/json");
+  CHECK(ready.body.find("\"status\":\"not_ready\"") != std::string::npos);
+  CHECK(
+      ready.body.find("\"name\":\"kafka\",\"ready\":false,\"reason\":\"metadata request failed") !=
+      std::string::npos);
+  CHECK(ready.body.find("\"name\":\"mongodb\",\"ready\":false,\"reason\":\"ping failed") !=
+        std::string::npos);
+
+  const auto missing = http_get(port, "/nope");
+  CHECK(missing.status == 404);
+  CHECK(missing.body.find("\"error\":{\"code\":\"not_found\"") != std::string::npos);
+
+  const auto metrics = http_get(port, "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK(metrics.content_type == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK(metrics.body.find("telemetryd_dependency_up{dependency=\"kafka\"} 0\n") !=
+        std::string::npos);
+  CHECK(metrics.body.find("http_requests_total{route=\"/health\",method=\"GET\",code=\"200\"} 1") !=
+        std::string::npos);
+  const auto promtool = run_command({"promtool", "check", "metrics"}, metrics.body);
+  INFO(promtool.output);
+  CHECK(promtool.status == 0);
+
+  std::this_thread::sleep_for(300ms);  // at least one watchdog period of 100 ms
+  child.send_signal(SIGTERM);
+  CHECK(child.wait_exit(15s) == 0);
+
+  const std::string notified = notify.drain();
+  CHECK(notified.find("READY=1") != std::string::npos);
+  CHECK(notified.find("WATCHDOG=1") != std::string::npos);
+  CHECK(notified.find("STOPPING=1") != std::string::npos);
+
+  // Every line on stdout is one JSON object with the four required keys.
+  std::istringstream lines(child.stdout_text());
+  simdjson::dom::parser parser;
+  int parsed = 0;
+  for (std::string text; std::getline(lines, text);) {
+    INFO(text);
+    simdjson::dom::element doc;
+    REQUIRE(parser.parse(text).get(doc) == simdjson::SUCCESS);
+    for (const char* key : {"ts", "level", "stage", "msg"}) CHECK(doc[key].is_string());
+    ++parsed;
+  }
+  CHECK(parsed >= 5);
+  CHECK(child.stdout_text().find("\"msg\":\"stopped\"") != std::string::npos);
+  CHECK(child.stderr_text().empty());
+}
