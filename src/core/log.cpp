@@ -3,10 +3,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <mutex>
 
 #include "telemetryd/json_writer.hpp"
+#include "telemetryd/time_format.hpp"
 
 namespace telemetryd::log {
 namespace {
@@ -26,20 +26,6 @@ constexpr std::string_view level_name(Level level) {
       return "error";
   }
   return "info";
-}
-
-std::string utc_timestamp() {
-  const auto now = std::chrono::system_clock::now();
-  const auto secs = std::chrono::system_clock::to_time_t(now);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
-  return buf;
 }
 
 }  // namespace
@@ -66,7 +52,7 @@ std::string format_line(Level level, std::string_view stage, std::string_view ms
   JsonWriter json;
   json.begin_object()
       .key("ts")
-      .value(utc_timestamp())
+      .value(rfc3339_utc(std::chrono::system_clock::now()))
       .key("level")
       .value(level_name(level))
       .key("stage")

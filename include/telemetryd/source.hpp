@@ -1,0 +1,55 @@
+#pragma once
+// A source produces events. The producer pipeline calls sample() once per tick: at the source's
+// own interval in real-time mode, or as fast as producer.rate demands in rate mode. Sources are
+// registered like components: one .cpp file each, with its own config section.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "telemetryd/config.hpp"
+#include "telemetryd/event.hpp"
+
+namespace telemetryd {
+
+/// Where a source sends each kind of event.
+struct Topics {
+  std::string gpu_metrics = kGpuMetricsTopic;
+  std::string token_usage = kTokenUsageTopic;
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  /// Appends one tick's events (every GPU once, plus the token usage of that tick).
+  /// Hot path: reports failures by returning false and setting `error`, never by throwing.
+  virtual bool sample(std::vector<Event>& out, std::string& error) = 0;
+  /// Time one tick stands for.
+  virtual std::chrono::milliseconds interval() const = 0;
+};
+
+struct SourceInfo {
+  std::string name;
+  SectionSpec section;
+  /// Throws StartupError when the source cannot work on this host (e.g. no NVML).
+  std::function<std::unique_ptr<Source>(const Config&, const Topics&)> create;
+};
+
+class SourceRegistry {
+ public:
+  static SourceRegistry& instance();
+  void add(SourceInfo info);
+  const SourceInfo* find(std::string_view name) const;
+  std::vector<std::string> names() const;
+
+ private:
+  std::vector<SourceInfo> sources_;
+};
+
+struct SourceRegistration {
+  explicit SourceRegistration(SourceInfo info) { SourceRegistry::instance().add(std::move(info)); }
+};
+
+}  // namespace telemetryd
