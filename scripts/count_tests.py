@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sums test cases over every suite run in the given meson build folders.
 
-Catch2 writes one JUnit file per meson test (<test name>.junit.xml). A meson test that failed
+Catch2 writes one JUnit file per meson test (the path after --out on its command line). A meson test that failed
 without a failing case in its JUnit file (a crash, a sanitizer abort, a timeout) counts as one
 more failure, so nothing that went wrong can hide behind a green count.
 
@@ -50,15 +50,21 @@ def main(args):
         for line in log.read_text().splitlines():
             entry = json.loads(line)
             name, result = entry["name"], entry["result"]
-            junits = list(build.rglob(f"{name}.junit.xml"))
+            # Catch2 tests name their report with --out; other tests count as one test each.
+            command = entry.get("command", [])
+            junit = None
+            if "--out" in command:
+                junit = pathlib.Path(command[command.index("--out") + 1])
             passed = failed = skipped = 0
             failures = []
-            if junits:
-                passed, failed, skipped, failures = junit_counts(junits[0])
+            if junit is not None and junit.exists():
+                passed, failed, skipped, failures = junit_counts(junit)
+            elif junit is None and result == "OK":
+                passed = 1
             if result not in ("OK", "SKIP", "EXPECTEDFAIL") and failed == 0:
                 failed += 1
                 failures.append(f"{name} exited with {result} (return code {entry.get('returncode')})")
-            if result == "SKIP" and not junits:
+            if result == "SKIP" and (junit is None or not junit.exists()):
                 skipped += 1
             print(f"{build}/{name}: {passed} passed, {failed} failed, {skipped} skipped")
             for failure in failures:
