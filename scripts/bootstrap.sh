@@ -12,7 +12,7 @@ PACKAGES=(
     meson ninja-build pkg-config g++
     libboost1.81-dev librdkafka-dev libsimdjson-dev libmongoc-dev libbson-dev
     libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev
-    prometheus clang-format python3 curl ca-certificates
+    prometheus clang-format python3 python3-jsonschema curl ca-certificates
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

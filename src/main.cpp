@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--config,-c", config_file, "Role file (YAML); defaults apply without one")
       ->check(CLI::ExistingFile);
   run_cmd->add_option("--set", sets, "Override a key: key.path=value (repeatable)");
+  std::int64_t count = -1;
+  run_cmd->add_option("--count", count, "producer: stop after N delivered events, exit 0")
+      ->check(CLI::NonNegativeNumber);
 
   std::vector<std::string> check_files;
   auto* check_cmd = cli.add_subcommand(
@@ -100,6 +103,7 @@ int main(int argc, char** argv) {
     std::cerr << "run: give --role, --config, or both\n";
     return kExitConfig;
   }
+  if (count >= 0) sets.push_back("producer.count=" + std::to_string(count));
   mongoc_log_set_handler(mongoc_log_to_json, nullptr);
   mongoc_init();
   const int code = run(role, config_file, sets);

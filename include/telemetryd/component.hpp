@@ -29,6 +29,8 @@ struct ComponentContext {
   metrics::Registry& metrics;
   Readiness& readiness;
   http::Router& router;
+  /// Starts the same drain as SIGTERM, then exits with `exit_code`. Thread-safe.
+  std::function<void(int exit_code)> request_shutdown;
 };
 
 class Component {
@@ -44,6 +46,8 @@ struct ComponentInfo {
   std::string name;
   SectionSpec section;  // section.name is the role-file key
   std::function<std::unique_ptr<Component>(ComponentContext&)> create;
+  /// Sections of the stages this component builds (e.g. every source), validated with the role.
+  std::function<std::vector<const SectionSpec*>()> subsections;
 };
 
 class ComponentRegistry {

@@ -1,5 +1,6 @@
 #include "app/daemon.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -70,29 +71,44 @@ int run_daemon(const Config& config) {
   http::Router router;
   add_standard_routes(router, readiness, registry, config.role());
 
-  ComponentContext context{io, blocking, config, registry, readiness, router};
+  int exit_code = 0;
+  std::function<void(std::string_view)> begin_drain;
+  const auto request_shutdown = [&io, &exit_code, &begin_drain](int code) {
+    asio::post(io, [&exit_code, &begin_drain, code] {
+      exit_code = std::max(exit_code, code);
+      begin_drain("requested by a component");
+    });
+  };
+  ComponentContext context{io, blocking, config, registry, readiness, router, request_shutdown};
   std::vector<std::unique_ptr<Component>> components;
   for (const auto& name : components_for_role(config.role())) {
     components.push_back(ComponentRegistry::instance().find(name)->create(context));
   }
-  for (auto& component : components) component->start();
 
   SystemdNotifier notifier(io);
   DrainDeadline deadline(io);
   auto drain_started = std::chrono::steady_clock::time_point{};
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code ec, int signal_number) {
-    if (ec) return;
+  bool draining = false;
+  begin_drain = [&](std::string_view reason) {
+    if (draining) return;
+    draining = true;
     drain_started = std::chrono::steady_clock::now();
-    log::info("daemon", "draining", {{"signal", signal_number}});
-    // Restores the default disposition: a second SIGTERM or Ctrl-C ends the process at once,
-    // and no pending wait keeps the io loop from emptying once the drain is done.
+    log::info("daemon", "draining", {{"reason", reason}});
+    // clear() restores the default disposition, so a second SIGTERM or Ctrl-C ends the process
+    // at once; cancel() drops a wait still pending when a component asked for the drain, which
+    // would otherwise keep the io loop from emptying.
     signals.clear();
+    signals.cancel();
     notifier.stopping();
     for (auto it = components.rbegin(); it != components.rend(); ++it) (*it)->stop();
     deadline.arm(std::chrono::milliseconds(config.integer("daemon.shutdown_timeout_ms")));
+  };
+  signals.async_wait([&](boost::system::error_code ec, int signal_number) {
+    if (!ec) begin_drain(signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   });
 
+  for (auto& component : components) component->start();
   log::info(
       "daemon", "started",
       {{"role", config.role()}, {"config", config.source()}, {"version", TELEMETRYD_VERSION}});
@@ -100,11 +116,15 @@ int run_daemon(const Config& config) {
   io.run();
   deadline.disarm();
   blocking.join();
+  // Component threads (e.g. the producer's final flush) finish here, bounded by their own
+  // timeouts, while the log and metrics they use still exist.
+  components.clear();
   log::info("daemon", "stopped",
             {{"drain_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - drain_started)
-                              .count()}});
-  return 0;
+                              .count()},
+             {"exit_code", exit_code}});
+  return exit_code;
 }
 
 }  // namespace telemetryd::app

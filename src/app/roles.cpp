@@ -12,7 +12,7 @@ namespace {
 // lists the connections it needs so /ready reflects them from the first release.
 const std::map<std::string, std::vector<std::string>, std::less<>>& role_table() {
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
-      {"producer", {"http", "kafka"}},
+      {"producer", {"http", "kafka", "producer"}},
       {"processor", {"http", "kafka", "mongodb"}},
       {"worker", {"http", "kafka", "mongodb"}},
       {"all", {"http"}},
@@ -60,12 +60,19 @@ const RoleCatalog& role_catalog() {
           throw std::logic_error("role " + std::string(role) + " names unregistered component " +
                                  name);
         sections.push_back(&info->section);
+        if (info->subsections) {
+          for (const SectionSpec* sub : info->subsections()) sections.push_back(sub);
+        }
       }
       return sections;
     };
     c.all_sections.push_back(&daemon_section());
     for (const auto& name : ComponentRegistry::instance().names()) {
-      c.all_sections.push_back(&ComponentRegistry::instance().find(name)->section);
+      const ComponentInfo* info = ComponentRegistry::instance().find(name);
+      c.all_sections.push_back(&info->section);
+      if (info->subsections) {
+        for (const SectionSpec* sub : info->subsections()) c.all_sections.push_back(sub);
+      }
     }
     return c;
   }();

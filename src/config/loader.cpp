@@ -233,12 +233,17 @@ class Validator {
     const Origin at = origin_of(node, path);
     if (spec.type == ValueType::kStringList) {
       std::vector<std::string> items;
-      if (node.IsSequence()) {
-        for (const auto& item : node) {
-          if (auto text = scalar_text(item, path, spec)) items.push_back(*text);
+      const auto add = [&](const YAML::Node& item) {
+        if (auto text = scalar_text(item, path, spec)) {
+          if (auto value = convert(*text, spec, origin_of(item, path), path)) {
+            items.push_back(std::get<std::string>(*value));
+          }
         }
-      } else if (auto text = scalar_text(node, path, spec)) {
-        items.push_back(*text);
+      };
+      if (node.IsSequence()) {
+        for (const auto& item : node) add(item);
+      } else {
+        add(node);
       }
       values_[path] = std::move(items);
       return;

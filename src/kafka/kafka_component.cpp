@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "core/dependency_probe.hpp"
+#include "kafka/client_properties.hpp"
 #include "kafka/kafka_handle.hpp"
 #include "telemetryd/component.hpp"
 
@@ -42,32 +43,37 @@ class KafkaComponent final : public Component {
   DependencyProbe probe_;
 };
 
+std::vector<KeySpec> kafka_keys() {
+  std::vector<KeySpec> keys{
+      {.name = "brokers",
+       .description = "Bootstrap brokers, comma-separated host:port.",
+       .default_value = "127.0.0.1:9092",
+       .check = check_host_port_list,
+       .hint = "host:port[,host:port...]"},
+      {.name = "client_id",
+       .description = "client.id sent to the brokers (appears in their logs and quotas).",
+       .default_value = "telemetryd"},
+      {.name = "check_interval_ms",
+       .type = ValueType::kInt,
+       .description = "How often /ready re-checks the brokers while they are reachable.",
+       .default_value = "5000",
+       .min = 100,
+       .max = 300000},
+      {.name = "check_timeout_ms",
+       .type = ValueType::kInt,
+       .description = "Timeout of one metadata request used as the readiness check.",
+       .default_value = "3000",
+       .min = 100,
+       .max = 60000},
+  };
+  for (auto& key : kafka_client_keys()) keys.push_back(std::move(key));
+  return keys;
+}
+
 const ComponentRegistration kRegistration{
     {"kafka",
-     {"kafka",
-      "Connection to the Kafka cluster.",
-      {
-          {.name = "brokers",
-           .description = "Bootstrap brokers, comma-separated host:port.",
-           .default_value = "127.0.0.1:9092",
-           .check = check_host_port_list,
-           .hint = "host:port[,host:port...]"},
-          {.name = "client_id",
-           .description = "client.id sent to the brokers (appears in their logs and quotas).",
-           .default_value = "telemetryd"},
-          {.name = "check_interval_ms",
-           .type = ValueType::kInt,
-           .description = "How often /ready re-checks the brokers while they are reachable.",
-           .default_value = "5000",
-           .min = 100,
-           .max = 300000},
-          {.name = "check_timeout_ms",
-           .type = ValueType::kInt,
-           .description = "Timeout of one metadata request used as the readiness check.",
-           .default_value = "3000",
-           .min = 100,
-           .max = 60000},
-      }},
+     {"kafka", "Connection to the Kafka cluster, its security, and how producers deliver.",
+      kafka_keys()},
      [](ComponentContext& ctx) { return std::make_unique<KafkaComponent>(ctx); }}};
 
 }  // namespace

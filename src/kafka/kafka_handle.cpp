@@ -22,7 +22,7 @@ void error_callback(rd_kafka_t* /*rk*/, int err, const char* reason, void* /*opa
 
 }  // namespace
 
-HandlePtr make_handle(rd_kafka_type_t type, const std::map<std::string, std::string>& properties) {
+rd_kafka_conf_t* make_conf(const std::map<std::string, std::string>& properties) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char errstr[512];
   for (const auto& [key, value] : properties) {
@@ -32,6 +32,15 @@ HandlePtr make_handle(rd_kafka_type_t type, const std::map<std::string, std::str
       throw StartupError("kafka: property " + key + ": " + errstr);
     }
   }
+  return conf;
+}
+
+HandlePtr make_handle(rd_kafka_type_t type, const std::map<std::string, std::string>& properties) {
+  return make_handle_from_conf(type, make_conf(properties));
+}
+
+HandlePtr make_handle_from_conf(rd_kafka_type_t type, rd_kafka_conf_t* conf) {
+  char errstr[512];
   rd_kafka_conf_set_log_cb(conf, log_callback);
   rd_kafka_conf_set_error_cb(conf, error_callback);
   // On success rd_kafka_new owns conf; on failure the caller still does.

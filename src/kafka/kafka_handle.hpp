@@ -14,8 +14,15 @@ struct HandleDeleter {
 };
 using HandlePtr = std::unique_ptr<rd_kafka_t, HandleDeleter>;
 
+/// A conf with these properties set; throws StartupError naming the property librdkafka rejected.
+rd_kafka_conf_t* make_conf(const std::map<std::string, std::string>& properties);
+
 /// Builds a producer or consumer handle from librdkafka properties. Throws StartupError naming
 /// the property librdkafka rejected.
 HandlePtr make_handle(rd_kafka_type_t type, const std::map<std::string, std::string>& properties);
+
+/// Completes a conf the caller filled (callbacks, opaque) with the JSON log callbacks and creates
+/// the handle; takes ownership of `conf`.
+HandlePtr make_handle_from_conf(rd_kafka_type_t type, rd_kafka_conf_t* conf);
 
 }  // namespace telemetryd::kafka

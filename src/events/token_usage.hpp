@@ -1,0 +1,32 @@
+#pragma once
+// One completed LLM request as the token.usage.v1 `data` object.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace telemetryd::events {
+
+struct TokenUsage {
+  std::string model;
+  std::string tenant_id;
+  std::int64_t input_tokens = 0;   // includes cached tokens
+  std::int64_t output_tokens = 0;  // includes reasoning tokens
+  std::optional<std::int64_t> cache_read_tokens;
+  std::optional<std::int64_t> reasoning_tokens;
+  std::optional<std::string> request_id;
+  std::optional<std::string> deployment;
+  std::optional<std::string> provider;
+  std::optional<std::string> user_id;
+  std::vector<std::string> tags;
+  std::optional<double> duration_ms;
+  std::optional<double> ttft_ms;
+  std::optional<std::string> status;
+  std::vector<std::string> gpu_uuids;
+  std::optional<std::string> host;
+};
+
+std::string encode_token_usage_data(const TokenUsage& usage);
+
+}  // namespace telemetryd::events
