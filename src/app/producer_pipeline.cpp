@@ -87,6 +87,7 @@ class ProducerPipeline final : public Component {
     std::vector<Event> pending;
     std::size_t next = 0;
     std::uint64_t produced = 0;
+    std::uint64_t payload_bytes = 0;
     const auto started = Clock::now();
     auto next_tick = started;
     int exit_code = 0;
@@ -139,6 +140,7 @@ class ProducerPipeline final : public Component {
         ++produced;
         continue;
       }
+      payload_bytes += pending[next].payload.size();
       ++next;
       ++produced;
       if ((produced & 255) == 0) sink_.poll(0ms);
@@ -151,7 +153,8 @@ class ProducerPipeline final : public Component {
                {{"produced", produced},
                 {"delivered", delivered_},
                 {"failed", failed_},
-                {"undelivered", undelivered}});
+                {"undelivered", undelivered},
+                {"payload_bytes", payload_bytes}});
     if (count_reached || exit_code != 0) {
       request_shutdown_(exit_code != 0 || failed_ > 0 || undelivered > 0 ? 1 : 0);
     }
