@@ -72,9 +72,16 @@ class CostWindow {
     std::int64_t tokens;
     std::vector<std::string> gpu_uuids;
   };
+  // Running totals are kept beside the entries so that add() costs O(GPUs in the window), not
+  // O(events in the window).
+  struct Window {
+    std::deque<Entry> entries;  // sorted by time
+    std::int64_t tokens = 0;
+    std::unordered_map<std::string, int> gpu_refs;  // uuid -> entries naming it
+  };
   CostSettings settings_;
   const GpuCatalog& catalog_;
-  std::unordered_map<std::string, std::deque<Entry>> windows_;
+  std::unordered_map<std::string, Window> windows_;
   std::map<std::string, std::optional<double>> latest_;
 };
 
