@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace telemetryd {
 
@@ -13,6 +15,11 @@ struct Event {
   std::string id;       // CloudEvents id (UUIDv7); the idempotency key downstream
   std::string payload;  // CloudEvents 1.0 structured JSON
   std::chrono::system_clock::time_point time;  // observation time
+  /// Extra Kafka headers (the dead-letter topic's reason and origin).
+  std::vector<std::pair<std::string, std::string>> headers;
+  /// Adds `content-type: application/cloudevents+json`; off for dead letters, whose bytes are
+  /// forwarded as received.
+  bool cloudevent = true;
 };
 
 /// CloudEvents type names and their default topics.

@@ -19,7 +19,7 @@ struct Error {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design, like expected
+  Result(T value) : value_(std::move(value)) {}      // NOLINT: implicit by design, like expected
   Result(Error error) : value_(std::move(error)) {}  // NOLINT
   bool ok() const { return std::holds_alternative<T>(value_); }
   explicit operator bool() const { return ok(); }

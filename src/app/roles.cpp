@@ -1,5 +1,6 @@
 #include "app/roles.hpp"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -13,9 +14,9 @@ namespace {
 const std::map<std::string, std::vector<std::string>, std::less<>>& role_table() {
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
       {"producer", {"http", "kafka", "producer"}},
-      {"processor", {"http", "kafka", "mongodb"}},
+      {"processor", {"http", "kafka", "mongodb", "processor"}},
       {"worker", {"http", "kafka", "mongodb"}},
-      {"all", {"http"}},
+      {"all", {"http", "embedded"}},
   };
   return table;
 }
@@ -37,6 +38,13 @@ const SectionSpec& daemon_section() {
            .max = 600000},
       }};
   return section;
+}
+
+// Sources are subsections of both the producer and the embedded pipeline: list each once.
+void add_unique(std::vector<const SectionSpec*>& sections, const SectionSpec* section) {
+  if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
+    sections.push_back(section);
+  }
 }
 
 }  // namespace
@@ -61,7 +69,7 @@ const RoleCatalog& role_catalog() {
                                  name);
         sections.push_back(&info->section);
         if (info->subsections) {
-          for (const SectionSpec* sub : info->subsections()) sections.push_back(sub);
+          for (const SectionSpec* sub : info->subsections()) add_unique(sections, sub);
         }
       }
       return sections;
@@ -69,9 +77,9 @@ const RoleCatalog& role_catalog() {
     c.all_sections.push_back(&daemon_section());
     for (const auto& name : ComponentRegistry::instance().names()) {
       const ComponentInfo* info = ComponentRegistry::instance().find(name);
-      c.all_sections.push_back(&info->section);
+      add_unique(c.all_sections, &info->section);
       if (info->subsections) {
-        for (const SectionSpec* sub : info->subsections()) c.all_sections.push_back(sub);
+        for (const SectionSpec* sub : info->subsections()) add_unique(c.all_sections, sub);
       }
     }
     return c;

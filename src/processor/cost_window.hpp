@@ -47,12 +47,12 @@ struct CostSettings {
 
 struct Cost {
   std::optional<double> cost_per_token;  // null: no tokens or no priced GPU in the window
-  std::optional<double> amount_usd;       // cost_per_token x this event's tokens
-  double price_per_hour_usd = 0;          // sum over the GPUs serving the key
+  std::optional<double> amount_usd;      // cost_per_token x this event's tokens
+  double price_per_hour_usd = 0;         // sum over the GPUs serving the key
   double window_s = 0;
-  std::int64_t tokens_in_window = 0;      // this event included
-  std::string gpu_model;                  // profile names of those GPUs, sorted, '+'-joined
-  std::string basis;                      // "output" or "input+output"
+  std::int64_t tokens_in_window = 0;  // this event included
+  std::string gpu_model;              // profile names of those GPUs, sorted, '+'-joined
+  std::string basis;                  // "output" or "input+output"
 };
 
 class CostWindow {

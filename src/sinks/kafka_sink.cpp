@@ -67,14 +67,23 @@ void KafkaSink::on_delivery_report(rd_kafka_t* /*rk*/, const rd_kafka_message_t*
 bool KafkaSink::produce(const Event& event, const std::atomic<bool>& abort, std::string& error) {
   bool waited = false;
   for (;;) {
+    // librdkafka owns the headers only when producev succeeds, so they are built per attempt.
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(1 + event.headers.size());
+    if (event.cloudevent) {
+      rd_kafka_header_add(headers, "content-type", -1, "application/cloudevents+json", -1);
+    }
+    for (const auto& [name, value] : event.headers) {
+      rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
+                          static_cast<ssize_t>(value.size()));
+    }
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         handle_.get(), RD_KAFKA_V_TOPIC(event.topic.c_str()),
         RD_KAFKA_V_KEY(event.key.data(), event.key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(event.payload.data()), event.payload.size()),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
         RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::intptr_t>(steady_now_ns()))),
         RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_headers_destroy(headers);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return true;
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       error = std::string("produce failed: ") + rd_kafka_err2str(err);

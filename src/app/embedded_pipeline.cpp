@@ -1,0 +1,204 @@
+// The `embedded` component of the `all` role: a source thread feeds a bounded in-process queue,
+// and a processor thread validates, prices and stores into one SQLite file, serving the same
+// query API as the processor. No Kafka and no MongoDB, so a newcomer sees the whole pipeline
+// move with one command.
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "core/bounded_queue.hpp"
+#include "processor/cost_config.hpp"
+#include "processor/processor_core.hpp"
+#include "processor/query_routes.hpp"
+#include "sqlite/sqlite_store.hpp"
+#include "telemetryd/component.hpp"
+#include "telemetryd/errors.hpp"
+#include "telemetryd/log.hpp"
+#include "telemetryd/source.hpp"
+
+namespace telemetryd::app {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string database_path(const Config& config) {
+  const std::filesystem::path dir = config.str("embedded.data_dir");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw StartupError("embedded.data_dir: cannot create " + dir.string() + ": " + ec.message());
+  return (dir / "telemetryd.sqlite3").string();
+}
+
+class EmbeddedPipeline final : public Component {
+ public:
+  explicit EmbeddedPipeline(ComponentContext& ctx)
+      : readiness_(ctx.readiness),
+        source_(SourceRegistry::instance()
+                    .find(ctx.config.str("embedded.source"))
+                    ->create(ctx.config, Topics{})),
+        rate_(ctx.config.number("embedded.rate")),
+        queue_(static_cast<std::size_t>(ctx.config.integer("embedded.queue_capacity"))),
+        store_(database_path(ctx.config)),
+        catalog_(processor::catalog_from(ctx.config, "embedded")),
+        core_(processor::core_settings_from(ctx.config, "embedded"), store_, store_, catalog_,
+              ctx.metrics),
+        batch_size_(static_cast<std::size_t>(ctx.config.integer("embedded.batch_size"))),
+        queue_depth_(
+            ctx.metrics.gauge("embedded_queue_depth", "Events waiting in the in-process queue.")
+                .with({})) {
+    readiness_.declare("embedded", "starting");
+    processor::add_query_routes(ctx.router, ctx.blocking, store_);
+    if (auto prepared = store_.prepare(catalog_); !prepared) {
+      throw StartupError("embedded: cannot prepare the database: " + prepared.error().message);
+    }
+  }
+
+  ~EmbeddedPipeline() override {
+    stop();
+    if (source_thread_.joinable()) source_thread_.join();
+    if (processor_thread_.joinable()) processor_thread_.join();
+  }
+
+  void start() override {
+    source_thread_ = std::thread([this] { run_source(); });
+    processor_thread_ = std::thread([this] { run_processor(); });
+    readiness_.set("embedded", true, "running");
+  }
+
+  void stop() override {
+    stopping_ = true;
+    queue_.close();
+  }
+
+ private:
+  void run_source() {
+    const auto started = std::chrono::steady_clock::now();
+    auto next_tick = started;
+    std::uint64_t produced = 0;
+    std::vector<Event> events;
+    while (!stopping_) {
+      if (rate_ <= 0) {
+        while (!stopping_ && std::chrono::steady_clock::now() < next_tick)
+          std::this_thread::sleep_for(20ms);
+        next_tick += source_->interval();
+      }
+      events.clear();
+      std::string error;
+      if (!source_->sample(events, error)) {
+        log::warn("embedded", "source problem", {{"error", error}});
+        std::this_thread::sleep_for(100ms);
+        continue;
+      }
+      for (auto& event : events) {
+        if (rate_ > 0) {
+          const auto due =
+              started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(static_cast<double>(produced) / rate_));
+          while (!stopping_ && std::chrono::steady_clock::now() < due)
+            std::this_thread::sleep_for(1ms);
+        }
+        if (!queue_.push(std::move(event))) return;  // closed: stopping
+        ++produced;
+      }
+    }
+  }
+
+  void run_processor() {
+    std::int64_t offset = 0;
+    auto batch_started = std::chrono::steady_clock::now();
+    for (;;) {
+      std::optional<Event> event = queue_.pop(100ms);
+      if (event) {
+        if (core_.pending() == 0) batch_started = std::chrono::steady_clock::now();
+        core_.accept({event->topic, 0, offset++, event->key, event->payload});
+      } else if (stopping_) {
+        break;
+      }
+      queue_depth_.set(static_cast<double>(queue_.size()));
+      if (core_.pending() >= batch_size_ ||
+          (core_.pending() > 0 && std::chrono::steady_clock::now() - batch_started >= 200ms)) {
+        flush();
+      }
+    }
+    flush();
+  }
+
+  void flush() {
+    std::map<processor::PartitionKey, std::int64_t> done;
+    for (int attempt = 0;; ++attempt) {
+      Result<bool> result = core_.flush(done);
+      if (result) return;
+      log::warn("embedded", "store write failed, retrying", {{"error", result.error().message}});
+      if (stopping_ && attempt > 3) return;
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+
+  Readiness& readiness_;
+  std::unique_ptr<Source> source_;
+  double rate_;
+  BoundedQueue<Event> queue_;
+  sqlite::SqliteStore store_;
+  processor::GpuCatalog catalog_;
+  processor::ProcessorCore core_;
+  std::size_t batch_size_;
+  metrics::Gauge& queue_depth_;
+  std::atomic<bool> stopping_{false};
+  std::thread source_thread_;
+  std::thread processor_thread_;
+};
+
+std::optional<std::string> check_source(std::string_view name) {
+  if (SourceRegistry::instance().find(name) != nullptr) return std::nullopt;
+  return "unknown source";
+}
+
+std::vector<KeySpec> embedded_keys() {
+  std::vector<KeySpec> keys{
+      {.name = "data_dir",
+       .description = "Folder of the SQLite database (telemetryd.sqlite3); created if missing.",
+       .default_value = "data"},
+      {.name = "source",
+       .description = "Where events come from: synthetic (simulated fleet) or nvml (real GPUs).",
+       .default_value = "synthetic",
+       .check = check_source},
+      {.name = "rate",
+       .type = ValueType::kDouble,
+       .description = "Events per second; 0 samples in real time at the source's interval.",
+       .default_value = "0",
+       .min = 0,
+       .max = 10000000},
+      {.name = "queue_capacity",
+       .type = ValueType::kInt,
+       .description = "Events the in-process queue holds before the source waits.",
+       .default_value = "10000",
+       .min = 1,
+       .max = 10000000},
+      {.name = "batch_size",
+       .type = ValueType::kInt,
+       .description = "Events per database transaction.",
+       .default_value = "500",
+       .min = 1,
+       .max = 100000},
+  };
+  for (auto& key : processor::cost_keys()) keys.push_back(std::move(key));
+  return keys;
+}
+
+const ComponentRegistration kRegistration{
+    {"embedded",
+     {"embedded", "Source, processor and SQLite store in one process (the all role).",
+      embedded_keys()},
+     [](ComponentContext& ctx) { return std::make_unique<EmbeddedPipeline>(ctx); },
+     [] {
+       std::vector<const SectionSpec*> sections;
+       for (const auto& name : SourceRegistry::instance().names()) {
+         sections.push_back(&SourceRegistry::instance().find(name)->section);
+       }
+       return sections;
+     }}};
+
+}  // namespace
+}  // namespace telemetryd::app

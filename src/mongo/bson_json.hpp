@@ -1,0 +1,13 @@
+#pragma once
+// BSON to plain JSON for API responses: dates become RFC 3339 strings and numbers stay numbers,
+// instead of MongoDB's extended JSON ({"$date": ...}) that API clients should not have to know.
+
+#include <bson/bson.h>
+
+#include "telemetryd/json_writer.hpp"
+
+namespace telemetryd::mongo {
+
+void write_bson_document(JsonWriter& json, const bson_t* document);
+
+}  // namespace telemetryd::mongo

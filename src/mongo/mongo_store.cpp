@@ -1,0 +1,325 @@
+#include "mongo/mongo_store.hpp"
+
+// libbson declares bson_t 128-byte aligned; smart pointers and vectors of bson_t pointers drop
+// that attribute from the template argument, which is harmless for pointers.
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+
+#include "mongo/bson_json.hpp"
+#include "telemetryd/errors.hpp"
+#include "telemetryd/log.hpp"
+
+namespace telemetryd::mongo {
+
+using processor::EventKind;
+
+class MongoStore::Client {
+ public:
+  explicit Client(mongoc_client_pool_t* pool)
+      : pool_(pool), client_(mongoc_client_pool_pop(pool)) {}
+  ~Client() { mongoc_client_pool_push(pool_, client_); }
+  mongoc_client_t* get() const { return client_; }
+
+ private:
+  mongoc_client_pool_t* pool_;
+  mongoc_client_t* client_;
+};
+
+namespace {
+
+struct BsonDeleter {
+  void operator()(bson_t* b) const { bson_destroy(b); }
+};
+using BsonPtr = std::unique_ptr<bson_t, BsonDeleter>;
+
+std::int64_t to_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// Errors with no reply from a server (selection, socket) are worth retrying; the rest is not.
+Error classify(const bson_error_t& error) {
+  const bool transient =
+      error.domain == MONGOC_ERROR_SERVER_SELECTION || error.domain == MONGOC_ERROR_STREAM ||
+      error.domain == MONGOC_ERROR_CLIENT || error.code == MONGOC_ERROR_STREAM_SOCKET;
+  return transient ? Error::retryable(error.message) : Error::permanent(error.message);
+}
+
+void append_optional_double(bson_t* doc, const char* key, const std::optional<double>& value) {
+  if (value) {
+    BSON_APPEND_DOUBLE(doc, key, *value);
+  } else {
+    BSON_APPEND_NULL(doc, key);
+  }
+}
+
+// The stored document: the event's data fields at the top level, with _id, ts (a BSON date for
+// range queries and TTL), source and, for usage, the cost block.
+BsonPtr make_document(const processor::StoredEvent& stored, std::string& error) {
+  const auto& e = *stored.event;
+  bson_error_t bson_error;
+  bson_t* data = bson_new_from_json(reinterpret_cast<const uint8_t*>(e.data_json.data()),
+                                    static_cast<ssize_t>(e.data_json.size()), &bson_error);
+  if (data == nullptr) {
+    error = bson_error.message;
+    return nullptr;
+  }
+  BsonPtr doc(bson_new());
+  BSON_APPEND_UTF8(doc.get(), "_id", e.id.c_str());
+  BSON_APPEND_DATE_TIME(doc.get(), "ts", to_ms(e.time));
+  BSON_APPEND_UTF8(doc.get(), "source", e.source.c_str());
+  BSON_APPEND_DATE_TIME(doc.get(), "received_at", to_ms(std::chrono::system_clock::now()));
+  bson_concat(doc.get(), data);
+  bson_destroy(data);
+  if (stored.cost) {
+    const auto& c = *stored.cost;
+    bson_t cost;
+    BSON_APPEND_DOCUMENT_BEGIN(doc.get(), "cost", &cost);
+    append_optional_double(&cost, "amount_usd", c.amount_usd);
+    append_optional_double(&cost, "cost_per_token", c.cost_per_token);
+    BSON_APPEND_DOUBLE(&cost, "price_per_hour_usd", c.price_per_hour_usd);
+    BSON_APPEND_DOUBLE(&cost, "window_s", c.window_s);
+    BSON_APPEND_INT64(&cost, "tokens_in_window", c.tokens_in_window);
+    BSON_APPEND_UTF8(&cost, "gpu_model", c.gpu_model.c_str());
+    BSON_APPEND_UTF8(&cost, "basis", c.basis.c_str());
+    bson_append_document_end(doc.get(), &cost);
+  }
+  return doc;
+}
+
+}  // namespace
+
+MongoStore::MongoStore(MongoStoreSettings settings) : settings_(std::move(settings)) {
+  bson_error_t error;
+  mongoc_uri_t* uri = mongoc_uri_new_with_error(settings_.uri.c_str(), &error);
+  if (uri == nullptr) throw StartupError(std::string("mongodb.uri: ") + error.message);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
+  }
+  mongoc_write_concern_t* wc = mongoc_write_concern_new();
+  if (settings_.write_concern == "majority") {
+    mongoc_write_concern_set_wmajority(wc, 10000);
+  } else {
+    mongoc_write_concern_set_w(wc, 1);
+  }
+  mongoc_uri_set_write_concern(uri, wc);
+  mongoc_write_concern_destroy(wc);
+  pool_ = mongoc_client_pool_new(uri);
+  mongoc_uri_destroy(uri);
+  if (pool_ == nullptr) throw StartupError("mongodb: cannot create client pool");
+  mongoc_client_pool_set_error_api(pool_, MONGOC_ERROR_API_VERSION_2);
+  mongoc_client_pool_set_appname(pool_, "telemetryd-processor");
+}
+
+MongoStore::~MongoStore() {
+  mongoc_client_pool_destroy(pool_);
+}
+
+Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
+  struct Index {
+    const char* collection;
+    const char* name;
+    BsonPtr key;
+  };
+  std::vector<Index> indexes;
+  indexes.push_back({"gpu_metrics", "gpu_uuid_ts",
+                     BsonPtr(BCON_NEW("gpu_uuid", BCON_INT32(1), "ts", BCON_INT32(-1)))});
+  indexes.push_back(
+      {"gpu_metrics", "host_ts", BsonPtr(BCON_NEW("host", BCON_INT32(1), "ts", BCON_INT32(-1)))});
+  indexes.push_back(
+      {"token_usage", "model_ts", BsonPtr(BCON_NEW("model", BCON_INT32(1), "ts", BCON_INT32(-1)))});
+  indexes.push_back({"token_usage", "tenant_id_ts",
+                     BsonPtr(BCON_NEW("tenant_id", BCON_INT32(1), "ts", BCON_INT32(-1)))});
+  for (const auto& index : indexes) {
+    BsonPtr command(BCON_NEW("createIndexes", BCON_UTF8(index.collection), "indexes", "[", "{",
+                             "key", BCON_DOCUMENT(index.key.get()), "name", BCON_UTF8(index.name),
+                             "}", "]"));
+    bson_error_t error;
+    if (!mongoc_client_command_simple(client, settings_.database.c_str(), command.get(), nullptr,
+                                      nullptr, &error)) {
+      return classify(error);
+    }
+  }
+  if (settings_.ttl_days > 0) {
+    for (const char* collection : {"gpu_metrics", "token_usage"}) {
+      BsonPtr command(BCON_NEW("createIndexes", BCON_UTF8(collection), "indexes", "[", "{", "key",
+                               "{", "ts", BCON_INT32(1), "}", "name", BCON_UTF8("ts_ttl"),
+                               "expireAfterSeconds", BCON_INT64(settings_.ttl_days * 86400), "}",
+                               "]"));
+      bson_error_t error;
+      if (!mongoc_client_command_simple(client, settings_.database.c_str(), command.get(), nullptr,
+                                        nullptr, &error)) {
+        return classify(error);
+      }
+    }
+  }
+  return true;
+}
+
+Result<bool> MongoStore::prepare(const processor::GpuCatalog& catalog) {
+  Client client(pool_);
+  if (auto indexes = ensure_indexes(client.get()); !indexes) return indexes.error();
+  mongoc_collection_t* gpus =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpus");
+  Result<bool> result = true;
+  for (const auto& entry : catalog.entries()) {
+    BsonPtr selector(BCON_NEW("_id", BCON_UTF8(entry.name.c_str())));
+    BsonPtr update(BCON_NEW("$set", "{", "name", BCON_UTF8(entry.name.c_str()), "model_name",
+                            BCON_UTF8(entry.model_name.c_str()), "price_per_hour_usd",
+                            BCON_DOUBLE(entry.price_per_hour_usd), "}"));
+    BsonPtr opts(BCON_NEW("upsert", BCON_BOOL(true)));
+    bson_error_t error;
+    if (!mongoc_collection_update_one(gpus, selector.get(), update.get(), opts.get(), nullptr,
+                                      &error)) {
+      result = classify(error);
+      break;
+    }
+  }
+  mongoc_collection_destroy(gpus);
+  return result;
+}
+
+Result<processor::WriteOutcome> MongoStore::write(
+    const std::vector<processor::StoredEvent>& batch) {
+  processor::WriteOutcome outcome;
+  // One unordered insert per collection; batch indexes are kept to map write errors back.
+  for (const EventKind kind : {EventKind::kGpuMetrics, EventKind::kTokenUsage}) {
+    std::vector<BsonPtr> docs;
+    std::vector<std::size_t> positions;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].event->kind != kind) continue;
+      std::string error;
+      BsonPtr doc = make_document(batch[i], error);
+      if (!doc) {
+        outcome.rejected.emplace_back(i, "not convertible to BSON: " + error);
+        continue;
+      }
+      docs.push_back(std::move(doc));
+      positions.push_back(i);
+    }
+    if (docs.empty()) continue;
+    std::vector<const bson_t*> pointers;
+    for (const auto& d : docs) pointers.push_back(d.get());
+    const char* name = kind == EventKind::kGpuMetrics ? "gpu_metrics" : "token_usage";
+    Client client(pool_);
+    mongoc_collection_t* collection =
+        mongoc_client_get_collection(client.get(), settings_.database.c_str(), name);
+    BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
+    bson_t reply;
+    bson_error_t error;
+    const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
+                                                  opts.get(), &reply, &error);
+    mongoc_collection_destroy(collection);
+    std::size_t write_errors = 0;
+    bson_iter_t iter, errors;
+    if (bson_iter_init_find(&iter, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&iter) &&
+        bson_iter_recurse(&iter, &errors)) {
+      while (bson_iter_next(&errors)) {
+        bson_iter_t item;
+        std::int32_t index = -1, code = 0;
+        std::string message;
+        if (!bson_iter_recurse(&errors, &item)) continue;
+        while (bson_iter_next(&item)) {
+          const std::string_view key = bson_iter_key(&item);
+          if (key == "index") index = bson_iter_as_int64(&item);
+          if (key == "code") code = bson_iter_as_int64(&item);
+          if (key == "errmsg") message = bson_iter_utf8(&item, nullptr);
+        }
+        ++write_errors;
+        if (code == 11000) {
+          ++outcome.duplicates;
+        } else if (index >= 0 && static_cast<std::size_t>(index) < positions.size()) {
+          outcome.rejected.emplace_back(positions[index],
+                                        "code " + std::to_string(code) + ": " + message);
+        }
+      }
+    }
+    bson_destroy(&reply);
+    if (!ok && write_errors == 0) return classify(error);
+    const std::size_t inserted = docs.size() - write_errors;
+    (kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
+                                    : outcome.token_usage_inserted) += inserted;
+  }
+  return outcome;
+}
+
+Result<std::string> MongoStore::latest_gpu_json(const processor::GpuQuery& query) {
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
+  BsonPtr filter(bson_new());
+  if (!query.gpu_uuid.empty()) BSON_APPEND_UTF8(filter.get(), "gpu_uuid", query.gpu_uuid.c_str());
+  if (!query.host.empty()) BSON_APPEND_UTF8(filter.get(), "host", query.host.c_str());
+  BsonPtr opts(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
+  mongoc_cursor_t* cursor =
+      mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
+  const bson_t* doc = nullptr;
+  std::string out = "null";
+  if (mongoc_cursor_next(cursor, &doc)) {
+    JsonWriter json;
+    write_bson_document(json, doc);
+    out = json.take();
+  }
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return out;
+}
+
+Result<std::string> MongoStore::gpus_json() {
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpus");
+  BsonPtr filter(bson_new());
+  BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}"));
+  mongoc_cursor_t* cursor =
+      mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
+  const bson_t* doc = nullptr;
+  JsonWriter json;
+  json.begin_array();
+  while (mongoc_cursor_next(cursor, &doc)) write_bson_document(json, doc);
+  json.end_array();
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return json.take();
+}
+
+Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
+  BsonPtr match(bson_new());
+  if (query.from || query.to) {
+    bson_t range;
+    BSON_APPEND_DOCUMENT_BEGIN(match.get(), "ts", &range);
+    if (query.from) BSON_APPEND_DATE_TIME(&range, "$gte", to_ms(*query.from));
+    if (query.to) BSON_APPEND_DATE_TIME(&range, "$lt", to_ms(*query.to));
+    bson_append_document_end(match.get(), &range);
+  }
+  const char* group_field = query.group_by == "tenant" ? "$tenant_id" : "$model";
+  BsonPtr pipeline(BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}", "{",
+                            "$group", "{", "_id", BCON_UTF8(group_field), "requests", "{", "$sum",
+                            BCON_INT32(1), "}", "input_tokens", "{", "$sum",
+                            BCON_UTF8("$usage.input_tokens"), "}", "output_tokens", "{", "$sum",
+                            BCON_UTF8("$usage.output_tokens"), "}", "cost_usd", "{", "$sum",
+                            BCON_UTF8("$cost.amount_usd"), "}", "}", "}", "{", "$sort", "{", "_id",
+                            BCON_INT32(1), "}", "}", "]"));
+  mongoc_cursor_t* cursor =
+      mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE, pipeline.get(), nullptr, nullptr);
+  const bson_t* doc = nullptr;
+  JsonWriter json;
+  json.begin_array();
+  while (mongoc_cursor_next(cursor, &doc)) write_bson_document(json, doc);
+  json.end_array();
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return json.take();
+}
+
+}  // namespace telemetryd::mongo

@@ -1,0 +1,197 @@
+#include "processor/processor_core.hpp"
+
+#include <cmath>
+
+#include "telemetryd/log.hpp"
+
+namespace telemetryd::processor {
+
+ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink& dead_letters,
+                             GpuCatalog& catalog, metrics::Registry& metrics)
+    : settings_(std::move(settings)),
+      store_(store),
+      dead_letters_(dead_letters),
+      catalog_(catalog),
+      costs_(settings_.cost, catalog),
+      metrics_(metrics),
+      consumed_(metrics.counter("processor_messages_consumed_total",
+                                "Messages received (reconciliation: received = stored + "
+                                "dead-lettered + duplicates + in flight + abandoned).",
+                                {"topic"})),
+      invalid_(metrics.counter("processor_invalid_events_total",
+                               "Events that failed validation, by reason.", {"topic", "reason"})),
+      dead_lettered_(metrics.counter("processor_dead_letters_total",
+                                     "Messages sent to the dead-letter destination.",
+                                     {"topic", "stage"})),
+      db_writes_(
+          metrics.counter("processor_db_writes_total", "Documents inserted.", {"collection"})),
+      duplicates_(metrics
+                      .counter("processor_duplicates_total",
+                               "Events already stored (same id), counted as done.")
+                      .with({})),
+      abandoned_(metrics
+                     .counter("processor_abandoned_total",
+                              "Messages dropped from memory before being done, to be redelivered "
+                              "(partition revoked, or stopped during an outage).")
+                     .with({})),
+      in_flight_(
+          metrics.gauge("processor_in_flight", "Messages received but not yet done.").with({})),
+      tokens_(metrics.counter("processor_token_usage_tokens_total",
+                              "Input plus output tokens stored, by model.", {"model"})),
+      cost_per_token_(metrics.gauge("processor_cost_per_token_usd",
+                                    "Latest cost per token over the rolling window, by window key.",
+                                    {"model"})),
+      write_latency_(metrics
+                         .histogram("processor_batch_write_duration_seconds",
+                                    "Time one batch write to the store took.")
+                         .with({})),
+      end_to_end_latency_(metrics
+                              .histogram("processor_end_to_end_latency_seconds",
+                                         "From event time to stored.", {},
+                                         {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
+                              .with({})) {}
+
+// Dead letters count as done once sent, so only valid events waiting for the store are in
+// flight; that keeps received = stored + dead-lettered + duplicates + in flight + abandoned.
+void ProcessorCore::update_in_flight() {
+  in_flight_.set(static_cast<double>(batch_.size()));
+}
+
+void ProcessorCore::note_done(const std::string& topic, std::int32_t partition,
+                              std::int64_t offset) {
+  auto& highest = offsets_[{topic, partition}];
+  highest = std::max(highest, offset);
+}
+
+bool ProcessorCore::accept(const IncomingMessage& message) {
+  if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
+  consumed_.with({std::string(message.topic)}).inc();
+  ++pending_messages_;
+  note_done(std::string(message.topic), message.partition, message.offset);
+
+  DecodeResult decoded = decode_event(message.value, parser_);
+  if (auto* error = std::get_if<DecodeError>(&decoded)) {
+    invalid_.with({std::string(message.topic), error->reason}).inc();
+    return dead_letter(message, error->reason, error->detail, "validate");
+  }
+  DecodedEvent& event = std::get<DecodedEvent>(decoded);
+  const bool expected_topic =
+      (event.kind == EventKind::kGpuMetrics && message.topic == settings_.gpu_metrics_topic) ||
+      (event.kind == EventKind::kTokenUsage && message.topic == settings_.token_usage_topic);
+  if (!expected_topic) {
+    invalid_.with({std::string(message.topic), "wrong_topic"}).inc();
+    return dead_letter(
+        message, "wrong_topic",
+        "type " + event.type + " does not belong on topic " + std::string(message.topic),
+        "validate");
+  }
+  batch_.push_back({std::move(event), std::string(message.topic), std::string(message.key),
+                    std::string(message.value), message.partition, message.offset, std::nullopt});
+  update_in_flight();
+  return true;
+}
+
+bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view reason,
+                                std::string_view detail, std::string_view stage) {
+  dead_lettered_.with({std::string(message.topic), std::string(stage)}).inc();
+  return dead_letters_.send({message.topic, message.partition, message.offset, message.key,
+                             message.value, reason, detail, stage});
+}
+
+void ProcessorCore::enrich() {
+  // In arrival order, so a usage event sees the GPU models of metrics that came before it.
+  for (Pending& p : batch_) {
+    if (p.event.kind == EventKind::kGpuMetrics) {
+      catalog_.observe_gpu(p.event.gpu_uuid, p.event.model_name);
+    } else if (p.event.kind == EventKind::kTokenUsage) {
+      const std::string& key = settings_.cost_by_deployment && !p.event.deployment.empty()
+                                   ? p.event.deployment
+                                   : p.event.model;
+      p.cost = costs_.add(key, p.event.time, p.event.input_tokens, p.event.output_tokens,
+                          p.event.gpu_uuids);
+      if (p.cost->cost_per_token) cost_per_token_.with({key}).set(*p.cost->cost_per_token);
+    }
+  }
+}
+
+Result<bool> ProcessorCore::flush(std::map<PartitionKey, std::int64_t>& done) {
+  if (pending_messages_ == 0) return true;
+  if (stage_ == Stage::kEnrich) {
+    enrich();
+    stage_ = Stage::kWrite;
+  }
+  if (stage_ == Stage::kWrite) {
+    if (!batch_.empty()) {
+      std::vector<StoredEvent> stored;
+      stored.reserve(batch_.size());
+      for (const Pending& p : batch_) stored.push_back({&p.event, p.cost});
+      const auto started = std::chrono::steady_clock::now();
+      Result<WriteOutcome> outcome = store_.write(stored);
+      write_latency_.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      if (!outcome) {
+        if (outcome.error().kind == Error::Kind::kRetryable) return outcome.error();
+        // The store refused the whole batch for good: keep the events, in the dead-letter topic.
+        log::error("processor", "store refused a batch", {{"error", outcome.error().message}});
+        for (const Pending& p : batch_) {
+          if (!dead_letter({p.topic, p.partition, p.offset, p.key, p.value}, "store_rejected",
+                           outcome.error().message, "store")) {
+            return Error::retryable("dead-letter queue full");
+          }
+        }
+      } else {
+        const WriteOutcome& w = outcome.value();
+        db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
+        db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
+        duplicates_.inc(static_cast<double>(w.duplicates));
+        std::vector<bool> rejected(batch_.size(), false);
+        for (const auto& [index, reason] : w.rejected) {
+          rejected[index] = true;
+          const Pending& p = batch_[index];
+          if (!dead_letter({p.topic, p.partition, p.offset, p.key, p.value}, "store_rejected",
+                           reason, "store")) {
+            return Error::retryable("dead-letter queue full");
+          }
+        }
+        const auto now = std::chrono::system_clock::now();
+        for (std::size_t i = 0; i < batch_.size(); ++i) {
+          if (rejected[i]) continue;
+          const Pending& p = batch_[i];
+          end_to_end_latency_.observe(std::chrono::duration<double>(now - p.event.time).count());
+          if (p.event.kind == EventKind::kTokenUsage) {
+            tokens_.with({p.event.model})
+                .inc(static_cast<double>(p.event.input_tokens + p.event.output_tokens));
+          }
+        }
+      }
+    }
+    stage_ = Stage::kDeadLetters;
+  }
+  // Offsets may only move once every dead letter of the batch is acknowledged too.
+  if (!dead_letters_.flush(settings_.dead_letter_timeout)) {
+    return Error::retryable("dead letters not acknowledged yet");
+  }
+  done = std::move(offsets_);
+  offsets_.clear();
+  batch_.clear();
+  pending_messages_ = 0;
+  update_in_flight();
+  stage_ = Stage::kEnrich;
+  return true;
+}
+
+void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revoked) {
+  const std::size_t before = batch_.size();
+  std::erase_if(batch_, [&](const Pending& p) { return revoked({p.topic, p.partition}); });
+  std::erase_if(offsets_, [&](const auto& entry) { return revoked(entry.first); });
+  const std::size_t dropped = before - batch_.size();
+  abandoned_.inc(static_cast<double>(dropped));
+  pending_messages_ -= std::min(pending_messages_, dropped);
+  if (batch_.empty() && offsets_.empty()) {
+    pending_messages_ = 0;
+    stage_ = Stage::kEnrich;
+  }
+  update_in_flight();
+}
+
+}  // namespace telemetryd::processor

@@ -1,0 +1,105 @@
+#pragma once
+// The processor's pipeline, independent of where events come from (a Kafka consumer, or the
+// embedded role's in-process queue): decode and validate, dead-letter what is invalid, enrich
+// usage with cost per token, write idempotently, and report what is done so offsets can move.
+// Not thread-safe: one transport thread drives it.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "processor/cost_window.hpp"
+#include "processor/dead_letters.hpp"
+#include "processor/event_decoder.hpp"
+#include "processor/store.hpp"
+#include "telemetryd/metrics.hpp"
+#include "telemetryd/result.hpp"
+
+namespace telemetryd::processor {
+
+struct IncomingMessage {
+  std::string_view topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = -1;
+  std::string_view key;
+  std::string_view value;
+};
+
+struct CoreSettings {
+  std::string gpu_metrics_topic = "gpu.metrics.v1";
+  std::string token_usage_topic = "token.usage.v1";
+  CostSettings cost;
+  bool cost_by_deployment = false;  // window key: deployment (when present) instead of model
+  std::chrono::milliseconds dead_letter_timeout{30000};
+};
+
+using PartitionKey = std::pair<std::string, std::int32_t>;
+
+class ProcessorCore {
+ public:
+  ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink& dead_letters,
+                GpuCatalog& catalog, metrics::Registry& metrics);
+
+  /// Takes one message into the pending batch, or dead-letters it. False when the dead letter
+  /// could not be queued (the caller retries later).
+  bool accept(const IncomingMessage& message);
+  /// Messages accepted since the last successful flush (valid ones and dead letters).
+  std::size_t pending() const { return pending_messages_; }
+  std::chrono::steady_clock::time_point oldest_pending() const { return oldest_pending_; }
+
+  /// Writes the pending batch. On a retryable error the batch is kept and the next call resumes
+  /// where this one stopped (enrichment is never repeated). On success, `done` holds the highest
+  /// offset finished per partition.
+  Result<bool> flush(std::map<PartitionKey, std::int64_t>& done);
+
+  /// Forgets pending messages of partitions this process no longer owns; Kafka redelivers them.
+  void abandon(const std::function<bool(const PartitionKey&)>& revoked);
+
+ private:
+  struct Pending {
+    DecodedEvent event;
+    std::string topic;
+    std::string key;
+    std::string value;
+    std::int32_t partition;
+    std::int64_t offset;
+    std::optional<Cost> cost;
+  };
+  enum class Stage { kEnrich, kWrite, kDeadLetters };
+
+  bool dead_letter(const IncomingMessage& message, std::string_view reason, std::string_view detail,
+                   std::string_view stage);
+  void enrich();
+  void note_done(const std::string& topic, std::int32_t partition, std::int64_t offset);
+  void update_in_flight();
+
+  CoreSettings settings_;
+  Store& store_;
+  DeadLetterSink& dead_letters_;
+  GpuCatalog& catalog_;
+  CostWindow costs_;
+  simdjson::dom::parser parser_;
+  std::vector<Pending> batch_;
+  std::map<PartitionKey, std::int64_t> offsets_;  // highest offset accepted since last flush
+  std::size_t pending_messages_ = 0;
+  std::chrono::steady_clock::time_point oldest_pending_{};
+  Stage stage_ = Stage::kEnrich;
+
+  metrics::Registry& metrics_;
+  metrics::Family<metrics::Counter>& consumed_;
+  metrics::Family<metrics::Counter>& invalid_;
+  metrics::Family<metrics::Counter>& dead_lettered_;
+  metrics::Family<metrics::Counter>& db_writes_;
+  metrics::Counter& duplicates_;
+  metrics::Counter& abandoned_;
+  metrics::Gauge& in_flight_;
+  metrics::Family<metrics::Counter>& tokens_;
+  metrics::Family<metrics::Gauge>& cost_per_token_;
+  metrics::Histogram& write_latency_;
+  metrics::Histogram& end_to_end_latency_;
+};
+
+}  // namespace telemetryd::processor

@@ -1,0 +1,111 @@
+#include "processor/query_routes.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace telemetryd::processor {
+
+namespace asio = boost::asio;
+namespace beast_http = boost::beast::http;
+
+namespace {
+
+// Default-constructible, as co_spawn's completion needs, unlike Result.
+struct QueryOutcome {
+  bool ok = false;
+  std::string body;
+  std::string error;
+};
+
+// Runs `query` on the pool and resumes the awaiting coroutine on its own executor. GCC 12
+// relocates class-type temporaries that live across a co_await with a plain memory copy, which
+// corrupts std::string's small-buffer pointer (ASan caught it freeing a non-heap address). So
+// this is not a coroutine, and callers capture their query by reference to a named coroutine
+// local, which stays in place while the coroutine is suspended.
+template <typename Query>
+asio::awaitable<QueryOutcome> on_pool(asio::thread_pool& pool, Query query) {
+  return asio::async_initiate<const asio::use_awaitable_t<>, void(QueryOutcome)>(
+      [&pool](auto handler, Query q) {
+        auto resume_on = asio::get_associated_executor(handler);
+        asio::post(pool, [handler = std::move(handler), resume_on, q = std::move(q)]() mutable {
+          Result<std::string> result = q();
+          QueryOutcome outcome = result ? QueryOutcome{true, std::move(result.value()), {}}
+                                        : QueryOutcome{false, {}, result.error().message};
+          asio::post(resume_on,
+                     [handler = std::move(handler), outcome = std::move(outcome)]() mutable {
+                       std::move(handler)(std::move(outcome));
+                     });
+        });
+      },
+      asio::use_awaitable, std::move(query));
+}
+
+http::Response unavailable(const QueryOutcome& outcome) {
+  http::Response res =
+      http::json_error(beast_http::status::service_unavailable, "store_unavailable",
+                       "the database did not answer: " + outcome.error);
+  res.set(beast_http::field::retry_after, "5");
+  return res;
+}
+
+std::optional<std::string> query_param(const http::RequestContext& ctx, std::string_view name) {
+  const auto it = ctx.query.find(name);
+  if (it == ctx.query.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace
+
+void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store) {
+  router.add(
+      beast_http::verb::get, "/gpu/info",
+      [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+        GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
+                       query_param(ctx, "host").value_or("")};
+        const QueryOutcome outcome =
+            co_await on_pool(blocking, [&store, &query] { return store.latest_gpu_json(query); });
+        if (!outcome.ok) co_return unavailable(outcome);
+        if (outcome.body == "null") {
+          co_return http::json_error(beast_http::status::not_found, "not_found",
+                                     "no GPU metrics stored for this filter");
+        }
+        co_return http::json_response(beast_http::status::ok, outcome.body);
+      });
+  router.add(beast_http::verb::get, "/v1/gpus",
+             [&blocking, &store](const http::RequestContext&) -> asio::awaitable<http::Response> {
+               const QueryOutcome outcome =
+                   co_await on_pool(blocking, [&store] { return store.gpus_json(); });
+               if (!outcome.ok) co_return unavailable(outcome);
+               co_return http::json_response(beast_http::status::ok,
+                                             "{\"gpus\":" + outcome.body + "}");
+             });
+  router.add(
+      beast_http::verb::get, "/v1/usage",
+      [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+        UsageQuery query;
+        query.group_by = query_param(ctx, "group_by").value_or("model");
+        if (query.group_by != "model" && query.group_by != "tenant") {
+          co_return http::json_error(beast_http::status::bad_request, "invalid_parameter",
+                                     "group_by must be model or tenant", "group_by");
+        }
+        for (const char* name : {"from", "to"}) {
+          if (auto text = query_param(ctx, name)) {
+            std::chrono::system_clock::time_point t;
+            if (!parse_rfc3339(*text, t)) {
+              co_return http::json_error(beast_http::status::bad_request, "invalid_parameter",
+                                         std::string(name) + " must be an RFC 3339 time", name);
+            }
+            (std::string_view(name) == "from" ? query.from : query.to) = t;
+          }
+        }
+        const QueryOutcome outcome =
+            co_await on_pool(blocking, [&store, &query] { return store.usage_json(query); });
+        if (!outcome.ok) co_return unavailable(outcome);
+        co_return http::json_response(
+            beast_http::status::ok,
+            "{\"group_by\":\"" + query.group_by + "\",\"groups\":" + outcome.body + "}");
+      });
+}
+
+}  // namespace telemetryd::processor

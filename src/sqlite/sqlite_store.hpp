@@ -1,0 +1,42 @@
+#pragma once
+// The embedded `all` role's store: one SQLite file with the same documents the processor keeps
+// in MongoDB (the same JSON comes back from the API), idempotent by event id, plus a
+// dead_letters table standing in for the dead-letter topics.
+
+#include <sqlite3.h>
+
+#include <mutex>
+#include <string>
+
+#include "processor/dead_letters.hpp"
+#include "processor/store.hpp"
+
+namespace telemetryd::sqlite {
+
+class SqliteStore final : public processor::Store, public processor::DeadLetterSink {
+ public:
+  /// Opens (creating) the file; throws StartupError when it cannot.
+  explicit SqliteStore(const std::string& path);
+  ~SqliteStore() override;
+
+  Result<bool> prepare(const processor::GpuCatalog& catalog) override;
+  Result<processor::WriteOutcome> write(const std::vector<processor::StoredEvent>& batch) override;
+  Result<std::string> latest_gpu_json(const processor::GpuQuery& query) override;
+  Result<std::string> gpus_json() override;
+  Result<std::string> usage_json(const processor::UsageQuery& query) override;
+
+  bool send(const processor::DeadLetter& letter) override;
+  bool flush(std::chrono::milliseconds) override { return true; }
+
+ private:
+  Result<bool> exec(const char* sql);
+  std::string error_message() const;
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  // One connection in serialized mode: writes (processor thread) and queries (HTTP pool) take
+  // turns; the embedded role's volume does not need more.
+  std::mutex mutex_;
+};
+
+}  // namespace telemetryd::sqlite

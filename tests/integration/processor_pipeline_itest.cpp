@@ -1,0 +1,268 @@
+// The processor role end to end against the real broker and FerretDB: exactly the distinct valid
+// events stored, malformed ones dead-lettered with reasons, the reconciliation balanced; and the
+// same guarantees across kill -9 and a database outage.
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <random>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "app/roles.hpp"
+#include "support/child_process.hpp"
+#include "support/http_client.hpp"
+#include "support/kafka_reader.hpp"
+#include "support/mongo_probe.hpp"
+#include "telemetryd/source.hpp"
+
+using namespace test_support;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Fixture {
+  std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
+  std::string mongo = required_env("TELEMETRYD_TEST_MONGO_URI");
+  std::string gpu_topic = unique_topic("pitest-gpu");
+  std::string usage_topic = unique_topic("pitest-usage");
+  std::string database =
+      "pitest" + std::to_string(getpid()) + "_" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
+  std::string group = unique_topic("pitest-group");
+  ~Fixture() { drop_database(mongo, database); }
+
+  std::vector<std::string> processor_argv() const {
+    return {telemetryd_bin(), "run",
+            "--role",         "processor",
+            "--set",          "http.listen=127.0.0.1:0",
+            "--set",          "kafka.brokers=" + brokers,
+            "--set",          "mongodb.uri=" + mongo,
+            "--set",          "mongodb.database=" + database,
+            "--set",          "processor.group_id=" + group,
+            "--set",          "processor.topics.gpu_metrics=" + gpu_topic,
+            "--set",          "processor.topics.token_usage=" + usage_topic,
+            "--set",          "mongodb.check_interval_ms=500",
+            "--set",          "processor.retry_backoff_max_ms=1000"};
+  }
+
+  std::int64_t stored() const {
+    const auto a = count_documents(mongo, database, "gpu_metrics");
+    const auto b = count_documents(mongo, database, "token_usage");
+    return a < 0 || b < 0 ? -1 : a + b;
+  }
+
+  // Waits until the store holds `expected` documents; returns the last count seen.
+  std::int64_t wait_stored(std::int64_t expected, std::chrono::seconds timeout) const {
+    std::int64_t n = -1;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      n = stored();
+      if (n >= expected) break;
+      std::this_thread::sleep_for(250ms);
+    }
+    // Give a late duplicate the chance to show up as an extra document.
+    std::this_thread::sleep_for(1s);
+    return stored();
+  }
+};
+
+struct Message {
+  std::string topic, key, value;
+};
+
+// Valid synthetic events from the real synthetic source, routed to the fixture's topics.
+std::vector<Message> synthetic_events(const Fixture& f, std::size_t count) {
+  const telemetryd::Config config =
+      telemetryd::load_config({.role = "producer"}, telemetryd::app::role_catalog());
+  auto source = telemetryd::SourceRegistry::instance()
+                    .find("synthetic")
+                    ->create(config, telemetryd::Topics{f.gpu_topic, f.usage_topic});
+  std::vector<telemetryd::Event> events;
+  std::string error;
+  while (events.size() < count) source->sample(events, error);
+  events.resize(count);
+  std::vector<Message> out;
+  for (auto& e : events) out.push_back({e.topic, e.key, e.payload});
+  return out;
+}
+
+void produce(const std::string& brokers, const std::vector<Message>& messages) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char errstr[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof errstr);
+  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  REQUIRE(producer != nullptr);
+  for (const auto& m : messages) {
+    for (;;) {
+      const auto err = rd_kafka_producev(
+          producer, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      REQUIRE(err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+      rd_kafka_poll(producer, 50);
+    }
+  }
+  REQUIRE(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(producer);
+}
+
+double metric(const std::string& text, const std::string& series) {
+  double total = 0;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(series, 0) == 0 && (line[series.size()] == ' ' || line[series.size()] == '{')) {
+      total += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return total;
+}
+
+int listening_port(const ChildProcess& child) {
+  const auto line = child.wait_for_line("\"msg\":\"listening\"", 15s);
+  REQUIRE(line);
+  return port_from_listening_line(*line);
+}
+
+}  // namespace
+
+TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, reconciliation",
+          "[processor][itest]") {
+  Fixture f;
+  auto valid = synthetic_events(f, 47000);
+  std::vector<Message> all = valid;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2500; ++i) all.push_back(valid[rng() % valid.size()]);  // same id again
+  const std::vector<std::string> broken = {
+      "{not json", "[]", R"({"specversion":"1.0"})",
+      R"({"specversion":"1.0","id":"0190f6c2-7a1b-7c3e-9a51-3f0e1b2c4d5e","source":"//t","type":"io.telemetryd.gpu.metrics.v1","time":"2026-01-01T00:00:00Z","data":{"host":"h","model_name":"m","collector":"nvml"}})",
+      R"({"specversion":"1.0","id":"0190f6c2-7a1b-7c3e-9a51-3f0e1b2c4d5e","source":"//t","type":"io.telemetryd.token.usage.v1","time":"2026-01-01T00:00:00Z","data":{"model":"m","tenant_id":"t","usage":{"input_tokens":"12","output_tokens":3}}})"};
+  std::set<std::string> malformed_values;
+  for (int i = 0; i < 500; ++i) {
+    // Unique bytes per malformed message, so the DLQ check can match them one to one.
+    std::string value =
+        broken[i % broken.size()] + std::string(static_cast<std::size_t>(i / broken.size()), ' ');
+    malformed_values.insert(value);
+    all.push_back({i % 2 ? f.gpu_topic : f.usage_topic, "bad", value});
+  }
+  std::shuffle(all.begin() + 1000, all.end(), rng);  // duplicates and junk spread through the run
+  REQUIRE(all.size() == 50000);
+  produce(f.brokers, all);
+
+  ChildProcess processor(f.processor_argv());
+  const int port = listening_port(processor);
+  CHECK(f.wait_stored(47000, 240s) == 47000);
+
+  const auto dlq = read_topics(f.brokers, {f.gpu_topic + ".dlq", f.usage_topic + ".dlq"}, 500, 60s);
+  CHECK(dlq.size() == 500);
+  std::set<std::string> dead_values;
+  for (const auto& m : dlq) dead_values.insert(m.value);
+  CHECK(dead_values == malformed_values);
+
+  // received = stored + dead-lettered + duplicates + in flight + abandoned
+  std::this_thread::sleep_for(1s);
+  const std::string text = http_get(port, "/metrics").body;
+  const double received = metric(text, "processor_messages_consumed_total");
+  const double stored = metric(text, "processor_db_writes_total");
+  const double dead = metric(text, "processor_dead_letters_total");
+  const double duplicates = metric(text, "processor_duplicates_total");
+  const double in_flight = metric(text, "processor_in_flight");
+  const double abandoned = metric(text, "processor_abandoned_total");
+  CHECK(received == 50000);
+  CHECK(stored == 47000);
+  CHECK(dead == 500);
+  CHECK(duplicates == 2500);
+  CHECK(received == stored + dead + duplicates + in_flight + abandoned);
+  CHECK(metric(text, "processor_invalid_events_total") == 500);
+  CHECK(text.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
+        std::string::npos);
+
+  const auto usage = http_get(port, "/v1/usage?group_by=model");
+  CHECK(usage.status == 200);
+  CHECK(usage.body.find("\"_id\":\"llama-3.1-8b-instruct\"") != std::string::npos);
+  const auto gpu = http_get(port, "/gpu/info?host=gpu-node-01");
+  CHECK(gpu.status == 200);
+  CHECK(gpu.body.find("\"host\":\"gpu-node-01\"") != std::string::npos);
+  const auto gpus = http_get(port, "/v1/gpus");
+  CHECK(gpus.body.find("\"_id\":\"H100 80GB\"") != std::string::npos);
+  CHECK(gpus.body.find("\"price_per_hour_usd\":2.49") != std::string::npos);
+
+  processor.send_signal(SIGTERM);
+  CHECK(processor.wait_exit(20s) == 0);
+}
+
+TEST_CASE("kill -9 mid-stream, then restart: every event stored exactly once",
+          "[processor][itest]") {
+  Fixture f;
+  const auto events = synthetic_events(f, 30000);
+  produce(f.brokers, events);
+  {
+    ChildProcess first(f.processor_argv());
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (f.stored() < 5000 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
+    const auto before_kill = f.stored();
+    INFO("stored before kill: " << before_kill);
+    REQUIRE(before_kill >= 5000);
+    REQUIRE(before_kill < 30000);  // really mid-stream
+    first.send_signal(SIGKILL);
+    REQUIRE(first.wait_exit(10s) == 128 + SIGKILL);
+  }
+  ChildProcess second(f.processor_argv());
+  CHECK(f.wait_stored(30000, 240s) == 30000);
+  second.send_signal(SIGTERM);
+  CHECK(second.wait_exit(20s) == 0);
+}
+
+TEST_CASE("FerretDB down for 20 s mid-stream: nothing lost, /ready reports it, resumes itself",
+          "[processor][itest]") {
+  Fixture f;
+  ChildProcess processor(f.processor_argv());
+  const int port = listening_port(processor);
+  // A producer run that outlasts the outage: 36000 events at 1200/s take about 30 s.
+  ChildProcess producer({telemetryd_bin(), "run", "--role", "producer", "--count", "36000", "--set",
+                         "producer.rate=1200", "--set", "http.listen=127.0.0.1:0", "--set",
+                         "kafka.brokers=" + f.brokers, "--set",
+                         "producer.topics.gpu_metrics=" + f.gpu_topic, "--set",
+                         "producer.topics.token_usage=" + f.usage_topic});
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (f.stored() < 2000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  REQUIRE(f.stored() >= 2000);
+
+  const auto stop = run_command({source_root() + "/scripts/services.sh", "down", "ferretdb"});
+  INFO(stop.output);
+  REQUIRE(stop.status == 0);
+  bool reported = false;
+  const auto outage_end = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < outage_end) {
+    const auto ready = http_get(port, "/ready");
+    if (ready.status == 503 &&
+        ready.body.find("\"name\":\"mongodb\",\"ready\":false") != std::string::npos) {
+      reported = true;
+    }
+    std::this_thread::sleep_for(500ms);
+  }
+  CHECK(reported);
+  const auto start = run_command({source_root() + "/scripts/services.sh", "up", "ferretdb"});
+  INFO(start.output);
+  REQUIRE(start.status == 0);
+
+  REQUIRE(producer.wait_exit(120s) == 0);
+  CHECK(f.wait_stored(36000, 240s) == 36000);
+  HttpResult ready;
+  for (int i = 0; i < 40 && ready.status != 200; ++i) {
+    ready = http_get(port, "/ready");
+    std::this_thread::sleep_for(250ms);
+  }
+  CHECK(ready.status == 200);
+  CHECK(processor.stdout_text().find("consumption resumed") != std::string::npos);
+  processor.send_signal(SIGTERM);
+  CHECK(processor.wait_exit(20s) == 0);
+}

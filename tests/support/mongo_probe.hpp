@@ -1,0 +1,15 @@
+#pragma once
+// Counts documents in FerretDB from tests, with libmongoc.
+
+#include <cstdint>
+#include <string>
+
+namespace test_support {
+
+/// Documents in database.collection; -1 when the server did not answer.
+std::int64_t count_documents(const std::string& uri, const std::string& database,
+                             const std::string& collection);
+/// Drops a test database (cleanup; errors ignored).
+void drop_database(const std::string& uri, const std::string& database);
+
+}  // namespace test_support

@@ -1,0 +1,132 @@
+// The processor core on the embedded SQLite store (no server): idempotent writes, dead letters,
+// enrichment and the reconciliation counters.
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "app/roles.hpp"
+#include "processor/processor_core.hpp"
+#include "sqlite/sqlite_store.hpp"
+#include "telemetryd/source.hpp"
+
+using namespace telemetryd;
+using namespace telemetryd::processor;
+
+namespace {
+
+struct TempDir {
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("telemetryd-core-" + std::to_string(getpid()));
+  TempDir() { std::filesystem::create_directories(path); }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+std::vector<Event> synthetic(std::size_t count) {
+  const Config config = load_config({.role = "producer"}, app::role_catalog());
+  auto source = SourceRegistry::instance().find("synthetic")->create(config, Topics{});
+  std::vector<Event> events;
+  std::string error;
+  while (events.size() < count) source->sample(events, error);
+  events.resize(count);
+  return events;
+}
+
+double value_of(const std::string& text, const std::string& series) {
+  // Anchored at a line start, so "# HELP <series> ..." never matches.
+  const auto at = text.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+}
+
+std::int64_t count_rows(const std::string& db_path, const std::string& table) {
+  sqlite3* db = nullptr;
+  sqlite3_open(db_path.c_str(), &db);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &s, nullptr);
+  sqlite3_step(s);
+  const std::int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("valid, duplicate and malformed events end stored once, dead-lettered, reconciled",
+          "[processor]") {
+  TempDir dir;
+  const std::string db_path = (dir.path / "t.sqlite3").string();
+  sqlite::SqliteStore store(db_path);
+  GpuCatalog catalog;
+  catalog.add({"H100 80GB", "NVIDIA H100 80GB HBM3", 2.49});
+  catalog.add({"A100 40GB", "NVIDIA A100-SXM4-40GB", 1.29});
+  REQUIRE(store.prepare(catalog));
+  metrics::Registry registry;
+  ProcessorCore core(CoreSettings{}, store, store, catalog, registry);
+
+  const auto events = synthetic(400);
+  std::int64_t offset = 0;
+  for (const auto& e : events) REQUIRE(core.accept({e.topic, 0, offset++, e.key, e.payload}));
+  for (int i = 0; i < 40; ++i) {  // 40 redeliveries of earlier events
+    const auto& e = events[static_cast<std::size_t>(i) * 7];
+    REQUIRE(core.accept({e.topic, 0, offset++, e.key, e.payload}));
+  }
+  REQUIRE(core.accept({"gpu.metrics.v1", 0, offset++, "k", "{broken"}));
+  REQUIRE(core.accept({"token.usage.v1", 0, offset++, "k", events[0].payload}));  // wrong topic
+  CHECK(core.pending() == 442);
+
+  std::map<PartitionKey, std::int64_t> done;
+  REQUIRE(core.flush(done));
+  CHECK(done.at({"token.usage.v1", 0}) == offset - 1);  // the wrong-topic message came last
+  CHECK(done.at({"gpu.metrics.v1", 0}) == offset - 2);  // then the broken one
+  CHECK(core.pending() == 0);
+  CHECK(count_rows(db_path, "gpu_metrics") + count_rows(db_path, "token_usage") == 400);
+  CHECK(count_rows(db_path, "dead_letters") == 2);
+
+  const std::string text = registry.expose();
+  const double received =
+      value_of(text, "processor_messages_consumed_total{topic=\"gpu.metrics.v1\"}") +
+      value_of(text, "processor_messages_consumed_total{topic=\"token.usage.v1\"}");
+  const double stored = value_of(text, "processor_db_writes_total{collection=\"gpu_metrics\"}") +
+                        value_of(text, "processor_db_writes_total{collection=\"token_usage\"}");
+  const double dead =
+      value_of(text, "processor_dead_letters_total{topic=\"gpu.metrics.v1\",stage=\"validate\"}") +
+      value_of(text, "processor_dead_letters_total{topic=\"token.usage.v1\",stage=\"validate\"}");
+  CHECK(received == 442);
+  CHECK(stored == 400);
+  CHECK(dead == 2);
+  CHECK(value_of(text, "processor_duplicates_total") == 40);
+  CHECK(value_of(text, "processor_in_flight") == 0);
+
+  // A second delivery of the whole stream stores nothing new.
+  for (const auto& e : events) REQUIRE(core.accept({e.topic, 0, offset++, e.key, e.payload}));
+  REQUIRE(core.flush(done));
+  CHECK(count_rows(db_path, "gpu_metrics") + count_rows(db_path, "token_usage") == 400);
+}
+
+TEST_CASE("stored usage documents carry the cost block", "[processor]") {
+  TempDir dir;
+  sqlite::SqliteStore store((dir.path / "c.sqlite3").string());
+  GpuCatalog catalog;
+  catalog.add({"H100 80GB", "NVIDIA H100 80GB HBM3", 2.49});
+  catalog.add({"A100 40GB", "NVIDIA A100-SXM4-40GB", 1.29});
+  REQUIRE(store.prepare(catalog));
+  metrics::Registry registry;
+  ProcessorCore core(CoreSettings{}, store, store, catalog, registry);
+  std::int64_t offset = 0;
+  for (const auto& e : synthetic(300))
+    REQUIRE(core.accept({e.topic, 0, offset++, e.key, e.payload}));
+  std::map<PartitionKey, std::int64_t> done;
+  REQUIRE(core.flush(done));
+  const auto usage = store.usage_json({});
+  REQUIRE(usage);
+  CHECK(usage.value().find("\"_id\":\"llama-3.1-8b-instruct\"") != std::string::npos);
+  CHECK(usage.value().find("\"cost_usd\":0,") == std::string::npos);  // metrics came first: priced
+  const auto latest = store.latest_gpu_json({"", "gpu-node-01"});
+  REQUIRE(latest);
+  CHECK(latest.value().find("\"host\":\"gpu-node-01\"") != std::string::npos);
+  CHECK(registry.expose().find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
+        std::string::npos);
+}
