@@ -5,6 +5,7 @@ Catch2 writes one JUnit file per meson test (the path after --out on its command
 without a failing case in its JUnit file (a crash, a sanitizer abort, a timeout) counts as one
 more failure, so nothing that went wrong can hide behind a green count.
 
+A FILE.xml argument counts a standalone JUnit report (e.g. from scripts/ops-checks.sh).
 `--failed-step NAME` adds one failure for a step that failed before any test ran.
 
 Prints per-suite lines, then the closing `tests: N passed, M failed[, K skipped]`.
@@ -39,6 +40,20 @@ def main(args):
             step = args.pop(0)
             print(f"step {step}: failed before its tests could run")
             total[1] += 1
+        elif arg.endswith(".xml"):
+            # A standalone JUnit report, e.g. from scripts/ops-checks.sh.
+            path = pathlib.Path(arg)
+            if not path.exists():
+                print(f"{path}: missing report (its step did not run)")
+                total[1] += 1
+                continue
+            passed, failed, skipped, failures = junit_counts(path)
+            print(f"{path}: {passed} passed, {failed} failed, {skipped} skipped")
+            for failure in failures:
+                print(f"  FAILED: {failure}")
+            total[0] += passed
+            total[1] += failed
+            total[2] += skipped
         else:
             build_dirs.append(arg)
     for build in map(pathlib.Path, build_dirs):
