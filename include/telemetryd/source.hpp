@@ -43,6 +43,10 @@ class SourceRegistry {
   void add(SourceInfo info);
   const SourceInfo* find(std::string_view name) const;
   std::vector<std::string> names() const;
+  /// Every source's config section, for components that build a source.
+  std::vector<const SectionSpec*> sections() const;
+  /// Config check for a key naming a source.
+  static std::optional<std::string> check_name(std::string_view name);
 
  private:
   std::vector<SourceInfo> sources_;

@@ -150,11 +150,6 @@ class EmbeddedPipeline final : public Component {
   std::thread processor_thread_;
 };
 
-std::optional<std::string> check_source(std::string_view name) {
-  if (SourceRegistry::instance().find(name) != nullptr) return std::nullopt;
-  return "unknown source";
-}
-
 std::vector<KeySpec> embedded_keys() {
   std::vector<KeySpec> keys{
       {.name = "data_dir",
@@ -163,7 +158,7 @@ std::vector<KeySpec> embedded_keys() {
       {.name = "source",
        .description = "Where events come from: synthetic (simulated fleet) or nvml (real GPUs).",
        .default_value = "synthetic",
-       .check = check_source},
+       .check = SourceRegistry::check_name},
       {.name = "rate",
        .type = ValueType::kDouble,
        .description = "Events per second; 0 samples in real time at the source's interval.",
@@ -192,13 +187,7 @@ const ComponentRegistration kRegistration{
      {"embedded", "Source, processor and SQLite store in one process (the all role).",
       embedded_keys()},
      [](ComponentContext& ctx) { return std::make_unique<EmbeddedPipeline>(ctx); },
-     [] {
-       std::vector<const SectionSpec*> sections;
-       for (const auto& name : SourceRegistry::instance().names()) {
-         sections.push_back(&SourceRegistry::instance().find(name)->section);
-       }
-       return sections;
-     }}};
+     [] { return SourceRegistry::instance().sections(); }}};
 
 }  // namespace
 }  // namespace telemetryd::app

@@ -176,13 +176,6 @@ class ProducerPipeline final : public Component {
   std::thread thread_;
 };
 
-std::optional<std::string> check_source(std::string_view name) {
-  if (SourceRegistry::instance().find(name) != nullptr) return std::nullopt;
-  std::string known;
-  for (const auto& n : SourceRegistry::instance().names()) known += (known.empty() ? "" : ", ") + n;
-  return "unknown source (known: " + known + ")";
-}
-
 const ComponentRegistration kRegistration{
     {"producer",
      {"producer",
@@ -192,7 +185,7 @@ const ComponentRegistration kRegistration{
            .description =
                "Where events come from: synthetic (simulated fleet) or nvml (real GPUs).",
            .default_value = "synthetic",
-           .check = check_source},
+           .check = SourceRegistry::check_name},
           {.name = "rate",
            .type = ValueType::kDouble,
            .description = "Events per second across both topics; 0 samples in real time at the "
@@ -214,13 +207,7 @@ const ComponentRegistration kRegistration{
            .default_value = "token.usage.v1"},
       }},
      [](ComponentContext& ctx) { return std::make_unique<ProducerPipeline>(ctx); },
-     [] {
-       std::vector<const SectionSpec*> sections;
-       for (const auto& name : SourceRegistry::instance().names()) {
-         sections.push_back(&SourceRegistry::instance().find(name)->section);
-       }
-       return sections;
-     }}};
+     [] { return SourceRegistry::instance().sections(); }}};
 
 }  // namespace
 }  // namespace telemetryd::app

@@ -28,4 +28,17 @@ std::vector<std::string> SourceRegistry::names() const {
   return out;
 }
 
+std::vector<const SectionSpec*> SourceRegistry::sections() const {
+  std::vector<const SectionSpec*> out;
+  for (const auto& name : names()) out.push_back(&find(name)->section);
+  return out;
+}
+
+std::optional<std::string> SourceRegistry::check_name(std::string_view name) {
+  if (instance().find(name) != nullptr) return std::nullopt;
+  std::string known;
+  for (const auto& n : instance().names()) known += (known.empty() ? "" : ", ") + n;
+  return "unknown source (known: " + known + ")";
+}
+
 }  // namespace telemetryd

@@ -85,6 +85,21 @@ BsonPtr make_document(const processor::StoredEvent& stored, std::string& error) 
   return doc;
 }
 
+// Reads every document of a query as one JSON array, then frees the cursor and collection.
+Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collection_t* collection) {
+  const bson_t* doc = nullptr;
+  JsonWriter json;
+  json.begin_array();
+  while (mongoc_cursor_next(cursor, &doc)) write_bson_document(json, doc);
+  json.end_array();
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return json.take();
+}
+
 }  // namespace
 
 MongoStore::MongoStore(MongoStoreSettings settings) : settings_(std::move(settings)) {
@@ -274,17 +289,7 @@ Result<std::string> MongoStore::gpus_json() {
   BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}"));
   mongoc_cursor_t* cursor =
       mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
-  const bson_t* doc = nullptr;
-  JsonWriter json;
-  json.begin_array();
-  while (mongoc_cursor_next(cursor, &doc)) write_bson_document(json, doc);
-  json.end_array();
-  bson_error_t error;
-  const bool failed = mongoc_cursor_error(cursor, &error);
-  mongoc_cursor_destroy(cursor);
-  mongoc_collection_destroy(collection);
-  if (failed) return classify(error);
-  return json.take();
+  return drain_to_json_array(cursor, collection);
 }
 
 Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
@@ -309,17 +314,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
                             BCON_INT32(1), "}", "}", "]"));
   mongoc_cursor_t* cursor =
       mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE, pipeline.get(), nullptr, nullptr);
-  const bson_t* doc = nullptr;
-  JsonWriter json;
-  json.begin_array();
-  while (mongoc_cursor_next(cursor, &doc)) write_bson_document(json, doc);
-  json.end_array();
-  bson_error_t error;
-  const bool failed = mongoc_cursor_error(cursor, &error);
-  mongoc_cursor_destroy(cursor);
-  mongoc_collection_destroy(collection);
-  if (failed) return classify(error);
-  return json.take();
+  return drain_to_json_array(cursor, collection);
 }
 
 }  // namespace telemetryd::mongo
