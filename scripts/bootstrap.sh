@@ -12,6 +12,7 @@ PACKAGES=(
     meson ninja-build pkg-config g++
     libboost1.81-dev librdkafka-dev libsimdjson-dev libmongoc-dev libbson-dev
     libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev
+    dpkg-dev systemd  # dpkg-shlibdeps and systemd-analyze, for scripts/ops-checks.sh
     prometheus clang-format python3 python3-jsonschema curl ca-certificates
 )
 

@@ -8,6 +8,7 @@
 
 #include "app/config_reference.hpp"
 #include "app/daemon.hpp"
+#include "app/reload.hpp"
 #include "app/roles.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/errors.hpp"
@@ -41,22 +42,19 @@ int check_config(const std::vector<std::string>& files) {
   return failed == 0 ? 0 : kExitConfig;
 }
 
-int run(const std::string& role, const std::string& file, const std::vector<std::string>& sets) {
+app::DaemonOutcome run(const LoadOptions& options) {
   Config config;
   try {
-    config = load_config({.file = file, .role = role, .overrides = sets}, app::role_catalog());
+    config = load_config(options, app::role_catalog());
   } catch (const ConfigError& e) {
-    for (const auto& problem : e.problems()) {
-      log::error("config", problem.to_string(),
-                 {{"file", problem.file}, {"line", problem.line}, {"key", problem.path}});
-    }
-    return kExitConfig;
+    app::log_config_problems(e);
+    return {.exit_code = kExitConfig};
   }
   try {
-    return app::run_daemon(config);
+    return app::run_daemon(config, options);
   } catch (const StartupError& e) {
     log::error("daemon", "cannot start", {{"error", e.what()}});
-    return kExitStartup;
+    return {.exit_code = kExitStartup};
   }
 }
 
@@ -106,7 +104,9 @@ int main(int argc, char** argv) {
   if (count >= 0) sets.push_back("producer.count=" + std::to_string(count));
   mongoc_log_set_handler(mongoc_log_to_json, nullptr);
   mongoc_init();
-  const int code = run(role, config_file, sets);
+  const app::DaemonOutcome outcome = run({.file = config_file, .role = role, .overrides = sets});
   mongoc_cleanup();
-  return code;
+  // After the drain and every cleanup, so the new image starts from a clean slate.
+  if (outcome.reexec) return app::reexec_self(argv);
+  return outcome.exit_code;
 }

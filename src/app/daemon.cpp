@@ -3,9 +3,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <condition_variable>
+#include <csignal>
 #include <mutex>
 #include <thread>
 
+#include "app/reload.hpp"
 #include "app/roles.hpp"
 #include "app/standard_routes.hpp"
 #include "app/systemd_notify.hpp"
@@ -57,7 +59,7 @@ class DrainDeadline {
 
 }  // namespace
 
-int run_daemon(const Config& config) {
+DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
   log::Level level = log::Level::kInfo;
   log::parse_level(config.str("daemon.log_level"), level);
   log::set_level(level);
@@ -88,8 +90,9 @@ int run_daemon(const Config& config) {
   SystemdNotifier notifier(io);
   DrainDeadline deadline(io);
   auto drain_started = std::chrono::steady_clock::time_point{};
-  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   bool draining = false;
+  bool reexec = false;
   begin_drain = [&](std::string_view reason) {
     if (draining) return;
     draining = true;
@@ -100,13 +103,36 @@ int run_daemon(const Config& config) {
     // would otherwise keep the io loop from emptying.
     signals.clear();
     signals.cancel();
-    notifier.stopping();
+    // SIGHUP's default action would kill the process mid-drain; ignored, it also stays ignored
+    // across the re-exec until the new process installs its handler.
+    std::signal(SIGHUP, SIG_IGN);
+    if (reexec) {
+      notifier.reloading();
+    } else {
+      notifier.stopping();
+    }
     for (auto it = components.rbegin(); it != components.rend(); ++it) (*it)->stop();
     deadline.arm(std::chrono::milliseconds(config.integer("daemon.shutdown_timeout_ms")));
   };
-  signals.async_wait([&](boost::system::error_code ec, int signal_number) {
-    if (!ec) begin_drain(signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-  });
+  // Re-armed after a SIGHUP that does not drain: an async_wait handles one signal.
+  std::function<void()> wait_for_signal;
+  wait_for_signal = [&] {
+    signals.async_wait([&](boost::system::error_code ec, int signal_number) {
+      if (ec) return;
+      if (signal_number != SIGHUP) {
+        begin_drain(signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+      } else if (reload.file.empty()) {
+        log::info("daemon", "SIGHUP: nothing to reload (started without --config)");
+        wait_for_signal();
+      } else if (reload_config_valid(reload)) {
+        reexec = true;
+        begin_drain("SIGHUP reload");
+      } else {
+        wait_for_signal();
+      }
+    });
+  };
+  wait_for_signal();
 
   for (auto& component : components) component->start();
   log::info(
@@ -123,8 +149,9 @@ int run_daemon(const Config& config) {
             {{"drain_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - drain_started)
                               .count()},
-             {"exit_code", exit_code}});
-  return exit_code;
+             {"exit_code", exit_code},
+             {"reload", reexec}});
+  return {.exit_code = exit_code, .reexec = reexec && exit_code == 0};
 }
 
 }  // namespace telemetryd::app

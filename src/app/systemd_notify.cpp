@@ -2,6 +2,8 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <time.h>
+
 #include <string>
 
 #include "telemetryd/log.hpp"
@@ -30,6 +32,19 @@ void SystemdNotifier::stopping() {
   stopping_ = true;
   timer_.cancel();
   sd_notify(0, "STOPPING=1\nSTATUS=draining");
+}
+
+void SystemdNotifier::reloading() {
+  stopping_ = true;
+  timer_.cancel();
+  // MONOTONIC_USEC lets systemd >= 253 match this RELOADING=1 to the reload it requested.
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const auto usec = static_cast<std::uint64_t>(now.tv_sec) * 1000000u +
+                    static_cast<std::uint64_t>(now.tv_nsec) / 1000u;
+  const std::string message =
+      "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=" + std::to_string(usec);
+  sd_notify(0, message.c_str());
 }
 
 void SystemdNotifier::schedule_watchdog() {

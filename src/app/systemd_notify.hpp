@@ -1,5 +1,6 @@
 #pragma once
-// sd_notify for Type=notify units: READY once every component started, STOPPING on drain, and
+// sd_notify for Type=notify units: READY once every component started, STOPPING on drain,
+// RELOADING on a SIGHUP drain (READY from the re-executed process ends the reload), and
 // WATCHDOG pings from the io thread itself, so a wedged event loop gets the process restarted.
 
 #include <boost/asio/io_context.hpp>
@@ -13,6 +14,7 @@ class SystemdNotifier {
   explicit SystemdNotifier(boost::asio::io_context& io);
   void ready(std::string_view status);
   void stopping();
+  void reloading();
   bool watchdog_enabled() const { return watchdog_interval_.count() > 0; }
 
  private:

@@ -2,8 +2,6 @@
 // and the broken fixtures, and a running processor's HTTP endpoints, logs, signals and sd_notify.
 
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <simdjson.h>
@@ -15,6 +13,7 @@
 
 #include "support/child_process.hpp"
 #include "support/http_client.hpp"
+#include "support/notify_socket.hpp"
 
 using namespace test_support;
 using namespace std::chrono_literals;
@@ -33,36 +32,6 @@ std::vector<std::pair<int, std::string>> expectations(const fs::path& fixture) {
   }
   return out;
 }
-
-// Receives sd_notify datagrams the way systemd does, on a socket named by NOTIFY_SOCKET.
-struct NotifySocket {
-  int fd = -1;
-  std::string path;
-  NotifySocket() {
-    path = "/tmp/telemetryd-notify-" + std::to_string(getpid()) + ".sock";
-    unlink(path.c_str());
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  }
-  ~NotifySocket() {
-    close(fd);
-    unlink(path.c_str());
-  }
-  std::string drain() const {
-    std::string all;
-    char buf[4096];
-    for (;;) {
-      const ssize_t n = recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      all.append(buf, static_cast<std::size_t>(n));
-      all.push_back('\n');
-    }
-    return all;
-  }
-};
 
 }  // namespace
 
