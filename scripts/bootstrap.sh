@@ -13,6 +13,7 @@ PACKAGES=(
     libboost1.81-dev librdkafka-dev libsimdjson-dev libmongoc-dev libbson-dev
     libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev
     dpkg-dev systemd  # dpkg-shlibdeps and systemd-analyze, for scripts/ops-checks.sh
+    cloud-init        # cloud-init schema, for scripts/ops-observe-checks.sh
     prometheus clang-format python3 python3-jsonschema curl ca-certificates
 )
 

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Checks of the observability and provisioning files (deploy/, cloud-init/), one JUnit testcase
+# each, written to "${TELEMETRYD_JUNIT_DIR:-build}/ops-observe.junit.xml". Runs every check even
+# after a failure; exits 1 if any failed.
+#
+#   promtool check config / check rules / test rules   deploy/prometheus/
+#   dashboard JSON valid with every required panel     deploy/grafana/telemetryd.json
+#   cloud-init schema, one testcase per file          cloud-init/*.yaml
+#   prometheus-scrape (when the prometheus binary exists): a real Prometheus scrapes a running
+#     telemetryd and the HTTP API returns a positive value. With TELEMETRYD_TEST_KAFKA_BROKERS set
+#     it runs `--role producer` against those brokers and queries producer_messages_sent_total;
+#     otherwise `--role all` (embedded, no Kafka) and processor_db_writes_total.
+#
+# Environment: TELEMETRYD_BIN (default build/src/telemetryd), TELEMETRYD_OBS_PROM_PORT (19090),
+# TELEMETRYD_OBS_HTTP_PORT (18810), TELEMETRYD_OBS_WAIT_S (60).
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+junit_dir=${TELEMETRYD_JUNIT_DIR:-build}
+junit="$junit_dir/ops-observe.junit.xml"
+bin=${TELEMETRYD_BIN:-build/src/telemetryd}
+prom_port=${TELEMETRYD_OBS_PROM_PORT:-19090}
+http_port=${TELEMETRYD_OBS_HTTP_PORT:-18810}
+wait_s=${TELEMETRYD_OBS_WAIT_S:-60}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ops-observe.XXXXXX")
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Each case: NAME<TAB>STATUS<TAB>SECONDS<TAB>OUTPUT_FILE in $work/cases.tsv.
+: > "$work/cases.tsv"
+n=0
+failed=0
+record() {  # record NAME STATUS(pass|fail|skip) SECONDS OUTPUT_FILE
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$work/cases.tsv"
+  printf '%-4s %s (%ss)\n' "$2" "$1" "$3"
+  [ "$2" = fail ] && { failed=$((failed + 1)); sed 's/^/    | /' "$4" | tail -n 40; }
+  return 0
+}
+run_case() {  # run_case NAME COMMAND...
+  local name=$1 out start status ms
+  shift
+  n=$((n + 1))
+  out="$work/case$n.out"
+  start=$(date +%s%N)
+  if "$@" > "$out" 2>&1; then status=pass; else status=fail; fi
+  ms=$((($(date +%s%N) - start) / 1000000))
+  record "$name" "$status" "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))" "$out"
+}
+skip_case() {  # skip_case NAME REASON
+  n=$((n + 1))
+  printf '%s\n' "$2" > "$work/case$n.out"
+  record "$1" skip 0 "$work/case$n.out"
+}
+
+check_dashboard() {
+  python3 - deploy/grafana/telemetryd.json <<'PY'
+import json, re, sys
+path = sys.argv[1]
+dash = json.load(open(path))
+problems = []
+if not 36 <= dash.get("schemaVersion", 0) <= 41:
+    problems.append(f"schemaVersion {dash.get('schemaVersion')} not ~38")
+variables = dash.get("templating", {}).get("list", [])
+if not any(v.get("type") == "datasource" and v.get("query") == "prometheus" for v in variables):
+    problems.append("no Prometheus datasource variable")
+panels = dash.get("panels", [])
+exprs = {p["title"]: " ".join(t.get("expr", "") for t in p.get("targets", [])) for p in panels}
+required = {
+    "producer rate": r"rate\(producer_messages_sent_total",
+    "processor rate": r"rate\(processor_messages_consumed_total",
+    "DB inserts/s": r"rate\(processor_db_writes_total",
+    "tokens per model": r"rate\(processor_token_usage_tokens_total.*by \(model\)|by \(model\).*rate\(processor_token_usage_tokens_total",
+    "cost per token": r"processor_cost_per_token_usd",
+    "consumer lag": r"processor_kafka_consumer_lag",
+    "e2e latency p99": r"histogram_quantile\(0\.99,.*processor_end_to_end_latency_seconds_bucket",
+}
+for name, pattern in required.items():
+    hits = [t for t, e in exprs.items() if re.search(pattern, e)]
+    print(f"{name}: {hits if hits else 'MISSING'}")
+    if not hits:
+        problems.append(f"no panel queries {name} (/{pattern}/)")
+gpu = [p for p in panels if "GPU utilisation" in p.get("title", "")]
+if not gpu or "not export" not in gpu[0].get("description", "").lower():
+    problems.append("GPU utilisation panel missing or does not say telemetryd does not export it")
+for p in panels:
+    if not p.get("datasource", {}).get("uid") == "${datasource}":
+        problems.append(f"panel {p.get('title')} does not use the datasource variable")
+ids = [p.get("id") for p in panels]
+if len(ids) != len(set(ids)):
+    problems.append("duplicate panel ids")
+for problem in problems:
+    print("FAIL:", problem)
+sys.exit(1 if problems else 0)
+PY
+}
+
+wait_http() {  # wait_http URL SECONDS
+  local deadline=$((SECONDS + $2))
+  until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+prometheus_scrape() {
+  local role metric config
+  if [ -n "${TELEMETRYD_TEST_KAFKA_BROKERS:-}" ]; then
+    role=producer metric=producer_messages_sent_total config=config/roles/producer.yaml
+  else
+    role=all metric=processor_db_writes_total config=config/roles/all.yaml
+  fi
+  [ -x "$bin" ] || { echo "no telemetryd binary at $bin (build it or set TELEMETRYD_BIN)"; return 1; }
+  echo "role $role, metric $metric, telemetryd on 127.0.0.1:$http_port, prometheus on 127.0.0.1:$prom_port"
+  mkdir -p "$work/data" "$work/tsdb"
+  TELEMETRYD_HTTP_LISTEN="127.0.0.1:$http_port" STATE_DIRECTORY="$work/data" \
+    TELEMETRYD_KAFKA_BROKERS="${TELEMETRYD_TEST_KAFKA_BROKERS:-127.0.0.1:1}" \
+    "$bin" run --role "$role" --config "$config" > "$work/telemetryd.log" 2>&1 &
+  pids+=($!)
+  cp deploy/prometheus/alerts.yml "$work/alerts.yml"
+  cat > "$work/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: telemetryd-$role
+    static_configs:
+      - targets: ["127.0.0.1:$http_port"]
+YML
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+    --web.listen-address="127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
+  pids+=($!)
+  local ok=0 deadline=$((SECONDS + wait_s)) answer=""
+  wait_http "http://127.0.0.1:$prom_port/-/ready" "$wait_s" || echo "prometheus not ready"
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    answer=$(curl -fsS "http://127.0.0.1:$prom_port/api/v1/query" \
+      --data-urlencode "query=sum($metric{job=\"telemetryd-$role\"})" 2>&1)
+    if printf '%s' "$answer" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+sys.exit(0 if r and float(r[0]["value"][1]) > 0 else 1)' 2>/dev/null; then
+      ok=1
+      break
+    fi
+    sleep 1
+  done
+  echo "last answer: $answer"
+  if [ "$ok" = 1 ]; then
+    echo "sum($metric) > 0 after $((SECONDS - deadline + wait_s)) s"
+    # Every dashboard query must also be accepted by this real Prometheus.
+    python3 - "http://127.0.0.1:$prom_port" deploy/grafana/telemetryd.json <<'PY' || ok=0
+import json, sys, urllib.parse, urllib.request
+base, path = sys.argv[1], sys.argv[2]
+bad = 0
+for p in json.load(open(path))["panels"]:
+    for t in p.get("targets", []):
+        q = t["expr"].replace("$__rate_interval", "1m").replace("$job", ".*").replace("$instance", ".*")
+        url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        try:
+            status = json.load(urllib.request.urlopen(url, timeout=10))["status"]
+        except Exception as e:  # an HTTP 400 means a query Prometheus rejects
+            status = f"error: {e}"
+        print(f"dashboard query {status}: {p['title']}")
+        bad += status != "success"
+sys.exit(1 if bad else 0)
+PY
+    # The rules loaded into the real server without error.
+    curl -fsS "http://127.0.0.1:$prom_port/api/v1/rules" | python3 -c '
+import json, sys
+groups = json.load(sys.stdin)["data"]["groups"]
+rules = [r for g in groups for r in g["rules"]]
+bad = [r["name"] for r in rules if r.get("health") not in ("ok", "unknown")]
+print(f"{len(rules)} rules loaded, unhealthy: {bad}")
+sys.exit(1 if bad or not rules else 0)' || ok=0
+  else
+    echo "no positive $metric within ${wait_s} s"
+    echo "--- telemetryd log (tail)"; tail -n 20 "$work/telemetryd.log"
+    echo "--- prometheus log (tail)"; tail -n 20 "$work/prometheus.log"
+  fi
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  pids=()
+  [ "$ok" = 1 ]
+}
+
+if command -v promtool >/dev/null 2>&1; then
+  run_case "promtool check config" promtool check config deploy/prometheus/prometheus.yml
+  run_case "promtool check rules" promtool check rules deploy/prometheus/alerts.yml
+  run_case "promtool test rules" promtool test rules deploy/prometheus/alerts_test.yml
+else
+  for c in "check config" "check rules" "test rules"; do
+    n=$((n + 1)); echo "promtool not found (Debian package prometheus)" > "$work/case$n.out"
+    record "promtool $c" fail 0 "$work/case$n.out"
+  done
+fi
+run_case "grafana dashboard" check_dashboard
+for f in cloud-init/*.yaml; do
+  if command -v cloud-init >/dev/null 2>&1; then
+    run_case "cloud-init schema $(basename "$f")" cloud-init schema --config-file "$f"
+  else
+    n=$((n + 1)); echo "cloud-init not found (Debian package cloud-init)" > "$work/case$n.out"
+    record "cloud-init schema $(basename "$f")" fail 0 "$work/case$n.out"
+  fi
+done
+if command -v prometheus >/dev/null 2>&1; then
+  run_case "prometheus scrapes telemetryd" prometheus_scrape
+else
+  skip_case "prometheus scrapes telemetryd" "prometheus binary not found"
+fi
+
+mkdir -p "$junit_dir"
+python3 - "$work/cases.tsv" "$junit" <<'PY'
+import re, sys
+from xml.sax.saxutils import escape, quoteattr
+cases_path, out_path = sys.argv[1], sys.argv[2]
+# XML 1.0 forbids most control characters, even escaped.
+clean = lambda s: re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "?", s)
+cases = [line.rstrip("\n").split("\t") for line in open(cases_path) if line.strip()]
+failures = sum(c[1] == "fail" for c in cases)
+skipped = sum(c[1] == "skip" for c in cases)
+total = sum(float(c[2]) for c in cases)
+with open(out_path, "w") as f:
+    f.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+    f.write(f'<testsuites><testsuite name="ops-observe" tests="{len(cases)}" failures="{failures}" '
+            f'skipped="{skipped}" errors="0" time="{total:.3f}">\n')
+    for name, status, secs, out in cases:
+        text = clean(open(out, errors="replace").read())
+        f.write(f'  <testcase classname="ops-observe" name={quoteattr(clean(name))} time="{secs}">')
+        if status == "fail":
+            f.write(f'<failure message="failed">{escape(text)}</failure>')
+        elif status == "skip":
+            f.write(f'<skipped message={quoteattr(text.strip())}/>')
+        f.write(f'<system-out>{escape(text)}</system-out></testcase>\n')
+    f.write("</testsuite></testsuites>\n")
+PY
+echo "ops-observe: $((n - failed)) of $n passed or skipped, $failed failed; report: $junit"
+[ "$failed" = 0 ]
