@@ -6,6 +6,7 @@
 #   promtool check config / check rules / test rules   deploy/prometheus/
 #   dashboard JSON valid with every required panel     deploy/grafana/telemetryd.json
 #   cloud-init schema, one testcase per file          cloud-init/*.yaml
+#   the role files cloud-init writes pass `telemetryd check-config` (skipped without the binary)
 #   prometheus-scrape (when the prometheus binary exists): a real Prometheus scrapes a running
 #     telemetryd and the HTTP API returns a positive value. With TELEMETRYD_TEST_KAFKA_BROKERS set
 #     it runs `--role producer` against those brokers and queries producer_messages_sent_total;
@@ -209,6 +210,27 @@ for f in cloud-init/*.yaml; do
     record "cloud-init schema $(basename "$f")" fail 0 "$work/case$n.out"
   fi
 done
+role_files() {  # the role files cloud-init writes, with example values, pass check-config
+  local r
+  for r in processor producer worker; do
+    python3 - "$r" "$work/role-$r.yaml" <<'PY' || return 1
+import sys, yaml
+role, out = sys.argv[1], sys.argv[2]
+files = yaml.safe_load(open(f"cloud-init/{role}.yaml"))["write_files"]
+text = [f["content"] for f in files if f["path"] == f"/etc/telemetryd/{role}.yaml"][0]
+for var, value in {"${kafka_bootstrap}": "10.0.1.10:9092", "${mongodb_uri}": "mongodb://10.0.1.11:27017/",
+                   "${gpu_model}": "A100 40GB", "${price_per_hour_usd}": "1.10", "${producer_rate}": "100"}.items():
+    text = text.replace(var, value)
+open(out, "w").write(text)
+PY
+    "$bin" check-config "$work/role-$r.yaml" || return 1
+  done
+}
+if [ -x "$bin" ]; then
+  run_case "cloud-init role files pass check-config" role_files
+else
+  skip_case "cloud-init role files pass check-config" "no telemetryd binary at $bin"
+fi
 if command -v prometheus >/dev/null 2>&1; then
   run_case "prometheus scrapes telemetryd" prometheus_scrape
 else
