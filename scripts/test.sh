@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
-# starts real Kafka and FerretDB on 127.0.0.1, runs the unit and integration suites, runs the unit
-# suite again under ASan+UBSan, and stops the services (also on failure).
+# starts real Kafka and FerretDB on 127.0.0.1, runs the unit and integration suites, the operations
+# checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite again under
+# ASan+UBSan, and stops the services (also on failure).
 # The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
 set -uo pipefail
 
@@ -59,6 +60,12 @@ if [ "$services_up" = 1 ]; then
   rm -f build/meson-logs/testlog.unit.json
 fi
 
+step "operations: .deb, systemd unit and its security score"
+scripts/ops-checks.sh || failed_steps+=("ops")
+
+step "operations: Prometheus rules and scrape, Grafana, cloud-init"
+scripts/ops-observe-checks.sh || failed_steps+=("ops-observe")
+
 step "sanitizers: unit suite under ASan+UBSan"
 configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
   -Dintegration_tests=false -Dbuildtype=debug || failed_steps+=("asan-configure")
@@ -75,9 +82,10 @@ step "summary"
 [ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"
 extra=()
 for failed in "${failed_steps[@]}"; do
-  case $failed in unit | integration | asan-unit) ;; *) extra+=(--failed-step "$failed") ;; esac
+  case $failed in unit | integration | asan-unit | ops | ops-observe) ;; *) extra+=(--failed-step "$failed") ;; esac
 done
-summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan)
+summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan \
+  build/ops-checks.junit.xml build/ops-observe.junit.xml)
 count_status=$?
 trap - EXIT
 step "services: stopping"
