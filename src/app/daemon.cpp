@@ -1,9 +1,12 @@
 #include "app/daemon.hpp"
 
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -23,20 +26,28 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Bounds the drain: if the io loop has not emptied by the deadline, stop it from outside.
+// Bounds the whole shutdown: if the io loop has not emptied by the deadline it is stopped from
+// outside; if component threads (final flushes, consumer close) still hold the process a grace
+// period later, it exits at once. Offsets of unfinished work were never committed, so a forced
+// exit means redelivery, not loss, and systemd never has to SIGKILL.
 class DrainDeadline {
  public:
-  explicit DrainDeadline(asio::io_context& io) : io_(io) {}
+  DrainDeadline(asio::io_context& io, std::atomic<int>& exit_code)
+      : io_(io), exit_code_(exit_code) {}
   ~DrainDeadline() { disarm(); }
 
   void arm(std::chrono::milliseconds timeout) {
     thread_ = std::thread([this, timeout] {
       std::unique_lock lock(mutex_);
-      if (!cv_.wait_for(lock, timeout, [this] { return done_; })) {
-        log::warn("daemon", "drain deadline exceeded, stopping with work in flight",
-                  {{"shutdown_timeout_ms", timeout.count()}});
-        io_.stop();
-      }
+      if (cv_.wait_for(lock, timeout, [this] { return done_; })) return;
+      log::warn("daemon", "drain deadline exceeded, stopping with work in flight",
+                {{"shutdown_timeout_ms", timeout.count()}});
+      io_.stop();
+      if (cv_.wait_for(lock, std::chrono::seconds(3), [this] { return done_; })) return;
+      log::error("daemon", "shutdown still blocked after the deadline, exiting now",
+                 {{"exit_code", 1}});
+      std::fflush(stdout);
+      std::_Exit(std::max(exit_code_.load(), 1));
     });
   }
 
@@ -51,6 +62,7 @@ class DrainDeadline {
 
  private:
   asio::io_context& io_;
+  std::atomic<int>& exit_code_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool done_ = false;
@@ -73,13 +85,15 @@ DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
   http::Router router;
   add_standard_routes(router, readiness, registry, config.role());
 
-  int exit_code = 0;
+  // Atomic and raised directly: a component may ask after the io loop has already emptied
+  // (e.g. a producer's final flush found undelivered events), and that code must not be lost.
+  std::atomic<int> exit_code{0};
   std::function<void(std::string_view)> begin_drain;
   const auto request_shutdown = [&io, &exit_code, &begin_drain](int code) {
-    asio::post(io, [&exit_code, &begin_drain, code] {
-      exit_code = std::max(exit_code, code);
-      begin_drain("requested by a component");
-    });
+    int current = exit_code.load();
+    while (code > current && !exit_code.compare_exchange_weak(current, code)) {
+    }
+    asio::post(io, [&begin_drain] { begin_drain("requested by a component"); });
   };
   ComponentContext context{io, blocking, config, registry, readiness, router, request_shutdown};
   std::vector<std::unique_ptr<Component>> components;
@@ -88,7 +102,7 @@ DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
   }
 
   SystemdNotifier notifier(io);
-  DrainDeadline deadline(io);
+  DrainDeadline deadline(io, exit_code);
   auto drain_started = std::chrono::steady_clock::time_point{};
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   bool draining = false;
@@ -140,18 +154,18 @@ DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
       {{"role", config.role()}, {"config", config.source()}, {"version", TELEMETRYD_VERSION}});
   notifier.ready("role " + config.role() + " running");
   io.run();
-  deadline.disarm();
   blocking.join();
-  // Component threads (e.g. the producer's final flush) finish here, bounded by their own
-  // timeouts, while the log and metrics they use still exist.
+  // Component threads (e.g. the producer's final flush) finish here, while the log and metrics
+  // they use still exist; the deadline, still armed, bounds them.
   components.clear();
+  deadline.disarm();
   log::info("daemon", "stopped",
             {{"drain_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - drain_started)
                               .count()},
-             {"exit_code", exit_code},
+             {"exit_code", exit_code.load()},
              {"reload", reexec}});
-  return {.exit_code = exit_code, .reexec = reexec && exit_code == 0};
+  return {.exit_code = exit_code.load(), .reexec = reexec && exit_code.load() == 0};
 }
 
 }  // namespace telemetryd::app

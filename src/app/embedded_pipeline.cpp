@@ -35,6 +35,7 @@ class EmbeddedPipeline final : public Component {
  public:
   explicit EmbeddedPipeline(ComponentContext& ctx)
       : readiness_(ctx.readiness),
+        request_shutdown_(ctx.request_shutdown),
         source_(SourceRegistry::instance()
                     .find(ctx.config.str("embedded.source"))
                     ->create(ctx.config, Topics{})),
@@ -112,7 +113,10 @@ class EmbeddedPipeline final : public Component {
       std::optional<Event> event = queue_.pop(100ms);
       if (event) {
         if (core_.pending() == 0) batch_started = std::chrono::steady_clock::now();
-        core_.accept({event->topic, 0, offset++, event->key, event->payload});
+        const processor::IncomingMessage message{event->topic, 0, offset++, event->key,
+                                                 event->payload};
+        // False only when the dead-letter table refused the insert: retry, never drop.
+        while (!core_.accept(message)) std::this_thread::sleep_for(100ms);
       } else if (stopping_) {
         break;
       }
@@ -131,12 +135,18 @@ class EmbeddedPipeline final : public Component {
       Result<bool> result = core_.flush(done);
       if (result) return;
       log::warn("embedded", "store write failed, retrying", {{"error", result.error().message}});
-      if (stopping_ && attempt > 3) return;
+      if (stopping_ && attempt > 3) {
+        log::error("embedded", "stopping with events not stored",
+                   {{"pending", core_.pending()}, {"error", result.error().message}});
+        request_shutdown_(1);
+        return;
+      }
       std::this_thread::sleep_for(200ms);
     }
   }
 
   Readiness& readiness_;
+  std::function<void(int)> request_shutdown_;
   std::unique_ptr<Source> source_;
   double rate_;
   BoundedQueue<Event> queue_;

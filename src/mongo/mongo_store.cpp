@@ -248,7 +248,12 @@ Result<processor::WriteOutcome> MongoStore::write(
       }
     }
     bson_destroy(&reply);
-    if (!ok && write_errors == 0) return classify(error);
+    // Write errors alone (duplicates, rejected documents) are answers; a network failure means
+    // part of the batch may not have been tried, so the whole batch is retried (ids make the
+    // retry idempotent).
+    if (!ok && (write_errors == 0 || classify(error).kind == Error::Kind::kRetryable)) {
+      return classify(error);
+    }
     const std::size_t inserted = docs.size() - write_errors;
     (kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                     : outcome.token_usage_inserted) += inserted;

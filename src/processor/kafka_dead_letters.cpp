@@ -10,10 +10,17 @@ KafkaDeadLetters::KafkaDeadLetters(const Config& config, metrics::Registry& metr
       sink_(config, metrics, [this](const sinks::DeliveryReport& report) {
         if (!report.ok) {
           ++failed_;
-          log::error("processor", "dead letter not delivered",
+          log::error("processor", "dead letter not delivered, will send again",
                      {{"topic", report.topic}, {"error", rd_kafka_err2str(report.error)}});
         }
       }) {}
+
+bool KafkaDeadLetters::produce(const Event& event) {
+  // Already "aborted": a full queue answers false at once instead of blocking the consumer.
+  const std::atomic<bool> no_wait{true};
+  std::string error;
+  return sink_.produce(event, no_wait, error);
+}
 
 bool KafkaDeadLetters::send(const DeadLetter& letter) {
   Event event;
@@ -27,17 +34,27 @@ bool KafkaDeadLetters::send(const DeadLetter& letter) {
                    {"x-telemetryd-source-topic", std::string(letter.topic)},
                    {"x-telemetryd-source-partition", std::to_string(letter.partition)},
                    {"x-telemetryd-source-offset", std::to_string(letter.offset)}};
-  const std::atomic<bool> never{false};
-  std::string error;
-  if (!sink_.produce(event, never, error)) {
-    log::error("processor", "dead letter not queued", {{"error", error}});
-    return false;
-  }
+  if (!produce(event)) return false;
+  unacknowledged_.push_back(std::move(event));
   return true;
 }
 
 bool KafkaDeadLetters::flush(std::chrono::milliseconds timeout) {
-  return sink_.flush(timeout) == 0 && failed_ == 0;
+  if (sink_.flush(timeout) != 0) return false;
+  if (failed_ > 0) {
+    // Which letter failed is not known here: send the whole unacknowledged set again (the DLQ
+    // may then hold a letter twice; its headers name the source offset for deduplication).
+    failed_ = 0;
+    for (const auto& event : unacknowledged_) {
+      if (!produce(event)) {
+        failed_ = 1;  // queue full: the next flush tries again
+        break;
+      }
+    }
+    return false;
+  }
+  unacknowledged_.clear();
+  return true;
 }
 
 }  // namespace telemetryd::processor

@@ -91,8 +91,9 @@ class ProcessorComponent final : public Component {
     auto* self = static_cast<ProcessorComponent*>(opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       log::info("processor", "partitions assigned", {{"count", partitions->cnt}});
+      // paused_ is left as it is: during an outage flush_until_done pauses the new assignment
+      // at its next failure and resumes it all once the store answers again.
       rd_kafka_assign(rk, partitions);
-      self->paused_ = false;
       return;
     }
     // Revoked: finish what can be finished, commit it, and forget the rest (it is redelivered
@@ -170,8 +171,11 @@ class ProcessorComponent final : public Component {
         return;
       }
       readiness_.set("processor", false, "store unavailable: " + result.error().message);
-      if (!paused_) {
-        set_partitions_paused(true);
+      // Paused again on every failure (harmless when already paused), so partitions assigned
+      // by a rebalance during the outage are held too.
+      const bool was_paused = paused_;
+      set_partitions_paused(true);
+      if (!was_paused) {
         log::warn("processor", "store unavailable, consumption paused",
                   {{"error", result.error().message}, {"pending", core_.pending()}});
       }
@@ -258,8 +262,9 @@ class ProcessorComponent final : public Component {
                        std::chrono::steady_clock::now() - core_.oldest_pending() >= batch_timeout_;
       if (full || due) flush_until_done();
     }
-    // Stopping: one last attempt, then commit what is done; the rest is redelivered next start.
-    if (core_.pending() > 0 && flush_once()) {
+    // Stopping: one last attempt unless the store is known to be down (it would only spend the
+    // drain's time), then commit what is done; the rest is redelivered next start.
+    if (core_.pending() > 0 && !paused_ && flush_once()) {
       log::info("processor", "final batch stored");
     }
     core_.abandon([](const PartitionKey&) { return true; });

@@ -1,6 +1,7 @@
 #include "processor/processor_core.hpp"
 
 #include <cmath>
+#include <cstdint>
 
 #include "telemetryd/log.hpp"
 
@@ -64,38 +65,48 @@ void ProcessorCore::note_done(const std::string& topic, std::int32_t partition,
 }
 
 bool ProcessorCore::accept(const IncomingMessage& message) {
-  if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
-  consumed_.with({std::string(message.topic)}).inc();
-  ++pending_messages_;
-  note_done(std::string(message.topic), message.partition, message.offset);
-
+  // Nothing is counted or marked done until the message is really taken: a caller that gets
+  // false retries the same message, and a stop in between must leave its offset uncommitted.
   DecodeResult decoded = decode_event(message.value, parser_);
+  std::string reason, detail;
   if (auto* error = std::get_if<DecodeError>(&decoded)) {
-    invalid_.with({std::string(message.topic), error->reason}).inc();
-    return dead_letter(message, error->reason, error->detail, "validate");
+    reason = error->reason;
+    detail = error->detail;
+  } else {
+    const DecodedEvent& event = std::get<DecodedEvent>(decoded);
+    const bool expected_topic =
+        (event.kind == EventKind::kGpuMetrics && message.topic == settings_.gpu_metrics_topic) ||
+        (event.kind == EventKind::kTokenUsage && message.topic == settings_.token_usage_topic);
+    if (!expected_topic) {
+      reason = "wrong_topic";
+      detail = "type " + event.type + " does not belong on topic " + std::string(message.topic);
+    }
   }
-  DecodedEvent& event = std::get<DecodedEvent>(decoded);
-  const bool expected_topic =
-      (event.kind == EventKind::kGpuMetrics && message.topic == settings_.gpu_metrics_topic) ||
-      (event.kind == EventKind::kTokenUsage && message.topic == settings_.token_usage_topic);
-  if (!expected_topic) {
-    invalid_.with({std::string(message.topic), "wrong_topic"}).inc();
-    return dead_letter(
-        message, "wrong_topic",
-        "type " + event.type + " does not belong on topic " + std::string(message.topic),
-        "validate");
+  if (!reason.empty() && !dead_letter(message, reason, detail, "validate")) return false;
+
+  if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
+  ++pending_messages_;
+  consumed_.with({std::string(message.topic)}).inc();
+  note_done(std::string(message.topic), message.partition, message.offset);
+  if (!reason.empty()) {
+    invalid_.with({std::string(message.topic), reason}).inc();
+    return true;
   }
-  batch_.push_back({std::move(event), std::string(message.topic), std::string(message.key),
-                    std::string(message.value), message.partition, message.offset, std::nullopt});
+  batch_.push_back({std::move(std::get<DecodedEvent>(decoded)), std::string(message.topic),
+                    std::string(message.key), std::string(message.value), message.partition,
+                    message.offset, std::nullopt});
   update_in_flight();
   return true;
 }
 
 bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view reason,
                                 std::string_view detail, std::string_view stage) {
+  if (!dead_letters_.send({message.topic, message.partition, message.offset, message.key,
+                           message.value, reason, detail, stage})) {
+    return false;
+  }
   dead_lettered_.with({std::string(message.topic), std::string(stage)}).inc();
-  return dead_letters_.send({message.topic, message.partition, message.offset, message.key,
-                             message.value, reason, detail, stage});
+  return true;
 }
 
 void ProcessorCore::enrich() {
@@ -116,11 +127,15 @@ void ProcessorCore::enrich() {
 
 Result<bool> ProcessorCore::flush(std::map<PartitionKey, std::int64_t>& done) {
   if (pending_messages_ == 0) return true;
+  // Stages resume where a retryable failure stopped them, so a retry never enriches, writes or
+  // counts twice.
   if (stage_ == Stage::kEnrich) {
     enrich();
     stage_ = Stage::kWrite;
   }
   if (stage_ == Stage::kWrite) {
+    rejected_.clear();
+    rejected_next_ = 0;
     if (!batch_.empty()) {
       std::vector<StoredEvent> stored;
       stored.reserve(batch_.size());
@@ -133,36 +148,23 @@ Result<bool> ProcessorCore::flush(std::map<PartitionKey, std::int64_t>& done) {
         if (outcome.error().kind == Error::Kind::kRetryable) return outcome.error();
         // The store refused the whole batch for good: keep the events, in the dead-letter topic.
         log::error("processor", "store refused a batch", {{"error", outcome.error().message}});
-        for (const Pending& p : batch_) {
-          if (!dead_letter({p.topic, p.partition, p.offset, p.key, p.value}, "store_rejected",
-                           outcome.error().message, "store")) {
-            return Error::retryable("dead-letter queue full");
-          }
+        for (std::size_t i = 0; i < batch_.size(); ++i) {
+          rejected_.emplace_back(i, outcome.error().message);
         }
       } else {
-        const WriteOutcome& w = outcome.value();
-        db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
-        db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
-        duplicates_.inc(static_cast<double>(w.duplicates));
-        std::vector<bool> rejected(batch_.size(), false);
-        for (const auto& [index, reason] : w.rejected) {
-          rejected[index] = true;
-          const Pending& p = batch_[index];
-          if (!dead_letter({p.topic, p.partition, p.offset, p.key, p.value}, "store_rejected",
-                           reason, "store")) {
-            return Error::retryable("dead-letter queue full");
-          }
-        }
-        const auto now = std::chrono::system_clock::now();
-        for (std::size_t i = 0; i < batch_.size(); ++i) {
-          if (rejected[i]) continue;
-          const Pending& p = batch_[i];
-          end_to_end_latency_.observe(std::chrono::duration<double>(now - p.event.time).count());
-          if (p.event.kind == EventKind::kTokenUsage) {
-            tokens_.with({p.event.model})
-                .inc(static_cast<double>(p.event.input_tokens + p.event.output_tokens));
-          }
-        }
+        count_written(outcome.value());
+        rejected_ = std::move(outcome.value().rejected);
+      }
+    }
+    stage_ = Stage::kRejected;
+  }
+  if (stage_ == Stage::kRejected) {
+    for (; rejected_next_ < rejected_.size(); ++rejected_next_) {
+      const auto& [index, reason] = rejected_[rejected_next_];
+      const Pending& p = batch_[index];
+      if (!dead_letter({p.topic, p.partition, p.offset, p.key, p.value}, "store_rejected", reason,
+                       "store")) {
+        return Error::retryable("dead-letter queue full");
       }
     }
     stage_ = Stage::kDeadLetters;
@@ -174,21 +176,59 @@ Result<bool> ProcessorCore::flush(std::map<PartitionKey, std::int64_t>& done) {
   done = std::move(offsets_);
   offsets_.clear();
   batch_.clear();
+  rejected_.clear();
   pending_messages_ = 0;
   update_in_flight();
   stage_ = Stage::kEnrich;
   return true;
 }
 
+void ProcessorCore::count_written(const WriteOutcome& w) {
+  db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
+  db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
+  duplicates_.inc(static_cast<double>(w.duplicates));
+  std::vector<bool> rejected(batch_.size(), false);
+  for (const auto& entry : w.rejected) rejected[entry.first] = true;
+  const auto now = std::chrono::system_clock::now();
+  for (std::size_t i = 0; i < batch_.size(); ++i) {
+    if (rejected[i]) continue;
+    const Pending& p = batch_[i];
+    end_to_end_latency_.observe(std::chrono::duration<double>(now - p.event.time).count());
+    if (p.event.kind == EventKind::kTokenUsage) {
+      tokens_.with({p.event.model})
+          .inc(static_cast<double>(p.event.input_tokens + p.event.output_tokens));
+    }
+  }
+}
+
 void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revoked) {
-  const std::size_t before = batch_.size();
-  std::erase_if(batch_, [&](const Pending& p) { return revoked({p.topic, p.partition}); });
+  // Keep the saved store rejections pointing at the same events after the batch shrinks, so the
+  // kept ones are still dead-lettered before their offsets move.
+  std::vector<std::size_t> new_index(batch_.size(), SIZE_MAX);
+  std::vector<Pending> kept;
+  for (std::size_t i = 0; i < batch_.size(); ++i) {
+    if (revoked({batch_[i].topic, batch_[i].partition})) continue;
+    new_index[i] = kept.size();
+    kept.push_back(std::move(batch_[i]));
+  }
+  const std::size_t dropped = batch_.size() - kept.size();
+  std::vector<std::pair<std::size_t, std::string>> rejected;
+  std::size_t next = 0;
+  for (std::size_t r = 0; r < rejected_.size(); ++r) {
+    if (new_index[rejected_[r].first] == SIZE_MAX) continue;
+    if (r < rejected_next_) ++next;
+    rejected.emplace_back(new_index[rejected_[r].first], std::move(rejected_[r].second));
+  }
+  batch_ = std::move(kept);
+  rejected_ = std::move(rejected);
+  rejected_next_ = next;
   std::erase_if(offsets_, [&](const auto& entry) { return revoked(entry.first); });
-  const std::size_t dropped = before - batch_.size();
   abandoned_.inc(static_cast<double>(dropped));
   pending_messages_ -= std::min(pending_messages_, dropped);
   if (batch_.empty() && offsets_.empty()) {
     pending_messages_ = 0;
+    rejected_.clear();
+    rejected_next_ = 0;
     stage_ = Stage::kEnrich;
   }
   update_in_flight();

@@ -68,11 +68,12 @@ class ProcessorCore {
     std::int64_t offset;
     std::optional<Cost> cost;
   };
-  enum class Stage { kEnrich, kWrite, kDeadLetters };
+  enum class Stage { kEnrich, kWrite, kRejected, kDeadLetters };
 
   bool dead_letter(const IncomingMessage& message, std::string_view reason, std::string_view detail,
                    std::string_view stage);
   void enrich();
+  void count_written(const WriteOutcome& outcome);
   void note_done(const std::string& topic, std::int32_t partition, std::int64_t offset);
   void update_in_flight();
 
@@ -87,6 +88,9 @@ class ProcessorCore {
   std::size_t pending_messages_ = 0;
   std::chrono::steady_clock::time_point oldest_pending_{};
   Stage stage_ = Stage::kEnrich;
+  // Store rejections of the written batch, dead-lettered from rejected_next_ on.
+  std::vector<std::pair<std::size_t, std::string>> rejected_;
+  std::size_t rejected_next_ = 0;
 
   metrics::Registry& metrics_;
   metrics::Family<metrics::Counter>& consumed_;

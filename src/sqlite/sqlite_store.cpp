@@ -155,7 +155,8 @@ Result<processor::WriteOutcome> SqliteStore::write(
     const std::vector<processor::StoredEvent>& batch) {
   const std::lock_guard lock(mutex_);
   processor::WriteOutcome outcome;
-  if (auto r = exec("BEGIN"); !r) return r.error();
+  // A busy or locked file may pass: retryable, never a reason to dead-letter valid events.
+  if (auto r = exec("BEGIN"); !r) return Error::retryable(r.error().message);
   sqlite3_stmt* raw_metrics = nullptr;
   sqlite3_stmt* raw_usage = nullptr;
   sqlite3_prepare_v2(
@@ -234,9 +235,11 @@ Result<std::string> SqliteStore::gpus_json() {
   const Statement s(raw);
   JsonWriter json;
   json.begin_array();
-  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     json.raw(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
   }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
   json.end_array();
   return json.take();
 }

@@ -255,7 +255,10 @@ TEST_CASE("FerretDB down for 20 s mid-stream: nothing lost, /ready reports it, r
   REQUIRE(start.status == 0);
 
   REQUIRE(producer.wait_exit(120s) == 0);
-  CHECK(f.wait_stored(36000, 240s) == 36000);
+  const auto stored = f.wait_stored(36000, 240s);
+  const std::string log = processor.stdout_text();
+  INFO("processor log tail:\n" << log.substr(log.size() > 6000 ? log.size() - 6000 : 0));
+  CHECK(stored == 36000);
   HttpResult ready;
   for (int i = 0; i < 40 && ready.status != 200; ++i) {
     ready = http_get(port, "/ready");

@@ -130,3 +130,69 @@ TEST_CASE("stored usage documents carry the cost block", "[processor]") {
   CHECK(registry.expose().find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
         std::string::npos);
 }
+
+namespace {
+// A dead-letter destination that refuses at first, like a full Kafka queue or a slow broker.
+struct RefusingDeadLetters : DeadLetterSink {
+  int refuse_sends = 2;
+  int refuse_flushes = 1;
+  int accepted = 0;
+  bool send(const DeadLetter&) override {
+    if (refuse_sends > 0) {
+      --refuse_sends;
+      return false;
+    }
+    ++accepted;
+    return true;
+  }
+  bool flush(std::chrono::milliseconds) override {
+    if (refuse_flushes > 0) {
+      --refuse_flushes;
+      return false;
+    }
+    return true;
+  }
+};
+}  // namespace
+
+TEST_CASE("a refused dead letter is counted nowhere; a retried flush never re-writes or re-counts",
+          "[processor]") {
+  TempDir dir;
+  const std::string db_path = (dir.path / "r.sqlite3").string();
+  sqlite::SqliteStore store(db_path);
+  GpuCatalog catalog;
+  REQUIRE(store.prepare(catalog));
+  metrics::Registry registry;
+  RefusingDeadLetters dead_letters;
+  ProcessorCore core(CoreSettings{}, store, dead_letters, catalog, registry);
+
+  const auto events = synthetic(50);
+  std::int64_t offset = 0;
+  for (const auto& e : events) REQUIRE(core.accept({e.topic, 0, offset++, e.key, e.payload}));
+  const IncomingMessage broken{"gpu.metrics.v1", 0, offset++, "k", "{broken"};
+  CHECK_FALSE(core.accept(broken));  // refused twice: nothing counted, offset not done
+  CHECK_FALSE(core.accept(broken));
+  CHECK(core.pending() == 50);
+  CHECK(core.accept(broken));
+  CHECK(core.pending() == 51);
+
+  std::map<PartitionKey, std::int64_t> done;
+  const auto first = core.flush(done);  // written, but the dead letter is not acknowledged yet
+  REQUIRE_FALSE(first);
+  CHECK(first.error().kind == Error::Kind::kRetryable);
+  CHECK(done.empty());
+  REQUIRE(core.flush(done));  // resumes at the acknowledgement: no second write
+  CHECK(done.at({"gpu.metrics.v1", 0}) == offset - 1);
+
+  const std::string text = registry.expose();
+  CHECK(value_of(text, "processor_messages_consumed_total{topic=\"gpu.metrics.v1\"}") +
+            value_of(text, "processor_messages_consumed_total{topic=\"token.usage.v1\"}") ==
+        51);
+  CHECK(value_of(text, "processor_duplicates_total") == 0);
+  CHECK(value_of(text,
+                 "processor_dead_letters_total{topic=\"gpu.metrics.v1\",stage=\"validate\"}") == 1);
+  CHECK(value_of(text, "processor_db_writes_total{collection=\"gpu_metrics\"}") +
+            value_of(text, "processor_db_writes_total{collection=\"token_usage\"}") ==
+        50);
+  CHECK(dead_letters.accepted == 1);
+}
