@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/bounded_queue.hpp"
+#include "core/emission_schedule.hpp"
 #include "processor/cost_config.hpp"
 #include "processor/processor_core.hpp"
 #include "processor/query_routes.hpp"
@@ -75,15 +76,15 @@ class EmbeddedPipeline final : public Component {
 
  private:
   void run_source() {
-    const auto started = std::chrono::steady_clock::now();
-    auto next_tick = started;
+    EmissionSchedule schedule(rate_, source_->interval());
     std::uint64_t produced = 0;
     std::vector<Event> events;
     while (!stopping_) {
-      if (rate_ <= 0) {
-        while (!stopping_ && std::chrono::steady_clock::now() < next_tick)
+      if (!schedule.paced()) {
+        const auto due = schedule.next_tick();
+        while (!stopping_ && std::chrono::steady_clock::now() < due) {
           std::this_thread::sleep_for(20ms);
-        next_tick += source_->interval();
+        }
       }
       events.clear();
       std::string error;
@@ -93,12 +94,11 @@ class EmbeddedPipeline final : public Component {
         continue;
       }
       for (auto& event : events) {
-        if (rate_ > 0) {
-          const auto due =
-              started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(static_cast<double>(produced) / rate_));
-          while (!stopping_ && std::chrono::steady_clock::now() < due)
+        if (schedule.paced()) {
+          const auto due = schedule.event_due(produced);
+          while (!stopping_ && std::chrono::steady_clock::now() < due) {
             std::this_thread::sleep_for(1ms);
+          }
         }
         if (!queue_.push(std::move(event))) return;  // closed: stopping
         ++produced;

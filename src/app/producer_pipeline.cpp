@@ -7,6 +7,7 @@
 #include <cmath>
 #include <thread>
 
+#include "core/emission_schedule.hpp"
 #include "sinks/kafka_sink.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
@@ -88,8 +89,7 @@ class ProducerPipeline final : public Component {
     std::size_t next = 0;
     std::uint64_t produced = 0;
     std::uint64_t payload_bytes = 0;
-    const auto started = Clock::now();
-    auto next_tick = started;
+    EmissionSchedule schedule(rate_, source_->interval());
     int exit_code = 0;
     while (!stopping_) {
       if (count_ > 0 && produced >= count_) {
@@ -100,10 +100,9 @@ class ProducerPipeline final : public Component {
       if (next == pending.size()) {
         pending.clear();
         next = 0;
-        if (rate_ <= 0) {
-          wait_until(next_tick);
+        if (!schedule.paced()) {
+          wait_until(schedule.next_tick());
           if (stopping_) break;
-          next_tick += source_->interval();
         }
         std::string error;
         const bool ok = source_->sample(pending, error);
@@ -118,12 +117,8 @@ class ProducerPipeline final : public Component {
         generated_.inc(static_cast<double>(pending.size()));
         if (pending.empty()) continue;
       }
-      if (rate_ > 0) {
-        // The n-th event is due n/rate seconds after the start: bursts after a stall catch up,
-        // and the long-run rate is exact.
-        wait_until(started +
-                   std::chrono::duration_cast<Clock::duration>(
-                       std::chrono::duration<double>(static_cast<double>(produced) / rate_)));
+      if (schedule.paced()) {
+        wait_until(schedule.event_due(produced));
         if (stopping_) break;
       }
       std::string error;
