@@ -31,6 +31,16 @@ def junit_counts(path):
     return passed, failed, skipped, failures
 
 
+def report(total, label, passed, failed, skipped, failures):
+    """Prints one suite's line and its failures, and adds its counts to the total."""
+    print(f"{label}: {passed} passed, {failed} failed, {skipped} skipped")
+    for failure in failures:
+        print(f"  FAILED: {failure}")
+    total[0] += passed
+    total[1] += failed
+    total[2] += skipped
+
+
 def main(args):
     total = [0, 0, 0]
     build_dirs = []
@@ -47,13 +57,7 @@ def main(args):
                 print(f"{path}: missing report (its step did not run)")
                 total[1] += 1
                 continue
-            passed, failed, skipped, failures = junit_counts(path)
-            print(f"{path}: {passed} passed, {failed} failed, {skipped} skipped")
-            for failure in failures:
-                print(f"  FAILED: {failure}")
-            total[0] += passed
-            total[1] += failed
-            total[2] += skipped
+            report(total, path, *junit_counts(path))
         else:
             build_dirs.append(arg)
     for build in map(pathlib.Path, build_dirs):
@@ -81,12 +85,7 @@ def main(args):
                 failures.append(f"{name} exited with {result} (return code {entry.get('returncode')})")
             if result == "SKIP" and (junit is None or not junit.exists()):
                 skipped += 1
-            print(f"{build}/{name}: {passed} passed, {failed} failed, {skipped} skipped")
-            for failure in failures:
-                print(f"  FAILED: {failure}")
-            total[0] += passed
-            total[1] += failed
-            total[2] += skipped
+            report(total, f"{build}/{name}", passed, failed, skipped, failures)
     line = f"tests: {total[0]} passed, {total[1]} failed"
     if total[2]:
         line += f", {total[2]} skipped"
