@@ -52,6 +52,10 @@ app::DaemonOutcome run(const LoadOptions& options) {
   }
   try {
     return app::run_daemon(config, options);
+  } catch (const ConfigError& e) {
+    // Rules a component checks when it is built (e.g. files a key names): still exit 78.
+    app::log_config_problems(e);
+    return {.exit_code = kExitConfig};
   } catch (const StartupError& e) {
     log::error("daemon", "cannot start", {{"error", e.what()}});
     return {.exit_code = kExitStartup};

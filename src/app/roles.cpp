@@ -14,7 +14,7 @@ namespace {
 const std::map<std::string, std::vector<std::string>, std::less<>>& role_table() {
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
       {"producer", {"http", "kafka", "producer"}},
-      {"processor", {"http", "kafka", "mongodb", "processor"}},
+      {"processor", {"http", "kafka", "mongodb", "processor", "ingest"}},
       {"worker", {"http", "kafka", "mongodb"}},
       {"all", {"http", "embedded"}},
   };

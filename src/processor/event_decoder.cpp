@@ -103,6 +103,8 @@ bool to_time_point(std::int64_t epoch_ms, std::chrono::system_clock::time_point&
 
 // ---- envelope -------------------------------------------------------------------------------
 
+}  // namespace
+
 // The schema's `^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`.
 bool is_uuid_v7(std::string_view id) {
   if (id.size() != 36) return false;
@@ -116,6 +118,8 @@ bool is_uuid_v7(std::string_view id) {
   }
   return id[14] == '7' && (id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');
 }
+
+namespace {
 
 // The schema's `^\S+$` is checked by Python's `re`, whose \S excludes every code point for which
 // str.isspace() is true, not only ASCII space. These are those code points, as UTF-8 bytes

@@ -48,6 +48,9 @@ using DecodeResult = std::variant<DecodedEvent, DecodeError>;
 /// Decodes one CloudEvent. Never throws; `parser` is reused across calls for speed.
 DecodeResult decode_event(std::string_view bytes, simdjson::dom::parser& parser);
 
+/// The contract's id: a lowercase RFC 9562 version-7 UUID.
+bool is_uuid_v7(std::string_view id);
+
 /// Parses RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; false when malformed.
 bool parse_rfc3339(std::string_view text, std::chrono::system_clock::time_point& out);
 

@@ -25,7 +25,7 @@ void set_timeouts(tcp::socket& socket, int timeout_ms) {
 
 HttpResult http_request(const std::string& host, int port, const std::string& method,
                         const std::string& target, const std::string& body,
-                        const std::string& content_type) {
+                        const std::string& content_type, const Headers& headers) {
   HttpResult result;
   try {
     asio::io_context io;
@@ -35,6 +35,7 @@ HttpResult http_request(const std::string& host, int port, const std::string& me
     bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
     req.set(bhttp::field::host, host);
     if (!content_type.empty()) req.set(bhttp::field::content_type, content_type);
+    for (const auto& [name, value] : headers) req.set(name, value);
     req.body() = body;
     req.prepare_payload();
     bhttp::write(socket, req);
@@ -44,6 +45,11 @@ HttpResult http_request(const std::string& host, int port, const std::string& me
     result.status = res.result_int();
     result.content_type = std::string(res[bhttp::field::content_type]);
     result.body = res.body();
+    for (const auto& field : res) {
+      std::string name(field.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      result.headers[name] = std::string(field.value());
+    }
   } catch (const std::exception& e) {
     result.error = e.what();
   }

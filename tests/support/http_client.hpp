@@ -2,7 +2,10 @@
 // A blocking HTTP/1.1 client for tests, with socket timeouts so a hung server fails the test
 // instead of hanging it.
 
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace test_support {
 
@@ -11,11 +14,15 @@ struct HttpResult {
   std::string content_type;
   std::string body;
   std::string error;
+  /// Response headers, names lowercased.
+  std::map<std::string, std::string> headers;
 };
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
 
 HttpResult http_request(const std::string& host, int port, const std::string& method,
                         const std::string& target, const std::string& body = {},
-                        const std::string& content_type = {});
+                        const std::string& content_type = {}, const Headers& headers = {});
 inline HttpResult http_get(int port, const std::string& target) {
   return http_request("127.0.0.1", port, "GET", target);
 }
