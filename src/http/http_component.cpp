@@ -97,7 +97,8 @@ std::vector<KeyProblem> check_http_section(const Config& config) {
                         "set http.tls_cert_file and http.tls_key_file too"});
   }
   const std::string& admin = config.str("http.admin_listen");
-  if (!admin.empty() && admin == config.str("http.listen")) {
+  // Port 0 (an ephemeral port each) never clashes.
+  if (!admin.empty() && admin == config.str("http.listen") && !admin.ends_with(":0")) {
     problems.push_back({"admin_listen", "is the same address as http.listen",
                         "give the admin listener its own port, or leave it empty"});
   }

@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -88,13 +89,18 @@ void load_private_key(SSL_CTX* native, const std::string& file) {
     throw StartupError("http.tls_key_file: " + file +
                        " holds no PEM private key: " + openssl_error());
   }
+  if (X509* cert = SSL_CTX_get0_certificate(native);
+      cert != nullptr && X509_check_private_key(cert, key.get()) != 1) {
+    ERR_clear_error();
+    throw StartupError("http.tls_key_file: " + file +
+                       " does not match the certificate in http.tls_cert_file");
+  }
   if (SSL_CTX_use_PrivateKey(native, key.get()) != 1) {
     throw StartupError("http.tls_key_file: " + file + " cannot be used: " + openssl_error());
   }
   if (SSL_CTX_check_private_key(native) != 1) {
     throw StartupError("http.tls_key_file: " + file +
-                       " does not match the certificate in http.tls_cert_file: " +
-                       openssl_error());
+                       " does not match the certificate in http.tls_cert_file: " + openssl_error());
   }
 }
 
@@ -109,8 +115,8 @@ std::unique_ptr<asio::ssl::context> make_tls_context(const TlsOptions& tls) {
   }
   // Renegotiation and compression are attack surface (CRIME, renegotiation DoS) with no use
   // for a telemetry API; the server's cipher order wins so weak client preferences do not.
-  SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
     throw StartupError("http: cipher list rejected by OpenSSL: " + openssl_error());
   }
@@ -177,14 +183,17 @@ void Server::start() {
   const auto port = static_cast<unsigned short>(std::stoul(options_.listen.substr(colon + 1)));
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
-  if (ec) throw StartupError(options_.listen_key + ": '" + host + "' is not an IP address: " + ec.message());
+  if (ec)
+    throw StartupError(options_.listen_key + ": '" + host +
+                       "' is not an IP address: " + ec.message());
   const tcp::endpoint endpoint(address, port);
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    throw StartupError(options_.listen_key + ": cannot listen on " + options_.listen + ": " + ec.message());
+    throw StartupError(options_.listen_key + ": cannot listen on " + options_.listen + ": " +
+                       ec.message());
   }
   const auto bound = acceptor_.local_endpoint();
   log::info("http", "listening",

@@ -21,8 +21,8 @@ namespace telemetryd::http {
 
 /// PEM files; see make_tls_context for the protocol settings.
 struct TlsOptions {
-  std::string cert_file;  // server certificate, optionally followed by its intermediates
-  std::string key_file;   // unencrypted private key
+  std::string cert_file;       // server certificate, optionally followed by its intermediates
+  std::string key_file;        // unencrypted private key
   std::string client_ca_file;  // non-empty: clients must present a certificate signed by it
 };
 
