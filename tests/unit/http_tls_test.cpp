@@ -7,6 +7,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
@@ -314,4 +317,31 @@ TEST_CASE("bad TLS settings stop the daemon with exit 78 and file:line:key", "[h
     CHECK(result.status == 1);
     CHECK(result.output.find("does not match the certificate") != std::string::npos);
   }
+}
+
+TEST_CASE("an idle HTTPS keep-alive connection does not hold up stop()", "[http][tls]") {
+  namespace asio = boost::asio;
+  auto s = std::make_unique<RunningServer>(server_tls(), false);
+  asio::io_context io;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ctx.load_verify_file(certs().ca_cert);
+  ctx.set_verify_mode(asio::ssl::verify_peer);
+  asio::ssl::stream<asio::ip::tcp::socket> stream(io, ctx);
+  stream.next_layer().connect(
+      {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(s->port)});
+  stream.handshake(asio::ssl::stream_base::client);
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, "/hello", 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  bhttp::write(stream, req);
+  boost::beast::flat_buffer buffer;
+  bhttp::response<bhttp::string_body> res;
+  bhttp::read(stream, buffer, res);
+  CHECK(res.result_int() == 200);
+  CHECK(res.keep_alive());
+  // The connection stays open and idle: stop() must close it so the io loop empties and the
+  // destructor's join returns (a hang here fails the suite's timeout).
+  s.reset();
+  boost::system::error_code ec;
+  bhttp::read(stream, buffer, res, ec);
+  CHECK(ec);
 }
