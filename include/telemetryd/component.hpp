@@ -28,7 +28,11 @@ struct ComponentContext {
   const Config& config;
   metrics::Registry& metrics;
   Readiness& readiness;
+  /// Routes of the role's API, served on http.listen (over TLS when it is configured).
   http::Router& router;
+  /// Operator routes (/health, /ready, /metrics and the like): served on http.admin_listen
+  /// (plain HTTP) when it is set, else on http.listen after `router` (which wins a clash).
+  http::Router& admin_router;
   /// Starts the same drain as SIGTERM, then exits with `exit_code`. Thread-safe.
   std::function<void(int exit_code)> request_shutdown;
 };

@@ -59,10 +59,23 @@ struct KeySpec {
   bool secret = false;
 };
 
+class Config;
+
+/// A problem found by a section's cross-key check. `key` is relative to the section; the error
+/// points at the line where that key was written (or at the section when it was not).
+struct KeyProblem {
+  std::string key;
+  std::string message;
+  std::string hint;
+};
+
 struct SectionSpec {
   std::string name;
   std::string description;
   std::vector<KeySpec> keys;
+  /// Rules that span keys, e.g. "both or neither". Runs on the defaults-filled values once every
+  /// key of the file passed its own checks; returns nothing when the section is consistent.
+  std::function<std::vector<KeyProblem>(const Config& values)> check;
 };
 
 using ConfigValue = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>>;
@@ -127,5 +140,10 @@ std::optional<std::string> closest_match(std::string_view word,
 /// Key checks shared by sections.
 std::optional<std::string> check_host_port(std::string_view text);
 std::optional<std::string> check_host_port_list(std::string_view text);
+/// Empty, or host:port.
+std::optional<std::string> check_optional_host_port(std::string_view text);
+/// Empty, or a file this process can open for reading (checked when the file is validated, so a
+/// missing certificate is a config error with its line, not a failure after sockets opened).
+std::optional<std::string> check_readable_file(std::string_view text);
 
 }  // namespace telemetryd

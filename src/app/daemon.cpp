@@ -83,7 +83,8 @@ DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
   metrics::register_process_metrics(registry, TELEMETRYD_VERSION);
   Readiness readiness;
   http::Router router;
-  add_standard_routes(router, readiness, registry, config.role());
+  http::Router admin_router;
+  add_standard_routes(admin_router, readiness, registry, config.role());
 
   // Atomic and raised directly: a component may ask after the io loop has already emptied
   // (e.g. a producer's final flush found undelivered events), and that code must not be lost.
@@ -95,7 +96,8 @@ DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
     }
     asio::post(io, [&begin_drain] { begin_drain("requested by a component"); });
   };
-  ComponentContext context{io, blocking, config, registry, readiness, router, request_shutdown};
+  ComponentContext context{io,        blocking, config,       registry,
+                           readiness, router,   admin_router, request_shutdown};
   std::vector<std::unique_ptr<Component>> components;
   for (const auto& name : components_for_role(config.role())) {
     components.push_back(ComponentRegistry::instance().find(name)->create(context));

@@ -1,5 +1,9 @@
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include "telemetryd/config.hpp"
@@ -111,6 +115,21 @@ std::optional<std::string> check_host_port_list(std::string_view text) {
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_optional_host_port(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  return check_host_port(text);
+}
+
+std::optional<std::string> check_readable_file(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  const std::string path(text);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return "is a directory, not a file";
+  std::ifstream in(path);
+  if (!in) return "cannot open the file for reading: " + std::string(std::strerror(errno));
   return std::nullopt;
 }
 

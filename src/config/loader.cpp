@@ -138,6 +138,23 @@ class Validator {
       fill_missing(*section, node ? origin_of(node, section->name) : Origin{file_, 1, 1});
     }
 
+    // Cross-key rules only once every key is valid on its own: their accessors need the values.
+    if (problems_.empty()) {
+      const Config view(file_, role, values_);
+      for (const SectionSpec* section : *sections) {
+        if (!section->check) continue;
+        for (auto& problem : section->check(view)) {
+          const std::string path = section->name + "." + problem.key;
+          const auto written = origins_.find(path);
+          const YAML::Node node = root[section->name];
+          add_problem(written != origins_.end() ? written->second
+                      : node                    ? origin_of(node, section->name)
+                                                : Origin{file_, 1, 1},
+                      path, std::move(problem.message), std::move(problem.hint));
+        }
+      }
+    }
+
     if (!problems_.empty()) throw ConfigError(problems_);
     return Config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
   }
@@ -231,6 +248,7 @@ class Validator {
 
   void check_value(const YAML::Node& node, const std::string& path, const KeySpec& spec) {
     const Origin at = origin_of(node, path);
+    origins_[path] = at;
     if (spec.type == ValueType::kStringList) {
       std::vector<std::string> items;
       const auto add = [&](const YAML::Node& item) {
@@ -344,6 +362,7 @@ class Validator {
   std::vector<ConfigProblem> problems_;
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
+  std::map<std::string, Origin> origins_;  // where each written key's value is, for cross-key rules
 
  public:
   bool has_problems() const { return !problems_.empty(); }

@@ -26,6 +26,8 @@ using Handler = std::function<boost::asio::awaitable<Response>(const RequestCont
 class Router {
  public:
   void add(beast_http::verb method, std::string path, Handler handler);
+  /// Whether any method is registered for `path` (no query string).
+  bool has_path(std::string_view path) const { return routes_.contains(path); }
 
   /// `route` is set to the matched path or "unmatched", a bounded label for metrics.
   boost::asio::awaitable<Response> dispatch(const Request& request, std::string& route) const;

@@ -1,10 +1,17 @@
 #include "http/server.hpp"
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <stdexcept>
 
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
@@ -15,18 +22,136 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 using asio::ip::tcp;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+// The request loop only needs the stream; stop() only needs the TCP layer under it.
 struct Server::Connection {
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-  beast::tcp_stream stream;
+  virtual ~Connection() = default;
+  virtual beast::tcp_stream& tcp() = 0;
   bool busy = false;  // between a complete request and the end of its response
 };
 
+template <typename Stream>
+struct Server::StreamConnection final : Server::Connection {
+  template <typename... Args>
+  explicit StreamConnection(Args&&... args) : stream(std::forward<Args>(args)...) {}
+  beast::tcp_stream& tcp() override { return beast::get_lowest_layer(stream); }
+  Stream stream;
+};
+
+namespace {
+
+// Mozilla's "intermediate" TLS 1.2 list without the DHE suites: forward secrecy and AEAD only.
+// TLS 1.3 suites are OpenSSL's defaults, all AEAD.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+std::string openssl_error() {
+  std::string out;
+  while (const unsigned long code = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    out += (out.empty() ? "" : "; ") + std::string(text);
+  }
+  return out.empty() ? std::string("unknown OpenSSL error") : out;
+}
+
+// Called by OpenSSL when the key needs a passphrase: note it and refuse, so the daemon never
+// waits on a terminal prompt.
+int refuse_passphrase(char*, int, int, void* asked) {
+  *static_cast<bool*>(asked) = true;
+  return -1;
+}
+
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+struct KeyDeleter {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+
+void load_private_key(SSL_CTX* native, const std::string& file) {
+  const std::unique_ptr<BIO, BioDeleter> bio(BIO_new_file(file.c_str(), "r"));
+  if (!bio) throw StartupError("http.tls_key_file: cannot open " + file + ": " + openssl_error());
+  bool asked = false;
+  const std::unique_ptr<EVP_PKEY, KeyDeleter> key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, refuse_passphrase, &asked));
+  if (!key) {
+    if (asked) {
+      ERR_clear_error();
+      throw StartupError("http.tls_key_file: " + file +
+                         " is encrypted; passphrase-protected keys are not supported (decrypt "
+                         "it with `openssl pkey -in KEY -out PLAIN_KEY` and restrict the file's "
+                         "permissions instead)");
+    }
+    throw StartupError("http.tls_key_file: " + file +
+                       " holds no PEM private key: " + openssl_error());
+  }
+  if (X509* cert = SSL_CTX_get0_certificate(native);
+      cert != nullptr && X509_check_private_key(cert, key.get()) != 1) {
+    ERR_clear_error();
+    throw StartupError("http.tls_key_file: " + file +
+                       " does not match the certificate in http.tls_cert_file");
+  }
+  if (SSL_CTX_use_PrivateKey(native, key.get()) != 1) {
+    throw StartupError("http.tls_key_file: " + file + " cannot be used: " + openssl_error());
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    throw StartupError("http.tls_key_file: " + file +
+                       " does not match the certificate in http.tls_cert_file: " + openssl_error());
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<asio::ssl::context> make_tls_context(const TlsOptions& tls) {
+  ERR_clear_error();
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX* native = context->native_handle();
+  if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1) {
+    throw StartupError("http: cannot require TLS 1.2: " + openssl_error());
+  }
+  // Renegotiation and compression are attack surface (CRIME, renegotiation DoS) with no use
+  // for a telemetry API; the server's cipher order wins so weak client preferences do not.
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
+    throw StartupError("http: cipher list rejected by OpenSSL: " + openssl_error());
+  }
+  if (SSL_CTX_use_certificate_chain_file(native, tls.cert_file.c_str()) != 1) {
+    throw StartupError("http.tls_cert_file: " + tls.cert_file +
+                       " holds no usable PEM certificate: " + openssl_error());
+  }
+  load_private_key(native, tls.key_file);
+  if (!tls.client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(native, tls.client_ca_file.c_str(), nullptr) != 1) {
+      throw StartupError("http.tls_client_ca_file: " + tls.client_ca_file +
+                         " holds no usable PEM CA certificate: " + openssl_error());
+    }
+    // Tells clients which CAs are accepted, so one with several certificates picks the right one.
+    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str())) {
+      SSL_CTX_set_client_CA_list(native, names);
+    }
+    SSL_CTX_set_verify(native, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  // Resumed sessions must carry a context id when peers are verified, or OpenSSL fails them.
+  static constexpr unsigned char kSessionContext[] = "telemetryd-http";
+  SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
+  return context;
+}
+
 Server::Server(asio::io_context& io, ServerOptions options, const Router& router,
+               metrics::Registry& metrics)
+    : Server(io, std::move(options), std::vector<const Router*>{&router}, metrics) {}
+
+Server::Server(asio::io_context& io, ServerOptions options, std::vector<const Router*> routers,
                metrics::Registry& metrics)
     : io_(io),
       options_(std::move(options)),
-      router_(router),
+      routers_(std::move(routers)),
+      tls_(options_.tls ? make_tls_context(*options_.tls) : nullptr),
       acceptor_(io),
       requests_(metrics.counter("http_requests_total", "HTTP requests answered.",
                                 {"route", "method", "code"})),
@@ -39,7 +164,15 @@ Server::Server(asio::io_context& io, ServerOptions options, const Router& router
                                 .counter("http_rejected_connections_total",
                                          "Connections closed at once because max_connections "
                                          "were open.")
-                                .with({})) {}
+                                .with({})),
+      handshake_failures_(metrics
+                              .counter("http_tls_handshake_failures_total",
+                                       "TLS handshakes that failed or timed out (plaintext on "
+                                       "the TLS port, refused client certificates, old "
+                                       "protocol versions).")
+                              .with({})) {
+  if (routers_.empty()) throw std::logic_error("http::Server needs at least one router");
+}
 
 Server::~Server() = default;
 
@@ -50,18 +183,25 @@ void Server::start() {
   const auto port = static_cast<unsigned short>(std::stoul(options_.listen.substr(colon + 1)));
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
-  if (ec) throw StartupError("http.listen: '" + host + "' is not an IP address: " + ec.message());
+  if (ec)
+    throw StartupError(options_.listen_key + ": '" + host +
+                       "' is not an IP address: " + ec.message());
   const tcp::endpoint endpoint(address, port);
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    throw StartupError("http.listen: cannot listen on " + options_.listen + ": " + ec.message());
+    throw StartupError(options_.listen_key + ": cannot listen on " + options_.listen + ": " +
+                       ec.message());
   }
   const auto bound = acceptor_.local_endpoint();
   log::info("http", "listening",
-            {{"address", bound.address().to_string()}, {"port", bound.port()}});
+            {{"address", bound.address().to_string()},
+             {"port", bound.port()},
+             {"listener", options_.name},
+             {"tls", tls_ != nullptr},
+             {"client_certificates", options_.tls && !options_.tls->client_ca_file.empty()}});
   asio::co_spawn(io_, accept_loop(), asio::detached);
 }
 
@@ -71,8 +211,8 @@ void Server::stop() {
   acceptor_.close(ec);
   for (const auto& weak : connections_) {
     if (auto connection = weak.lock(); connection && !connection->busy) {
-      connection->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-      connection->stream.close();
+      connection->tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->tcp().close();
     }
   }
 }
@@ -98,21 +238,79 @@ asio::awaitable<void> Server::accept_loop() {
       socket.close(ec);
       continue;
     }
-    auto connection = std::make_shared<Connection>(std::move(socket));
-    connections_.push_back(connection);
-    asio::co_spawn(io_, serve(std::move(connection)), asio::detached);
+    if (tls_) {
+      std::shared_ptr<Connection> connection =
+          std::make_shared<StreamConnection<TlsStream>>(std::move(socket), *tls_);
+      connections_.push_back(connection);
+      asio::co_spawn(io_, serve_tls(std::move(connection)), asio::detached);
+    } else {
+      std::shared_ptr<Connection> connection =
+          std::make_shared<StreamConnection<beast::tcp_stream>>(std::move(socket));
+      connections_.push_back(connection);
+      asio::co_spawn(io_, serve_plain(std::move(connection)), asio::detached);
+    }
   }
 }
 
-asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
+const Router& Server::router_for(const Request& request) const {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  for (const Router* router : routers_) {
+    if (router->has_path(path)) return *router;
+  }
+  return *routers_.front();
+}
+
+asio::awaitable<void> Server::serve_plain(std::shared_ptr<Connection> connection) {
   open_connections_.inc();
+  auto& stream = static_cast<StreamConnection<beast::tcp_stream>&>(*connection).stream;
+  co_await serve_requests(stream, *connection);
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream.close();
+  open_connections_.dec();
+}
+
+asio::awaitable<void> Server::serve_tls(std::shared_ptr<Connection> connection) {
+  open_connections_.inc();
+  auto& stream = static_cast<StreamConnection<TlsStream>&>(*connection).stream;
+  // A client that connects and sends nothing (or plaintext, or trickles a ClientHello) holds a
+  // connection slot; the read deadline bounds that like an idle keep-alive.
+  connection->tcp().expires_after(options_.read_timeout);
+  auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+  if (handshake_ec) {
+    handshake_failures_.inc();
+    boost::system::error_code peer_ec;
+    const auto peer = connection->tcp().socket().remote_endpoint(peer_ec);
+    const std::string peer_text = peer_ec ? std::string("unknown") : peer.address().to_string();
+    const std::string reason = handshake_ec.message();
+    log::debug("http", "TLS handshake failed",
+               {{"listener", options_.name}, {"peer", peer_text}, {"error", reason}});
+  } else {
+    const bool clean = co_await serve_requests(stream, *connection);
+    if (clean) {
+      // close_notify tells the client the response was complete, not truncated.
+      connection->tcp().expires_after(options_.write_timeout);
+      auto [shutdown_ec] = co_await stream.async_shutdown(kTuple);
+      (void)shutdown_ec;  // the peer closing without its own close_notify is normal
+    }
+  }
+  boost::system::error_code ignored;
+  connection->tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+  connection->tcp().close();
+  open_connections_.dec();
+}
+
+template <typename Stream>
+asio::awaitable<bool> Server::serve_requests(Stream& stream, Connection& connection) {
   beast::flat_buffer buffer;
-  auto& stream = connection->stream;
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+  bool clean = true;
   while (!stopping_) {
     beast_http::request_parser<beast_http::string_body> parser;
     parser.body_limit(options_.body_limit);
     parser.header_limit(16 * 1024);
-    stream.expires_after(options_.read_timeout);
+    tcp_layer.expires_after(options_.read_timeout);
     auto [read_ec, bytes] = co_await beast_http::async_read(stream, buffer, parser, kTuple);
     (void)bytes;
     Response response;
@@ -134,14 +332,17 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
               beast_http::make_error_code(beast_http::error::end_of_stream).category() &&
           read_ec != beast_http::error::end_of_stream &&
           read_ec != beast_http::error::partial_message;
-      if (!garbage) break;
+      if (!garbage) {
+        clean = false;
+        break;
+      }
       response = json_error(beast_http::status::bad_request, "bad_request",
                             "malformed HTTP request: " + read_ec.message());
     } else {
-      connection->busy = true;
+      connection.busy = true;
       const Request& request = parser.get();
       keep_alive = request.keep_alive();
-      response = co_await router_.dispatch(request, route);
+      response = co_await router_for(request).dispatch(request, route);
     }
     const unsigned code = response.result_int();
     response.keep_alive(keep_alive && !stopping_);
@@ -150,18 +351,19 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
     const std::string method =
         read_ec ? std::string("unknown") : std::string(parser.get().method_string());
     requests_.with({route, method, std::to_string(code)}).inc();
-    stream.expires_after(options_.write_timeout);
+    tcp_layer.expires_after(options_.write_timeout);
     auto [write_ec, written] = co_await beast_http::async_write(stream, response, kTuple);
     (void)written;
-    connection->busy = false;
+    connection.busy = false;
     duration_.with({route}).observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (write_ec || !keep_alive || read_ec) break;
+    if (write_ec) {
+      clean = false;
+      break;
+    }
+    if (!keep_alive || read_ec) break;
   }
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  stream.close();
-  open_connections_.dec();
+  co_return clean;
 }
 
 }  // namespace telemetryd::http
