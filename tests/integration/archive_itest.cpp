@@ -257,3 +257,48 @@ TEST_CASE("S3: 20,000 records through the batcher, a crash and recovery, each ar
                    static_cast<double>(std::max<std::size_t>(1, compressed))
             << "x)\n";
 }
+
+TEST_CASE("S3 over https: verified with the CA file, refused without it", "[archive][s3][itest]") {
+  S3Settings tls = settings_from_env();
+  std::string error;
+  REQUIRE(parse_endpoint(required_env("TELEMETRYD_TEST_S3_TLS_ENDPOINT"), tls.endpoint, error));
+  REQUIRE(tls.endpoint.tls);
+  tls.ca_file = required_env("TELEMETRYD_TEST_S3_CA_FILE");
+  S3Store store(tls);
+  const std::string key = unique_prefix("tls") + "t/0/x.ndjson.gz";
+  const std::string bytes = gzip_compress("{\"over\":\"tls\"}\n");
+  auto put = store.put(key, bytes);
+  if (!put.ok()) FAIL(put.error().message);
+  auto got = store.get(key);
+  REQUIRE(got.ok());
+  CHECK(got.value() == bytes);
+  auto listed = list_all(store, key);
+  REQUIRE(listed.ok());
+  CHECK(listed.value().size() == 1);
+
+  // The system trust store does not know the test CA: a configuration problem, not a blip.
+  S3Settings untrusted = tls;
+  untrusted.ca_file.clear();
+  auto refused = S3Store(untrusted).get(key);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().kind == Error::Kind::kPermanent);
+  CHECK(refused.error().message.find("TLS handshake failed") != std::string::npos);
+
+  // The certificate names 127.0.0.1 (IP SAN) and localhost (DNS SAN): the name path of the
+  // host-name check and SNI work too.
+  S3Settings by_name = tls;
+  by_name.endpoint.host = "localhost";
+  auto named = S3Store(by_name).get(key);
+  if (!named.ok()) FAIL(named.error().message);
+  CHECK(named.value() == bytes);
+
+  // Plain http to the https port: no HTTP answer comes back (the server drops the
+  // connection), which is a transport error like any dropped connection.
+  S3Settings plain = tls;
+  plain.endpoint.tls = false;
+  auto garbled = S3Store(plain).get(key);
+  REQUIRE_FALSE(garbled.ok());
+  INFO(garbled.error().message);
+  CHECK(garbled.error().kind == Error::Kind::kRetryable);
+  CHECK(garbled.error().message.find("read failed") != std::string::npos);
+}
