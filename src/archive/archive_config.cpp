@@ -104,8 +104,8 @@ std::vector<KeySpec> archive_keys() {
        .min = 1,
        .max = 9},
       {.name = "s3.endpoint",
-       .description = "S3 endpoint; requests use path-style URLs (endpoint/bucket/key).",
-       .default_value = "http://127.0.0.1:9070",
+       .description = "S3 endpoint; requests use path-style URLs (endpoint/bucket/key). "
+                      "Required for s3.",
        .check = check_endpoint,
        .hint = "http://host:port or https://host:port"},
       {.name = "s3.bucket",
@@ -155,9 +155,12 @@ bool archive_enabled(const Config& config) {
 S3Settings s3_settings(const Config& config) {
   S3Settings s;
   std::string error;
-  if (!parse_endpoint(config.str("archive.s3.endpoint"), s.endpoint, error)) {
-    config_problem(config, "s3.endpoint", error);
+  const std::string endpoint = optional_str(config, "s3.endpoint");
+  if (endpoint.empty()) {
+    config_problem(config, "s3.endpoint", "required when archive.store is s3",
+                   "http://host:port or https://host:port");
   }
+  if (!parse_endpoint(endpoint, s.endpoint, error)) config_problem(config, "s3.endpoint", error);
   s.bucket = optional_str(config, "s3.bucket");
   if (s.bucket.empty()) {
     config_problem(config, "s3.bucket", "required when archive.store is s3");

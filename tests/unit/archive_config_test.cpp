@@ -117,20 +117,26 @@ TEST_CASE("archive: s3 settings and secrets", "[archive][config]") {
 TEST_CASE("archive: incomplete or contradictory s3 keys name the key", "[archive][config]") {
   unsetenv("AWS_ACCESS_KEY_ID");
   unsetenv("AWS_SECRET_ACCESS_KEY");
+  const std::string base = "archive:\n  s3:\n    endpoint: http://h:1\n";
   auto p = problems([] { s3_settings(load("archive:\n  enabled: true\n")); });
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].path == "archive.s3.endpoint");
+
+  p = problems([&] { s3_settings(load(base)); });
   REQUIRE(p.size() == 1);
   CHECK(p[0].path == "archive.s3.bucket");
 
-  p = problems([] { s3_settings(load("archive:\n  s3:\n    bucket: b\n    access_key_id: a\n")); });
+  p = problems([&] { s3_settings(load(base + "    bucket: b\n    access_key_id: a\n")); });
   REQUIRE(p.size() == 1);
   CHECK(p[0].path == "archive.s3.secret_access_key");
 
   TempFile secret("s");
   p = problems([&] {
-    s3_settings(
-        load("archive:\n  s3:\n    bucket: b\n    access_key_id: a\n"
-             "    secret_access_key: inline-secret-value\n    secret_access_key_file: " +
-             secret.path + "\n"));
+    s3_settings(load(base +
+                     "    bucket: b\n    access_key_id: a\n"
+                     "    secret_access_key: inline-secret-value\n"
+                     "    secret_access_key_file: " +
+                     secret.path + "\n"));
   });
   REQUIRE(p.size() == 1);
   CHECK(p[0].path == "archive.s3.secret_access_key_file");
@@ -139,7 +145,7 @@ TEST_CASE("archive: incomplete or contradictory s3 keys name the key", "[archive
   // The environment fills in what the file leaves out.
   setenv("AWS_ACCESS_KEY_ID", "env-id", 1);
   setenv("AWS_SECRET_ACCESS_KEY", "env-secret", 1);
-  const S3Settings s = s3_settings(load("archive:\n  s3:\n    bucket: b\n"));
+  const S3Settings s = s3_settings(load(base + "    bucket: b\n"));
   CHECK(s.credentials.access_key_id == "env-id");
   CHECK(s.credentials.secret_access_key == "env-secret");
   unsetenv("AWS_ACCESS_KEY_ID");
