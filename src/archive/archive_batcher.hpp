@@ -34,6 +34,21 @@
 //    time (Kafka's group protocol); on revocation the worker calls abandon() after its last
 //    flush and commit. A zombie that still uploads after losing its partition can write an
 //    object whose range overlaps the new owner's: readers should de-duplicate by event id.
+//    In a versioned bucket a retried put adds a version of the same key, not a second key.
+//
+// The worker's loop, in order:
+//
+//    store = make_archive_store(config); batcher(batcher_settings(config), *store)
+//    on assign(topic, p):   batcher.recover(topic, p)   (retry while retryable; before add())
+//    per message:           batcher.add({topic, p, offset, value})   (false: already archived)
+//    after each poll batch: batcher.flush(false)        (cheap when nothing is sealed or due)
+//                           pause consuming while batcher.backlogged()
+//    before committing C:   C = batcher.commit_bound(topic, p, C)
+//    on revoke / shutdown:  batcher.flush(true), commit, then abandon(topic, p) on revoke
+//    sleep no longer than:  batcher.next_due()
+//
+// recover() lists every object of the partition (1,000 keys per request): its cost grows with
+// the archive's size, which is why it runs on assignment only.
 
 #include <chrono>
 #include <cstdint>
