@@ -1,6 +1,8 @@
 // The filesystem store's atomic put, listing and pagination; the S3 store's error
 // classification, ListObjectsV2 parsing and endpoint syntax; a closed port is retryable.
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -193,4 +195,31 @@ TEST_CASE("S3 store: nothing listening is a retryable connect error", "[archive]
   CHECK(r.error().message.find("connect failed") != std::string::npos);
   CHECK(r.error().message.find("secret-that-must-not-appear") == std::string::npos);
   CHECK(store.describe() == "s3://b at http://127.0.0.1:1");
+}
+
+TEST_CASE("S3 store: a server that never answers times out, retryable", "[archive][s3]") {
+  // A listening socket nobody accepts from: the kernel completes the TCP handshake, the
+  // request is written, and no byte ever comes back, like a hung gateway.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 8) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+
+  S3Settings settings;
+  settings.endpoint = {false, "127.0.0.1", ntohs(addr.sin_port)};
+  settings.bucket = "b";
+  settings.credentials = {"id", "secret", "us-east-1", "s3"};
+  settings.connect_timeout = std::chrono::milliseconds(1000);
+  settings.request_timeout = std::chrono::milliseconds(200);
+  S3Store store(settings);
+  const auto r = store.get("k/x.gz");
+  close(fd);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == Error::Kind::kRetryable);
+  CHECK(r.error().message == "GET k/x.gz: read failed: timed out");
 }
