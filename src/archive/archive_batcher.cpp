@@ -97,7 +97,12 @@ bool ArchiveBatcher::add(const ArchiveRecord& record) {
   const std::size_t before = p.ndjson.size();
   // A raw newline in valid JSON can only be insignificant whitespace (inside strings it is
   // escaped), so replacing it keeps the event and keeps one event per line.
-  for (char c : record.payload) p.ndjson.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  p.ndjson.append(record.payload);
+  if (record.payload.find_first_of("\r\n") != std::string_view::npos) {
+    std::replace_if(
+        p.ndjson.begin() + static_cast<std::ptrdiff_t>(before), p.ndjson.end(),
+        [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  }
   p.ndjson.push_back('\n');
   buffered_bytes_ += p.ndjson.size() - before;
   ++buffered_records_;
