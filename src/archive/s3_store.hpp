@@ -22,7 +22,7 @@ struct S3Endpoint {
   std::uint16_t port = 0;
 };
 
-/// Parses http(s)://host[:port][/]; nullopt-like error text in `error` when malformed.
+/// Parses http(s)://host[:port][/]; false with the reason in `error` when malformed.
 bool parse_endpoint(std::string_view text, S3Endpoint& out, std::string& error);
 
 struct S3Settings {
