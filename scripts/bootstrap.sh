@@ -11,10 +11,11 @@ set -euo pipefail
 PACKAGES=(
     meson ninja-build pkg-config g++
     libboost1.81-dev librdkafka-dev libsimdjson-dev libmongoc-dev libbson-dev
-    libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev
+    libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev zlib1g-dev
     dpkg-dev systemd  # dpkg-shlibdeps and systemd-analyze, for scripts/ops-checks.sh
     cloud-init        # cloud-init schema, for scripts/ops-observe-checks.sh
     prometheus clang-format python3 python3-jsonschema curl ca-certificates
+    openssl           # the test CA of the s3tls service
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

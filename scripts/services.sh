@@ -2,8 +2,11 @@
 # Real test services for telemetryd, on 127.0.0.1 only:
 #   kafka     Apache Kafka 3.7.2, one KRaft node (broker+controller), jars from Maven Central
 #   ferretdb  FerretDB v1.24.2 (MongoDB wire protocol) on SQLite, built from the Go module proxy
+#   s3        versitygw v1.8.0 (S3 API) on its posix backend, built from the Go module proxy;
+#             test-only root credentials from this script, bucket telemetryd-test created on up
+#   s3tls     the same gateway over https, with a test CA and certificate made by openssl here
 #
-# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb ...]
+# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb|s3|s3tls ...]
 #   up        fetch/build if needed, start what is not running, wait until ready, write <state>/env
 #   down      stop what this script started (pid files); `down --purge` also deletes data + logs
 #   status    one line per service; exit 0 when all requested services run, else 3
@@ -15,8 +18,11 @@
 #   TELEMETRYD_CACHE=$HOME/.cache/telemetryd       downloads and builds (outside the repo)
 #   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/
 #   TELEMETRYD_KAFKA_PORT=9092  TELEMETRYD_KAFKA_CONTROLLER_PORT=9093
-#   TELEMETRYD_MONGO_PORT=27017 TELEMETRYD_FERRETDB_DEBUG_PORT=28088
+#   TELEMETRYD_MONGO_PORT=27017 TELEMETRYD_FERRETDB_DEBUG_PORT=28088 TELEMETRYD_S3_PORT=9070
+#   TELEMETRYD_S3_TLS_PORT=9071
 # Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
+# TELEMETRYD_TEST_S3_ENDPOINT, _S3_ACCESS_KEY, _S3_SECRET_KEY, _S3_BUCKET, _S3_REGION,
+# TELEMETRYD_TEST_S3_TLS_ENDPOINT, _S3_CA_FILE,
 # TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
 set -euo pipefail
 
@@ -33,17 +39,27 @@ KAFKA_PORT="${TELEMETRYD_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${TELEMETRYD_KAFKA_CONTROLLER_PORT:-9093}"
 MONGO_PORT="${TELEMETRYD_MONGO_PORT:-27017}"
 FERRETDB_DEBUG_PORT="${TELEMETRYD_FERRETDB_DEBUG_PORT:-28088}"
+S3_PORT="${TELEMETRYD_S3_PORT:-9070}"
+S3_TLS_PORT="${TELEMETRYD_S3_TLS_PORT:-9071}"
 
 KAFKA_DIR="$STATE_DIR/kafka"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_CONFIG="$KAFKA_DIR/server.properties"
 FERRETDB_DIR="$STATE_DIR/ferretdb"
+S3_DIR="$STATE_DIR/s3"
+S3TLS_DIR="$STATE_DIR/s3tls"
+# Test-only credentials of a gateway that listens on loopback and holds throwaway data.
+S3_ACCESS_KEY=telemetryd-test
+S3_SECRET_KEY=telemetryd-test-secret-not-for-production
+S3_BUCKET=telemetryd-test
+S3_REGION=us-east-1
 
 KAFKA_READY_TIMEOUT=90
 FERRETDB_READY_TIMEOUT=60
+S3_READY_TIMEOUT=30
 STOP_TIMEOUT=20
 
-ALL_SERVICES=(kafka ferretdb)
+ALL_SERVICES=(kafka ferretdb s3 s3tls)
 
 say() { printf 'services: %s\n' "$*"; }
 fail() {
@@ -62,7 +78,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # shellcheck disable=SC2016 # $1 is expanded by the inner bash
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
-for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT"; do
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" "$S3_PORT" "$S3_TLS_PORT"; do
     [[ "$p" =~ ^[0-9]+$ ]] || fail "invalid port number: '$p'"
 done
 
@@ -75,12 +91,15 @@ cmdline_marker() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_CONFIG" ;;
     ferretdb) printf '%s\n' "--state-dir=$FERRETDB_DIR" ;;
+    s3) printf '%s\n' "$S3_DIR/data" ;;
+    s3tls) printf '%s\n' "$S3TLS_DIR/data" ;;
     esac
 }
 cmdline_program() {
     case $1 in
     kafka) printf '%s\n' "kafka.Kafka" ;;
     ferretdb) printf '%s\n' "ferretdb" ;;
+    s3 | s3tls) printf '%s\n' "versitygw" ;;
     esac
 }
 
@@ -101,12 +120,16 @@ service_port() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_PORT" ;;
     ferretdb) printf '%s\n' "$MONGO_PORT" ;;
+    s3) printf '%s\n' "$S3_PORT" ;;
+    s3tls) printf '%s\n' "$S3_TLS_PORT" ;;
     esac
 }
 service_ports() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
     ferretdb) printf '%s\n' "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" ;;
+    s3) printf '%s\n' "$S3_PORT" ;;
+    s3tls) printf '%s\n' "$S3_TLS_PORT" ;;
     esac
 }
 
@@ -230,6 +253,89 @@ ferretdb_ready() {
         grep -q "Listening on TCP 127.0.0.1:$MONGO_PORT" "$LOG_DIR/ferretdb.log" 2>/dev/null
 }
 
+# ---------------------------------------------------------------------------------- s3
+
+s3_prepare() {
+    command -v curl >/dev/null 2>&1 || fail "s3: curl not found (it creates the test bucket)"
+    td_ensure_versitygw_bin
+}
+
+# Starts versitygw on 127.0.0.1:$1 over the posix directory $2; more flags (TLS) follow.
+# Only the S3 port is opened: no --webui, --admin-port or --website, and no event, metrics or
+# log-webhook targets, so the gateway makes no outbound connection. Credentials go in through
+# the environment rather than the command line.
+versitygw_start() {
+    local svc=$1 port=$2 dir=$3
+    shift 3
+    mkdir -p "$dir/data"
+    rotate_log "$LOG_DIR/$svc.log"
+    cd "$dir"
+    ROOT_ACCESS_KEY_ID="$S3_ACCESS_KEY" ROOT_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
+        setsid nohup "$VERSITYGW_BIN" \
+        --port "127.0.0.1:$port" \
+        --region "$S3_REGION" \
+        "$@" \
+        posix "$dir/data" \
+        </dev/null >"$LOG_DIR/$svc.log" 2>&1 9>&- &
+    echo $! >"$(pidfile "$svc")"
+    cd - >/dev/null
+}
+
+s3_start() { versitygw_start s3 "$S3_PORT" "$S3_DIR"; }
+
+# A signed PUT Bucket: 200 when created, 409 BucketAlreadyOwnedByYou when it exists.
+# (curl signs with --aws-sigv4 but does not add the payload hash S3 requires.)
+s3_create_bucket() {
+    local url=$1 code
+    shift
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" \
+        --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+        -H 'x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' \
+        -X PUT "$url/$S3_BUCKET")" || return 1
+    [[ "$code" == 200 || "$code" == 409 ]]
+}
+
+s3_ready() { port_open "$S3_PORT" && s3_create_bucket "http://127.0.0.1:$S3_PORT"; }
+
+s3tls_prepare() {
+    command -v openssl >/dev/null 2>&1 || fail "s3tls: openssl not found (it makes the test CA)"
+    s3_prepare
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1 and localhost, made once per state
+# dir: tests verify the gateway against ca.pem the way production verifies a real endpoint.
+s3tls_certs() {
+    local d="$S3TLS_DIR/tls" out
+    [[ -s "$d/ca.pem" && -s "$d/server.pem" && -s "$d/server.key" ]] && return 0
+    mkdir -p "$d"
+    if ! out="$(
+        set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=telemetryd test CA" \
+            -keyout "$d/ca.key" -out "$d/ca.pem" 2>&1
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$d/server.key" -out "$d/server.csr" 2>&1
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$d/ext.cnf"
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+            -CAcreateserial -days 3650 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>&1
+    )"; then
+        printf '%s\n' "$out" >&2
+        rm -f "$d/ca.pem" "$d/server.pem"
+        fail "s3tls: making the test certificates failed"
+    fi
+    chmod 600 "$d"/*.key
+}
+
+s3tls_start() {
+    s3tls_certs
+    versitygw_start s3tls "$S3_TLS_PORT" "$S3TLS_DIR" \
+        --cert "$S3TLS_DIR/tls/server.pem" --key "$S3TLS_DIR/tls/server.key"
+}
+
+s3tls_ready() {
+    port_open "$S3_TLS_PORT" &&
+        s3_create_bucket "https://127.0.0.1:$S3_TLS_PORT" --cacert "$S3TLS_DIR/tls/ca.pem"
+}
+
 # ------------------------------------------------------------------------------- verbs
 
 declare -A STARTED_AT=()
@@ -250,6 +356,7 @@ ready_timeout() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_READY_TIMEOUT" ;;
     ferretdb) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
+    s3 | s3tls) printf '%s\n' "$S3_READY_TIMEOUT" ;;
     esac
 }
 
@@ -333,6 +440,8 @@ purge_service() {
     case $1 in
     kafka) rm -rf "$KAFKA_DIR" ;;
     ferretdb) rm -rf "$FERRETDB_DIR" ;;
+    s3) rm -rf "$S3_DIR" ;;
+    s3tls) rm -rf "$S3TLS_DIR" ;;
     esac
     rm -f "$LOG_DIR/$1".*
     say "$1 data and logs deleted"
@@ -343,6 +452,13 @@ write_env() {
         echo "# Generated by scripts/services.sh up; source it: . $STATE_DIR/env"
         printf 'export TELEMETRYD_TEST_KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT"
         printf 'export TELEMETRYD_TEST_MONGO_URI=%q\n' "mongodb://127.0.0.1:$MONGO_PORT/"
+        printf 'export TELEMETRYD_TEST_S3_ENDPOINT=%q\n' "http://127.0.0.1:$S3_PORT"
+        printf 'export TELEMETRYD_TEST_S3_ACCESS_KEY=%q\n' "$S3_ACCESS_KEY"
+        printf 'export TELEMETRYD_TEST_S3_SECRET_KEY=%q\n' "$S3_SECRET_KEY"
+        printf 'export TELEMETRYD_TEST_S3_BUCKET=%q\n' "$S3_BUCKET"
+        printf 'export TELEMETRYD_TEST_S3_REGION=%q\n' "$S3_REGION"
+        printf 'export TELEMETRYD_TEST_S3_TLS_ENDPOINT=%q\n' "https://127.0.0.1:$S3_TLS_PORT"
+        printf 'export TELEMETRYD_TEST_S3_CA_FILE=%q\n' "$S3TLS_DIR/tls/ca.pem"
         printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
         printf 'export TELEMETRYD_KAFKA_LIBS=%q\n' "$KAFKA_LIBS"
     } >"$STATE_DIR/env.tmp"
@@ -383,7 +499,7 @@ services=()
 for arg in "$@"; do
     case $arg in
     --purge) purge=1 ;;
-    kafka | ferretdb) services+=("$arg") ;;
+    kafka | ferretdb | s3 | s3tls) services+=("$arg") ;;
     -h | --help) usage 0 ;;
     *) fail "unknown service or option '$arg' (services: ${ALL_SERVICES[*]})" ;;
     esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
-# starts real Kafka and FerretDB on 127.0.0.1, runs the unit and integration suites, the operations
-# checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite again under
+# starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, runs the unit and integration
+# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite again under
 # ASan+UBSan, and stops the services (also on failure).
 # The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
 set -uo pipefail
@@ -34,7 +34,7 @@ ninja -C build -j "$jobs" || { echo "build failed"; exit 1; }
 find build build-asan -name '*.junit.xml' -delete 2>/dev/null || true
 rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
 
-step "services: Kafka (KRaft) and FerretDB on 127.0.0.1"
+step "services: Kafka (KRaft), FerretDB and versitygw (S3, http + https) on 127.0.0.1"
 trap 'step "services: stopping"; scripts/services.sh down' EXIT
 if scripts/services.sh up; then
   # shellcheck disable=SC1091

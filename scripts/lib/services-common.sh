@@ -4,6 +4,7 @@
 # Everything downloaded or built lands in the cache (outside the repo):
 #   ${TELEMETRYD_CACHE:-$HOME/.cache/telemetryd}/kafka-3.7.2/libs    Kafka jars (Maven Central)
 #   ${TELEMETRYD_CACHE:-$HOME/.cache/telemetryd}/bin/ferretdb-v1.24.2 FerretDB (Go module proxy)
+#   ${TELEMETRYD_CACHE:-$HOME/.cache/telemetryd}/bin/versitygw-v1.8.0 versitygw S3 gateway (same)
 # Messages from this file go to stderr so that tool output on stdout stays clean.
 
 # shellcheck disable=SC2034 # several of these are used only by the sourcing scripts
@@ -21,6 +22,11 @@ FERRETDB_VERSION=v1.24.2
 FERRETDB_MODULE=github.com/FerretDB/FerretDB
 FERRETDB_SRC="$TD_CACHE/ferretdb-src"
 FERRETDB_BIN="$TD_CACHE/bin/ferretdb-$FERRETDB_VERSION"
+
+VERSITYGW_VERSION=v1.8.0
+VERSITYGW_MODULE=github.com/versity/versitygw
+VERSITYGW_SRC="$TD_CACHE/versitygw-src"
+VERSITYGW_BIN="$TD_CACHE/bin/versitygw-$VERSITYGW_VERSION"
 
 td_msg() { printf '%s\n' "$*" >&2; }
 td_die() {
@@ -202,4 +208,37 @@ _td_build_ferretdb() {
 td_ensure_ferretdb_bin() {
     [[ -x "$FERRETDB_BIN" ]] && return 0
     td_with_lock "$TD_CACHE/.ferretdb-$FERRETDB_VERSION.lock" _td_build_ferretdb
+}
+
+# ------------------------------------------------------------------------ Go / versitygw
+
+_td_build_versitygw() {
+    [[ -x "$VERSITYGW_BIN" ]] && return 0
+    local go dir gobuild t0=$SECONDS
+    go="$(td_find_go)" || td_die "go not found (run scripts/bootstrap.sh)"
+    td_msg "s3: downloading $VERSITYGW_MODULE@$VERSITYGW_VERSION source from the Go module proxy"
+    dir="$(_td_go_mod_download_dir "$go" "$VERSITYGW_MODULE@$VERSITYGW_VERSION")"
+    rm -rf "$VERSITYGW_SRC"
+    mkdir -p "$(dirname "$VERSITYGW_SRC")" "$(dirname "$VERSITYGW_BIN")"
+    cp -R "$dir" "$VERSITYGW_SRC"
+    chmod -R u+w "$VERSITYGW_SRC"
+    gobuild="$(_td_go_for_module "$go" "$VERSITYGW_SRC")"
+    td_msg "s3: building $VERSITYGW_BIN with $gobuild (cold: several minutes)"
+    # -X sets what `versitygw --version` prints; the module zip has no git metadata to read.
+    if ! (cd "$VERSITYGW_SRC" &&
+        GOTOOLCHAIN=auto GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+            "$gobuild" build -trimpath \
+            -ldflags "-X main.Version=$VERSITYGW_VERSION -X main.Build=module-proxy" \
+            -o "$VERSITYGW_BIN.tmp" ./cmd/versitygw >&2); then
+        rm -f "$VERSITYGW_BIN.tmp"
+        td_die "building versitygw failed (see output above)"
+    fi
+    mv "$VERSITYGW_BIN.tmp" "$VERSITYGW_BIN"
+    td_msg "s3: built versitygw $VERSITYGW_VERSION in $((SECONDS - t0))s"
+}
+
+# Makes sure $VERSITYGW_BIN exists (builds it from the module proxy source when absent).
+td_ensure_versitygw_bin() {
+    [[ -x "$VERSITYGW_BIN" ]] && return 0
+    td_with_lock "$TD_CACHE/.versitygw-$VERSITYGW_VERSION.lock" _td_build_versitygw
 }
