@@ -60,9 +60,8 @@ BsonPtr log_document(const MetadataDocument& doc, std::int64_t received_at_ms);
 /// gpu_devices: {_id: gpu_uuid, event_id, ts, source, updated_at, ...fields}.
 BsonPtr device_document(const MetadataDocument& doc, std::int64_t updated_at_ms);
 /// The filter under which device_document may replace the stored state: {_id: gpu_uuid, $or:
-/// [{observed_at: {$lt: new}}, {observed_at: new, event_id: {$lt: new id}}]}. With upsert, a
-/// missing device is inserted; a newer or equal stored state does not match, and the upsert's
-/// insert fails with a duplicate key: the event is stale.
+/// [{observed_at: {$lt: new}}, {observed_at: new, event_id: {$lt: new id}}]}: a newer or equal
+/// stored state (also one a concurrent writer just stored) does not match.
 BsonPtr device_filter(const MetadataDocument& doc);
 
 std::int64_t to_epoch_ms(std::chrono::system_clock::time_point t);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "telemetryd/errors.hpp"
 
@@ -198,79 +199,174 @@ Result<LogOutcome> MongoMetadataStore::insert_log(
   return outcome;
 }
 
+// The stored versions of these devices: _id -> (observed_at, event_id).
+Result<std::map<std::string, DeviceVersion>> MongoMetadataStore::stored_versions(
+    mongoc_client_t* client, const std::vector<const MetadataDocument*>& docs,
+    const std::vector<std::size_t>& which) {
+  std::map<std::string, DeviceVersion> out;
+  BsonPtr filter(bson_new());
+  bson_t in, ids;
+  BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+  for (std::size_t n = 0; n < which.size(); ++n) {
+    const std::string index = std::to_string(n);
+    BSON_APPEND_UTF8(&ids, index.c_str(), docs[which[n]]->gpu_uuid.c_str());
+  }
+  bson_append_array_end(&in, &ids);
+  bson_append_document_end(filter.get(), &in);
+  BsonPtr opts(
+      BCON_NEW("projection", "{", "observed_at", BCON_INT32(1), "event_id", BCON_INT32(1), "}"));
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client, settings_.database.c_str(), "gpu_devices");
+  mongoc_cursor_t* cursor =
+      mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
+  const bson_t* doc = nullptr;
+  while (mongoc_cursor_next(cursor, &doc)) {
+    bson_iter_t iter;
+    if (!bson_iter_init_find(&iter, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&iter)) continue;
+    const std::string id = bson_iter_utf8(&iter, nullptr);
+    DeviceVersion version;
+    if (bson_iter_init_find(&iter, doc, "observed_at") && BSON_ITER_HOLDS_DATE_TIME(&iter))
+      version.observed_at_ms = bson_iter_date_time(&iter);
+    if (bson_iter_init_find(&iter, doc, "event_id") && BSON_ITER_HOLDS_UTF8(&iter))
+      version.event_id = bson_iter_utf8(&iter, nullptr);
+    out[id] = std::move(version);
+  }
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return out;
+}
+
+// Upserts that rely on a duplicate key to mean "stale" do not work on FerretDB 1.24, which
+// stops an update command at its first write error even when it is unordered (the later
+// statements are neither applied nor reported). So stale events are told apart by reading the
+// stored versions first, and the writes are ones that normally raise no error: an insert for a
+// device not stored yet, and a conditional replace (device_filter, no upsert) for one that is
+// older. The filter still guards against a concurrent writer (a rebalance overlap): a replace
+// that no longer matches is stale, an insert that meets a duplicate key is tried again as a
+// replace in the next round.
 Result<StateOutcome> MongoMetadataStore::update_devices(
     const std::vector<const MetadataDocument*>& batch) {
   StateOutcome outcome;
   const std::int64_t updated_at = now_ms();
-  // A duplicate key on the upsert means the filter did not match an existing document: it is
-  // as new or newer (stale), or another consumer inserted the device between our filter and our
-  // insert (a rebalance overlap). One more round tells them apart: the second time the document
-  // exists, so a duplicate key can only mean stale.
   std::vector<std::size_t> todo(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) todo[i] = i;
-  for (int round = 0; round < 2 && !todo.empty(); ++round) {
-    PooledClient client(pool_);
-    mongoc_collection_t* collection =
-        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_devices");
-    BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
-    mongoc_bulk_operation_t* bulk =
-        mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
-    BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
-    std::vector<std::size_t> positions;  // bulk op index -> batch index
+  PooledClient client(pool_);
+  for (int round = 0; round < 3 && !todo.empty(); ++round) {
+    Result<std::map<std::string, DeviceVersion>> stored =
+        stored_versions(client.get(), batch, todo);
+    if (!stored) return stored.error();
+    std::vector<std::size_t> inserts, replaces, again;
     for (const std::size_t i : todo) {
-      BsonPtr filter = device_filter(*batch[i]);
-      BsonPtr replacement = device_document(*batch[i], updated_at);
-      bson_error_t error;
-      if (!mongoc_bulk_operation_replace_one_with_opts(bulk, filter.get(), replacement.get(),
-                                                       upsert.get(), &error)) {
-        outcome.rejected.emplace_back(i, error.message);
-        continue;
+      const auto it = stored->find(batch[i]->gpu_uuid);
+      if (it == stored->end()) {
+        inserts.push_back(i);
+      } else if (is_newer(batch[i]->version, it->second)) {
+        replaces.push_back(i);
+      } else {
+        ++outcome.stale;
       }
-      positions.push_back(i);
     }
-    std::vector<std::size_t> again;
-    if (!positions.empty()) {
+    if (!inserts.empty()) {
+      std::vector<BsonPtr> docs;
+      std::vector<const bson_t*> pointers;
+      for (const std::size_t i : inserts) {
+        docs.push_back(device_document(*batch[i], updated_at));
+        pointers.push_back(docs.back().get());
+      }
+      mongoc_collection_t* collection =
+          mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_devices");
+      BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
       bson_t reply;
       bson_error_t error;
-      const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+      const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
+                                                    opts.get(), &reply, &error);
+      mongoc_collection_destroy(collection);
       bool concern_failed = false;
       const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
-      const std::int64_t changed =
-          reply_count(&reply, "nMatched") + reply_count(&reply, "nUpserted");
       bson_destroy(&reply);
-      if (concern_failed) {
-        mongoc_bulk_operation_destroy(bulk);
-        mongoc_collection_destroy(collection);
-        return Error::retryable(std::string("write concern: ") + error.message);
-      }
+      if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
       if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
-        mongoc_bulk_operation_destroy(bulk);
-        mongoc_collection_destroy(collection);
         return classify(error);
       }
-      outcome.updated += static_cast<std::size_t>(std::max<std::int64_t>(changed, 0));
+      std::size_t failed = 0;
       for (const WriteError& e : errors) {
-        if (e.index < 0 || static_cast<std::size_t>(e.index) >= positions.size()) continue;
-        const std::size_t i = positions[static_cast<std::size_t>(e.index)];
+        if (e.index < 0 || static_cast<std::size_t>(e.index) >= inserts.size()) continue;
+        ++failed;
+        const std::size_t i = inserts[static_cast<std::size_t>(e.index)];
         if (e.code == kDuplicateKey) {
-          if (round == 0) {
-            again.push_back(i);
-          } else {
-            ++outcome.stale;
-          }
+          again.push_back(i);  // stored meanwhile by another consumer: compare again
         } else if (is_transient_server_code(e.code)) {
-          mongoc_bulk_operation_destroy(bulk);
-          mongoc_collection_destroy(collection);
           return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
         } else {
           outcome.rejected.emplace_back(i, "code " + std::to_string(e.code) + ": " + e.message);
         }
       }
+      outcome.updated += inserts.size() - failed;
     }
-    mongoc_bulk_operation_destroy(bulk);
-    mongoc_collection_destroy(collection);
+    if (!replaces.empty()) {
+      mongoc_collection_t* collection =
+          mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_devices");
+      BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(true)));
+      mongoc_bulk_operation_t* bulk =
+          mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
+      std::vector<std::size_t> positions;  // bulk op index -> batch index
+      for (const std::size_t i : replaces) {
+        BsonPtr filter = device_filter(*batch[i]);
+        BsonPtr replacement = device_document(*batch[i], updated_at);
+        bson_error_t error;
+        if (!mongoc_bulk_operation_replace_one_with_opts(bulk, filter.get(), replacement.get(),
+                                                         nullptr, &error)) {
+          outcome.rejected.emplace_back(i, error.message);
+          continue;
+        }
+        positions.push_back(i);
+      }
+      if (!positions.empty()) {
+        bson_t reply;
+        bson_error_t error;
+        const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+        bool concern_failed = false;
+        const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
+        const std::int64_t matched = reply_count(&reply, "nMatched");
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+        mongoc_collection_destroy(collection);
+        if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
+        if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+          return classify(error);
+        }
+        // Ordered (as FerretDB runs it anyway): everything before the first error ran, the one
+        // at the error is refused, and the rest did not run and is tried in the next round.
+        std::size_t ran = positions.size();
+        if (!errors.empty()) {
+          const WriteError& e = errors.front();
+          if (is_transient_server_code(e.code)) {
+            return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+          }
+          ran = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(e.index, 0)),
+                                      positions.size());
+          if (ran < positions.size()) {
+            outcome.rejected.emplace_back(positions[ran],
+                                          "code " + std::to_string(e.code) + ": " + e.message);
+            for (std::size_t k = ran + 1; k < positions.size(); ++k) again.push_back(positions[k]);
+          }
+        }
+        const std::size_t replaced = std::min<std::size_t>(
+            static_cast<std::size_t>(std::max<std::int64_t>(matched, 0)), ran);
+        outcome.updated += replaced;
+        outcome.stale += ran - replaced;  // overtaken by a concurrent writer since the read
+      } else {
+        mongoc_bulk_operation_destroy(bulk);
+        mongoc_collection_destroy(collection);
+      }
+    }
     todo = std::move(again);
   }
+  if (!todo.empty()) return Error::retryable("device states kept changing under this batch");
   return outcome;
 }
 

@@ -1,12 +1,13 @@
 #pragma once
 // MetadataStore on MongoDB (libmongoc, pooled; FerretDB in the tests). The log is one unordered
-// insert_many in which a duplicate key counts as already stored; the device states are one
-// unordered bulk of conditional upserts (worker::device_filter). A write-concern error or a
-// transient server or network error fails the call retryably; other per-document errors are
-// reported as rejected.
+// insert_many in which a duplicate key counts as already stored; the device states are read,
+// then inserted (new devices) or replaced under worker::device_filter (older ones). A
+// write-concern error or a transient server or network error fails the call retryably; other
+// per-document errors are reported as rejected.
 
 #include <mongoc/mongoc.h>
 
+#include <map>
 #include <string>
 
 #include "worker/metadata_store.hpp"
@@ -32,6 +33,10 @@ class MongoMetadataStore final : public MetadataStore {
   Result<StateOutcome> update_devices(const std::vector<const MetadataDocument*>& batch) override;
 
  private:
+  Result<std::map<std::string, DeviceVersion>> stored_versions(
+      mongoc_client_t* client, const std::vector<const MetadataDocument*>& docs,
+      const std::vector<std::size_t>& which);
+
   MongoMetadataSettings settings_;
   mongoc_client_pool_t* pool_ = nullptr;
 };

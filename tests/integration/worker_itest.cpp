@@ -186,8 +186,9 @@ void check_devices(const Fixture& f, const std::vector<Observation>& all) {
     REQUIRE(doc["observed_at"]["$date"].get(observed_at) == simdjson::SUCCESS);
     const auto it = expected.find(std::string(id));
     REQUIRE(it != expected.end());
-    INFO("device " << id << ": stored event " << event_id << " seq " << seq << ", newest "
-                   << it->second->id << " seq " << it->second->seq);
+    INFO("device " << id << ": stored event " << event_id << " seq " << seq << " observed "
+                   << observed_at << ", newest " << it->second->id << " seq " << it->second->seq
+                   << " observed ms " << it->second->observed_ms);
     CHECK(event_id == it->second->id);
     CHECK(seq == it->second->seq);
     if (event_id == it->second->id && seq == it->second->seq) ++right;
