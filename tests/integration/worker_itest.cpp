@@ -320,17 +320,22 @@ TEST_CASE("worker: FerretDB down for 20 s mid-stream: /ready 503, nothing lost, 
   std::mt19937 rng(13);
   auto events = observations("o", 50, 480, rng);  // 24000 events
   std::shuffle(events.begin(), events.end(), rng);
-  ChildProcess worker(f.worker_argv());
-  const int port = listening_port(worker);
-  // Produced at about 800/s, so the stream outlasts the outage.
+  // Produced at about 800/s, so the stream outlasts the outage. The first slice goes before the
+  // worker starts, so the topic exists when it subscribes (librdkafka looks for a topic created
+  // later only at its next metadata refresh, up to 5 minutes on).
   std::atomic<bool> produced{false};
   const auto messages = as_messages(events);
+  const auto slice = [&](std::size_t i) {
+    return std::vector<Message>(
+        messages.begin() + static_cast<std::ptrdiff_t>(i),
+        messages.begin() + static_cast<std::ptrdiff_t>(std::min(i + 400, messages.size())));
+  };
+  produce(f.brokers, f.topic, slice(0));
+  ChildProcess worker(f.worker_argv());
+  const int port = listening_port(worker);
   std::thread producer([&] {
-    for (std::size_t i = 0; i < messages.size(); i += 400) {
-      const std::vector<Message> slice(
-          messages.begin() + static_cast<std::ptrdiff_t>(i),
-          messages.begin() + static_cast<std::ptrdiff_t>(std::min(i + 400, messages.size())));
-      produce(f.brokers, f.topic, slice);
+    for (std::size_t i = 400; i < messages.size(); i += 400) {
+      produce(f.brokers, f.topic, slice(i));
       std::this_thread::sleep_for(500ms);
     }
     produced = true;
