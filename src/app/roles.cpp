@@ -15,7 +15,7 @@ const std::map<std::string, std::vector<std::string>, std::less<>>& role_table()
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
       {"producer", {"http", "kafka", "producer"}},
       {"processor", {"http", "kafka", "mongodb", "processor", "ingest"}},
-      {"worker", {"http", "kafka", "mongodb"}},
+      {"worker", {"http", "kafka", "mongodb", "worker"}},
       {"all", {"http", "embedded"}},
   };
   return table;

@@ -125,7 +125,7 @@ void ProcessorCore::enrich() {
   }
 }
 
-Result<bool> ProcessorCore::flush(std::map<PartitionKey, std::int64_t>& done) {
+Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
   if (pending_messages_ == 0) return true;
   // Stages resume where a retryable failure stopped them, so a retry never enriches, writes or
   // counts twice.

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/batch_stage.hpp"
 #include "processor/cost_window.hpp"
 #include "processor/dead_letters.hpp"
 #include "processor/event_decoder.hpp"
@@ -20,13 +21,8 @@
 
 namespace telemetryd::processor {
 
-struct IncomingMessage {
-  std::string_view topic;
-  std::int32_t partition = 0;
-  std::int64_t offset = -1;
-  std::string_view key;
-  std::string_view value;
-};
+using core::IncomingMessage;
+using core::PartitionKey;
 
 struct CoreSettings {
   std::string gpu_metrics_topic = "gpu.metrics.v1";
@@ -36,27 +32,25 @@ struct CoreSettings {
   std::chrono::milliseconds dead_letter_timeout{30000};
 };
 
-using PartitionKey = std::pair<std::string, std::int32_t>;
-
-class ProcessorCore {
+class ProcessorCore final : public core::BatchStage {
  public:
   ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink& dead_letters,
                 GpuCatalog& catalog, metrics::Registry& metrics);
 
   /// Takes one message into the pending batch, or dead-letters it. False when the dead letter
   /// could not be queued (the caller retries later).
-  bool accept(const IncomingMessage& message);
+  bool accept(const IncomingMessage& message) override;
   /// Messages accepted since the last successful flush (valid ones and dead letters).
-  std::size_t pending() const { return pending_messages_; }
-  std::chrono::steady_clock::time_point oldest_pending() const { return oldest_pending_; }
+  std::size_t pending() const override { return pending_messages_; }
+  std::chrono::steady_clock::time_point oldest_pending() const override { return oldest_pending_; }
 
   /// Writes the pending batch. On a retryable error the batch is kept and the next call resumes
   /// where this one stopped (enrichment is never repeated). On success, `done` holds the highest
   /// offset finished per partition.
-  Result<bool> flush(std::map<PartitionKey, std::int64_t>& done);
+  Result<bool> flush(core::DoneOffsets& done) override;
 
   /// Forgets pending messages of partitions this process no longer owns; Kafka redelivers them.
-  void abandon(const std::function<bool(const PartitionKey&)>& revoked);
+  void abandon(const std::function<bool(const PartitionKey&)>& revoked) override;
 
  private:
   struct Pending {

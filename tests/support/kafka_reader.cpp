@@ -50,9 +50,22 @@ std::vector<ConsumedMessage> read_topics(const std::string& brokers,
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer, 200);
     if (msg == nullptr) continue;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      out.push_back({rd_kafka_topic_name(msg->rkt),
-                     std::string(static_cast<const char*>(msg->key), msg->key_len),
-                     std::string(static_cast<const char*>(msg->payload), msg->len)});
+      ConsumedMessage m{rd_kafka_topic_name(msg->rkt),
+                        std::string(static_cast<const char*>(msg->key), msg->key_len),
+                        std::string(static_cast<const char*>(msg->payload), msg->len),
+                        {}};
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
+                           RD_KAFKA_RESP_ERR_NO_ERROR;
+             ++i) {
+          m.headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
+        }
+      }
+      out.push_back(std::move(m));
     }
     rd_kafka_message_destroy(msg);
   }

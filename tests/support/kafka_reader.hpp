@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace test_support {
@@ -11,6 +12,7 @@ struct ConsumedMessage {
   std::string topic;
   std::string key;
   std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;  // in order
 };
 
 /// Consumes `topics` from the beginning with a fresh group until `expected` messages arrived or

@@ -28,6 +28,34 @@ std::int64_t count_documents(const std::string& uri, const std::string& database
   return count;
 }
 
+std::vector<std::string> find_documents_json(const std::string& uri, const std::string& database,
+                                             const std::string& collection) {
+  static MongoInit init;
+  std::vector<std::string> out;
+  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  if (client == nullptr) return out;
+  mongoc_collection_t* coll =
+      mongoc_client_get_collection(client, database.c_str(), collection.c_str());
+  bson_t filter;
+  bson_init(&filter);
+  bson_t* opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}");
+  mongoc_cursor_t* cursor = mongoc_collection_find_with_opts(coll, &filter, opts, nullptr);
+  const bson_t* doc = nullptr;
+  while (mongoc_cursor_next(cursor, &doc)) {
+    char* json = bson_as_relaxed_extended_json(doc, nullptr);
+    out.emplace_back(json);
+    bson_free(json);
+  }
+  bson_error_t error;
+  if (mongoc_cursor_error(cursor, &error)) out.clear();
+  mongoc_cursor_destroy(cursor);
+  bson_destroy(opts);
+  bson_destroy(&filter);
+  mongoc_collection_destroy(coll);
+  mongoc_client_destroy(client);
+  return out;
+}
+
 void drop_database(const std::string& uri, const std::string& database) {
   static MongoInit init;
   mongoc_client_t* client = mongoc_client_new(uri.c_str());

@@ -3,12 +3,17 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace test_support {
 
 /// Documents in database.collection; -1 when the server did not answer.
 std::int64_t count_documents(const std::string& uri, const std::string& database,
                              const std::string& collection);
+/// Every document of database.collection as relaxed extended JSON (dates as {"$date": ...}),
+/// sorted by _id; empty when the server did not answer.
+std::vector<std::string> find_documents_json(const std::string& uri, const std::string& database,
+                                             const std::string& collection);
 /// Drops a test database (cleanup; errors ignored).
 void drop_database(const std::string& uri, const std::string& database);
 

@@ -8,7 +8,7 @@ using namespace telemetryd;
 // A linker that drops a component's object file would silently remove it from every role.
 TEST_CASE("every expected component is registered", "[registry]") {
   const auto names = ComponentRegistry::instance().names();
-  for (const char* expected : {"http", "kafka", "mongodb"}) {
+  for (const char* expected : {"http", "kafka", "mongodb", "processor", "worker"}) {
     INFO(expected);
     CHECK(std::find(names.begin(), names.end(), expected) != names.end());
   }

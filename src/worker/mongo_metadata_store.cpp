@@ -1,0 +1,378 @@
+#include "worker/mongo_metadata_store.hpp"
+
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#ifdef __clang__
+// The same attribute seen from clang: bson_t is declared 128-byte aligned, which heap bson_t
+// from bson_new() are not either; libbson does not rely on it.
+#pragma clang diagnostic ignored "-Walign-mismatch"
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "telemetryd/errors.hpp"
+
+namespace telemetryd::worker {
+namespace {
+
+constexpr std::int64_t kDuplicateKey = 11000;
+
+Error classify(const bson_error_t& error) {
+  const bool transient =
+      error.domain == MONGOC_ERROR_SERVER_SELECTION || error.domain == MONGOC_ERROR_STREAM ||
+      error.domain == MONGOC_ERROR_CLIENT || error.domain == MONGOC_ERROR_WRITE_CONCERN ||
+      error.code == MONGOC_ERROR_STREAM_SOCKET ||
+      ((error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
+        error.domain == MONGOC_ERROR_COMMAND) &&
+       is_transient_server_code(error.code));
+  return transient ? Error::retryable(error.message) : Error::permanent(error.message);
+}
+
+std::int64_t now_ms() {
+  return to_epoch_ms(std::chrono::system_clock::now());
+}
+
+struct WriteError {
+  std::int64_t index = -1;
+  std::int64_t code = 0;
+  std::string message;
+};
+
+// The writeErrors of an insert_many or bulk reply; true in `concern_failed` when the reply also
+// carries a write-concern error (written, but not as durably as asked: not done).
+std::vector<WriteError> write_errors(const bson_t* reply, bool& concern_failed) {
+  std::vector<WriteError> out;
+  bson_iter_t iter, errors;
+  concern_failed = bson_iter_init_find(&iter, reply, "writeConcernErrors") &&
+                   BSON_ITER_HOLDS_ARRAY(&iter) && bson_iter_recurse(&iter, &errors) &&
+                   bson_iter_next(&errors);
+  if (bson_iter_init_find(&iter, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&iter) &&
+      bson_iter_recurse(&iter, &errors)) {
+    while (bson_iter_next(&errors)) {
+      bson_iter_t item;
+      if (!bson_iter_recurse(&errors, &item)) continue;
+      WriteError e;
+      while (bson_iter_next(&item)) {
+        const std::string_view key = bson_iter_key(&item);
+        if (key == "index") e.index = bson_iter_as_int64(&item);
+        if (key == "code") e.code = bson_iter_as_int64(&item);
+        if (key == "errmsg" && BSON_ITER_HOLDS_UTF8(&item))
+          e.message = bson_iter_utf8(&item, nullptr);
+      }
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+std::int64_t reply_count(const bson_t* reply, const char* key) {
+  bson_iter_t iter;
+  return bson_iter_init_find(&iter, reply, key) ? bson_iter_as_int64(&iter) : 0;
+}
+
+class PooledClient {
+ public:
+  explicit PooledClient(mongoc_client_pool_t* pool)
+      : pool_(pool), client_(mongoc_client_pool_pop(pool)) {}
+  ~PooledClient() { mongoc_client_pool_push(pool_, client_); }
+  PooledClient(const PooledClient&) = delete;
+  PooledClient& operator=(const PooledClient&) = delete;
+  mongoc_client_t* get() const { return client_; }
+
+ private:
+  mongoc_client_pool_t* pool_;
+  mongoc_client_t* client_;
+};
+
+}  // namespace
+
+bool is_transient_server_code(std::int64_t code) {
+  static constexpr std::int64_t kCodes[] = {
+      6,      // HostUnreachable
+      7,      // HostNotFound
+      50,     // MaxTimeMSExpired
+      64,     // WriteConcernFailed
+      89,     // NetworkTimeout
+      91,     // ShutdownInProgress
+      100,    // UnsatisfiableWriteConcern (e.g. a replica set member away)
+      112,    // WriteConflict
+      189,    // PrimarySteppedDown
+      262,    // ExceededTimeLimit
+      9001,   // SocketException
+      10107,  // NotWritablePrimary
+      11600,  // InterruptedAtShutdown
+      11602,  // InterruptedDueToReplStateChange
+      13435,  // NotPrimaryNoSecondaryOk
+      13436,  // NotPrimaryOrSecondary
+  };
+  return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
+}
+
+MongoMetadataStore::MongoMetadataStore(MongoMetadataSettings settings)
+    : settings_(std::move(settings)) {
+  bson_error_t error;
+  mongoc_uri_t* uri = mongoc_uri_new_with_error(settings_.uri.c_str(), &error);
+  if (uri == nullptr) throw StartupError(std::string("mongodb.uri: ") + error.message);
+  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
+    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
+  }
+  mongoc_write_concern_t* wc = mongoc_write_concern_new();
+  if (settings_.write_concern == "majority") {
+    mongoc_write_concern_set_wmajority(wc, 10000);
+  } else {
+    mongoc_write_concern_set_w(wc, 1);
+  }
+  mongoc_uri_set_write_concern(uri, wc);
+  mongoc_write_concern_destroy(wc);
+  pool_ = mongoc_client_pool_new(uri);
+  mongoc_uri_destroy(uri);
+  if (pool_ == nullptr) throw StartupError("mongodb: cannot create client pool");
+  mongoc_client_pool_set_error_api(pool_, MONGOC_ERROR_API_VERSION_2);
+  mongoc_client_pool_set_appname(pool_, "telemetryd-worker");
+}
+
+MongoMetadataStore::~MongoMetadataStore() {
+  mongoc_client_pool_destroy(pool_);
+}
+
+Result<bool> MongoMetadataStore::prepare() {
+  PooledClient client(pool_);
+  struct Index {
+    const char* collection;
+    const char* name;
+    BsonPtr key;
+  };
+  std::vector<Index> indexes;
+  // A device's history, newest first; the devices of a host. gpu_devices is read by _id.
+  indexes.push_back({"gpu_metadata", "gpu_uuid_observed_at",
+                     BsonPtr(BCON_NEW("gpu_uuid", BCON_INT32(1), "observed_at", BCON_INT32(-1)))});
+  indexes.push_back({"gpu_devices", "host", BsonPtr(BCON_NEW("host", BCON_INT32(1)))});
+  for (const auto& index : indexes) {
+    BsonPtr command(BCON_NEW("createIndexes", BCON_UTF8(index.collection), "indexes", "[", "{",
+                             "key", BCON_DOCUMENT(index.key.get()), "name", BCON_UTF8(index.name),
+                             "}", "]"));
+    bson_error_t error;
+    if (!mongoc_client_command_simple(client.get(), settings_.database.c_str(), command.get(),
+                                      nullptr, nullptr, &error)) {
+      return classify(error);
+    }
+  }
+  return true;
+}
+
+Result<LogOutcome> MongoMetadataStore::insert_log(
+    const std::vector<const MetadataDocument*>& batch) {
+  LogOutcome outcome;
+  if (batch.empty()) return outcome;
+  const std::int64_t received = now_ms();
+  std::vector<BsonPtr> docs;
+  std::vector<const bson_t*> pointers;
+  for (const MetadataDocument* doc : batch) {
+    docs.push_back(log_document(*doc, received));
+    pointers.push_back(docs.back().get());
+  }
+  PooledClient client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metadata");
+  BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
+  bson_t reply;
+  bson_error_t error;
+  const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
+                                                opts.get(), &reply, &error);
+  mongoc_collection_destroy(collection);
+  bool concern_failed = false;
+  const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
+  bson_destroy(&reply);
+  if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
+  // No write errors: the call itself failed (network, selection), so part of the batch may not
+  // have been tried; all of it is retried (the ids make that idempotent).
+  if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+    return classify(error);
+  }
+  for (const WriteError& e : errors) {
+    if (e.code == kDuplicateKey) {
+      ++outcome.duplicates;
+    } else if (is_transient_server_code(e.code)) {
+      return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+    } else if (e.index >= 0 && static_cast<std::size_t>(e.index) < batch.size()) {
+      outcome.rejected.emplace_back(static_cast<std::size_t>(e.index),
+                                    "code " + std::to_string(e.code) + ": " + e.message);
+    }
+  }
+  outcome.inserted = batch.size() - outcome.duplicates - outcome.rejected.size();
+  return outcome;
+}
+
+// The stored versions of these devices: _id -> (observed_at, event_id).
+Result<std::map<std::string, DeviceVersion>> MongoMetadataStore::stored_versions(
+    mongoc_client_t* client, const std::vector<const MetadataDocument*>& docs,
+    const std::vector<std::size_t>& which) {
+  std::map<std::string, DeviceVersion> out;
+  BsonPtr filter(bson_new());
+  bson_t in, ids;
+  BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &in);
+  BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+  for (std::size_t n = 0; n < which.size(); ++n) {
+    const std::string index = std::to_string(n);
+    BSON_APPEND_UTF8(&ids, index.c_str(), docs[which[n]]->gpu_uuid.c_str());
+  }
+  bson_append_array_end(&in, &ids);
+  bson_append_document_end(filter.get(), &in);
+  BsonPtr opts(
+      BCON_NEW("projection", "{", "observed_at", BCON_INT32(1), "event_id", BCON_INT32(1), "}"));
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client, settings_.database.c_str(), "gpu_devices");
+  mongoc_cursor_t* cursor =
+      mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
+  const bson_t* doc = nullptr;
+  while (mongoc_cursor_next(cursor, &doc)) {
+    bson_iter_t iter;
+    if (!bson_iter_init_find(&iter, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&iter)) continue;
+    const std::string id = bson_iter_utf8(&iter, nullptr);
+    DeviceVersion version;
+    if (bson_iter_init_find(&iter, doc, "observed_at") && BSON_ITER_HOLDS_DATE_TIME(&iter))
+      version.observed_at_ms = bson_iter_date_time(&iter);
+    if (bson_iter_init_find(&iter, doc, "event_id") && BSON_ITER_HOLDS_UTF8(&iter))
+      version.event_id = bson_iter_utf8(&iter, nullptr);
+    out[id] = std::move(version);
+  }
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return out;
+}
+
+// Upserts that rely on a duplicate key to mean "stale" do not work on FerretDB 1.24, which
+// stops an update command at its first write error even when it is unordered (the later
+// statements are neither applied nor reported). So stale events are told apart by reading the
+// stored versions first, and the writes are ones that normally raise no error: an insert for a
+// device not stored yet, and a conditional replace (device_filter, no upsert) for one that is
+// older. The filter still guards against a concurrent writer (a rebalance overlap): a replace
+// that no longer matches is stale, an insert that meets a duplicate key is tried again as a
+// replace in the next round.
+Result<StateOutcome> MongoMetadataStore::update_devices(
+    const std::vector<const MetadataDocument*>& batch) {
+  StateOutcome outcome;
+  const std::int64_t updated_at = now_ms();
+  std::vector<std::size_t> todo(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) todo[i] = i;
+  PooledClient client(pool_);
+  for (int round = 0; round < 3 && !todo.empty(); ++round) {
+    Result<std::map<std::string, DeviceVersion>> stored =
+        stored_versions(client.get(), batch, todo);
+    if (!stored) return stored.error();
+    std::vector<std::size_t> inserts, replaces, again;
+    for (const std::size_t i : todo) {
+      const auto it = stored->find(batch[i]->gpu_uuid);
+      if (it == stored->end()) {
+        inserts.push_back(i);
+      } else if (is_newer(batch[i]->version, it->second)) {
+        replaces.push_back(i);
+      } else {
+        ++outcome.stale;
+      }
+    }
+    if (!inserts.empty()) {
+      std::vector<BsonPtr> docs;
+      std::vector<const bson_t*> pointers;
+      for (const std::size_t i : inserts) {
+        docs.push_back(device_document(*batch[i], updated_at));
+        pointers.push_back(docs.back().get());
+      }
+      mongoc_collection_t* collection =
+          mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_devices");
+      BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
+      bson_t reply;
+      bson_error_t error;
+      const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
+                                                    opts.get(), &reply, &error);
+      mongoc_collection_destroy(collection);
+      bool concern_failed = false;
+      const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
+      bson_destroy(&reply);
+      if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
+      if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+        return classify(error);
+      }
+      std::size_t failed = 0;
+      for (const WriteError& e : errors) {
+        if (e.index < 0 || static_cast<std::size_t>(e.index) >= inserts.size()) continue;
+        ++failed;
+        const std::size_t i = inserts[static_cast<std::size_t>(e.index)];
+        if (e.code == kDuplicateKey) {
+          again.push_back(i);  // stored meanwhile by another consumer: compare again
+        } else if (is_transient_server_code(e.code)) {
+          return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+        } else {
+          outcome.rejected.emplace_back(i, "code " + std::to_string(e.code) + ": " + e.message);
+        }
+      }
+      outcome.updated += inserts.size() - failed;
+    }
+    if (!replaces.empty()) {
+      mongoc_collection_t* collection =
+          mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_devices");
+      BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(true)));
+      mongoc_bulk_operation_t* bulk =
+          mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
+      std::vector<std::size_t> positions;  // bulk op index -> batch index
+      for (const std::size_t i : replaces) {
+        BsonPtr filter = device_filter(*batch[i]);
+        BsonPtr replacement = device_document(*batch[i], updated_at);
+        bson_error_t error;
+        if (!mongoc_bulk_operation_replace_one_with_opts(bulk, filter.get(), replacement.get(),
+                                                         nullptr, &error)) {
+          outcome.rejected.emplace_back(i, error.message);
+          continue;
+        }
+        positions.push_back(i);
+      }
+      if (!positions.empty()) {
+        bson_t reply;
+        bson_error_t error;
+        const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+        bool concern_failed = false;
+        const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
+        const std::int64_t matched = reply_count(&reply, "nMatched");
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+        mongoc_collection_destroy(collection);
+        if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
+        if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+          return classify(error);
+        }
+        // Ordered (as FerretDB runs it anyway): everything before the first error ran, the one
+        // at the error is refused, and the rest did not run and is tried in the next round.
+        std::size_t ran = positions.size();
+        if (!errors.empty()) {
+          const WriteError& e = errors.front();
+          if (is_transient_server_code(e.code)) {
+            return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+          }
+          ran = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(e.index, 0)),
+                                      positions.size());
+          if (ran < positions.size()) {
+            outcome.rejected.emplace_back(positions[ran],
+                                          "code " + std::to_string(e.code) + ": " + e.message);
+            for (std::size_t k = ran + 1; k < positions.size(); ++k) again.push_back(positions[k]);
+          }
+        }
+        const std::size_t replaced = std::min<std::size_t>(
+            static_cast<std::size_t>(std::max<std::int64_t>(matched, 0)), ran);
+        outcome.updated += replaced;
+        outcome.stale += ran - replaced;  // overtaken by a concurrent writer since the read
+      } else {
+        mongoc_bulk_operation_destroy(bulk);
+        mongoc_collection_destroy(collection);
+      }
+    }
+    todo = std::move(again);
+  }
+  if (!todo.empty()) return Error::retryable("device states kept changing under this batch");
+  return outcome;
+}
+
+}  // namespace telemetryd::worker
