@@ -2,9 +2,12 @@
 // MongoDB: every event in gpu_metadata (_id = event id), and each device's newest observation in
 // gpu_devices (_id = gpu_uuid). kafka::ConsumerLoop gives the processor's guarantees (offsets
 // stored only once done, commit on revoke, pause and retry on a store outage); WorkerCore is the
-// stage it drives. A second sink that must acknowledge before offsets commit (the S3 archive)
-// joins as another core::BatchStage next to core_, both behind one core::FanOutStage.
+// stage it drives. With `archive.enabled`, the S3 (or filesystem) archive is a second stage next
+// to core_, both behind one core::FanOutStage, so offsets commit only below archived events.
 
+#include "archive/archive_config.hpp"
+#include "archive/archive_stage.hpp"
+#include "core/fan_out_stage.hpp"
 #include "kafka/consumer_loop.hpp"
 #include "processor/kafka_dead_letters.hpp"
 #include "telemetryd/component.hpp"
@@ -21,8 +24,8 @@ class WorkerComponent final : public Component {
                 ctx.config.str("mongodb.write_concern")}),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("worker.dlq_suffix")),
         core_({.topic = ctx.config.str("worker.topic")}, store_, dead_letters_, ctx.metrics),
-        loop_(ctx.config, "worker", loop_settings(ctx.config), core_, ctx.readiness, ctx.metrics,
-              ctx.request_shutdown, [this] { return store_.prepare(); }) {}
+        loop_(ctx.config, "worker", loop_settings(ctx.config), stage(ctx), ctx.readiness,
+              ctx.metrics, ctx.request_shutdown, [this] { return store_.prepare(); }) {}
 
   void start() override { loop_.start(); }
   void stop() override { loop_.stop(); }
@@ -34,9 +37,26 @@ class WorkerComponent final : public Component {
     return s;
   }
 
+  // The MongoDB writes alone, or beside the archive: offsets then commit only below events both
+  // have acknowledged.
+  core::BatchStage& stage(ComponentContext& ctx) {
+    if (!archive::archive_enabled(ctx.config)) return core_;
+    archive_store_ = archive::make_archive_store(ctx.config);
+    batcher_ = std::make_unique<archive::ArchiveBatcher>(archive::batcher_settings(ctx.config),
+                                                         *archive_store_);
+    archive_stage_ = std::make_unique<archive::ArchiveStage>(*batcher_, ctx.metrics, ctx.readiness);
+    fan_out_ = std::make_unique<core::FanOutStage>(
+        std::vector<core::BatchStage*>{&core_, archive_stage_.get()});
+    return *fan_out_;
+  }
+
   MongoMetadataStore store_;
   processor::KafkaDeadLetters dead_letters_;
   WorkerCore core_;
+  std::unique_ptr<archive::ArchiveStore> archive_store_;
+  std::unique_ptr<archive::ArchiveBatcher> batcher_;
+  std::unique_ptr<archive::ArchiveStage> archive_stage_;
+  std::unique_ptr<core::FanOutStage> fan_out_;
   // Last: its destructor joins the consumer thread before the core and store go.
   kafka::ConsumerLoop loop_;
 };
@@ -60,7 +80,8 @@ const ComponentRegistration kRegistration{
       "Consumes GPU metadata events and keeps them in MongoDB: the log of every event "
       "(gpu_metadata) and each device's newest state (gpu_devices).",
       worker_keys()},
-     [](ComponentContext& ctx) { return std::make_unique<WorkerComponent>(ctx); }}};
+     [](ComponentContext& ctx) { return std::make_unique<WorkerComponent>(ctx); },
+     [] { return std::vector<const SectionSpec*>{&archive::archive_section()}; }}};
 
 }  // namespace
 }  // namespace telemetryd::worker
