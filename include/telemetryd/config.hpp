@@ -59,10 +59,26 @@ struct KeySpec {
   bool secret = false;
 };
 
+class Config;
+
+/// Handed to a section's cross-key check: reports a problem at the place in the role file where
+/// a key was written (or at its section when the key was left at its default).
+class KeyProblems {
+ public:
+  virtual ~KeyProblems() = default;
+  /// Whether the key was written in the role file or given with --set (not just defaulted).
+  virtual bool is_set(std::string_view path) const = 0;
+  /// `message` must never contain a secret's value.
+  virtual void add(std::string_view path, std::string message, std::string hint = {}) = 0;
+};
+
 struct SectionSpec {
   std::string name;
   std::string description;
   std::vector<KeySpec> keys;
+  /// Rules joining several keys ("a certificate needs its key"). Runs once every key of the
+  /// section has a valid value, with the whole role's values.
+  std::function<void(const Config&, KeyProblems&)> check;
 };
 
 using ConfigValue = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>>;
@@ -127,5 +143,24 @@ std::optional<std::string> closest_match(std::string_view word,
 /// Key checks shared by sections.
 std::optional<std::string> check_host_port(std::string_view text);
 std::optional<std::string> check_host_port_list(std::string_view text);
+
+/// File key checks, run when the role file loads. An empty value passes (the key is unused).
+/// A file that exists, can be opened for reading and is not empty (passwords, tokens).
+std::optional<std::string> check_readable_file(std::string_view path);
+/// Readable, with at least one PEM certificate (CA bundles, certificates).
+std::optional<std::string> check_pem_certificate_file(std::string_view path);
+/// Readable, with an unencrypted PEM private key.
+std::optional<std::string> check_pem_key_file(std::string_view path);
+/// Readable, with a PEM certificate and its unencrypted private key in the same file.
+std::optional<std::string> check_pem_certificate_and_key_file(std::string_view path);
+/// Both files already passed the checks above; says when the key does not belong to the
+/// certificate.
+std::optional<std::string> check_key_matches_certificate(const std::string& certificate_file,
+                                                         const std::string& key_file);
+
+/// The secret configured by `key` (e.g. "kafka.sasl_password") or by `key`_file: the file's
+/// first line without its line ending when `key`_file is set, else the value of `key`. Throws
+/// StartupError naming the key and the file, never the secret.
+std::string read_secret(const Config& config, const std::string& key);
 
 }  // namespace telemetryd

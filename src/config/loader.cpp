@@ -137,12 +137,45 @@ class Validator {
       if (node && node.IsMap()) walk(node, section->name, *section);
       fill_missing(*section, node ? origin_of(node, section->name) : Origin{file_, 1, 1});
     }
+    run_cross_checks(*sections, role);
 
     if (!problems_.empty()) throw ConfigError(problems_);
     return Config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
   }
 
  private:
+  // KeyProblems for the sections' cross-key checks, placing each problem at its key's origin.
+  class CrossCheckProblems final : public KeyProblems {
+   public:
+    explicit CrossCheckProblems(Validator& validator) : validator_(validator) {}
+    bool is_set(std::string_view path) const override {
+      return validator_.set_paths_.contains(std::string(path));
+    }
+    void add(std::string_view path, std::string message, std::string hint) override {
+      const auto it = validator_.origins_.find(std::string(path));
+      const Origin at = it != validator_.origins_.end() ? it->second : Origin{validator_.file_};
+      validator_.add_problem(at, std::string(path), std::move(message), std::move(hint));
+    }
+
+   private:
+    Validator& validator_;
+  };
+
+  // A section's rules run only when each of its keys has a valid value: a key with a problem
+  // has no value to reason about, and its problem is already reported.
+  void run_cross_checks(const std::vector<const SectionSpec*>& sections, const std::string& role) {
+    const Config view(file_, role, values_);
+    CrossCheckProblems sink(*this);
+    for (const SectionSpec* section : sections) {
+      if (!section->check) continue;
+      const std::string prefix = section->name + ".";
+      const bool clean = std::none_of(problems_.begin(), problems_.end(), [&](const auto& p) {
+        return p.path == section->name || p.path.compare(0, prefix.size(), prefix) == 0;
+      });
+      if (clean) section->check(view, sink);
+    }
+  }
+
   static std::string join(const std::vector<std::string>& items, const std::string& sep) {
     std::string out;
     for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
@@ -231,6 +264,8 @@ class Validator {
 
   void check_value(const YAML::Node& node, const std::string& path, const KeySpec& spec) {
     const Origin at = origin_of(node, path);
+    origins_[path] = at;
+    set_paths_.insert(path);
     if (spec.type == ValueType::kStringList) {
       std::vector<std::string> items;
       const auto add = [&](const YAML::Node& item) {
@@ -322,6 +357,7 @@ class Validator {
     for (const KeySpec& key : section.keys) {
       const std::string path = section.name + "." + key.name;
       if (values_.contains(path)) continue;
+      origins_.try_emplace(path, section_origin);
       if (key.required) {
         add_problem(section_origin, path, "missing required key",
                     key.description.empty() ? key.hint : key.description);
@@ -344,6 +380,8 @@ class Validator {
   std::vector<ConfigProblem> problems_;
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
+  std::map<std::string, Origin> origins_;  // where each key was written, or its section
+  std::set<std::string> set_paths_;        // written in the file or with --set
 
  public:
   bool has_problems() const { return !problems_.empty(); }
