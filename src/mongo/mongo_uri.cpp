@@ -185,7 +185,10 @@ void check_connection_keys(const Config& config, KeyProblems& problems) {
     problems.add("mongodb.tls", "mongodb.uri has TLS options too",
                  "set TLS either in the URI or with the tls keys");
   }
-  if (set("mongodb.auth_source") && mongoc_uri_has_option(uri.get(), MONGOC_URI_AUTHSOURCE)) {
+  // libmongoc keeps authSource with the credentials, not with the options.
+  const bson_t* credentials = mongoc_uri_get_credentials(uri.get());
+  if (set("mongodb.auth_source") && credentials != nullptr &&
+      bson_has_field(credentials, MONGOC_URI_AUTHSOURCE)) {
     problems.add("mongodb.auth_source", "mongodb.uri has authSource too", "keep one of them");
   }
 }
