@@ -270,7 +270,7 @@ class Validator {
       std::vector<std::string> items;
       const auto add = [&](const YAML::Node& item) {
         if (auto text = scalar_text(item, path, spec)) {
-          if (auto value = convert(*text, spec, origin_of(item, path), path)) {
+          if (auto value = convert(*text, spec, origin_of(item, path), path, item.Scalar())) {
             items.push_back(std::get<std::string>(*value));
           }
         }
@@ -284,13 +284,20 @@ class Validator {
       return;
     }
     if (auto text = scalar_text(node, path, spec)) {
-      if (auto value = convert(*text, spec, at, path)) values_[path] = std::move(*value);
+      if (auto value = convert(*text, spec, at, path, node.Scalar())) {
+        values_[path] = std::move(*value);
+      }
     }
   }
 
+  // `written` is the value as the file has it: a value that came from ${VAR} is shown as
+  // written, since environment variables often hold secrets even for keys that are not.
   std::optional<ConfigValue> convert(const std::string& text, const KeySpec& spec, const Origin& at,
-                                     const std::string& path) {
-    const std::string shown = spec.secret ? std::string("(secret)") : "'" + text + "'";
+                                     const std::string& path, const std::string& written = {}) {
+    const std::string shown = spec.secret ? std::string("(secret)")
+                              : written.find("${") != std::string::npos
+                                  ? "'" + written + "' (from the environment)"
+                                  : "'" + text + "'";
     auto range_ok = [&](double v) {
       if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
         std::ostringstream range;
