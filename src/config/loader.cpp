@@ -46,7 +46,8 @@ class Validator {
     const Origin at{"--set", index, 1};
     const auto eq = text.find('=');
     if (eq == std::string::npos || eq == 0) {
-      add_problem(at, "", "override '" + text + "' is not key.path=value");
+      // Not echoed: without its key, the text may be a value meant for a secret key.
+      add_problem(at, "", "override is not key.path=value", "e.g. --set kafka.brokers=kafka1:9092");
       return;
     }
     const std::string path = text.substr(0, eq);

@@ -299,6 +299,10 @@ TEST_CASE("no secret appears in logs, errors, /metrics, /ready, /health or check
                           "mongodb.password=" + secret_b});
     CHECK(bad_set.wait_exit(15s) == 78);
     leaks.add_output("run --set", bad_set);
+    ChildProcess no_key({telemetryd_bin(), "run", "--role", "processor", "--set", secret_a});
+    CHECK(no_key.wait_exit(15s) == 78);
+    CHECK(no_key.stdout_text().find("override is not key.path=value") != std::string::npos);
+    leaks.add_output("run --set without a key", no_key);
     INFO(problems);
     for (const char* expected :
          {"kafka.sasl_pasword: unknown key",
