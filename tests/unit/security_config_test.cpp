@@ -310,3 +310,21 @@ TEST_CASE("read_secret: the file's first line, else the key, never the value in 
       read_secret(blank, "kafka.sasl_password"),
       "kafka.sasl_password_file: the first line of '" + blank_first.path + "' is empty");
 }
+
+TEST_CASE("cross-key problems point at the key, or at its section when it was left out",
+          "[security][config]") {
+  const TempFile file(
+      "role: producer\n"
+      "kafka:\n"
+      "  brokers: 127.0.0.1:9095\n"
+      "  security_protocol: sasl_ssl\n"
+      "  sasl_password: hunter2-file\n"
+      "  ssl_key_file: " +
+      cert("client.key") + "\n");
+  const auto problems = problems_of({.file = file.path});
+  REQUIRE(paths(problems) == "kafka.ssl_key_file kafka.sasl_username");
+  CHECK(problems[0].line == 6);  // written in the file
+  CHECK(problems[0].column == 17);
+  CHECK(problems[1].line == 3);  // not written: the kafka section's first key
+  CHECK(all_text(problems).find("hunter2") == std::string::npos);
+}
