@@ -162,7 +162,14 @@ log_tail() {
 # ---------------------------------------------------------------- TLS test material
 
 ensure_certs() {
-    "$TD_SCRIPTS_DIR/gen-test-certs.sh" "$CERTS_DIR" >/dev/null || fail "gen-test-certs.sh $CERTS_DIR failed"
+    local out svc
+    out="$("$TD_SCRIPTS_DIR/gen-test-certs.sh" "$CERTS_DIR")" || fail "gen-test-certs.sh $CERTS_DIR failed"
+    [[ "$out" == *"are current"* ]] && return 0
+    for svc in kafka ferretdb-tls; do
+        if service_pid "$svc" >/dev/null; then
+            say "warning: new test certificates; $svc still uses the old ones (scripts/services.sh restart $svc)"
+        fi
+    done
 }
 
 # Prints the test password kept in <state>/secrets/$1, creating a random one first. $2 is a
