@@ -17,7 +17,8 @@
 #
 # Environment (defaults):
 #   TELEMETRYD_CACHE=$HOME/.cache/telemetryd       downloads and builds (outside the repo)
-#   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/
+#   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/,
+#                                                   tls-ferretdb/, certs/, secrets/
 #   TELEMETRYD_KAFKA_PORT=9092  TELEMETRYD_KAFKA_CONTROLLER_PORT=9093
 #   TELEMETRYD_MONGO_PORT=27017 TELEMETRYD_FERRETDB_DEBUG_PORT=28088
 #   TELEMETRYD_KAFKA_SSL_PORT=9094 TELEMETRYD_KAFKA_SASL_SSL_PORT=9095
