@@ -66,8 +66,6 @@ class Config;
 class KeyProblems {
  public:
   virtual ~KeyProblems() = default;
-  /// Whether the key was written in the role file or given with --set (not just defaulted).
-  virtual bool is_set(std::string_view path) const = 0;
   /// `message` must never contain a secret's value.
   virtual void add(std::string_view path, std::string message, std::string hint = {}) = 0;
 };

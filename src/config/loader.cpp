@@ -149,9 +149,6 @@ class Validator {
   class CrossCheckProblems final : public KeyProblems {
    public:
     explicit CrossCheckProblems(Validator& validator) : validator_(validator) {}
-    bool is_set(std::string_view path) const override {
-      return validator_.set_paths_.contains(std::string(path));
-    }
     void add(std::string_view path, std::string message, std::string hint) override {
       const auto it = validator_.origins_.find(std::string(path));
       const Origin at = it != validator_.origins_.end() ? it->second : Origin{validator_.file_};
@@ -266,7 +263,6 @@ class Validator {
   void check_value(const YAML::Node& node, const std::string& path, const KeySpec& spec) {
     const Origin at = origin_of(node, path);
     origins_[path] = at;
-    set_paths_.insert(path);
     if (spec.type == ValueType::kStringList) {
       std::vector<std::string> items;
       const auto add = [&](const YAML::Node& item) {
@@ -389,7 +385,6 @@ class Validator {
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
   std::map<std::string, Origin> origins_;  // where each key was written, or its section
-  std::set<std::string> set_paths_;        // written in the file or with --set
 
  public:
   bool has_problems() const { return !problems_.empty(); }
