@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Real test services for telemetryd, on 127.0.0.1 only:
-#   kafka     Apache Kafka 3.7.2, one KRaft node (broker+controller), jars from Maven Central
+#   kafka     Apache Kafka 3.7.2, one KRaft node (broker+controller), jars from Maven Central;
+#             listeners PLAINTEXT, SSL (client certificate required) and SASL_SSL (SCRAM-SHA-512)
 #   ferretdb  FerretDB v1.24.2 (MongoDB wire protocol) on SQLite, built from the Go module proxy
 #   s3        versitygw v1.8.0 (S3 API) on its posix backend, built from the Go module proxy;
 #             test-only root credentials from this script, bucket telemetryd-test created on up
 #   s3tls     the same gateway over https, with a test CA and certificate made by openssl here
+#   ferretdb-tls  a second FerretDB: TLS only (client certificate required), user authentication
+# The TLS services use test-only certificates from scripts/gen-test-certs.sh (<state>/certs) and
+# random test passwords kept in <state>/secrets.
 #
-# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb|s3|s3tls ...]
+# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb|ferretdb-tls|s3|s3tls ...]
 #   up        fetch/build if needed, start what is not running, wait until ready, write <state>/env
 #   down      stop what this script started (pid files); `down --purge` also deletes data + logs
 #   status    one line per service; exit 0 when all requested services run, else 3
@@ -16,14 +20,21 @@
 #
 # Environment (defaults):
 #   TELEMETRYD_CACHE=$HOME/.cache/telemetryd       downloads and builds (outside the repo)
-#   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/
+#   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/,
+#                                                   tls-ferretdb/, certs/, secrets/
 #   TELEMETRYD_KAFKA_PORT=9092  TELEMETRYD_KAFKA_CONTROLLER_PORT=9093
 #   TELEMETRYD_MONGO_PORT=27017 TELEMETRYD_FERRETDB_DEBUG_PORT=28088 TELEMETRYD_S3_PORT=9070
 #   TELEMETRYD_S3_TLS_PORT=9071
+#   TELEMETRYD_KAFKA_SSL_PORT=9094 TELEMETRYD_KAFKA_SASL_SSL_PORT=9095
+#   TELEMETRYD_MONGO_TLS_PORT=27018 TELEMETRYD_FERRETDB_TLS_DEBUG_PORT=28089
 # Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
-# TELEMETRYD_TEST_S3_ENDPOINT, _S3_ACCESS_KEY, _S3_SECRET_KEY, _S3_BUCKET, _S3_REGION,
-# TELEMETRYD_TEST_S3_TLS_ENDPOINT, _S3_CA_FILE,
-# TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
+# TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS; for S3: TELEMETRYD_TEST_S3_ENDPOINT,
+# _S3_ACCESS_KEY, _S3_SECRET_KEY, _S3_BUCKET, _S3_REGION, _S3_TLS_ENDPOINT, _S3_CA_FILE; for TLS:
+# TELEMETRYD_TEST_CERTS_DIR, TELEMETRYD_TEST_KAFKA_SSL_BROKERS, TELEMETRYD_TEST_KAFKA_SASL_SSL_BROKERS,
+# TELEMETRYD_TEST_KAFKA_SCRAM_USER, TELEMETRYD_TEST_KAFKA_SCRAM_PASSWORD,
+# TELEMETRYD_TEST_MONGO_TLS_ADDRESS, TELEMETRYD_TEST_MONGO_TLS_URI (TLS options, no credentials),
+# TELEMETRYD_TEST_MONGO_TLS_USER, TELEMETRYD_TEST_MONGO_TLS_PASSWORD,
+# TELEMETRYD_TEST_MONGO_TLS_AUTH_SOURCE.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/services-common.sh
@@ -41,6 +52,10 @@ MONGO_PORT="${TELEMETRYD_MONGO_PORT:-27017}"
 FERRETDB_DEBUG_PORT="${TELEMETRYD_FERRETDB_DEBUG_PORT:-28088}"
 S3_PORT="${TELEMETRYD_S3_PORT:-9070}"
 S3_TLS_PORT="${TELEMETRYD_S3_TLS_PORT:-9071}"
+KAFKA_SSL_PORT="${TELEMETRYD_KAFKA_SSL_PORT:-9094}"
+KAFKA_SASL_SSL_PORT="${TELEMETRYD_KAFKA_SASL_SSL_PORT:-9095}"
+MONGO_TLS_PORT="${TELEMETRYD_MONGO_TLS_PORT:-27018}"
+FERRETDB_TLS_DEBUG_PORT="${TELEMETRYD_FERRETDB_TLS_DEBUG_PORT:-28089}"
 
 KAFKA_DIR="$STATE_DIR/kafka"
 KAFKA_DATA="$KAFKA_DIR/data"
@@ -53,13 +68,20 @@ S3_ACCESS_KEY=telemetryd-test
 S3_SECRET_KEY=telemetryd-test-secret-not-for-production
 S3_BUCKET=telemetryd-test
 S3_REGION=us-east-1
+# Not "ferretdb-tls": the cmdline marker of ferretdb (--state-dir=$FERRETDB_DIR) must not match it.
+FERRETDB_TLS_DIR="$STATE_DIR/tls-ferretdb"
+CERTS_DIR="$STATE_DIR/certs"
+SECRETS_DIR="$STATE_DIR/secrets"
+KAFKA_SCRAM_USER=telemetryd-test
+MONGO_TLS_USER=telemetryd-test
+MONGO_TLS_AUTH_SOURCE=admin
 
 KAFKA_READY_TIMEOUT=90
 FERRETDB_READY_TIMEOUT=60
 S3_READY_TIMEOUT=30
 STOP_TIMEOUT=20
 
-ALL_SERVICES=(kafka ferretdb s3 s3tls)
+ALL_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls)
 
 say() { printf 'services: %s\n' "$*"; }
 fail() {
@@ -78,7 +100,9 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # shellcheck disable=SC2016 # $1 is expanded by the inner bash
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
-for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" "$S3_PORT" "$S3_TLS_PORT"; do
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" \
+    "$KAFKA_SSL_PORT" "$KAFKA_SASL_SSL_PORT" "$MONGO_TLS_PORT" "$FERRETDB_TLS_DEBUG_PORT" \
+    "$S3_PORT" "$S3_TLS_PORT"; do
     [[ "$p" =~ ^[0-9]+$ ]] || fail "invalid port number: '$p'"
 done
 
@@ -93,6 +117,7 @@ cmdline_marker() {
     ferretdb) printf '%s\n' "--state-dir=$FERRETDB_DIR" ;;
     s3) printf '%s\n' "$S3_DIR/data" ;;
     s3tls) printf '%s\n' "$S3TLS_DIR/data" ;;
+    ferretdb-tls) printf '%s\n' "--state-dir=$FERRETDB_TLS_DIR" ;;
     esac
 }
 cmdline_program() {
@@ -100,6 +125,7 @@ cmdline_program() {
     kafka) printf '%s\n' "kafka.Kafka" ;;
     ferretdb) printf '%s\n' "ferretdb" ;;
     s3 | s3tls) printf '%s\n' "versitygw" ;;
+    ferretdb-tls) printf '%s\n' "ferretdb" ;;
     esac
 }
 
@@ -122,14 +148,16 @@ service_port() {
     ferretdb) printf '%s\n' "$MONGO_PORT" ;;
     s3) printf '%s\n' "$S3_PORT" ;;
     s3tls) printf '%s\n' "$S3_TLS_PORT" ;;
+    ferretdb-tls) printf '%s\n' "$MONGO_TLS_PORT" ;;
     esac
 }
 service_ports() {
     case $1 in
-    kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
+    kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SSL_PORT" "$KAFKA_SASL_SSL_PORT" ;;
     ferretdb) printf '%s\n' "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" ;;
     s3) printf '%s\n' "$S3_PORT" ;;
     s3tls) printf '%s\n' "$S3_TLS_PORT" ;;
+    ferretdb-tls) printf '%s\n' "$MONGO_TLS_PORT" "$FERRETDB_TLS_DEBUG_PORT" ;;
     esac
 }
 
@@ -155,18 +183,62 @@ log_tail() {
     done
 }
 
+# ---------------------------------------------------------------- TLS test material
+
+ensure_certs() {
+    local out svc
+    out="$("$TD_SCRIPTS_DIR/gen-test-certs.sh" "$CERTS_DIR")" || fail "gen-test-certs.sh $CERTS_DIR failed"
+    [[ "$out" == *"are current"* ]] && return 0
+    for svc in kafka ferretdb-tls; do
+        if service_pid "$svc" >/dev/null; then
+            say "warning: new test certificates; $svc still uses the old ones (scripts/services.sh restart $svc)"
+        fi
+    done
+}
+
+# Prints the test password kept in <state>/secrets/$1, creating a random one first. $2 is a
+# prefix (characters the password must also survive: the MongoDB one is percent-encoded).
+test_secret() {
+    local f="$SECRETS_DIR/$1"
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$SECRETS_DIR"
+        chmod 700 "$SECRETS_DIR"
+        (umask 077 && printf '%s%s\n' "$2" "$(openssl rand -hex 12)" >"$f.tmp" && mv "$f.tmp" "$f")
+    fi
+    head -n1 "$f"
+}
+
+# "user sha256(password)": written next to the data a user was created in, so a new password
+# (a deleted secrets dir) is noticed.
+credential_marker() { printf '%s %s\n' "$1" "$(printf '%s' "$2" | sha256sum | cut -d' ' -f1)"; }
+
 # ------------------------------------------------------------------------------- kafka
+
+kafka_scram_password() { test_secret kafka-scram-password kafka-; }
 
 kafka_write_config() {
     mkdir -p "$KAFKA_DATA"
+    local key_password
+    key_password="$(head -n1 "$CERTS_DIR/server-keystore.password")"
+    (umask 077 && : >"$KAFKA_CONFIG.tmp")
     cat >"$KAFKA_CONFIG.tmp" <<EOF
 # Generated by scripts/services.sh; rewritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+# TLS listeners with the test certificates (scripts/gen-test-certs.sh). SSL requires a client
+# certificate signed by the test CA; SASL_SSL authenticates with SCRAM-SHA-512 instead.
+ssl.keystore.type=PEM
+ssl.keystore.location=$CERTS_DIR/server-keystore.pem
+ssl.key.password=$key_password
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DATA
@@ -189,19 +261,24 @@ EOF
 kafka_prepare() {
     td_require_java
     td_ensure_kafka_libs
+    ensure_certs
 }
 
 kafka_start() {
-    local id out
+    local id out password
     kafka_write_config
     if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
         id="$(td_kafka_java kafka.tools.StorageTool random-uuid)" || fail "kafka: StorageTool random-uuid failed"
         id="$(printf '%s\n' "$id" | tail -n1 | tr -d '[:space:]')"
-        if ! out="$(td_kafka_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_CONFIG" 2>&1)"; then
+        # The SCRAM user goes into the first metadata records; no broker round trip needed.
+        password="$(kafka_scram_password)"
+        if ! out="$(td_kafka_java kafka.tools.StorageTool format -t "$id" -c "$KAFKA_CONFIG" \
+            --add-scram "SCRAM-SHA-512=[name=$KAFKA_SCRAM_USER,password=$password]" 2>&1)"; then
             printf '%s\n' "$out" >&2
             fail "kafka: formatting $KAFKA_DATA failed"
         fi
-        say "kafka: formatted storage in $KAFKA_DATA (cluster id $id)"
+        credential_marker "$KAFKA_SCRAM_USER" "$password" >"$KAFKA_DIR/scram-user"
+        say "kafka: formatted storage in $KAFKA_DATA (cluster id $id, SCRAM user $KAFKA_SCRAM_USER)"
     fi
     rotate_log "$LOG_DIR/kafka.log"
     rotate_log "$LOG_DIR/kafka.out"
@@ -223,8 +300,25 @@ kafka_roundtrip() {
         --bootstrap-server "127.0.0.1:$KAFKA_PORT" --list >/dev/null 2>&1
 }
 
+# Storage formatted before the SCRAM user existed (or a new password): set it with Kafka's own
+# admin tool over the PLAINTEXT listener.
+kafka_ensure_scram_user() {
+    local password
+    password="$(kafka_scram_password)"
+    [[ "$(cat "$KAFKA_DIR/scram-user" 2>/dev/null)" == "$(credential_marker "$KAFKA_SCRAM_USER" "$password")" ]] &&
+        return 0
+    TELEMETRYD_KAFKA_TOOL_OPTS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto" \
+        timeout 60 "$TD_SCRIPTS_DIR/kafka-tool.sh" kafka.admin.ConfigCommand \
+        --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter --entity-type users \
+        --entity-name "$KAFKA_SCRAM_USER" \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$password]" >/dev/null || return 1
+    credential_marker "$KAFKA_SCRAM_USER" "$password" >"$KAFKA_DIR/scram-user"
+    say "kafka: SCRAM-SHA-512 user $KAFKA_SCRAM_USER set with ConfigCommand"
+}
+
 kafka_ready() {
-    grep -q 'Kafka Server started' "$LOG_DIR/kafka.log" 2>/dev/null && kafka_roundtrip
+    grep -q 'Kafka Server started' "$LOG_DIR/kafka.log" 2>/dev/null && kafka_roundtrip &&
+        port_open "$KAFKA_SSL_PORT" && port_open "$KAFKA_SASL_SSL_PORT" && kafka_ensure_scram_user
 }
 
 # ---------------------------------------------------------------------------- ferretdb
@@ -336,6 +430,56 @@ s3tls_ready() {
         s3_create_bucket "https://127.0.0.1:$S3_TLS_PORT" --cacert "$S3TLS_DIR/tls/ca.pem"
 }
 
+# ------------------------------------------------------------------------ ferretdb-tls
+# A second FerretDB instance, TLS only: --test-enable-new-auth switches authentication on for
+# every listener of an instance, so the plain one stays as it is and this one has its own state
+# dir, data and ports. A CA file makes FerretDB require a client certificate signed by it. The
+# setup user is created when the instance first creates its setup database.
+
+mongo_tls_password() { test_secret mongo-tls-password 'p@ss:w/rd%'; }
+
+ferretdb-tls_prepare() {
+    td_ensure_ferretdb_bin
+    ensure_certs
+}
+
+ferretdb-tls_start() {
+    local password marker
+    password="$(mongo_tls_password)"
+    marker="$(credential_marker "$MONGO_TLS_USER" "$password")"
+    if [[ "$(cat "$FERRETDB_TLS_DIR/setup-user" 2>/dev/null)" != "$marker" ]]; then
+        rm -rf "$FERRETDB_TLS_DIR/data" # the user lives in the data; start over with the new one
+    fi
+    mkdir -p "$FERRETDB_TLS_DIR/data"
+    printf '%s\n' "$marker" >"$FERRETDB_TLS_DIR/setup-user"
+    rotate_log "$LOG_DIR/ferretdb-tls.log"
+    cd "$FERRETDB_TLS_DIR"
+    # The password goes through the environment, not the command line (/proc/PID/cmdline).
+    FERRETDB_SETUP_PASSWORD="$password" setsid nohup "$FERRETDB_BIN" \
+        --handler=sqlite \
+        --sqlite-url="file:$FERRETDB_TLS_DIR/data/" \
+        --state-dir="$FERRETDB_TLS_DIR" \
+        --listen-addr= \
+        --listen-tls="127.0.0.1:$MONGO_TLS_PORT" \
+        --listen-tls-cert-file="$CERTS_DIR/server-chain.pem" \
+        --listen-tls-key-file="$CERTS_DIR/server.key" \
+        --listen-tls-ca-file="$CERTS_DIR/ca.pem" \
+        --debug-addr="127.0.0.1:$FERRETDB_TLS_DEBUG_PORT" \
+        --test-enable-new-auth \
+        --setup-database="$MONGO_TLS_AUTH_SOURCE" \
+        --setup-username="$MONGO_TLS_USER" \
+        --telemetry=disable \
+        --log-format=json \
+        </dev/null >"$LOG_DIR/ferretdb-tls.log" 2>&1 9>&- &
+    echo $! >"$(pidfile ferretdb-tls)"
+    cd - >/dev/null
+}
+
+ferretdb-tls_ready() {
+    port_open "$MONGO_TLS_PORT" &&
+        grep -q "Listening on TLS 127.0.0.1:$MONGO_TLS_PORT" "$LOG_DIR/ferretdb-tls.log" 2>/dev/null
+}
+
 # ------------------------------------------------------------------------------- verbs
 
 declare -A STARTED_AT=()
@@ -357,6 +501,7 @@ ready_timeout() {
     kafka) printf '%s\n' "$KAFKA_READY_TIMEOUT" ;;
     ferretdb) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
     s3 | s3tls) printf '%s\n' "$S3_READY_TIMEOUT" ;;
+    ferretdb-tls) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
     esac
 }
 
@@ -438,10 +583,11 @@ status_service() {
 
 purge_service() {
     case $1 in
-    kafka) rm -rf "$KAFKA_DIR" ;;
+    kafka) rm -rf "$KAFKA_DIR" "$SECRETS_DIR/kafka-scram-password" ;;
     ferretdb) rm -rf "$FERRETDB_DIR" ;;
     s3) rm -rf "$S3_DIR" ;;
     s3tls) rm -rf "$S3TLS_DIR" ;;
+    ferretdb-tls) rm -rf "$FERRETDB_TLS_DIR" "$SECRETS_DIR/mongo-tls-password" ;;
     esac
     rm -f "$LOG_DIR/$1".*
     say "$1 data and logs deleted"
@@ -461,6 +607,18 @@ write_env() {
         printf 'export TELEMETRYD_TEST_S3_CA_FILE=%q\n' "$S3TLS_DIR/tls/ca.pem"
         printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
         printf 'export TELEMETRYD_KAFKA_LIBS=%q\n' "$KAFKA_LIBS"
+        # TLS and authentication (test-only certificates and passwords)
+        printf 'export TELEMETRYD_TEST_CERTS_DIR=%q\n' "$CERTS_DIR"
+        printf 'export TELEMETRYD_TEST_KAFKA_SSL_BROKERS=%q\n' "127.0.0.1:$KAFKA_SSL_PORT"
+        printf 'export TELEMETRYD_TEST_KAFKA_SASL_SSL_BROKERS=%q\n' "127.0.0.1:$KAFKA_SASL_SSL_PORT"
+        printf 'export TELEMETRYD_TEST_KAFKA_SCRAM_USER=%q\n' "$KAFKA_SCRAM_USER"
+        printf 'export TELEMETRYD_TEST_KAFKA_SCRAM_PASSWORD=%q\n' "$(kafka_scram_password)"
+        printf 'export TELEMETRYD_TEST_MONGO_TLS_ADDRESS=%q\n' "127.0.0.1:$MONGO_TLS_PORT"
+        printf 'export TELEMETRYD_TEST_MONGO_TLS_URI=%q\n' \
+            "mongodb://127.0.0.1:$MONGO_TLS_PORT/?tls=true&tlsCAFile=$CERTS_DIR/ca.pem&tlsCertificateKeyFile=$CERTS_DIR/client-combined.pem"
+        printf 'export TELEMETRYD_TEST_MONGO_TLS_USER=%q\n' "$MONGO_TLS_USER"
+        printf 'export TELEMETRYD_TEST_MONGO_TLS_PASSWORD=%q\n' "$(mongo_tls_password)"
+        printf 'export TELEMETRYD_TEST_MONGO_TLS_AUTH_SOURCE=%q\n' "$MONGO_TLS_AUTH_SOURCE"
     } >"$STATE_DIR/env.tmp"
     mv "$STATE_DIR/env.tmp" "$STATE_DIR/env"
 }
@@ -472,6 +630,9 @@ tidy_state_dir() {
         [[ -f "$(pidfile "$svc")" ]] && return 0
     done
     rm -f "$STATE_DIR/env" "$RUN_DIR/lock"
+    # test certificates: only once no TLS service keeps data that was made with them
+    rmdir "$SECRETS_DIR" 2>/dev/null || true
+    [[ -d "$KAFKA_DIR" || -d "$FERRETDB_TLS_DIR" ]] || rm -rf "$CERTS_DIR"
     rmdir "$RUN_DIR" "$LOG_DIR" 2>/dev/null || true
     if rmdir "$STATE_DIR" 2>/dev/null; then say "removed $STATE_DIR"; fi
 }
@@ -499,7 +660,7 @@ services=()
 for arg in "$@"; do
     case $arg in
     --purge) purge=1 ;;
-    kafka | ferretdb | s3 | s3tls) services+=("$arg") ;;
+    kafka | ferretdb | ferretdb-tls | s3 | s3tls) services+=("$arg") ;;
     -h | --help) usage 0 ;;
     *) fail "unknown service or option '$arg' (services: ${ALL_SERVICES[*]})" ;;
     esac

@@ -61,21 +61,22 @@ struct KeySpec {
 
 class Config;
 
-/// A problem found by a section's cross-key check. `key` is relative to the section; the error
-/// points at the line where that key was written (or at the section when it was not).
-struct KeyProblem {
-  std::string key;
-  std::string message;
-  std::string hint;
+/// Handed to a section's cross-key check: reports a problem at the place in the role file where
+/// a key was written (or at its section when the key was left at its default).
+class KeyProblems {
+ public:
+  virtual ~KeyProblems() = default;
+  /// `message` must never contain a secret's value.
+  virtual void add(std::string_view path, std::string message, std::string hint = {}) = 0;
 };
 
 struct SectionSpec {
   std::string name;
   std::string description;
   std::vector<KeySpec> keys;
-  /// Rules that span keys, e.g. "both or neither". Runs on the defaults-filled values once every
-  /// key of the file passed its own checks; returns nothing when the section is consistent.
-  std::function<std::vector<KeyProblem>(const Config& values)> check;
+  /// Rules joining several keys ("a certificate needs its key"). Runs once every key of the
+  /// section has a valid value, with the whole role's values.
+  std::function<void(const Config&, KeyProblems&)> check;
 };
 
 using ConfigValue = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>>;
@@ -142,8 +143,24 @@ std::optional<std::string> check_host_port(std::string_view text);
 std::optional<std::string> check_host_port_list(std::string_view text);
 /// Empty, or host:port.
 std::optional<std::string> check_optional_host_port(std::string_view text);
-/// Empty, or a file this process can open for reading (checked when the file is validated, so a
-/// missing certificate is a config error with its line, not a failure after sockets opened).
-std::optional<std::string> check_readable_file(std::string_view text);
+
+/// File key checks, run when the role file loads. An empty value passes (the key is unused).
+/// A file that exists, can be opened for reading and is not empty (passwords, tokens).
+std::optional<std::string> check_readable_file(std::string_view path);
+/// Readable, with at least one PEM certificate (CA bundles, certificates).
+std::optional<std::string> check_pem_certificate_file(std::string_view path);
+/// Readable, with an unencrypted PEM private key.
+std::optional<std::string> check_pem_key_file(std::string_view path);
+/// Readable, with a PEM certificate and its unencrypted private key in the same file.
+std::optional<std::string> check_pem_certificate_and_key_file(std::string_view path);
+/// Both files already passed the checks above; says when the key does not belong to the
+/// certificate.
+std::optional<std::string> check_key_matches_certificate(const std::string& certificate_file,
+                                                         const std::string& key_file);
+
+/// The secret configured by `key` (e.g. "kafka.sasl_password") or by `key`_file: the file's
+/// first line without its line ending when `key`_file is set, else the value of `key`. Throws
+/// StartupError naming the key and the file, never the secret.
+std::string read_secret(const Config& config, const std::string& key);
 
 }  // namespace telemetryd

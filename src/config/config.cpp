@@ -123,14 +123,4 @@ std::optional<std::string> check_optional_host_port(std::string_view text) {
   return check_host_port(text);
 }
 
-std::optional<std::string> check_readable_file(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  const std::string path(text);
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return "is a directory, not a file";
-  std::ifstream in(path);
-  if (!in) return "cannot open the file for reading: " + std::string(std::strerror(errno));
-  return std::nullopt;
-}
-
 }  // namespace telemetryd

@@ -46,7 +46,8 @@ class Validator {
     const Origin at{"--set", index, 1};
     const auto eq = text.find('=');
     if (eq == std::string::npos || eq == 0) {
-      add_problem(at, "", "override '" + text + "' is not key.path=value");
+      // Not echoed: without its key, the text may be a value meant for a secret key.
+      add_problem(at, "", "override is not key.path=value", "e.g. --set kafka.brokers=kafka1:9092");
       return;
     }
     const std::string path = text.substr(0, eq);
@@ -137,29 +138,42 @@ class Validator {
       if (node && node.IsMap()) walk(node, section->name, *section);
       fill_missing(*section, node ? origin_of(node, section->name) : Origin{file_, 1, 1});
     }
-
-    // Cross-key rules only once every key is valid on its own: their accessors need the values.
-    if (problems_.empty()) {
-      const Config view(file_, role, values_);
-      for (const SectionSpec* section : *sections) {
-        if (!section->check) continue;
-        for (auto& problem : section->check(view)) {
-          const std::string path = section->name + "." + problem.key;
-          const auto written = origins_.find(path);
-          const YAML::Node node = root[section->name];
-          add_problem(written != origins_.end() ? written->second
-                      : node                    ? origin_of(node, section->name)
-                                                : Origin{file_, 1, 1},
-                      path, std::move(problem.message), std::move(problem.hint));
-        }
-      }
-    }
+    run_cross_checks(*sections, role);
 
     if (!problems_.empty()) throw ConfigError(problems_);
     return Config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
   }
 
  private:
+  // KeyProblems for the sections' cross-key checks, placing each problem at its key's origin.
+  class CrossCheckProblems final : public KeyProblems {
+   public:
+    explicit CrossCheckProblems(Validator& validator) : validator_(validator) {}
+    void add(std::string_view path, std::string message, std::string hint) override {
+      const auto it = validator_.origins_.find(std::string(path));
+      const Origin at = it != validator_.origins_.end() ? it->second : Origin{validator_.file_};
+      validator_.add_problem(at, std::string(path), std::move(message), std::move(hint));
+    }
+
+   private:
+    Validator& validator_;
+  };
+
+  // A section's rules run only when each of its keys has a valid value: a key with a problem
+  // has no value to reason about, and its problem is already reported.
+  void run_cross_checks(const std::vector<const SectionSpec*>& sections, const std::string& role) {
+    const Config view(file_, role, values_);
+    CrossCheckProblems sink(*this);
+    for (const SectionSpec* section : sections) {
+      if (!section->check) continue;
+      const std::string prefix = section->name + ".";
+      const bool clean = std::none_of(problems_.begin(), problems_.end(), [&](const auto& p) {
+        return p.path == section->name || p.path.compare(0, prefix.size(), prefix) == 0;
+      });
+      if (clean) section->check(view, sink);
+    }
+  }
+
   static std::string join(const std::vector<std::string>& items, const std::string& sep) {
     std::string out;
     for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
@@ -253,7 +267,7 @@ class Validator {
       std::vector<std::string> items;
       const auto add = [&](const YAML::Node& item) {
         if (auto text = scalar_text(item, path, spec)) {
-          if (auto value = convert(*text, spec, origin_of(item, path), path)) {
+          if (auto value = convert(*text, spec, origin_of(item, path), path, item.Scalar())) {
             items.push_back(std::get<std::string>(*value));
           }
         }
@@ -267,13 +281,20 @@ class Validator {
       return;
     }
     if (auto text = scalar_text(node, path, spec)) {
-      if (auto value = convert(*text, spec, at, path)) values_[path] = std::move(*value);
+      if (auto value = convert(*text, spec, at, path, node.Scalar())) {
+        values_[path] = std::move(*value);
+      }
     }
   }
 
+  // `written` is the value as the file has it: a value that came from ${VAR} is shown as
+  // written, since environment variables often hold secrets even for keys that are not.
   std::optional<ConfigValue> convert(const std::string& text, const KeySpec& spec, const Origin& at,
-                                     const std::string& path) {
-    const std::string shown = spec.secret ? std::string("(secret)") : "'" + text + "'";
+                                     const std::string& path, const std::string& written = {}) {
+    const std::string shown = spec.secret ? std::string("(secret)")
+                              : written.find("${") != std::string::npos
+                                  ? "'" + written + "' (from the environment)"
+                                  : "'" + text + "'";
     auto range_ok = [&](double v) {
       if ((spec.min && v < *spec.min) || (spec.max && v > *spec.max)) {
         std::ostringstream range;
@@ -340,6 +361,7 @@ class Validator {
     for (const KeySpec& key : section.keys) {
       const std::string path = section.name + "." + key.name;
       if (values_.contains(path)) continue;
+      origins_.try_emplace(path, section_origin);
       if (key.required) {
         add_problem(section_origin, path, "missing required key",
                     key.description.empty() ? key.hint : key.description);
@@ -362,7 +384,7 @@ class Validator {
   std::vector<ConfigProblem> problems_;
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
-  std::map<std::string, Origin> origins_;  // where each written key's value is, for cross-key rules
+  std::map<std::string, Origin> origins_;  // where each key was written, or its section
 
  public:
   bool has_problems() const { return !problems_.empty(); }

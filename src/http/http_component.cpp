@@ -81,28 +81,26 @@ std::optional<std::string> check_key_file(std::string_view text) {
   return std::nullopt;
 }
 
-std::vector<KeyProblem> check_http_section(const Config& config) {
-  std::vector<KeyProblem> problems;
+void check_http_section(const Config& config, KeyProblems& problems) {
   const bool cert = !config.str("http.tls_cert_file").empty();
   const bool key = !config.str("http.tls_key_file").empty();
   if (cert && !key) {
-    problems.push_back({"tls_cert_file", "is set but http.tls_key_file is not",
-                        "TLS needs both the certificate and its key, or neither"});
+    problems.add("http.tls_cert_file", "is set but http.tls_key_file is not",
+                        "TLS needs both the certificate and its key, or neither");
   } else if (key && !cert) {
-    problems.push_back({"tls_key_file", "is set but http.tls_cert_file is not",
-                        "TLS needs both the certificate and its key, or neither"});
+    problems.add("http.tls_key_file", "is set but http.tls_cert_file is not",
+                        "TLS needs both the certificate and its key, or neither");
   }
   if (!cert && !config.str("http.tls_client_ca_file").empty()) {
-    problems.push_back({"tls_client_ca_file", "client certificates need TLS on the listener",
-                        "set http.tls_cert_file and http.tls_key_file too"});
+    problems.add("http.tls_client_ca_file", "client certificates need TLS on the listener",
+                        "set http.tls_cert_file and http.tls_key_file too");
   }
   const std::string& admin = config.str("http.admin_listen");
   // Port 0 (an ephemeral port each) never clashes.
   if (!admin.empty() && admin == config.str("http.listen") && !admin.ends_with(":0")) {
-    problems.push_back({"admin_listen", "is the same address as http.listen",
-                        "give the admin listener its own port, or leave it empty"});
+    problems.add("http.admin_listen", "is the same address as http.listen",
+                        "give the admin listener its own port, or leave it empty");
   }
-  return problems;
 }
 
 const ComponentRegistration kRegistration{

@@ -1,12 +1,36 @@
 #include "kafka/client_properties.hpp"
 
-#include <fstream>
-#include <sstream>
-
-#include "telemetryd/errors.hpp"
+#include <algorithm>
+#include <array>
 
 namespace telemetryd::kafka {
 namespace {
+
+bool uses_tls(const std::string& protocol) {
+  return protocol == "ssl" || protocol == "sasl_ssl";
+}
+bool uses_sasl(const std::string& protocol) {
+  return protocol == "sasl_plaintext" || protocol == "sasl_ssl";
+}
+
+// librdkafka properties that hold secrets: they must come from the secret keys (never echoed,
+// readable from files), not from extra_properties.
+constexpr std::array<std::string_view, 5> kSecretProperties{"sasl.password", "ssl.key.password",
+                                                            "ssl.keystore.password", "ssl.key.pem",
+                                                            "sasl.oauthbearer.client.secret"};
+
+std::optional<std::string> check_extra_property(std::string_view item) {
+  const auto eq = item.find('=');
+  if (eq == std::string_view::npos || eq == 0) return "expected key=value";
+  const std::string_view name = item.substr(0, eq);
+  if (std::find(kSecretProperties.begin(), kSecretProperties.end(), name) !=
+      kSecretProperties.end()) {
+    return "'" + std::string(name) +
+           "' holds a secret; set it with kafka.sasl_password_file or kafka.sasl_password, not "
+           "extra_properties";
+  }
+  return std::nullopt;
+}
 // Applied last, so an operator can override any choice here for a setup we did not foresee.
 void apply_extra_properties(const Config& config, Properties& p) {
   for (const auto& item : config.list("kafka.extra_properties")) {
@@ -27,16 +51,14 @@ Properties client_properties(const Config& config) {
   set_if("ssl.certificate.location", "kafka.ssl_certificate_file");
   set_if("ssl.key.location", "kafka.ssl_key_file");
   const std::string& protocol = config.str("kafka.security_protocol");
-  if (protocol == "sasl_plaintext" || protocol == "sasl_ssl") {
+  if (uses_tls(protocol)) {
+    // Check the broker's name against its certificate (librdkafka 2.0's default, made explicit).
+    p["ssl.endpoint.identification.algorithm"] = "https";
+  }
+  if (uses_sasl(protocol)) {
     p["sasl.mechanism"] = config.str("kafka.sasl_mechanism");
     p["sasl.username"] = config.str("kafka.sasl_username");
-    std::string password = config.str("kafka.sasl_password");
-    if (const std::string& file = config.str("kafka.sasl_password_file"); !file.empty()) {
-      std::ifstream in(file);
-      if (!in) throw StartupError("kafka.sasl_password_file: cannot read " + file);
-      std::getline(in, password);
-    }
-    p["sasl.password"] = password;
+    p["sasl.password"] = read_secret(config, "kafka.sasl_password");
   }
   apply_extra_properties(config, p);
   return p;
@@ -67,36 +89,47 @@ std::vector<KeySpec> kafka_client_keys() {
        .default_value = "plaintext",
        .allowed = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl"}},
       {.name = "ssl_ca_file",
-       .description = "CA bundle (PEM) to verify the brokers.",
-       .default_value = ""},
+       .description = "CA bundle (PEM) to verify the brokers with ssl or sasl_ssl; empty uses "
+                      "the system's CA store. The file must be readable when the role file loads.",
+       .default_value = "",
+       .check = check_pem_certificate_file,
+       .hint = "a PEM file with the CA certificate(s)"},
       {.name = "ssl_certificate_file",
-       .description = "Client certificate (PEM) for mTLS.",
-       .default_value = ""},
+       .description = "Client certificate (PEM) for brokers that require one (mTLS); needs "
+                      "ssl_key_file.",
+       .default_value = "",
+       .check = check_pem_certificate_file,
+       .hint = "a PEM file with the client certificate (and its chain)"},
       {.name = "ssl_key_file",
-       .description = "Client private key (PEM) for mTLS.",
-       .default_value = ""},
+       .description = "Unencrypted private key (PEM) of ssl_certificate_file; keep it 0600.",
+       .default_value = "",
+       .check = check_pem_key_file,
+       .hint = "a PEM file with the unencrypted private key"},
       {.name = "sasl_mechanism",
        .description = "SASL mechanism when security_protocol is sasl_*.",
        .default_value = "SCRAM-SHA-512",
        .allowed = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}},
-      {.name = "sasl_username", .description = "SASL user name.", .default_value = ""},
+      {.name = "sasl_username",
+       .description = "SASL user name; required with sasl_plaintext and sasl_ssl.",
+       .default_value = ""},
       {.name = "sasl_password",
-       .description = "SASL password; prefer sasl_password_file or ${ENV}.",
+       .description = "SASL password; prefer sasl_password_file or ${ENV}. Never logged.",
        .default_value = "",
        .secret = true},
       {.name = "sasl_password_file",
-       .description = "File whose first line is the SASL password (wins over sasl_password).",
-       .default_value = ""},
+       .description = "File whose first line is the SASL password (instead of sasl_password); "
+                      "read at start, e.g. from $CREDENTIALS_DIRECTORY.",
+       .default_value = "",
+       .check = check_readable_file},
       {.name = "extra_properties",
        .type = ValueType::kStringList,
-       .description = "More librdkafka properties as key=value; they override the settings above.",
+       .description = "More librdkafka properties as key=value; they override the settings above. "
+                      "Properties holding secrets are refused: use the keys above.",
        .default_value = "",
-       .check = [](std::string_view item) -> std::optional<std::string> {
-         if (item.find('=') == std::string_view::npos || item.front() == '=') {
-           return "expected key=value";
-         }
-         return std::nullopt;
-       }},
+       .check = check_extra_property,
+       .hint = "key=value, e.g. debug=security,broker",
+       // Not echoed in errors: a mistyped item may still be a password.
+       .secret = true},
       {.name = "producer.acks",
        .description = "Broker acknowledgement: all waits for every in-sync replica.",
        .default_value = "all",
@@ -148,6 +181,57 @@ std::vector<KeySpec> kafka_client_keys() {
        .min = 0,
        .max = 2147483647},
   };
+}
+
+void check_kafka_client_keys(const Config& config, KeyProblems& problems) {
+  const std::string& protocol = config.str("kafka.security_protocol");
+  const auto set = [&](const char* key) { return !config.str(key).empty(); };
+  const std::string needs_tls = "takes effect only when kafka.security_protocol is ssl or sasl_ssl";
+  const std::string needs_sasl =
+      "takes effect only when kafka.security_protocol is sasl_plaintext or sasl_ssl";
+
+  for (const char* key :
+       {"kafka.ssl_ca_file", "kafka.ssl_certificate_file", "kafka.ssl_key_file"}) {
+    if (set(key) && !uses_tls(protocol)) {
+      problems.add(key, needs_tls + " (it is " + protocol + ")",
+                   "set security_protocol: ssl or sasl_ssl, or remove the key");
+    }
+  }
+  if (set("kafka.ssl_certificate_file") && !set("kafka.ssl_key_file")) {
+    problems.add("kafka.ssl_certificate_file", "a client certificate needs kafka.ssl_key_file",
+                 "add ssl_key_file: its unencrypted PEM private key");
+  } else if (set("kafka.ssl_key_file") && !set("kafka.ssl_certificate_file")) {
+    problems.add("kafka.ssl_key_file", "a client key needs kafka.ssl_certificate_file",
+                 "add ssl_certificate_file: the PEM certificate of the key");
+  } else if (set("kafka.ssl_certificate_file")) {
+    if (auto mismatch = check_key_matches_certificate(config.str("kafka.ssl_certificate_file"),
+                                                      config.str("kafka.ssl_key_file"))) {
+      problems.add("kafka.ssl_key_file", *mismatch, "pair the key with its own certificate");
+    }
+  }
+
+  if (uses_sasl(protocol)) {
+    if (!set("kafka.sasl_username")) {
+      problems.add("kafka.sasl_username", "required when kafka.security_protocol is " + protocol,
+                   "the SASL user name");
+    }
+    if (!set("kafka.sasl_password") && !set("kafka.sasl_password_file")) {
+      problems.add("kafka.sasl_password", "required when kafka.security_protocol is " + protocol,
+                   "set sasl_password_file (preferred) or sasl_password: ${ENV_VAR}");
+    }
+  } else {
+    for (const char* key :
+         {"kafka.sasl_username", "kafka.sasl_password", "kafka.sasl_password_file"}) {
+      if (set(key)) {
+        problems.add(key, needs_sasl + " (it is " + protocol + ")",
+                     "set security_protocol: sasl_ssl, or remove the key");
+      }
+    }
+  }
+  if (set("kafka.sasl_password") && set("kafka.sasl_password_file")) {
+    problems.add("kafka.sasl_password_file", "set only one of sasl_password and sasl_password_file",
+                 "keep sasl_password_file");
+  }
 }
 
 }  // namespace telemetryd::kafka

@@ -21,8 +21,16 @@ rd_kafka_conf_t* make_conf(const std::map<std::string, std::string>& properties)
 /// the property librdkafka rejected.
 HandlePtr make_handle(rd_kafka_type_t type, const std::map<std::string, std::string>& properties);
 
+/// librdkafka's error callback (rd_kafka_conf_set_error_cb).
+using ErrorCallback = void (*)(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+
 /// Completes a conf the caller filled (callbacks, opaque) with the JSON log callbacks and creates
-/// the handle; takes ownership of `conf`.
-HandlePtr make_handle_from_conf(rd_kafka_type_t type, rd_kafka_conf_t* conf);
+/// the handle; takes ownership of `conf`. `on_error`, when given, replaces the logging error
+/// callback (it should call log_client_error itself).
+HandlePtr make_handle_from_conf(rd_kafka_type_t type, rd_kafka_conf_t* conf,
+                                ErrorCallback on_error = nullptr);
+
+/// The JSON log line of a client error (what the default error callback writes).
+void log_client_error(int err, const char* reason);
 
 }  // namespace telemetryd::kafka

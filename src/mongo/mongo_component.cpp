@@ -6,19 +6,12 @@
 #include <memory>
 
 #include "core/dependency_probe.hpp"
+#include "mongo/mongo_uri.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
 
 namespace telemetryd::mongo {
 namespace {
-
-std::optional<std::string> check_uri(std::string_view text) {
-  bson_error_t error;
-  mongoc_uri_t* uri = mongoc_uri_new_with_error(std::string(text).c_str(), &error);
-  if (uri == nullptr) return std::string("invalid MongoDB URI: ") + error.message;
-  mongoc_uri_destroy(uri);
-  return std::nullopt;
-}
 
 class MongoComponent final : public Component {
  public:
@@ -38,17 +31,10 @@ class MongoComponent final : public Component {
   using PoolPtr = std::unique_ptr<mongoc_client_pool_t, PoolDeleter>;
 
   static PoolPtr make_pool(const Config& config) {
-    bson_error_t error;
-    mongoc_uri_t* uri = mongoc_uri_new_with_error(config.str("mongodb.uri").c_str(), &error);
-    if (uri == nullptr) throw StartupError(std::string("mongodb.uri: ") + error.message);
     // A pooled client otherwise waits 30 s for a server; the check must answer sooner.
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
-      mongoc_uri_set_option_as_int32(
-          uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-          static_cast<int32_t>(config.integer("mongodb.check_timeout_ms")));
-    }
-    mongoc_client_pool_t* pool = mongoc_client_pool_new(uri);
-    mongoc_uri_destroy(uri);
+    const UriPtr uri = make_uri(connection_from(config),
+                                static_cast<int32_t>(config.integer("mongodb.check_timeout_ms")));
+    mongoc_client_pool_t* pool = mongoc_client_pool_new(uri.get());
     if (pool == nullptr) throw StartupError("mongodb: cannot create client pool");
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_pool_set_appname(pool, "telemetryd");
@@ -72,44 +58,45 @@ class MongoComponent final : public Component {
   DependencyProbe probe_;
 };
 
-const ComponentRegistration kRegistration{
-    {"mongodb",
-     {"mongodb",
-      "Connection to the MongoDB-compatible database.",
-      {
-          {.name = "uri",
-           .description = "Connection string; never logged, it may hold a password.",
-           .default_value = "mongodb://127.0.0.1:27017/",
-           .check = check_uri,
-           .hint = "mongodb://host:port/?options",
-           .secret = true},
-          {.name = "database",
-           .description = "Database holding gpu_metrics, token_usage and gpus.",
-           .default_value = "telemetry"},
-          {.name = "write_concern",
+std::vector<KeySpec> mongodb_keys() {
+  std::vector<KeySpec> keys = connection_keys();
+  for (auto& key : std::vector<KeySpec>{
+           {.name = "database",
+ .description = "Database holding gpu_metrics, token_usage and gpus.",
+ .default_value = "telemetry"},
+           {.name = "write_concern",
            .description = "majority waits for a majority of replicas; 1 for the primary only.",
            .default_value = "majority",
            .allowed = {"majority", "1"}},
-          {.name = "ttl_days",
+           {.name = "ttl_days",
            .type = ValueType::kInt,
            .description = "Delete gpu_metrics and token_usage older than this (TTL index on ts); "
                           "0 keeps them.",
            .default_value = "0",
            .min = 0,
            .max = 36500},
-          {.name = "check_interval_ms",
+           {.name = "check_interval_ms",
            .type = ValueType::kInt,
            .description = "How often /ready re-checks the server while it is reachable.",
            .default_value = "5000",
            .min = 100,
            .max = 300000},
-          {.name = "check_timeout_ms",
+           {.name = "check_timeout_ms",
            .type = ValueType::kInt,
            .description = "Server selection timeout of the readiness ping.",
            .default_value = "3000",
            .min = 100,
            .max = 60000},
-      }},
+       }) {
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+const ComponentRegistration kRegistration{
+    {"mongodb",
+     {"mongodb", "Connection to the MongoDB-compatible database.", mongodb_keys(),
+      check_connection_keys},
      [](ComponentContext& ctx) { return std::make_unique<MongoComponent>(ctx); }}};
 
 }  // namespace

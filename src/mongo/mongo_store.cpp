@@ -103,12 +103,8 @@ Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collecti
 }  // namespace
 
 MongoStore::MongoStore(MongoStoreSettings settings) : settings_(std::move(settings)) {
-  bson_error_t error;
-  mongoc_uri_t* uri = mongoc_uri_new_with_error(settings_.uri.c_str(), &error);
-  if (uri == nullptr) throw StartupError(std::string("mongodb.uri: ") + error.message);
-  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
-  }
+  const UriPtr uri_owner = make_uri(settings_.connection, 3000);
+  mongoc_uri_t* uri = uri_owner.get();
   mongoc_write_concern_t* wc = mongoc_write_concern_new();
   if (settings_.write_concern == "majority") {
     mongoc_write_concern_set_wmajority(wc, 10000);
@@ -118,7 +114,6 @@ MongoStore::MongoStore(MongoStoreSettings settings) : settings_(std::move(settin
   mongoc_uri_set_write_concern(uri, wc);
   mongoc_write_concern_destroy(wc);
   pool_ = mongoc_client_pool_new(uri);
-  mongoc_uri_destroy(uri);
   if (pool_ == nullptr) throw StartupError("mongodb: cannot create client pool");
   mongoc_client_pool_set_error_api(pool_, MONGOC_ERROR_API_VERSION_2);
   mongoc_client_pool_set_appname(pool_, "telemetryd-processor");

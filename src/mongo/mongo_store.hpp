@@ -7,13 +7,14 @@
 #include <memory>
 #include <string>
 
+#include "mongo/mongo_uri.hpp"
 #include "processor/store.hpp"
 #include "telemetryd/config.hpp"
 
 namespace telemetryd::mongo {
 
 struct MongoStoreSettings {
-  std::string uri;
+  MongoConnection connection;  // connection_from(config): URI, TLS, credentials
   std::string database;
   std::string write_concern = "majority";  // or "1"
   std::int64_t ttl_days = 0;               // 0: keep forever
@@ -21,7 +22,7 @@ struct MongoStoreSettings {
 
 class MongoStore final : public processor::Store {
  public:
-  /// Throws StartupError for an invalid URI.
+  /// Throws StartupError for an invalid URI (never quoting it).
   explicit MongoStore(MongoStoreSettings settings);
   ~MongoStore() override;
 

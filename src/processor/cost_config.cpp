@@ -23,7 +23,8 @@ std::vector<KeySpec> cost_keys() {
   return {
       {.name = "gpu_profiles_file",
        .description = "GPU profiles seeding the gpus catalog; empty uses the built-in ones.",
-       .default_value = ""},
+       .default_value = "",
+       .check = check_readable_file},
       {.name = "cost.window_s",
        .type = ValueType::kDouble,
        .description = "Rolling window W of the cost per token.",

@@ -27,7 +27,7 @@ class ProcessorComponent final : public Component {
  public:
   explicit ProcessorComponent(ComponentContext& ctx)
       : catalog_(catalog_from(ctx.config, "processor")),
-        store_({ctx.config.str("mongodb.uri"), ctx.config.str("mongodb.database"),
+        store_({mongo::connection_from(ctx.config), ctx.config.str("mongodb.database"),
                 ctx.config.str("mongodb.write_concern"), ctx.config.integer("mongodb.ttl_days")}),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("processor.dlq_suffix")),
         core_(processor_settings(ctx.config), store_, dead_letters_, catalog_, ctx.metrics),

@@ -70,7 +70,8 @@ const SourceRegistration kRegistration{
       {
           {.name = "profiles_file",
            .description = "GPU profiles JSON; empty uses the built-in config/gpu-profiles.json.",
-           .default_value = ""},
+           .default_value = "",
+           .check = check_readable_file},
           {.name = "hosts",
            .type = ValueType::kInt,
            .description = "Simulated hosts.",

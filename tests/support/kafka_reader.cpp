@@ -16,14 +16,21 @@ std::vector<ConsumedMessage> read_topics(const std::string& brokers,
                                          const std::vector<std::string>& topics,
                                          std::size_t expected, std::chrono::seconds timeout,
                                          std::chrono::seconds settle) {
+  return read_topics(std::map<std::string, std::string>{{"bootstrap.servers", brokers}}, topics,
+                     expected, timeout, settle);
+}
+
+std::vector<ConsumedMessage> read_topics(const std::map<std::string, std::string>& properties,
+                                         const std::vector<std::string>& topics,
+                                         std::size_t expected, std::chrono::seconds timeout,
+                                         std::chrono::seconds settle) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char errstr[512];
-  const std::string group = unique_topic("itest-reader");
-  for (const auto& [key, value] :
-       std::vector<std::pair<std::string, std::string>>{{"bootstrap.servers", brokers},
-                                                        {"group.id", group},
-                                                        {"auto.offset.reset", "earliest"},
-                                                        {"enable.auto.commit", "false"}}) {
+  std::map<std::string, std::string> all = properties;
+  all["group.id"] = unique_topic("itest-reader");
+  all["auto.offset.reset"] = "earliest";
+  all["enable.auto.commit"] = "false";
+  for (const auto& [key, value] : all) {
     if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), errstr, sizeof errstr) !=
         RD_KAFKA_CONF_OK) {
       throw std::runtime_error(errstr);

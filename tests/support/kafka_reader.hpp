@@ -2,6 +2,7 @@
 // Reads whole topics back with librdkafka, for integration tests that count what was delivered.
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,13 @@ struct ConsumedMessage {
 /// Consumes `topics` from the beginning with a fresh group until `expected` messages arrived or
 /// `timeout` passed, then keeps reading for `settle` to catch any extra (duplicate) messages.
 std::vector<ConsumedMessage> read_topics(const std::string& brokers,
+                                         const std::vector<std::string>& topics,
+                                         std::size_t expected, std::chrono::seconds timeout,
+                                         std::chrono::seconds settle = std::chrono::seconds(3));
+
+/// The same with librdkafka properties (bootstrap.servers plus TLS/SASL settings) instead of
+/// a plaintext broker list.
+std::vector<ConsumedMessage> read_topics(const std::map<std::string, std::string>& properties,
                                          const std::vector<std::string>& topics,
                                          std::size_t expected, std::chrono::seconds timeout,
                                          std::chrono::seconds settle = std::chrono::seconds(3));

@@ -7,6 +7,7 @@
 #include "kafka/client_properties.hpp"
 #include "sinks/kafka_sink.hpp"
 #include "support/child_process.hpp"
+#include "support/cert_files.hpp"
 #include "telemetryd/errors.hpp"
 
 using namespace telemetryd;
@@ -35,20 +36,27 @@ TEST_CASE("SASL settings pass through; the password comes from its file", "[kafk
   const int fd = mkstemp(path);
   REQUIRE(write(fd, "s3cret\n", 7) == 7);
   close(fd);
-  const auto p = kafka::client_properties(producer_config(
-      {"kafka.security_protocol=sasl_ssl", "kafka.sasl_username=telemetryd",
-       std::string("kafka.sasl_password_file=") + path, "kafka.ssl_ca_file=/etc/ssl/ca.pem",
-       "kafka.extra_properties=socket.keepalive.enable=true"}));
+  const auto p = kafka::client_properties(
+      producer_config({"kafka.security_protocol=sasl_ssl", "kafka.sasl_username=telemetryd",
+                       std::string("kafka.sasl_password_file=") + path,
+                       "kafka.ssl_ca_file=" + test_support::generated_certs_dir() + "/ca.pem",
+                       "kafka.extra_properties=socket.keepalive.enable=true"}));
   CHECK(p.at("sasl.mechanism") == "SCRAM-SHA-512");
   CHECK(p.at("sasl.username") == "telemetryd");
   CHECK(p.at("sasl.password") == "s3cret");
-  CHECK(p.at("ssl.ca.location") == "/etc/ssl/ca.pem");
+  CHECK(p.at("ssl.ca.location") == test_support::generated_certs_dir() + "/ca.pem");
   CHECK(p.at("socket.keepalive.enable") == "true");
+  // Gone after the role file loaded: the clients cannot start.
+  const Config loaded =
+      producer_config({"kafka.security_protocol=sasl_ssl", "kafka.sasl_username=telemetryd",
+                       std::string("kafka.sasl_password_file=") + path});
   unlink(path);
+  CHECK_THROWS_AS(kafka::client_properties(loaded), StartupError);
+  // Missing when it loads: a configuration error, exit 78.
   CHECK_THROWS_AS(
-      kafka::client_properties(producer_config(
-          {"kafka.security_protocol=sasl_ssl", "kafka.sasl_password_file=/nonexistent"})),
-      StartupError);
+      producer_config({"kafka.security_protocol=sasl_ssl", "kafka.sasl_username=telemetryd",
+                       "kafka.sasl_password_file=/nonexistent"}),
+      ConfigError);
 }
 
 TEST_CASE("a full local queue is backpressure: every event is still delivered", "[kafka]") {
