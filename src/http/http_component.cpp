@@ -86,20 +86,20 @@ void check_http_section(const Config& config, KeyProblems& problems) {
   const bool key = !config.str("http.tls_key_file").empty();
   if (cert && !key) {
     problems.add("http.tls_cert_file", "is set but http.tls_key_file is not",
-                        "TLS needs both the certificate and its key, or neither");
+                 "TLS needs both the certificate and its key, or neither");
   } else if (key && !cert) {
     problems.add("http.tls_key_file", "is set but http.tls_cert_file is not",
-                        "TLS needs both the certificate and its key, or neither");
+                 "TLS needs both the certificate and its key, or neither");
   }
   if (!cert && !config.str("http.tls_client_ca_file").empty()) {
     problems.add("http.tls_client_ca_file", "client certificates need TLS on the listener",
-                        "set http.tls_cert_file and http.tls_key_file too");
+                 "set http.tls_cert_file and http.tls_key_file too");
   }
   const std::string& admin = config.str("http.admin_listen");
   // Port 0 (an ephemeral port each) never clashes.
   if (!admin.empty() && admin == config.str("http.listen") && !admin.ends_with(":0")) {
     problems.add("http.admin_listen", "is the same address as http.listen",
-                        "give the admin listener its own port, or leave it empty");
+                 "give the admin listener its own port, or leave it empty");
   }
 }
 

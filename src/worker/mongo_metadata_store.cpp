@@ -111,12 +111,8 @@ bool is_transient_server_code(std::int64_t code) {
 
 MongoMetadataStore::MongoMetadataStore(MongoMetadataSettings settings)
     : settings_(std::move(settings)) {
-  bson_error_t error;
-  mongoc_uri_t* uri = mongoc_uri_new_with_error(settings_.uri.c_str(), &error);
-  if (uri == nullptr) throw StartupError(std::string("mongodb.uri: ") + error.message);
-  if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS)) {
-    mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
-  }
+  const mongo::UriPtr uri_owner = mongo::make_uri(settings_.connection, 3000);
+  mongoc_uri_t* uri = uri_owner.get();
   mongoc_write_concern_t* wc = mongoc_write_concern_new();
   if (settings_.write_concern == "majority") {
     mongoc_write_concern_set_wmajority(wc, 10000);
@@ -126,7 +122,6 @@ MongoMetadataStore::MongoMetadataStore(MongoMetadataSettings settings)
   mongoc_uri_set_write_concern(uri, wc);
   mongoc_write_concern_destroy(wc);
   pool_ = mongoc_client_pool_new(uri);
-  mongoc_uri_destroy(uri);
   if (pool_ == nullptr) throw StartupError("mongodb: cannot create client pool");
   mongoc_client_pool_set_error_api(pool_, MONGOC_ERROR_API_VERSION_2);
   mongoc_client_pool_set_appname(pool_, "telemetryd-worker");

@@ -7,6 +7,8 @@
 
 #include <mongoc/mongoc.h>
 
+#include "mongo/mongo_uri.hpp"
+
 #include <map>
 #include <string>
 
@@ -15,7 +17,7 @@
 namespace telemetryd::worker {
 
 struct MongoMetadataSettings {
-  std::string uri;
+  mongo::MongoConnection connection;  // connection_from(config): URI, TLS, credentials
   std::string database;
   std::string write_concern = "majority";  // or "1"
 };

@@ -9,6 +9,7 @@
 #include "archive/archive_stage.hpp"
 #include "core/fan_out_stage.hpp"
 #include "kafka/consumer_loop.hpp"
+#include "mongo/mongo_uri.hpp"
 #include "processor/kafka_dead_letters.hpp"
 #include "telemetryd/component.hpp"
 #include "worker/mongo_metadata_store.hpp"
@@ -20,7 +21,7 @@ namespace {
 class WorkerComponent final : public Component {
  public:
   explicit WorkerComponent(ComponentContext& ctx)
-      : store_({ctx.config.str("mongodb.uri"), ctx.config.str("mongodb.database"),
+      : store_({mongo::connection_from(ctx.config), ctx.config.str("mongodb.database"),
                 ctx.config.str("mongodb.write_concern")}),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("worker.dlq_suffix")),
         core_({.topic = ctx.config.str("worker.topic")}, store_, dead_letters_, ctx.metrics),

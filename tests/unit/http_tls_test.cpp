@@ -290,7 +290,7 @@ TEST_CASE("bad TLS settings stop the daemon with exit 78 and file:line:key", "[h
     const auto result = run_command({telemetryd_bin(), "run", "--config", file});
     INFO(result.output);
     CHECK(result.status == 78);
-    CHECK(result.output.find(file + ":5:17: http.tls_key_file: cannot open the file for reading") !=
+    CHECK(result.output.find(file + ":5:17: http.tls_key_file: cannot open the file") !=
           std::string::npos);
   }
   SECTION("an encrypted key, also reported by check-config") {
