@@ -57,6 +57,9 @@ Properties consumer_properties(const Config& config, const std::string& section)
   properties["enable.auto.offset.store"] = "false";
   properties["auto.offset.reset"] = "earliest";
   properties["statistics.interval.ms"] = "5000";
+  // A topic created after the subscription is otherwise seen only at the next metadata refresh,
+  // 5 minutes by default: consumption would not start for that long.
+  properties["topic.metadata.refresh.interval.ms"] = "10000";
   properties["session.timeout.ms"] =
       std::to_string(config.integer(section + ".session_timeout_ms"));
   return properties;

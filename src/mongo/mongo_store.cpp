@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wignored-attributes"
 
 #include "mongo/bson_json.hpp"
+#include "mongo/mongo_errors.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
 
@@ -33,14 +34,6 @@ using BsonPtr = std::unique_ptr<bson_t, BsonDeleter>;
 
 std::int64_t to_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-// Errors with no reply from a server (selection, socket) are worth retrying; the rest is not.
-Error classify(const bson_error_t& error) {
-  const bool transient =
-      error.domain == MONGOC_ERROR_SERVER_SELECTION || error.domain == MONGOC_ERROR_STREAM ||
-      error.domain == MONGOC_ERROR_CLIENT || error.code == MONGOC_ERROR_STREAM_SOCKET;
-  return transient ? Error::retryable(error.message) : Error::permanent(error.message);
 }
 
 void append_optional_double(bson_t* doc, const char* key, const std::optional<double>& value) {
@@ -242,7 +235,12 @@ Result<processor::WriteOutcome> MongoStore::write(
         }
       }
     }
+    const bool concern_failed = has_write_concern_error(&reply);
     bson_destroy(&reply);
+    // Written, but not as durably as asked (majority not reached, a step-down): not done, and
+    // the retry is idempotent by _id.
+    if (concern_failed)
+      return Error::retryable("write concern not satisfied: " + std::string(error.message));
     // Write errors alone (duplicates, rejected documents) are answers; a network failure means
     // part of the batch may not have been tried, so the whole batch is retried (ids make the
     // retry idempotent).

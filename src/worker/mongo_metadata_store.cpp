@@ -11,23 +11,16 @@
 #include <chrono>
 #include <map>
 
+#include "mongo/mongo_errors.hpp"
 #include "telemetryd/errors.hpp"
 
 namespace telemetryd::worker {
 namespace {
 
-constexpr std::int64_t kDuplicateKey = 11000;
+using mongo::classify;
+using mongo::is_transient_server_code;
 
-Error classify(const bson_error_t& error) {
-  const bool transient =
-      error.domain == MONGOC_ERROR_SERVER_SELECTION || error.domain == MONGOC_ERROR_STREAM ||
-      error.domain == MONGOC_ERROR_CLIENT || error.domain == MONGOC_ERROR_WRITE_CONCERN ||
-      error.code == MONGOC_ERROR_STREAM_SOCKET ||
-      ((error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
-        error.domain == MONGOC_ERROR_COMMAND) &&
-       is_transient_server_code(error.code));
-  return transient ? Error::retryable(error.message) : Error::permanent(error.message);
-}
+constexpr std::int64_t kDuplicateKey = 11000;
 
 std::int64_t now_ms() {
   return to_epoch_ms(std::chrono::system_clock::now());
@@ -44,9 +37,7 @@ struct WriteError {
 std::vector<WriteError> write_errors(const bson_t* reply, bool& concern_failed) {
   std::vector<WriteError> out;
   bson_iter_t iter, errors;
-  concern_failed = bson_iter_init_find(&iter, reply, "writeConcernErrors") &&
-                   BSON_ITER_HOLDS_ARRAY(&iter) && bson_iter_recurse(&iter, &errors) &&
-                   bson_iter_next(&errors);
+  concern_failed = mongo::has_write_concern_error(reply);
   if (bson_iter_init_find(&iter, reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&iter) &&
       bson_iter_recurse(&iter, &errors)) {
     while (bson_iter_next(&errors)) {
@@ -86,28 +77,6 @@ class PooledClient {
 };
 
 }  // namespace
-
-bool is_transient_server_code(std::int64_t code) {
-  static constexpr std::int64_t kCodes[] = {
-      6,      // HostUnreachable
-      7,      // HostNotFound
-      50,     // MaxTimeMSExpired
-      64,     // WriteConcernFailed
-      89,     // NetworkTimeout
-      91,     // ShutdownInProgress
-      100,    // UnsatisfiableWriteConcern (e.g. a replica set member away)
-      112,    // WriteConflict
-      189,    // PrimarySteppedDown
-      262,    // ExceededTimeLimit
-      9001,   // SocketException
-      10107,  // NotWritablePrimary
-      11600,  // InterruptedAtShutdown
-      11602,  // InterruptedDueToReplStateChange
-      13435,  // NotPrimaryNoSecondaryOk
-      13436,  // NotPrimaryOrSecondary
-  };
-  return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
-}
 
 MongoMetadataStore::MongoMetadataStore(MongoMetadataSettings settings)
     : settings_(std::move(settings)) {

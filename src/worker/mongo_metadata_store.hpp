@@ -43,8 +43,4 @@ class MongoMetadataStore final : public MetadataStore {
   mongoc_client_pool_t* pool_ = nullptr;
 };
 
-/// Server error codes that say "try again" (not primary, shutting down, network, timeouts,
-/// write concern); every other code of a per-document error is a refusal of that document.
-bool is_transient_server_code(std::int64_t code);
-
 }  // namespace telemetryd::worker
