@@ -4,10 +4,8 @@
 
 namespace telemetryd::archive {
 
-ArchiveStage::ArchiveStage(ArchiveBatcher& batcher, metrics::Registry& metrics,
-                           Readiness& readiness)
+ArchiveStage::ArchiveStage(ArchiveBatcher& batcher, metrics::Registry& metrics)
     : batcher_(batcher),
-      readiness_(readiness),
       objects_(metrics.counter("worker_archive_objects_total", "Archive objects stored.").with({})),
       records_(metrics.counter("worker_archive_records_total", "Events in stored archive objects.")
                    .with({})),
@@ -17,9 +15,7 @@ ArchiveStage::ArchiveStage(ArchiveBatcher& batcher, metrics::Registry& metrics,
       buffered_(
           metrics
               .gauge("worker_archive_buffered_bytes", "Uncompressed bytes waiting to be archived.")
-              .with({})) {
-  readiness_.declare("archive", "no partition yet");
-}
+              .with({})) {}
 
 bool ArchiveStage::accept(const core::IncomingMessage& message) {
   const core::PartitionKey key{std::string(message.topic), message.partition};
@@ -30,7 +26,9 @@ bool ArchiveStage::accept(const core::IncomingMessage& message) {
       failures_
           .with({recovered.error().kind == Error::Kind::kPermanent ? "permanent" : "retryable"})
           .inc();
-      readiness_.set("archive", false, "cannot read the archive: " + recovered.error().message);
+      log::warn(
+          "worker", "cannot read the archive position, will retry",
+          {{"topic", key.first}, {"partition", key.second}, {"error", recovered.error().message}});
       return false;  // offered again after a pause: nothing is taken before the store answers
     }
     state.recovered = true;
@@ -85,10 +83,8 @@ Result<bool> ArchiveStage::flush(core::DoneOffsets& done) {
   if (!flushed) {
     failures_.with({flushed.error().kind == Error::Kind::kPermanent ? "permanent" : "retryable"})
         .inc();
-    readiness_.set("archive", false, "archive upload failing: " + flushed.error().message);
     return flushed.error();
   }
-  readiness_.set("archive", true, "archiving");
   return true;
 }
 

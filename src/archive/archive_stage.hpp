@@ -12,16 +12,17 @@
 #include "archive/archive_batcher.hpp"
 #include "core/batch_stage.hpp"
 #include "telemetryd/metrics.hpp"
-#include "telemetryd/readiness.hpp"
 
 namespace telemetryd::archive {
 
 class ArchiveStage final : public core::BatchStage {
  public:
-  ArchiveStage(ArchiveBatcher& batcher, metrics::Registry& metrics, Readiness& readiness);
+  ArchiveStage(ArchiveBatcher& batcher, metrics::Registry& metrics);
 
   /// The first message of a partition reads the highest archived offset from the store
   /// (recover); while the store cannot answer, the message is refused and offered again.
+  /// Failures reach /ready through the consumer loop (its check names the error) and the
+  /// archive's own probe (the store's reachability).
   bool accept(const core::IncomingMessage& message) override;
   std::size_t pending() const override;
   std::chrono::steady_clock::time_point oldest_pending() const override;
@@ -37,7 +38,6 @@ class ArchiveStage final : public core::BatchStage {
   bool due() const;
 
   ArchiveBatcher& batcher_;
-  Readiness& readiness_;
   std::map<core::PartitionKey, PartitionState> partitions_;
   metrics::Counter& objects_;
   metrics::Counter& records_;

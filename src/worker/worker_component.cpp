@@ -7,6 +7,7 @@
 
 #include "archive/archive_config.hpp"
 #include "archive/archive_stage.hpp"
+#include "core/dependency_probe.hpp"
 #include "core/fan_out_stage.hpp"
 #include "kafka/consumer_loop.hpp"
 #include "mongo/mongo_uri.hpp"
@@ -28,8 +29,14 @@ class WorkerComponent final : public Component {
         loop_(ctx.config, "worker", loop_settings(ctx.config), stage(ctx), ctx.readiness,
               ctx.metrics, ctx.request_shutdown, [this] { return store_.prepare(); }) {}
 
-  void start() override { loop_.start(); }
-  void stop() override { loop_.stop(); }
+  void start() override {
+    if (archive_probe_) archive_probe_->start();
+    loop_.start();
+  }
+  void stop() override {
+    if (archive_probe_) archive_probe_->stop();
+    loop_.stop();
+  }
 
  private:
   static kafka::ConsumerLoopSettings loop_settings(const Config& config) {
@@ -45,7 +52,17 @@ class WorkerComponent final : public Component {
     archive_store_ = archive::make_archive_store(ctx.config);
     batcher_ = std::make_unique<archive::ArchiveBatcher>(archive::batcher_settings(ctx.config),
                                                          *archive_store_);
-    archive_stage_ = std::make_unique<archive::ArchiveStage>(*batcher_, ctx.metrics, ctx.readiness);
+    archive_stage_ = std::make_unique<archive::ArchiveStage>(*batcher_, ctx.metrics);
+    // /ready shows whether the store answers (a one-key listing) before any event needs it; the
+    // probe has its own client, as it runs on the blocking pool beside the consumer thread.
+    probe_store_ = archive::make_archive_store(ctx.config);
+    archive_probe_ = std::make_unique<DependencyProbe>(
+        ctx.io, ctx.blocking, ctx.readiness, ctx.metrics, "archive", std::chrono::seconds(10),
+        [this, prefix = ctx.config.str("archive.prefix")] {
+          Result<archive::ListPage> listed = probe_store_->list(prefix, "", 1);
+          if (!listed) return ProbeResult{false, "archive store: " + listed.error().message};
+          return ProbeResult{true, probe_store_->describe() + " reachable"};
+        });
     fan_out_ = std::make_unique<core::FanOutStage>(
         std::vector<core::BatchStage*>{&core_, archive_stage_.get()});
     return *fan_out_;
@@ -58,6 +75,8 @@ class WorkerComponent final : public Component {
   std::unique_ptr<archive::ArchiveBatcher> batcher_;
   std::unique_ptr<archive::ArchiveStage> archive_stage_;
   std::unique_ptr<core::FanOutStage> fan_out_;
+  std::unique_ptr<archive::ArchiveStore> probe_store_;
+  std::unique_ptr<DependencyProbe> archive_probe_;
   // Last: its destructor joins the consumer thread before the core and store go.
   kafka::ConsumerLoop loop_;
 };

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <sstream>
 
 #include "support/mongo_probe.hpp"
 #include "tls_fixture.hpp"
@@ -315,4 +316,83 @@ TEST_CASE("no secret appears in logs, errors, /metrics, /ready, /health or check
     }
     leaks.check(10);
   }
+}
+
+TEST_CASE("no ingest token or S3 secret key appears, in success or failure", "[secrets][itest]") {
+  const Services s;
+  const std::string token = "ingest-secret-token-" + std::to_string(getpid()) + "-zq";
+  const std::string wrong_token = "ingest-wrong-token-" + std::to_string(getpid()) + "-zq";
+  const std::string s3_secret = required_env("TELEMETRYD_TEST_S3_SECRET_KEY");
+  const std::string wrong_s3_secret = "wrong-s3-secret-" + std::to_string(getpid()) + "-zq";
+  Leaks leaks({token, wrong_token, s3_secret, wrong_s3_secret});
+  const SecretFile tokens("edge " + token + "\n");
+  const SecretFile s3_secret_file(s3_secret);
+  const std::string topic = unique_topic("secrets-edge");
+  const std::string database = "secretsedge" + std::to_string(getpid());
+
+  // The ingest API: one request with the right token, one with a wrong one.
+  {
+    std::vector<std::string> argv{telemetryd_bin(), "run", "--role", "processor"};
+    append(argv,
+           with_debug({"http.listen=127.0.0.1:0", "kafka.brokers=" + s.kafka_plain,
+                       "mongodb.uri=" + s.mongo_plain_uri, "ingest.enabled=true",
+                       "ingest.tokens_file=" + tokens.path, "ingest.topics.gpu_metadata=" + topic,
+                       "processor.topics.gpu_metrics=" + topic + "-unused-gpu",
+                       "processor.topics.token_usage=" + topic + "-unused-usage"}));
+    ChildProcess ingest(argv);
+    const int port = http_port(ingest);
+    REQUIRE(port > 0);
+    const std::string body =
+        R"({"gpu_uuid":"GPU-s","host":"h","model_name":"m","observed_at":"2026-12-01T10:00:00Z"})";
+    const auto ok = http_request("127.0.0.1", port, "POST", "/metadata", body, "application/json",
+                                 {{"Authorization", "Bearer " + token}});
+    CHECK(ok.status == 202);
+    const auto refused =
+        http_request("127.0.0.1", port, "POST", "/metadata", body, "application/json",
+                     {{"Authorization", "Bearer " + wrong_token}});
+    std::string lifecycle;  // the daemon's own lines, for a failure's message
+    {
+      std::istringstream lines(ingest.stdout_text());
+      for (std::string line; std::getline(lines, line);) {
+        if (line.find("\"stage\":\"kafka\"") == std::string::npos) lifecycle += line + "\n";
+      }
+    }
+    INFO(refused.error << "\n" << lifecycle.substr(0, 4000));
+    CHECK(refused.status == 401);
+    leaks.add("ingest 202 body", ok.body);
+    leaks.add("ingest 401 body", refused.body);
+    leaks.scrape("ingest", port);
+    ingest.send_signal(SIGTERM);
+    CHECK(ingest.wait_exit(20s) == 0);
+    leaks.add_output("ingest", ingest);
+  }
+
+  // The worker archiving to S3: the secret key from a file, then a wrong one from the environment.
+  const auto worker_argv = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{telemetryd_bin(), "run", "--role", "worker"};
+    std::vector<std::string> sets{
+        "http.listen=127.0.0.1:0",
+        "kafka.brokers=" + s.kafka_plain,
+        "mongodb.uri=" + s.mongo_plain_uri,
+        "mongodb.database=" + database,
+        "worker.topic=" + topic,
+        "worker.group_id=" + unique_topic("secrets-edge-group"),
+        "archive.enabled=true",
+        "archive.store=s3",
+        "archive.max_age_ms=500",
+        "archive.prefix=secrets-" + std::to_string(getpid()) + "/",
+        "archive.s3.endpoint=" + required_env("TELEMETRYD_TEST_S3_ENDPOINT"),
+        "archive.s3.bucket=" + required_env("TELEMETRYD_TEST_S3_BUCKET"),
+        "archive.s3.access_key_id=" + required_env("TELEMETRYD_TEST_S3_ACCESS_KEY")};
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    append(argv, with_debug(sets));
+    return argv;
+  };
+  run_and_scrape(leaks, "worker (S3 key from a file)",
+                 worker_argv({"archive.s3.secret_access_key_file=" + s3_secret_file.path}),
+                 {"\"status\":\"ready\""}, 200);
+  run_and_scrape(leaks, "worker (wrong S3 key from the environment)", worker_argv({}),
+                 {"SignatureDoesNotMatch"}, 503, {{"AWS_SECRET_ACCESS_KEY", wrong_s3_secret}});
+  leaks.check(200);
+  drop_database(s.mongo_plain_uri, database);
 }

@@ -11,6 +11,8 @@
 #include <set>
 
 #include "support/mongo_probe.hpp"
+#include "support/test_certs.hpp"
+#include "support/tls_client.hpp"
 #include "tls_fixture.hpp"
 
 using namespace test_support;
@@ -240,4 +242,72 @@ TEST_CASE("missing certificate and password files stop the start with exit 78 na
     CHECK(child.stdout_text().find("\"key\":\"" + key + "\"") != std::string::npos);
     CHECK(child.stdout_text().find("\"msg\":\"--set:") != std::string::npos);
   }
+}
+
+TEST_CASE("HTTPS ingest -> Kafka SASL_SSL -> worker -> ferretdb-tls with a user: exactly N",
+          "[tls][itest]") {
+  const Services s;
+  const SecretFile kafka_password(s.scram_password);
+  const SecretFile mongo_password(s.mongo_password);
+  const SecretFile tokens("tls-itest tls-itest-token-0123456789abcdef\n");
+  const test_support::TestCerts certs;  // the ingest listener's own server certificate
+  const std::string topic = unique_topic("tls-edge");
+  const std::string database = unique_database("tlsedge");
+  const std::string counting_uri = s.mongo_counting_uri();
+  constexpr int kEvents = 50;
+
+  auto ingest_sets = kafka_sasl_sets(s, kafka_password.path);
+  ingest_sets.insert(
+      ingest_sets.end(),
+      {"ingest.enabled=true", "ingest.tokens_file=" + tokens.path,
+       "ingest.topics.gpu_metadata=" + topic, "http.tls_cert_file=" + certs.server_cert,
+       "http.tls_key_file=" + certs.server_key, "mongodb.uri=" + s.mongo_plain_uri});
+  ChildProcess ingest(processor_argv(unique_topic("tls-edge-unused"), ingest_sets));
+  const int ingest_port = http_port(ingest);
+  REQUIRE(ingest_port > 0);
+
+  auto worker_sets = kafka_sasl_sets(s, kafka_password.path);
+  for (auto& m : mongo_tls_sets(s, mongo_password.path)) worker_sets.push_back(m);
+  std::vector<std::string> worker_argv{test_support::telemetryd_bin(), "run", "--role", "worker"};
+  append(worker_argv, {"http.listen=127.0.0.1:0", "worker.topic=" + topic,
+                       "worker.group_id=" + topic + "-group", "mongodb.database=" + database});
+  append(worker_argv, worker_sets);
+  ChildProcess worker(worker_argv);
+  const int worker_port = http_port(worker);
+  REQUIRE(worker_port > 0);
+  const auto ready = wait_ready_body(
+      worker_port, {"\"name\":\"kafka\",\"ready\":true", "\"name\":\"mongodb\",\"ready\":true"});
+  INFO(ready.body);
+  CHECK(ready.status == 200);
+
+  int accepted = 0;
+  for (int i = 0; i < kEvents; ++i) {
+    test_support::TlsClientOptions options;
+    options.ca_file = certs.ca_cert;
+    const auto answer = test_support::https_request(
+        ingest_port, "POST", "/metadata",
+        R"({"gpu_uuid":"GPU-tls-)" + std::to_string(i % 5) +
+            R"(","host":"h","model_name":"m","observed_at":"2026-12-01T10:00:)" +
+            (i < 10 ? "0" : "") + std::to_string(i) + R"(Z"})",
+        "application/json", {{"Authorization", "Bearer tls-itest-token-0123456789abcdef"}},
+        options);
+    if (answer.status == 202) ++accepted;
+  }
+  REQUIRE(accepted == kEvents);
+  std::int64_t stored = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    stored = count_documents(counting_uri, database, "gpu_metadata");
+    if (stored >= kEvents) break;
+    std::this_thread::sleep_for(250ms);
+  }
+  std::this_thread::sleep_for(1s);
+  INFO(tail(worker.stdout_text()));
+  CHECK(count_documents(counting_uri, database, "gpu_metadata") == kEvents);
+  CHECK(count_documents(counting_uri, database, "gpu_devices") == 5);
+  worker.send_signal(SIGTERM);
+  CHECK(worker.wait_exit(20s) == 0);
+  ingest.send_signal(SIGTERM);
+  CHECK(ingest.wait_exit(20s) == 0);
+  drop_database(counting_uri, database);
 }

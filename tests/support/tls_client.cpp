@@ -17,6 +17,13 @@ namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 
 TlsResult https_get(int port, const std::string& target, const TlsClientOptions& options) {
+  return https_request(port, "GET", target, {}, {}, {}, options);
+}
+
+TlsResult https_request(int port, const std::string& method, const std::string& target,
+                        const std::string& body, const std::string& content_type,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        const TlsClientOptions& options) {
   TlsResult result;
   try {
     asio::io_context io;
@@ -52,9 +59,13 @@ TlsResult https_get(int port, const std::string& target, const TlsClientOptions&
     setsockopt(stream.next_layer().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     stream.handshake(asio::ssl::stream_base::client);
     result.handshake_ok = true;
-    bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
+    bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
     req.set(bhttp::field::host, "127.0.0.1");
+    if (!content_type.empty()) req.set(bhttp::field::content_type, content_type);
+    for (const auto& [name, value] : headers) req.set(name, value);
     req.keep_alive(false);
+    req.body() = body;
+    req.prepare_payload();
     bhttp::write(stream, req);
     beast::flat_buffer buffer;
     bhttp::response<bhttp::string_body> res;

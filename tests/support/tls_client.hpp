@@ -4,6 +4,8 @@
 // client's handshake has completed, so "refused" means no HTTP response either way.
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace test_support {
 
@@ -25,5 +27,9 @@ struct TlsResult {
 };
 
 TlsResult https_get(int port, const std::string& target, const TlsClientOptions& options = {});
+TlsResult https_request(int port, const std::string& method, const std::string& target,
+                        const std::string& body, const std::string& content_type,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        const TlsClientOptions& options);
 
 }  // namespace test_support
