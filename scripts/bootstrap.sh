@@ -15,6 +15,7 @@ PACKAGES=(
     dpkg-dev systemd  # dpkg-shlibdeps and systemd-analyze, for scripts/ops-checks.sh
     cloud-init        # cloud-init schema, for scripts/ops-observe-checks.sh
     prometheus clang-format python3 python3-jsonschema curl ca-certificates
+    clang libfuzzer-14-dev libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan+UBSan runtimes
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/router.hpp"
@@ -19,8 +20,20 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{10000};
   std::chrono::milliseconds write_timeout{10000};
   std::size_t body_limit = 1 << 20;
+  std::size_t header_limit = 16 * 1024;
   std::size_t max_connections = 1024;
 };
+
+using RequestParser = beast_http::request_parser<beast_http::string_body>;
+
+/// Applies the body and header limits of `options` to the parser of one request.
+void limit_parser(RequestParser& parser, const ServerOptions& options);
+
+/// The answer to a request that could not be read: 413, 431 or 400, each a JSON error; nullopt
+/// when there is nobody to answer (the peer closed or the read timed out) and the connection
+/// just closes. Shared by the server and fuzz/fuzz_http_request.cpp.
+std::optional<Response> read_error_response(const boost::system::error_code& ec,
+                                            const ServerOptions& options);
 
 class Server {
  public:
