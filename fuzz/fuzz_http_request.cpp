@@ -16,6 +16,7 @@
 #include <simdjson.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -135,12 +136,17 @@ Response dispatch(const Request& request, std::string& route) {
   World& w = world();
   std::optional<Response> response;
   std::exception_ptr failure;
+  bool done = false;
   asio::co_spawn(w.io, w.router.dispatch(request, route), [&](std::exception_ptr e, Response r) {
     failure = e;
     response = std::move(r);
+    done = true;
   });
+  // The query routes hop to the blocking pool and back: while the coroutine waits there the
+  // io_context has no handler of its own, so a work guard keeps run_one waiting for it.
+  auto guard = asio::make_work_guard(w.io);
   w.io.restart();
-  w.io.run();
+  while (!done) w.io.run_one();
   if (failure) {
     try {
       std::rethrow_exception(failure);

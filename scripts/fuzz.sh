@@ -28,8 +28,13 @@ say() { printf 'fuzz: %s\n' "$*"; }
 # (lowered) 1 KiB header limit and the 256-byte body limit.
 declare -A max_len=([event_decoder]=4096 [config_loader]=4096 [http_request]=3072)
 
+# Crash summaries quote arbitrary input: replace what is not UTF-8 or not allowed in XML.
 xml_escape() {
-  python3 -c 'import sys, xml.sax.saxutils as s; print(s.escape(sys.stdin.read()), end="")'
+  python3 -c '
+import re, sys, xml.sax.saxutils as x
+text = sys.stdin.buffer.read().decode("utf-8", "replace")
+text = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", "?", text)
+print(x.escape(text, {"\"": "&quot;"}), end="")'
 }
 
 declare -A result summary stats duration

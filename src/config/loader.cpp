@@ -22,23 +22,67 @@ struct Origin {
   int column = 0;
 };
 
+std::vector<int> line_widths(std::string_view text) {
+  std::vector<int> widths;
+  std::size_t start = 0;
+  while (true) {
+    const auto nl = text.find('\n', start);
+    widths.push_back(static_cast<int>((nl == std::string_view::npos ? text.size() : nl) - start));
+    if (nl == std::string_view::npos) return widths;
+    start = nl + 1;
+  }
+}
+
+// yaml-cpp can place a syntax error a column past the end of the input: report the nearest
+// position the file has, so an editor's file:line:col jump always lands. 0 stays "whole file".
+Origin within(Origin at, const std::vector<int>& widths) {
+  if (at.line < 1 || widths.empty()) return at;
+  at.line = std::min(at.line, static_cast<int>(widths.size()));
+  at.column = std::clamp(at.column, 1, widths[static_cast<std::size_t>(at.line) - 1] + 1);
+  return at;
+}
+
 class Validator {
  public:
   Validator(std::string file, const RoleCatalog& catalog)
       : file_(std::move(file)), catalog_(catalog) {}
 
-  void add_problem(const Origin& at, std::string path, std::string message, std::string hint = {}) {
+  void set_text(std::string_view text) { widths_ = line_widths(text); }
+
+  void add_problem(const Origin& origin, std::string path, std::string message,
+                   std::string hint = {}) {
+    const Origin at = origin.file == file_ ? within(origin, widths_) : origin;
     problems_.push_back(
         {at.file, at.line, at.column, std::move(path), std::move(message), std::move(hint)});
   }
 
   Origin origin_of(const YAML::Node& node, const std::string& path) const {
-    if (const auto it = overridden_.find(path); it != overridden_.end()) {
-      return {"--set", it->second, 1};
-    }
+    // A value --set replaced, or anything inside it: its marks count in the --set text, not in
+    // the file. The latest override at or above the path is the one that put it there.
+    if (const int index = override_of(path, /*below=*/false)) return {"--set", index, 1};
     const YAML::Mark mark = node.Mark();
-    if (mark.is_null()) return {file_, 0, 0};
+    if (mark.is_null()) {
+      // A mapping --set a.b.c=v created on its way down has no mark of its own.
+      if (const int index = override_of(path, /*below=*/true)) return {"--set", index, 1};
+      return {file_, 0, 0};
+    }
     return {file_, mark.line + 1, mark.column + 1};
+  }
+
+  // The index of the latest --set whose path is `path` or above it (below=false), or below it
+  // (below=true); 0 when none.
+  int override_of(const std::string& path, bool below) const {
+    int latest = 0;
+    const auto under = [](const std::string& inner, const std::string& outer) {
+      return outer.empty() || inner == outer ||
+             (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+              inner[outer.size()] == '.');
+    };
+    for (const auto& [overridden, index] : overridden_) {
+      if (below ? under(overridden, path) : under(path, overridden))
+        latest = std::max(latest, index);
+    }
+    return latest;
   }
 
   /// --set key.path=value: the value is parsed as YAML so numbers and booleans keep their type.
@@ -113,7 +157,8 @@ class Validator {
     std::vector<std::string> section_names{"role"};
     for (const SectionSpec* s : *sections) section_names.push_back(s->name);
     for (const auto& entry : root) {
-      const std::string key = entry.first.as<std::string>();
+      if (!plain_key(entry.first, "")) continue;
+      const std::string key = entry.first.Scalar();
       if (std::find(section_names.begin(), section_names.end(), key) != section_names.end()) {
         continue;
       }
@@ -163,6 +208,17 @@ class Validator {
     }
   }
 
+  // YAML allows a mapping, a list or null as a key (`[a, b]: 1`, `? {x: 1}`); a role file's keys
+  // are names.
+  bool plain_key(const YAML::Node& key, const std::string& parent) {
+    if (key.IsScalar()) return true;
+    add_problem(origin_of(key, parent), parent,
+                std::string("a key must be a name, not ") + (key.IsMap()        ? "a mapping"
+                                                             : key.IsSequence() ? "a list"
+                                                                                : "empty"));
+    return false;
+  }
+
   void unknown_key(const YAML::Node& key_node, const std::string& path, const std::string& key,
                    const std::vector<std::string>& candidates) {
     const auto guess = closest_match(key, candidates);
@@ -189,7 +245,8 @@ class Validator {
         path.size() > section.name.size() ? path.substr(section.name.size() + 1) : "";
     const auto names = child_names(section, relative);
     for (const auto& entry : map) {
-      const std::string key = entry.first.as<std::string>();
+      if (!plain_key(entry.first, path)) continue;
+      const std::string key = entry.first.Scalar();
       const std::string full = path + "." + key;
       const std::string rel = relative.empty() ? key : relative + "." + key;
       const auto spec = std::find_if(section.keys.begin(), section.keys.end(),
@@ -344,6 +401,7 @@ class Validator {
   std::vector<ConfigProblem> problems_;
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
+  std::vector<int> widths_;  // of the file's lines
 
  public:
   bool has_problems() const { return !problems_.empty(); }
@@ -361,11 +419,15 @@ Config load_config(const LoadOptions& options, const RoleCatalog& catalog) {
       throw ConfigError(
           {{options.file, 0, 0, "", "cannot open file", "check the path and permissions"}});
     }
+    std::ostringstream text;
+    text << in.rdbuf();
+    validator.set_text(text.str());
     try {
-      root = YAML::Load(in);
+      root = YAML::Load(text.str());
     } catch (const YAML::ParserException& e) {
-      throw ConfigError({{options.file, e.mark.line + 1, e.mark.column + 1, "",
-                          "YAML syntax error: " + e.msg, ""}});
+      const Origin at =
+          within({options.file, e.mark.line + 1, e.mark.column + 1}, line_widths(text.str()));
+      throw ConfigError({{at.file, at.line, at.column, "", "YAML syntax error: " + e.msg, ""}});
     }
   }
   if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
