@@ -42,6 +42,58 @@ Origin within(Origin at, const std::vector<int>& widths) {
   return at;
 }
 
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    unsigned value = 0;
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16).ptr ==
+            text.data() + i + 3) {
+      out.push_back(static_cast<char>(value));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+// A checker's message about a secret value may quote parts of it (libmongoc's does, e.g.
+// 'Password "..." must not have unescaped chars'). Replaced by *** here: the value, and for
+// scheme://user:password@host/?key=value its user info, user, password and option values, as
+// written and percent-decoded.
+std::string redact(std::string message, const std::string& value) {
+  std::vector<std::string> parts{value};
+  const auto scheme = value.find("://");
+  const std::size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+  const auto at = value.rfind('@');
+  if (at != std::string::npos && at >= start) {
+    const std::string info = value.substr(start, at - start);
+    const auto colon = info.find(':');
+    parts.insert(parts.end(), {info, info.substr(0, colon)});
+    if (colon != std::string::npos) parts.push_back(info.substr(colon + 1));
+  }
+  if (const auto query = value.find('?', start); query != std::string::npos) {
+    std::string_view options = std::string_view(value).substr(query + 1);
+    while (!options.empty()) {
+      const auto amp = options.find('&');
+      const auto pair = options.substr(0, amp);
+      if (const auto eq = pair.find('='); eq != std::string_view::npos)
+        parts.emplace_back(pair.substr(eq + 1));
+      options = amp == std::string_view::npos ? std::string_view() : options.substr(amp + 1);
+    }
+  }
+  for (std::size_t i = 0, n = parts.size(); i < n; ++i) parts.push_back(percent_decoded(parts[i]));
+  std::sort(parts.begin(), parts.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const std::string& part : parts) {
+    if (part.empty()) continue;
+    for (auto pos = message.find(part); pos != std::string::npos; pos = message.find(part, pos + 3))
+      message.replace(pos, part.size(), "***");
+  }
+  return message;
+}
+
 class Validator {
  public:
   Validator(std::string file, const RoleCatalog& catalog)
@@ -128,7 +180,8 @@ class Validator {
       add_problem(origin_of(root, ""), "", "the role file must be a mapping of sections");
       throw ConfigError(problems_);
     }
-    check_duplicates(root, "");
+    std::vector<YAML::Node> checked;
+    check_duplicates(root, "", checked);
 
     std::string role = role_from_cli;
     if (const YAML::Node role_node = root["role"]) {
@@ -194,7 +247,14 @@ class Validator {
     return out;
   }
 
-  void check_duplicates(const YAML::Node& map, const std::string& prefix) {
+  // An alias shares its node: `a: &x {b: *x}` makes a mapping contain itself, and aliases of
+  // aliases grow exponentially when walked as a tree. Each mapping is checked once.
+  void check_duplicates(const YAML::Node& map, const std::string& prefix,
+                        std::vector<YAML::Node>& checked) {
+    if (std::any_of(checked.begin(), checked.end(),
+                    [&](const YAML::Node& node) { return node.is(map); }))
+      return;
+    checked.push_back(map);
     std::set<std::string> seen;
     for (const auto& entry : map) {
       if (!entry.first.IsScalar()) continue;
@@ -204,7 +264,7 @@ class Validator {
         add_problem(origin_of(entry.first, path), path, "duplicate key",
                     "the later value would silently win");
       }
-      if (entry.second.IsMap()) check_duplicates(entry.second, path);
+      if (entry.second.IsMap()) check_duplicates(entry.second, path, checked);
     }
   }
 
@@ -365,7 +425,9 @@ class Validator {
         }
         if (spec.check) {
           if (auto problem = spec.check(text)) {
-            add_problem(at, path, spec.secret ? *problem : *problem + ", got " + shown, spec.hint);
+            add_problem(at, path,
+                        spec.secret ? redact(*problem, text) : *problem + ", got " + shown,
+                        spec.hint);
             return std::nullopt;
           }
         }

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -191,4 +192,47 @@ TEST_CASE("fuzz: a YAML syntax error at the end of the file points at a column i
   CHECK(problems[0].line == 3);
   CHECK(problems[0].column >= 1);
   CHECK(problems[0].column <= 22);
+}
+
+TEST_CASE("fuzz: libmongoc's message about a bad URI does not leak its password",
+          "[fuzz][config]") {
+  // mongoc_uri_new_with_error quotes the password it rejects, and the loader passed its
+  // message through for the secret mongodb.uri.
+  const RoleFile file(
+      "role: processor\nmongodb:\n  uri: "
+      "\"mongodb://admin:Pa55wordsynthetic:X@127.0.0.1:27017/?authMechanism=Pa55wordX\"\n");
+  const auto problems = problems_of({.file = file.path()});
+  REQUIRE(problems.size() == 1);
+  const std::string text = problems[0].to_string();
+  INFO(text);
+  CHECK(problems[0].path == "mongodb.uri");
+  CHECK(problems[0].line == 3);
+  CHECK(text.find("invalid MongoDB URI") != std::string::npos);
+  CHECK(text.find("Pa55word") == std::string::npos);
+  CHECK(text.find("admin") == std::string::npos);
+}
+
+TEST_CASE("fuzz: an alias inside the mapping it names does not recurse forever", "[fuzz][config]") {
+  // check_duplicates walked the aliased mapping into itself until the stack overflowed.
+  const RoleFile file(
+      "role: processor\nbase: &b {listen: \"1\xda\x37.0.0.1:1\"}\nhttp: *b\nkafka: &k\n"
+      "  bprocessor.cost.prices: *k\n");
+  const auto problems = problems_of({.file = file.path()});
+  REQUIRE(!problems.empty());
+  CHECK(std::any_of(problems.begin(), problems.end(), [](const ConfigProblem& p) {
+    return p.path == "kafka.bprocessor.cost.prices" && p.message == "unknown key";
+  }));
+}
+
+TEST_CASE("fuzz: aliases of aliases are checked once, not once per path", "[fuzz][config]") {
+  // 2^24 paths to the same mapping: walked as a tree this never finishes.
+  std::string text = "role: processor\na0: &a0 {x: 1}\n";
+  for (int i = 1; i <= 24; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " {l: " + prev + ", r: " + prev +
+            "}\n";
+  }
+  const RoleFile file(text);
+  const auto problems = problems_of({.file = file.path()});
+  CHECK(problems.size() == 25);  // each a<i> is an unknown section
 }
