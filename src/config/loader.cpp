@@ -114,8 +114,10 @@ class Validator {
     if (const int index = override_of(path, /*below=*/false)) return {"--set", index, 1};
     const YAML::Mark mark = node.Mark();
     if (mark.is_null()) {
-      // A mapping --set a.b.c=v created on its way down has no mark of its own.
+      // Only --set makes nodes without a mark: the mapping a.b.c=v created on its way down, or
+      // a key it added to a mapping the file aliases under another name too.
       if (const int index = override_of(path, /*below=*/true)) return {"--set", index, 1};
+      if (!overridden_.empty()) return {"--set", override_of("", /*below=*/true), 1};
       return {file_, 0, 0};
     }
     return {file_, mark.line + 1, mark.column + 1};

@@ -236,3 +236,17 @@ TEST_CASE("fuzz: aliases of aliases are checked once, not once per path", "[fuzz
   const auto problems = problems_of({.file = file.path()});
   CHECK(problems.size() == 25);  // each a<i> is an unknown section
 }
+
+TEST_CASE("fuzz: a --set through an aliased section points at the --set", "[fuzz][config]") {
+  // mongodb is an alias of kafka's mapping, so --set mongodb.uri also added kafka.uri: a key
+  // with no mark, reported at line 0 of the file.
+  const RoleFile file("role: processor\nkafka: &k\n  brokers: \"h:1\"\nmongodb: *k\n");
+  const auto problems =
+      problems_of({.file = file.path(),
+                   .overrides = {"http.read_timeout_ms=100", "mongodb.uri=mongodb://127.0.0.1/"}});
+  const auto kafka_uri = std::find_if(problems.begin(), problems.end(),
+                                      [](const ConfigProblem& p) { return p.path == "kafka.uri"; });
+  REQUIRE(kafka_uri != problems.end());
+  CHECK(kafka_uri->file == "--set");
+  CHECK(kafka_uri->line == 2);
+}
