@@ -92,8 +92,9 @@ std::size_t occurrences(std::string_view haystack, std::string_view needle) {
   return n;
 }
 
-void add_secret(std::vector<std::string>& secrets, const std::string& text) {
-  secret_texts.push_back(text);
+// `record`: text is where the value is written in the input (not a re-reading of it).
+void add_secret(std::vector<std::string>& secrets, const std::string& text, bool record = true) {
+  if (record) secret_texts.push_back(text);
   std::vector<std::string> candidates{text};
   std::string error;
   if (auto expanded = telemetryd::interpolate_env(text, error)) candidates.push_back(*expanded);
@@ -113,11 +114,12 @@ void add_secret(std::vector<std::string>& secrets, const std::string& text) {
 
 // A scalar, or the scalars of a list (a kStringList value); one level only, as an alias can
 // make a list contain itself.
-void collect_scalars(const YAML::Node& node, std::vector<std::string>& secrets) {
-  if (node.IsScalar()) add_secret(secrets, node.Scalar());
+void collect_scalars(const YAML::Node& node, std::vector<std::string>& secrets,
+                     bool record = true) {
+  if (node.IsScalar()) add_secret(secrets, node.Scalar(), record);
   if (!node.IsSequence()) return;
   for (const auto& item : node)
-    if (item.IsScalar()) add_secret(secrets, item.Scalar());
+    if (item.IsScalar()) add_secret(secrets, item.Scalar(), record);
 }
 
 // The secret values as written in the role file, found with yaml-cpp independently of the
@@ -268,7 +270,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (std::find(secret_paths().begin(), secret_paths().end(), path) != secret_paths().end()) {
       add_secret(secrets, override_text.substr(eq + 1));
       try {
-        collect_scalars(YAML::Load(override_text.substr(eq + 1)), secrets);
+        // The same --set text read as YAML: not a second place the value is written.
+        collect_scalars(YAML::Load(override_text.substr(eq + 1)), secrets, /*record=*/false);
       } catch (const YAML::Exception&) {
       }
     }
