@@ -16,6 +16,7 @@ PACKAGES=(
     cloud-init        # cloud-init schema, for scripts/ops-observe-checks.sh
     prometheus clang-format python3 python3-jsonschema curl ca-certificates
     openssl           # the test CA of the s3tls service
+    clang libfuzzer-14-dev libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan+UBSan runtimes
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

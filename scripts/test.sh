@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
 # starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, runs the unit and integration
-# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite again under
-# ASan+UBSan, and stops the services (also on failure).
+# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite
+# again under ASan+UBSan, each libFuzzer target for 60 s (scripts/fuzz.sh), and stops the services
+# (also on failure).
 # The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
 set -uo pipefail
 
@@ -32,6 +33,7 @@ ninja -C build -j "$jobs" || { echo "build failed"; exit 1; }
 
 # Stale reports from an earlier run must never be counted.
 find build build-asan -name '*.junit.xml' -delete 2>/dev/null || true
+rm -f build-fuzz/fuzz.junit.xml
 rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
 
 step "services: Kafka (KRaft), FerretDB and versitygw (S3, http + https) on 127.0.0.1"
@@ -78,14 +80,18 @@ else
   failed_steps+=("asan-build")
 fi
 
+step "fuzzing: each libFuzzer target for ${TELEMETRYD_FUZZ_SECONDS:-60} s (clang, ASan+UBSan)"
+# Writes build-fuzz/fuzz.junit.xml (one case per target) even when its build fails.
+scripts/fuzz.sh "${TELEMETRYD_FUZZ_SECONDS:-60}" || failed_steps+=("fuzz")
+
 step "summary"
 [ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"
 extra=()
 for failed in "${failed_steps[@]}"; do
-  case $failed in unit | integration | asan-unit | ops | ops-observe) ;; *) extra+=(--failed-step "$failed") ;; esac
+  case $failed in unit | integration | asan-unit | ops | ops-observe | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
 done
 summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan \
-  build/ops-checks.junit.xml build/ops-observe.junit.xml)
+  build/ops-checks.junit.xml build/ops-observe.junit.xml build-fuzz/fuzz.junit.xml)
 count_status=$?
 trap - EXIT
 step "services: stopping"

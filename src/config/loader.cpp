@@ -22,23 +22,121 @@ struct Origin {
   int column = 0;
 };
 
+std::vector<int> line_widths(std::string_view text) {
+  std::vector<int> widths;
+  std::size_t start = 0;
+  while (true) {
+    const auto nl = text.find('\n', start);
+    widths.push_back(static_cast<int>((nl == std::string_view::npos ? text.size() : nl) - start));
+    if (nl == std::string_view::npos) return widths;
+    start = nl + 1;
+  }
+}
+
+// yaml-cpp can place a syntax error a column past the end of the input: report the nearest
+// position the file has, so an editor's file:line:col jump always lands. 0 stays "whole file".
+Origin within(Origin at, const std::vector<int>& widths) {
+  if (at.line < 1 || widths.empty()) return at;
+  at.line = std::min(at.line, static_cast<int>(widths.size()));
+  at.column = std::clamp(at.column, 1, widths[static_cast<std::size_t>(at.line) - 1] + 1);
+  return at;
+}
+
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    unsigned value = 0;
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16).ptr ==
+            text.data() + i + 3) {
+      out.push_back(static_cast<char>(value));
+      i += 2;
+    } else {
+      out.push_back(text[i]);
+    }
+  }
+  return out;
+}
+
+// A checker's message about a secret value may quote parts of it (libmongoc's does, e.g.
+// 'Password "..." must not have unescaped chars'). Replaced by *** here: the value, and for
+// scheme://user:password@host/?key=value its user info, user, password and option values, as
+// written and percent-decoded.
+std::string redact(std::string message, const std::string& value) {
+  std::vector<std::string> parts{value};
+  const auto scheme = value.find("://");
+  const std::size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+  const auto at = value.rfind('@');
+  if (at != std::string::npos && at >= start) {
+    const std::string info = value.substr(start, at - start);
+    const auto colon = info.find(':');
+    parts.insert(parts.end(), {info, info.substr(0, colon)});
+    if (colon != std::string::npos) parts.push_back(info.substr(colon + 1));
+  }
+  if (const auto query = value.find('?', start); query != std::string::npos) {
+    std::string_view options = std::string_view(value).substr(query + 1);
+    while (!options.empty()) {
+      const auto amp = options.find('&');
+      const auto pair = options.substr(0, amp);
+      if (const auto eq = pair.find('='); eq != std::string_view::npos)
+        parts.emplace_back(pair.substr(eq + 1));
+      options = amp == std::string_view::npos ? std::string_view() : options.substr(amp + 1);
+    }
+  }
+  for (std::size_t i = 0, n = parts.size(); i < n; ++i) parts.push_back(percent_decoded(parts[i]));
+  std::sort(parts.begin(), parts.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  for (const std::string& part : parts) {
+    if (part.empty()) continue;
+    for (auto pos = message.find(part); pos != std::string::npos; pos = message.find(part, pos + 3))
+      message.replace(pos, part.size(), "***");
+  }
+  return message;
+}
+
 class Validator {
  public:
   Validator(std::string file, const RoleCatalog& catalog)
       : file_(std::move(file)), catalog_(catalog) {}
 
-  void add_problem(const Origin& at, std::string path, std::string message, std::string hint = {}) {
+  void set_text(std::string_view text) { widths_ = line_widths(text); }
+
+  void add_problem(const Origin& origin, std::string path, std::string message,
+                   std::string hint = {}) {
+    const Origin at = origin.file == file_ ? within(origin, widths_) : origin;
     problems_.push_back(
         {at.file, at.line, at.column, std::move(path), std::move(message), std::move(hint)});
   }
 
   Origin origin_of(const YAML::Node& node, const std::string& path) const {
-    if (const auto it = overridden_.find(path); it != overridden_.end()) {
-      return {"--set", it->second, 1};
-    }
+    // A value --set replaced, or anything inside it: its marks count in the --set text, not in
+    // the file. The latest override at or above the path is the one that put it there.
+    if (const int index = override_of(path, /*below=*/false)) return {"--set", index, 1};
     const YAML::Mark mark = node.Mark();
-    if (mark.is_null()) return {file_, 0, 0};
+    if (mark.is_null()) {
+      // Only --set makes nodes without a mark: the mapping a.b.c=v created on its way down, or
+      // a key it added to a mapping the file aliases under another name too.
+      if (const int index = override_of(path, /*below=*/true)) return {"--set", index, 1};
+      if (!overridden_.empty()) return {"--set", override_of("", /*below=*/true), 1};
+      return {file_, 0, 0};
+    }
     return {file_, mark.line + 1, mark.column + 1};
+  }
+
+  // The index of the latest --set whose path is `path` or above it (below=false), or below it
+  // (below=true); 0 when none.
+  int override_of(const std::string& path, bool below) const {
+    int latest = 0;
+    const auto under = [](const std::string& inner, const std::string& outer) {
+      return outer.empty() || inner == outer ||
+             (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+              inner[outer.size()] == '.');
+    };
+    for (const auto& [overridden, index] : overridden_) {
+      if (below ? under(overridden, path) : under(path, overridden))
+        latest = std::max(latest, index);
+    }
+    return latest;
   }
 
   /// --set key.path=value: the value is parsed as YAML so numbers and booleans keep their type.
@@ -85,7 +183,8 @@ class Validator {
       add_problem(origin_of(root, ""), "", "the role file must be a mapping of sections");
       throw ConfigError(problems_);
     }
-    check_duplicates(root, "");
+    std::vector<YAML::Node> checked;
+    check_duplicates(root, "", checked);
 
     std::string role = role_from_cli;
     if (const YAML::Node role_node = root["role"]) {
@@ -114,7 +213,8 @@ class Validator {
     std::vector<std::string> section_names{"role"};
     for (const SectionSpec* s : *sections) section_names.push_back(s->name);
     for (const auto& entry : root) {
-      const std::string key = entry.first.as<std::string>();
+      if (!plain_key(entry.first, "")) continue;
+      const std::string key = entry.first.Scalar();
       if (std::find(section_names.begin(), section_names.end(), key) != section_names.end()) {
         continue;
       }
@@ -180,7 +280,14 @@ class Validator {
     return out;
   }
 
-  void check_duplicates(const YAML::Node& map, const std::string& prefix) {
+  // An alias shares its node: `a: &x {b: *x}` makes a mapping contain itself, and aliases of
+  // aliases grow exponentially when walked as a tree. Each mapping is checked once.
+  void check_duplicates(const YAML::Node& map, const std::string& prefix,
+                        std::vector<YAML::Node>& checked) {
+    if (std::any_of(checked.begin(), checked.end(),
+                    [&](const YAML::Node& node) { return node.is(map); }))
+      return;
+    checked.push_back(map);
     std::set<std::string> seen;
     for (const auto& entry : map) {
       if (!entry.first.IsScalar()) continue;
@@ -190,8 +297,19 @@ class Validator {
         add_problem(origin_of(entry.first, path), path, "duplicate key",
                     "the later value would silently win");
       }
-      if (entry.second.IsMap()) check_duplicates(entry.second, path);
+      if (entry.second.IsMap()) check_duplicates(entry.second, path, checked);
     }
+  }
+
+  // YAML allows a mapping, a list or null as a key (`[a, b]: 1`, `? {x: 1}`); a role file's keys
+  // are names.
+  bool plain_key(const YAML::Node& key, const std::string& parent) {
+    if (key.IsScalar()) return true;
+    add_problem(origin_of(key, parent), parent,
+                std::string("a key must be a name, not ") + (key.IsMap()        ? "a mapping"
+                                                             : key.IsSequence() ? "a list"
+                                                                                : "empty"));
+    return false;
   }
 
   void unknown_key(const YAML::Node& key_node, const std::string& path, const std::string& key,
@@ -220,7 +338,8 @@ class Validator {
         path.size() > section.name.size() ? path.substr(section.name.size() + 1) : "";
     const auto names = child_names(section, relative);
     for (const auto& entry : map) {
-      const std::string key = entry.first.as<std::string>();
+      if (!plain_key(entry.first, path)) continue;
+      const std::string key = entry.first.Scalar();
       const std::string full = path + "." + key;
       const std::string rel = relative.empty() ? key : relative + "." + key;
       const auto spec = std::find_if(section.keys.begin(), section.keys.end(),
@@ -347,7 +466,9 @@ class Validator {
         }
         if (spec.check) {
           if (auto problem = spec.check(text)) {
-            add_problem(at, path, spec.secret ? *problem : *problem + ", got " + shown, spec.hint);
+            add_problem(at, path,
+                        spec.secret ? redact(*problem, text) : *problem + ", got " + shown,
+                        spec.hint);
             return std::nullopt;
           }
         }
@@ -385,6 +506,7 @@ class Validator {
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
   std::map<std::string, Origin> origins_;  // where each key was written, or its section
+  std::vector<int> widths_;  // of the file's lines
 
  public:
   bool has_problems() const { return !problems_.empty(); }
@@ -402,11 +524,15 @@ Config load_config(const LoadOptions& options, const RoleCatalog& catalog) {
       throw ConfigError(
           {{options.file, 0, 0, "", "cannot open file", "check the path and permissions"}});
     }
+    std::ostringstream text;
+    text << in.rdbuf();
+    validator.set_text(text.str());
     try {
-      root = YAML::Load(in);
+      root = YAML::Load(text.str());
     } catch (const YAML::ParserException& e) {
-      throw ConfigError({{options.file, e.mark.line + 1, e.mark.column + 1, "",
-                          "YAML syntax error: " + e.msg, ""}});
+      const Origin at =
+          within({options.file, e.mark.line + 1, e.mark.column + 1}, line_widths(text.str()));
+      throw ConfigError({{at.file, at.line, at.column, "", "YAML syntax error: " + e.msg, ""}});
     }
   }
   if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);

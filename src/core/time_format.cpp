@@ -6,10 +6,12 @@
 namespace telemetryd {
 
 std::string rfc3339_utc(std::chrono::system_clock::time_point time) {
-  const auto secs = std::chrono::system_clock::to_time_t(time);
-  auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
-  if (millis < 0) millis += 1000;
+  // floor, not to_time_t: before 1970 truncating toward zero would name the next second
+  // (-0.5 s is 1969-12-31T23:59:59.500Z, not 1970-01-01T00:00:00.500Z).
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(time.time_since_epoch());
+  const auto whole = std::chrono::floor<std::chrono::seconds>(ms);
+  const auto secs = static_cast<std::time_t>(whole.count());
+  const auto millis = (ms - whole).count();
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[64];

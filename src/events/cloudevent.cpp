@@ -41,14 +41,10 @@ std::string encode_cloudevent(std::string_view id, std::string_view source, std:
       .key("type")
       .value(type)
       .key("time")
-      .value(rfc3339_utc(time))
-      .key("subject")
-      .value(subject)
-      .key("datacontenttype")
-      .value("application/json")
-      .key("data")
-      .raw(data_json)
-      .end_object();
+      .value(rfc3339_utc(time));
+  // subject is optional, and the schema rejects an empty one: leave it out.
+  if (!subject.empty()) json.key("subject").value(subject);
+  json.key("datacontenttype").value("application/json").key("data").raw(data_json).end_object();
   return json.take();
 }
 

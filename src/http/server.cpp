@@ -142,6 +142,32 @@ std::unique_ptr<asio::ssl::context> make_tls_context(const TlsOptions& tls) {
   return context;
 }
 
+void limit_parser(RequestParser& parser, const ServerOptions& options) {
+  parser.body_limit(options.body_limit);
+  parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
+}
+
+std::optional<Response> read_error_response(const boost::system::error_code& ec,
+                                            const ServerOptions& options) {
+  if (ec == beast_http::error::body_limit) {
+    return json_error(beast_http::status::payload_too_large, "payload_too_large",
+                      "request body is over " + std::to_string(options.body_limit) + " bytes");
+  }
+  if (ec == beast_http::error::header_limit) {
+    return json_error(
+        beast_http::status::request_header_fields_too_large, "headers_too_large",
+        "request headers are over " + std::to_string(options.header_limit) + " bytes");
+  }
+  // Closed by the peer, timed out, or garbage before a full header: a 400 only when the client
+  // sent something that failed to parse, otherwise just close.
+  const bool garbage =
+      ec.category() == beast_http::make_error_code(beast_http::error::end_of_stream).category() &&
+      ec != beast_http::error::end_of_stream && ec != beast_http::error::partial_message;
+  if (!garbage) return std::nullopt;
+  return json_error(beast_http::status::bad_request, "bad_request",
+                    "malformed HTTP request: " + ec.message());
+}
+
 Server::Server(asio::io_context& io, ServerOptions options, const Router& router,
                metrics::Registry& metrics)
     : Server(io, std::move(options), std::vector<const Router*>{&router}, metrics) {}
@@ -307,9 +333,8 @@ asio::awaitable<bool> Server::serve_requests(Stream& stream, Connection& connect
   auto& tcp_layer = beast::get_lowest_layer(stream);
   bool clean = true;
   while (!stopping_) {
-    beast_http::request_parser<beast_http::string_body> parser;
-    parser.body_limit(options_.body_limit);
-    parser.header_limit(16 * 1024);
+    RequestParser parser;
+    limit_parser(parser, options_);
     tcp_layer.expires_after(options_.read_timeout);
     auto [read_ec, bytes] = co_await beast_http::async_read(stream, buffer, parser, kTuple);
     (void)bytes;
@@ -317,27 +342,13 @@ asio::awaitable<bool> Server::serve_requests(Stream& stream, Connection& connect
     std::string route = "unmatched";
     const auto started = std::chrono::steady_clock::now();
     bool keep_alive = false;
-    if (read_ec == beast_http::error::body_limit) {
-      response =
-          json_error(beast_http::status::payload_too_large, "payload_too_large",
-                     "request body is over " + std::to_string(options_.body_limit) + " bytes");
-    } else if (read_ec == beast_http::error::header_limit) {
-      response = json_error(beast_http::status::request_header_fields_too_large,
-                            "headers_too_large", "request headers are over 16 KiB");
-    } else if (read_ec) {
-      // Closed by the peer, timed out, or garbage before a full header: a 400 only when the
-      // client sent something that failed to parse, otherwise just close.
-      const bool garbage =
-          read_ec.category() ==
-              beast_http::make_error_code(beast_http::error::end_of_stream).category() &&
-          read_ec != beast_http::error::end_of_stream &&
-          read_ec != beast_http::error::partial_message;
-      if (!garbage) {
+    if (read_ec) {
+      auto error_response = read_error_response(read_ec, options_);
+      if (!error_response) {
         clean = false;
         break;
       }
-      response = json_error(beast_http::status::bad_request, "bad_request",
-                            "malformed HTTP request: " + read_ec.message());
+      response = std::move(*error_response);
     } else {
       connection.busy = true;
       const Request& request = parser.get();
@@ -348,8 +359,12 @@ asio::awaitable<bool> Server::serve_requests(Stream& stream, Connection& connect
     response.keep_alive(keep_alive && !stopping_);
     response.prepare_payload();
     // Counted before the write so a client that has its response also sees it counted.
-    const std::string method =
-        read_ec ? std::string("unknown") : std::string(parser.get().method_string());
+    // Beast accepts any token as a method; an unknown one is "other", so a client cannot add
+    // label values (metric series) without bound.
+    const std::string method = read_ec ? std::string("unknown")
+                               : parser.get().method() == beast_http::verb::unknown
+                                   ? std::string("other")
+                                   : std::string(beast_http::to_string(parser.get().method()));
     requests_.with({route, method, std::to_string(code)}).inc();
     tcp_layer.expires_after(options_.write_timeout);
     auto [write_ec, written] = co_await beast_http::async_write(stream, response, kTuple);

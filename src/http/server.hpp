@@ -34,6 +34,7 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{10000};  // also bounds the TLS handshake
   std::chrono::milliseconds write_timeout{10000};
   std::size_t body_limit = 1 << 20;
+  std::size_t header_limit = 16 * 1024;
   std::size_t max_connections = 1024;
   std::optional<TlsOptions> tls;
 };
@@ -42,6 +43,16 @@ struct ServerOptions {
 /// Throws StartupError naming the file when a certificate or key cannot be used (an encrypted
 /// key included: there is nobody to type its passphrase).
 std::unique_ptr<boost::asio::ssl::context> make_tls_context(const TlsOptions& tls);
+using RequestParser = beast_http::request_parser<beast_http::string_body>;
+
+/// Applies the body and header limits of `options` to the parser of one request.
+void limit_parser(RequestParser& parser, const ServerOptions& options);
+
+/// The answer to a request that could not be read: 413, 431 or 400, each a JSON error; nullopt
+/// when there is nobody to answer (the peer closed or the read timed out) and the connection
+/// just closes. Shared by the server and fuzz/fuzz_http_request.cpp.
+std::optional<Response> read_error_response(const boost::system::error_code& ec,
+                                            const ServerOptions& options);
 
 class Server {
  public:

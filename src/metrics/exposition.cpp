@@ -83,7 +83,10 @@ std::string Registry::expose() const {
 
   std::string out;
   const std::lock_guard lock(mutex_);
-  for (const auto& [name, e] : families_) {
+  // Named references, not a structured binding: clang 14 cannot capture bindings in lambdas.
+  for (const auto& family : families_) {
+    const std::string& name = family.first;
+    const Entry& e = family.second;
     switch (e.type) {
       case Type::kCounter:
         append_header(out, name, e.counter->help(), "counter");

@@ -603,8 +603,12 @@ DecodeResult decode_event(std::string_view bytes, simdjson::dom::parser& parser)
     out.kind = EventKind::kGpuMetadata;
     spec = &kGpuMetadata;
   } else {
-    // Cut, as a producer controls it and it lands in logs.
-    return DecodeError{kUnknownType, "type " + out.type.substr(0, 100) + " is not a known type"};
+    // Cut, as a producer controls it and it lands in logs; on a character boundary, so the
+    // detail stays valid UTF-8 (simdjson validated the whole type).
+    std::size_t cut = std::min<std::size_t>(out.type.size(), 100);
+    while (cut < out.type.size() && (static_cast<unsigned char>(out.type[cut]) & 0xc0) == 0x80)
+      --cut;
+    return DecodeError{kUnknownType, "type " + out.type.substr(0, cut) + " is not a known type"};
   }
   object data;
   element data_element;

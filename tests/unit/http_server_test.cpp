@@ -118,6 +118,20 @@ TEST_CASE("requests are counted by route, method and code", "[http]") {
         std::string::npos);
 }
 
+TEST_CASE("unknown methods share one metrics label", "[http]") {
+  RunningServer s(test_options());
+  // Beast accepts any token as a method: each must not become a series of its own.
+  for (const std::string method : {"FROBNICATE", "XYZZY"}) {
+    const std::string reply = test_support::raw_exchange(
+        s.port, method + " /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2000);
+    CHECK(reply.rfind("HTTP/1.1 405", 0) == 0);
+  }
+  const std::string text = s.registry.expose();
+  CHECK(text.find("http_requests_total{route=\"/hello\",method=\"other\",code=\"405\"} 2\n") !=
+        std::string::npos);
+  CHECK(text.find("FROBNICATE") == std::string::npos);
+}
+
 TEST_CASE("parse_query decodes pairs", "[http]") {
   const auto q = http::parse_query("a=1&b=x+y&c=%41&flag");
   CHECK(q.at("a") == "1");
