@@ -102,6 +102,9 @@ struct RoleCatalog {
   std::function<std::optional<std::vector<const SectionSpec*>>(std::string_view role)> sections_for;
   /// Every section of every role, to tell "not used by this role" from "unknown".
   std::vector<const SectionSpec*> all_sections;
+  /// Cross-key checks of a role's components, run once every key is valid; problems are located
+  /// at the named key (or its closest parent in the file) by the loader.
+  std::function<std::vector<ConfigProblem>(const Config&)> check;
 };
 
 struct LoadOptions {

@@ -139,7 +139,14 @@ class Validator {
     }
 
     if (!problems_.empty()) throw ConfigError(problems_);
-    return Config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
+    Config config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
+    if (catalog_.check) {
+      for (const ConfigProblem& p : catalog_.check(config)) {
+        add_problem(locate(root, p.path), p.path, p.message, p.hint);
+      }
+      if (!problems_.empty()) throw ConfigError(problems_);
+    }
+    return config;
   }
 
  private:
@@ -147,6 +154,25 @@ class Validator {
     std::string out;
     for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
     return out;
+  }
+
+  // The node of `path`, or of its deepest parent present in the file (a missing key is reported
+  // at its section), or the --set override that gave it.
+  Origin locate(const YAML::Node& root, const std::string& path) const {
+    if (const auto it = overridden_.find(path); it != overridden_.end()) {
+      return {"--set", it->second, 1};
+    }
+    YAML::Node node = root;
+    Origin at{file_, 0, 0};
+    std::stringstream ss(path);
+    for (std::string part; std::getline(ss, part, '.');) {
+      if (!node.IsMap()) break;
+      const YAML::Node next = node[part];
+      if (!next) break;
+      at = origin_of(next, "");
+      node.reset(next);
+    }
+    return at;
   }
 
   void check_duplicates(const YAML::Node& map, const std::string& prefix) {

@@ -1,9 +1,9 @@
 // The `processor` component: consumes gpu.metrics.v1 and token.usage.v1 at least once into
-// MongoDB. Offsets are stored only for messages that are done (stored, duplicate or
-// dead-lettered and acknowledged), and committed on revoke, so a crash or rebalance redelivers
-// rather than loses. A store outage pauses the partitions and retries with backoff; nothing is
-// dropped or skipped. One message per poll: librdkafka 2.0.2's batch consume can lose messages
-// around pause, resume and rebalance.
+// MongoDB and/or InfluxDB (processor.store). Offsets are stored only for messages that are done
+// (stored, duplicate or dead-lettered and acknowledged), and committed on revoke, so a crash or
+// rebalance redelivers rather than loses. A store outage pauses the partitions and retries with
+// backoff; nothing is dropped or skipped. One message per poll: librdkafka 2.0.2's batch consume
+// can lose messages around pause, resume and rebalance.
 
 #include <librdkafka/rdkafka.h>
 
@@ -13,11 +13,11 @@
 
 #include "kafka/client_properties.hpp"
 #include "kafka/kafka_handle.hpp"
-#include "mongo/mongo_store.hpp"
 #include "processor/cost_config.hpp"
 #include "processor/kafka_dead_letters.hpp"
 #include "processor/processor_core.hpp"
 #include "processor/query_routes.hpp"
+#include "processor/store_factory.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
@@ -41,10 +41,9 @@ class ProcessorComponent final : public Component {
         readiness_(ctx.readiness),
         request_shutdown_(ctx.request_shutdown),
         catalog_(catalog_from(ctx.config, "processor")),
-        store_({ctx.config.str("mongodb.uri"), ctx.config.str("mongodb.database"),
-                ctx.config.str("mongodb.write_concern"), ctx.config.integer("mongodb.ttl_days")}),
+        store_(make_processor_store(ctx.config)),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("processor.dlq_suffix")),
-        core_(processor_settings(ctx.config), store_, dead_letters_, catalog_, ctx.metrics),
+        core_(processor_settings(ctx.config), *store_, dead_letters_, catalog_, ctx.metrics),
         batch_size_(static_cast<std::size_t>(ctx.config.integer("processor.batch_size"))),
         batch_timeout_(ctx.config.integer("processor.batch_timeout_ms")),
         backoff_initial_(ctx.config.integer("processor.retry_backoff_initial_ms")),
@@ -53,7 +52,7 @@ class ProcessorComponent final : public Component {
                                "Messages behind the partition's high watermark.",
                                {"topic", "partition"})) {
     readiness_.declare("processor", "starting");
-    add_query_routes(ctx.router, ctx.blocking, store_);
+    add_query_routes(ctx.router, ctx.blocking, *store_);
     consumer_ = make_consumer();
   }
 
@@ -207,7 +206,7 @@ class ProcessorComponent final : public Component {
   void prepare_store() {
     auto backoff = backoff_initial_;
     while (!stopping_) {
-      Result<bool> prepared = store_.prepare(catalog_);
+      Result<bool> prepared = store_->prepare(catalog_);
       if (prepared) {
         log::info("processor", "store prepared", {{"gpu_profiles", catalog_.entries().size()}});
         return;
@@ -277,7 +276,7 @@ class ProcessorComponent final : public Component {
   Readiness& readiness_;
   std::function<void(int)> request_shutdown_;
   GpuCatalog catalog_;
-  mongo::MongoStore store_;
+  std::unique_ptr<Store> store_;  // processor.store: store_factory.cpp
   KafkaDeadLetters dead_letters_;
   ProcessorCore core_;
   std::size_t batch_size_;
@@ -338,13 +337,15 @@ std::vector<KeySpec> processor_keys() {
        .max = 300000},
   };
   for (auto& key : cost_keys()) keys.push_back(std::move(key));
+  for (auto& key : store_keys()) keys.push_back(std::move(key));
   return keys;
 }
 
 const ComponentRegistration kRegistration{
     {"processor",
      {"processor",
-      "Consumes events, validates, prices tokens, stores in MongoDB and serves queries.",
+      "Consumes events, validates, prices tokens, stores in MongoDB and/or InfluxDB and serves "
+      "queries.",
       processor_keys()},
      [](ComponentContext& ctx) { return std::make_unique<ProcessorComponent>(ctx); }}};
 
