@@ -2,22 +2,32 @@
 # Real test services for telemetryd, on 127.0.0.1 only:
 #   kafka     Apache Kafka 3.7.2, one KRaft node (broker+controller), jars from Maven Central
 #   ferretdb  FerretDB v1.24.2 (MongoDB wire protocol) on SQLite, built from the Go module proxy
+#   influxdb  InfluxDB 1.6.7, Debian's /usr/bin/influxd (package influxdb): the v1 write API
+#   influxdb18 InfluxDB 1.8.10 built from the Go module proxy, auth enabled: the v2 compatibility
+#             write API (/api/v2/write with a Token); started only when named or
+#             TELEMETRYD_WITH_INFLUXDB18=1 (its first build takes about two minutes)
 #
-# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb ...]
+# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [SERVICE ...]
+#   SERVICE: kafka, ferretdb, influxdb, influxdb18
 #   up        fetch/build if needed, start what is not running, wait until ready, write <state>/env
 #   down      stop what this script started (pid files); `down --purge` also deletes data + logs
 #   status    one line per service; exit 0 when all requested services run, else 3
 #   restart   down + up
 #   clean     down + delete the services' data folders and logs (same as down --purge)
-# No service names = all of them.
+# No service names: kafka, ferretdb and influxdb (plus influxdb18 when
+# TELEMETRYD_WITH_INFLUXDB18=1); down and clean stop every known service.
 #
 # Environment (defaults):
 #   TELEMETRYD_CACHE=$HOME/.cache/telemetryd       downloads and builds (outside the repo)
 #   TELEMETRYD_SERVICES_DIR=<repo>/.services        state: env, logs/, run/, kafka/, ferretdb/
 #   TELEMETRYD_KAFKA_PORT=9092  TELEMETRYD_KAFKA_CONTROLLER_PORT=9093
 #   TELEMETRYD_MONGO_PORT=27017 TELEMETRYD_FERRETDB_DEBUG_PORT=28088
+#   TELEMETRYD_INFLUXDB_PORT=8086 TELEMETRYD_INFLUXDB_RPC_PORT=18088 (InfluxDB's backup RPC,
+#   which cannot be turned off; its default 8088 collides with FerretDB's debug port)
+#   TELEMETRYD_INFLUXDB18_PORT=18086 TELEMETRYD_INFLUXDB18_RPC_PORT=18089
 # Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
-# TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
+# TELEMETRYD_TEST_INFLUXDB_URL, (with influxdb18) TELEMETRYD_TEST_INFLUXDB18_URL and
+# TELEMETRYD_TEST_INFLUXDB18_TOKEN, TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/services-common.sh
@@ -33,17 +43,30 @@ KAFKA_PORT="${TELEMETRYD_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${TELEMETRYD_KAFKA_CONTROLLER_PORT:-9093}"
 MONGO_PORT="${TELEMETRYD_MONGO_PORT:-27017}"
 FERRETDB_DEBUG_PORT="${TELEMETRYD_FERRETDB_DEBUG_PORT:-28088}"
+INFLUXDB_PORT="${TELEMETRYD_INFLUXDB_PORT:-8086}"
+INFLUXDB_RPC_PORT="${TELEMETRYD_INFLUXDB_RPC_PORT:-18088}"
+INFLUXDB18_PORT="${TELEMETRYD_INFLUXDB18_PORT:-18086}"
+INFLUXDB18_RPC_PORT="${TELEMETRYD_INFLUXDB18_RPC_PORT:-18089}"
+INFLUXDB_BIN=/usr/bin/influxd
 
 KAFKA_DIR="$STATE_DIR/kafka"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_CONFIG="$KAFKA_DIR/server.properties"
 FERRETDB_DIR="$STATE_DIR/ferretdb"
+INFLUXDB_DIR="$STATE_DIR/influxdb"
+INFLUXDB18_DIR="$STATE_DIR/influxdb18"
+# Test-only credentials of the influxdb18 admin (its v2 token is "user:password").
+INFLUXDB18_USER=telemetryd
+INFLUXDB18_PASSWORD=telemetryd-test
 
 KAFKA_READY_TIMEOUT=90
 FERRETDB_READY_TIMEOUT=60
+INFLUXDB_READY_TIMEOUT=60
 STOP_TIMEOUT=20
 
-ALL_SERVICES=(kafka ferretdb)
+ALL_SERVICES=(kafka ferretdb influxdb influxdb18)
+DEFAULT_SERVICES=(kafka ferretdb influxdb)
+if [[ "${TELEMETRYD_WITH_INFLUXDB18:-0}" == 1 ]]; then DEFAULT_SERVICES+=(influxdb18); fi
 
 say() { printf 'services: %s\n' "$*"; }
 fail() {
@@ -62,7 +85,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # shellcheck disable=SC2016 # $1 is expanded by the inner bash
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
-for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT"; do
+for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" \
+    "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT"; do
     [[ "$p" =~ ^[0-9]+$ ]] || fail "invalid port number: '$p'"
 done
 
@@ -75,12 +99,16 @@ cmdline_marker() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_CONFIG" ;;
     ferretdb) printf '%s\n' "--state-dir=$FERRETDB_DIR" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_DIR/influxdb.conf" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_DIR/influxdb.conf" ;;
     esac
 }
 cmdline_program() {
     case $1 in
     kafka) printf '%s\n' "kafka.Kafka" ;;
     ferretdb) printf '%s\n' "ferretdb" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_BIN" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_BIN" ;;
     esac
 }
 
@@ -101,12 +129,16 @@ service_port() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_PORT" ;;
     ferretdb) printf '%s\n' "$MONGO_PORT" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_PORT" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_PORT" ;;
     esac
 }
 service_ports() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ;;
     ferretdb) printf '%s\n' "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" ;;
     esac
 }
 
@@ -230,6 +262,96 @@ ferretdb_ready() {
         grep -q "Listening on TCP 127.0.0.1:$MONGO_PORT" "$LOG_DIR/ferretdb.log" 2>/dev/null
 }
 
+# ---------------------------------------------------------------------------- influxdb
+
+# influxdb_write_config DIR HTTP_PORT RPC_PORT AUTH(true|false) EXTRA_HTTP_LINE [EXTRA_SECTION]
+# Only the HTTP API on 127.0.0.1, plus the backup RPC (it cannot be turned off) on another
+# loopback port; usage reporting, the _internal monitor store, subscriptions, continuous
+# queries and the graphite, collectd, opentsdb and udp listeners are all off.
+influxdb_write_config() {
+    local dir=$1 http_port=$2 rpc_port=$3 auth=$4 extra_http=$5 extra_section=${6:-}
+    mkdir -p "$dir/meta" "$dir/data" "$dir/wal"
+    cat >"$dir/influxdb.conf.tmp" <<EOF
+# Generated by scripts/services.sh; rewritten on every start.
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc_port"
+[meta]
+  dir = "$dir/meta"
+  logging-enabled = false
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:$http_port"
+  auth-enabled = $auth
+  log-enabled = false
+  pprof-enabled = false
+  https-enabled = false
+  unix-socket-enabled = false
+$extra_http
+[continuous_queries]
+  enabled = false
+$extra_section
+[[graphite]]
+  enabled = false
+[[collectd]]
+  enabled = false
+[[opentsdb]]
+  enabled = false
+[[udp]]
+  enabled = false
+EOF
+    mv "$dir/influxdb.conf.tmp" "$dir/influxdb.conf"
+}
+
+influxdb_prepare() {
+    [[ -x "$INFLUXDB_BIN" ]] || fail "influxdb: $INFLUXDB_BIN not found (run scripts/bootstrap.sh: package influxdb)"
+}
+
+influxdb_start() {
+    influxdb_write_config "$INFLUXDB_DIR" "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" false "" "[ifql]
+  enabled = false"
+    rotate_log "$LOG_DIR/influxdb.log"
+    cd "$INFLUXDB_DIR"
+    setsid nohup "$INFLUXDB_BIN" run -config "$INFLUXDB_DIR/influxdb.conf" \
+        </dev/null >"$LOG_DIR/influxdb.log" 2>&1 9>&- &
+    echo $! >"$(pidfile influxdb)"
+    cd - >/dev/null
+}
+
+influx_ping() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/ping"; }
+
+influxdb_ready() { influx_ping "$INFLUXDB_PORT"; }
+
+influxdb18_prepare() { td_ensure_influxdb18_bin; }
+
+influxdb18_start() {
+    influxdb_write_config "$INFLUXDB18_DIR" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" true "  flux-enabled = false"
+    rotate_log "$LOG_DIR/influxdb18.log"
+    cd "$INFLUXDB18_DIR"
+    setsid nohup "$INFLUXDB18_BIN" run -config "$INFLUXDB18_DIR/influxdb.conf" \
+        </dev/null >"$LOG_DIR/influxdb18.log" 2>&1 9>&- &
+    echo $! >"$(pidfile influxdb18)"
+    cd - >/dev/null
+}
+
+# Ready once it answers /ping and the admin user works (created on the first start: with auth
+# on, InfluxDB lets the first admin be created without credentials).
+influxdb18_ready() {
+    influx_ping "$INFLUXDB18_PORT" || return 1
+    local url="http://127.0.0.1:$INFLUXDB18_PORT/query"
+    local q="CREATE USER \"$INFLUXDB18_USER\" WITH PASSWORD '$INFLUXDB18_PASSWORD' WITH ALL PRIVILEGES"
+    curl -sf -o /dev/null --max-time 5 -u "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD" "$url" \
+        --data-urlencode "q=SHOW USERS" && return 0
+    curl -sf -o /dev/null --max-time 5 "$url" --data-urlencode "q=$q"
+}
+
 # ------------------------------------------------------------------------------- verbs
 
 declare -A STARTED_AT=()
@@ -250,6 +372,7 @@ ready_timeout() {
     case $1 in
     kafka) printf '%s\n' "$KAFKA_READY_TIMEOUT" ;;
     ferretdb) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
+    influxdb | influxdb18) printf '%s\n' "$INFLUXDB_READY_TIMEOUT" ;;
     esac
 }
 
@@ -333,6 +456,8 @@ purge_service() {
     case $1 in
     kafka) rm -rf "$KAFKA_DIR" ;;
     ferretdb) rm -rf "$FERRETDB_DIR" ;;
+    influxdb) rm -rf "$INFLUXDB_DIR" ;;
+    influxdb18) rm -rf "$INFLUXDB18_DIR" ;;
     esac
     rm -f "$LOG_DIR/$1".*
     say "$1 data and logs deleted"
@@ -343,6 +468,11 @@ write_env() {
         echo "# Generated by scripts/services.sh up; source it: . $STATE_DIR/env"
         printf 'export TELEMETRYD_TEST_KAFKA_BROKERS=%q\n' "127.0.0.1:$KAFKA_PORT"
         printf 'export TELEMETRYD_TEST_MONGO_URI=%q\n' "mongodb://127.0.0.1:$MONGO_PORT/"
+        printf 'export TELEMETRYD_TEST_INFLUXDB_URL=%q\n' "http://127.0.0.1:$INFLUXDB_PORT"
+        if service_pid influxdb18 >/dev/null; then
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_URL=%q\n' "http://127.0.0.1:$INFLUXDB18_PORT"
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_TOKEN=%q\n' "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD"
+        fi
         printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
         printf 'export TELEMETRYD_KAFKA_LIBS=%q\n' "$KAFKA_LIBS"
     } >"$STATE_DIR/env.tmp"
@@ -383,12 +513,17 @@ services=()
 for arg in "$@"; do
     case $arg in
     --purge) purge=1 ;;
-    kafka | ferretdb) services+=("$arg") ;;
+    kafka | ferretdb | influxdb | influxdb18) services+=("$arg") ;;
     -h | --help) usage 0 ;;
     *) fail "unknown service or option '$arg' (services: ${ALL_SERVICES[*]})" ;;
     esac
 done
-((${#services[@]})) || services=("${ALL_SERVICES[@]}")
+if ((${#services[@]} == 0)); then
+    case $verb in
+    down | clean) services=("${ALL_SERVICES[@]}") ;;
+    *) services=("${DEFAULT_SERVICES[@]}") ;;
+    esac
+fi
 
 case $verb in
 down | clean)

@@ -23,6 +23,9 @@ struct ConfigProblem {
   std::string path;  // dotted key path, e.g. "http.listen"
   std::string message;
   std::string hint;  // may be empty
+  /// Cross-key checks: the key whose value made `path` necessary (e.g. processor.store), where
+  /// the problem is located when `path` itself is absent from the file.
+  std::string because_of;
   /// `file:line:col: key.path: message (hint)`
   std::string to_string() const;
 };

@@ -142,7 +142,14 @@ class Validator {
     Config config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
     if (catalog_.check) {
       for (const ConfigProblem& p : catalog_.check(config)) {
-        add_problem(locate(root, p.path), p.path, p.message, p.hint);
+        bool found = false;
+        Origin at = locate(root, p.path, found);
+        bool cause_found = false;
+        if (!found && !p.because_of.empty()) {
+          const Origin cause = locate(root, p.because_of, cause_found);
+          if (cause_found) at = cause;
+        }
+        add_problem(at, p.path, p.message, p.hint);
       }
       if (!problems_.empty()) throw ConfigError(problems_);
     }
@@ -156,9 +163,10 @@ class Validator {
     return out;
   }
 
-  // The node of `path`, or of its deepest parent present in the file (a missing key is reported
-  // at its section), or the --set override that gave it.
-  Origin locate(const YAML::Node& root, const std::string& path) const {
+  // The node of `path` (found), or of its deepest parent present in the file (not found), or the
+  // --set override that gave it.
+  Origin locate(const YAML::Node& root, const std::string& path, bool& found) const {
+    found = true;
     if (const auto it = overridden_.find(path); it != overridden_.end()) {
       return {"--set", it->second, 1};
     }
@@ -166,9 +174,11 @@ class Validator {
     Origin at{file_, 0, 0};
     std::stringstream ss(path);
     for (std::string part; std::getline(ss, part, '.');) {
-      if (!node.IsMap()) break;
+      if (!node.IsMap() || !node[part]) {
+        found = false;
+        break;
+      }
       const YAML::Node next = node[part];
-      if (!next) break;
       at = origin_of(next, "");
       node.reset(next);
     }

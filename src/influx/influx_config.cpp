@@ -116,20 +116,25 @@ std::vector<ConfigProblem> check_influx_config(const Config& config) {
   std::vector<ConfigProblem> problems;
   if (!influx_in_use(config)) return problems;
   const std::string why = "required when processor.store is " + config.str("processor.store");
-  auto problem = [&](std::string path, std::string message, std::string hint = {}) {
-    problems.push_back(
-        {config.source(), 0, 0, std::move(path), std::move(message), std::move(hint)});
+  auto problem = [&](std::string path, std::string message, std::string hint = {},
+                     std::string because_of = "processor.store") {
+    problems.push_back({config.source(), 0, 0, std::move(path), std::move(message), std::move(hint),
+                        std::move(because_of)});
   };
   auto empty = [&](const char* path) { return !config.has(path) || config.str(path).empty(); };
   if (empty("influxdb.url")) {
     problem("influxdb.url", "missing: " + why, "http://127.0.0.1:8086");
   }
   if (config.str("influxdb.api") == "v2") {
-    if (empty("influxdb.org")) problem("influxdb.org", "missing: required with api: v2");
-    if (empty("influxdb.bucket")) problem("influxdb.bucket", "missing: required with api: v2");
+    if (empty("influxdb.org")) {
+      problem("influxdb.org", "missing: required with api: v2", {}, "influxdb.api");
+    }
+    if (empty("influxdb.bucket")) {
+      problem("influxdb.bucket", "missing: required with api: v2", {}, "influxdb.api");
+    }
     if (empty("influxdb.token") && empty("influxdb.token_file")) {
       problem("influxdb.token", "missing: api v2 needs token or token_file",
-              "token_file: /etc/telemetryd/influx.token");
+              "token_file: /etc/telemetryd/influx.token", "influxdb.api");
     }
   } else if (empty("influxdb.database")) {
     problem("influxdb.database", "missing: required with api: v1");
