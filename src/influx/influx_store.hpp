@@ -46,6 +46,12 @@ class InfluxStore final : public processor::Store {
   simdjson::dom::parser parser_;
 };
 
+/// Moves points of one series and timestamp but different event ids (at `indices` of `lines`,
+/// encoded from `batch`) to distinct timestamps, deterministically.
+void separate_collisions(const std::vector<std::size_t>& indices,
+                         const std::vector<processor::StoredEvent>& batch,
+                         std::vector<std::string>& lines);
+
 /// The index (into `lines`) of the points a partial write dropped, per its message: the points of
 /// a conflicting measurement that carry the conflicting field, and unparsable lines.
 std::vector<std::size_t> points_named_by(const PartialWrite& partial,
