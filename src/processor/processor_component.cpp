@@ -1,9 +1,9 @@
 // The `processor` component: consumes gpu.metrics.v1 and token.usage.v1 at least once into
-// MongoDB and/or InfluxDB (processor.store). Offsets are stored only for messages that are done
-// (stored, duplicate or dead-lettered and acknowledged), and committed on revoke, so a crash or
-// rebalance redelivers rather than loses. A store outage pauses the partitions and retries with
-// backoff; nothing is dropped or skipped. One message per poll: librdkafka 2.0.2's batch consume
-// can lose messages around pause, resume and rebalance.
+// MongoDB. Offsets are stored only for messages that are done (stored, duplicate or
+// dead-lettered and acknowledged), and committed on revoke, so a crash or rebalance redelivers
+// rather than loses. A store outage pauses the partitions and retries with backoff; nothing is
+// dropped or skipped. One message per poll: librdkafka 2.0.2's batch consume can lose messages
+// around pause, resume and rebalance.
 
 #include <librdkafka/rdkafka.h>
 
