@@ -3,8 +3,8 @@
 #   kafka     Apache Kafka 3.7.2, one KRaft node (broker+controller), jars from Maven Central
 #   ferretdb  FerretDB v1.24.2 (MongoDB wire protocol) on SQLite, built from the Go module proxy
 #   influxdb  InfluxDB 1.6.7, Debian's /usr/bin/influxd (package influxdb): the v1 write API
-#   influxdb18 InfluxDB 1.8.10 built from the Go module proxy, auth enabled: the v2 compatibility
-#             write API (/api/v2/write with a Token); started only when named or
+#   influxdb18 InfluxDB 1.8.10 built from the Go module proxy, auth enabled, https with a test CA:
+#             the v2 compatibility write API (/api/v2/write with a Token); started only when named or
 #             TELEMETRYD_WITH_INFLUXDB18=1 (its first build takes about two minutes)
 #
 # Usage: scripts/services.sh up|down|status|restart|clean [--purge] [SERVICE ...]
@@ -26,8 +26,9 @@
 #   which cannot be turned off; its default 8088 collides with FerretDB's debug port)
 #   TELEMETRYD_INFLUXDB18_PORT=18086 TELEMETRYD_INFLUXDB18_RPC_PORT=18089
 # Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
-# TELEMETRYD_TEST_INFLUXDB_URL, (with influxdb18) TELEMETRYD_TEST_INFLUXDB18_URL and
-# TELEMETRYD_TEST_INFLUXDB18_TOKEN, TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
+# TELEMETRYD_TEST_INFLUXDB_URL, (with influxdb18) TELEMETRYD_TEST_INFLUXDB18_URL (https),
+# TELEMETRYD_TEST_INFLUXDB18_CA_FILE and TELEMETRYD_TEST_INFLUXDB18_TOKEN,
+# TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/services-common.sh
@@ -264,7 +265,7 @@ ferretdb_ready() {
 
 # ---------------------------------------------------------------------------- influxdb
 
-# influxdb_write_config DIR HTTP_PORT RPC_PORT AUTH(true|false) EXTRA_HTTP_LINE [EXTRA_SECTION]
+# influxdb_write_config DIR HTTP_PORT RPC_PORT AUTH(true|false) EXTRA_HTTP_LINES [EXTRA_SECTION]
 # Only the HTTP API on 127.0.0.1, plus the backup RPC (it cannot be turned off) on another
 # loopback port; usage reporting, the _internal monitor store, subscriptions, continuous
 # queries and the graphite, collectd, opentsdb and udp listeners are all off.
@@ -292,7 +293,6 @@ bind-address = "127.0.0.1:$rpc_port"
   auth-enabled = $auth
   log-enabled = false
   pprof-enabled = false
-  https-enabled = false
   unix-socket-enabled = false
 $extra_http
 [continuous_queries]
@@ -315,7 +315,7 @@ influxdb_prepare() {
 }
 
 influxdb_start() {
-    influxdb_write_config "$INFLUXDB_DIR" "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" false "" "[ifql]
+    influxdb_write_config "$INFLUXDB_DIR" "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" false "  https-enabled = false" "[ifql]
   enabled = false"
     rotate_log "$LOG_DIR/influxdb.log"
     cd "$INFLUXDB_DIR"
@@ -326,13 +326,43 @@ influxdb_start() {
 }
 
 influx_ping() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/ping"; }
+influx18_curl() { curl -sf -o /dev/null --max-time 5 --cacert "$INFLUXDB18_DIR/tls/ca.pem" "$@"; }
 
 influxdb_ready() { influx_ping "$INFLUXDB_PORT"; }
 
-influxdb18_prepare() { td_ensure_influxdb18_bin; }
+influxdb18_prepare() {
+    td_ensure_influxdb18_bin
+    influxdb18_certs
+}
+
+# A private CA and a server certificate for localhost/127.0.0.1, made once per state dir, so the
+# v2 tests also cover https with a CA file and host name verification.
+influxdb18_certs() {
+    local d="$INFLUXDB18_DIR/tls" out
+    [[ -s "$d/server.pem" && -s "$d/ca.pem" ]] && return 0
+    command -v openssl >/dev/null 2>&1 || fail "influxdb18: openssl not found (run scripts/bootstrap.sh)"
+    mkdir -p "$d"
+    if ! out="$(
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=telemetryd test CA" \
+            -keyout "$d/ca.key" -out "$d/ca.pem" 2>&1 &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$d/server.key" -out "$d/server.csr" 2>&1 &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/ext.cnf" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+                -CAcreateserial -days 3650 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>&1
+    )"; then
+        printf '%s\n' "$out" >&2
+        rm -rf "$d"
+        fail "influxdb18: could not make the test certificates"
+    fi
+    say "influxdb18: made a test CA and server certificate in $d"
+}
 
 influxdb18_start() {
-    influxdb_write_config "$INFLUXDB18_DIR" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" true "  flux-enabled = false"
+    influxdb_write_config "$INFLUXDB18_DIR" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" true "  flux-enabled = false
+  https-enabled = true
+  https-certificate = \"$INFLUXDB18_DIR/tls/server.pem\"
+  https-private-key = \"$INFLUXDB18_DIR/tls/server.key\""
     rotate_log "$LOG_DIR/influxdb18.log"
     cd "$INFLUXDB18_DIR"
     setsid nohup "$INFLUXDB18_BIN" run -config "$INFLUXDB18_DIR/influxdb.conf" \
@@ -344,12 +374,12 @@ influxdb18_start() {
 # Ready once it answers /ping and the admin user works (created on the first start: with auth
 # on, InfluxDB lets the first admin be created without credentials).
 influxdb18_ready() {
-    influx_ping "$INFLUXDB18_PORT" || return 1
-    local url="http://127.0.0.1:$INFLUXDB18_PORT/query"
+    influx18_curl "https://localhost:$INFLUXDB18_PORT/ping" || return 1
+    local url="https://localhost:$INFLUXDB18_PORT/query"
     local q="CREATE USER \"$INFLUXDB18_USER\" WITH PASSWORD '$INFLUXDB18_PASSWORD' WITH ALL PRIVILEGES"
-    curl -sf -o /dev/null --max-time 5 -u "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD" "$url" \
-        --data-urlencode "q=SHOW USERS" && return 0
-    curl -sf -o /dev/null --max-time 5 "$url" --data-urlencode "q=$q"
+    influx18_curl -u "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD" "$url" --data-urlencode "q=SHOW USERS" &&
+        return 0
+    influx18_curl "$url" --data-urlencode "q=$q"
 }
 
 # ------------------------------------------------------------------------------- verbs
@@ -470,7 +500,8 @@ write_env() {
         printf 'export TELEMETRYD_TEST_MONGO_URI=%q\n' "mongodb://127.0.0.1:$MONGO_PORT/"
         printf 'export TELEMETRYD_TEST_INFLUXDB_URL=%q\n' "http://127.0.0.1:$INFLUXDB_PORT"
         if service_pid influxdb18 >/dev/null; then
-            printf 'export TELEMETRYD_TEST_INFLUXDB18_URL=%q\n' "http://127.0.0.1:$INFLUXDB18_PORT"
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_URL=%q\n' "https://localhost:$INFLUXDB18_PORT"
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_CA_FILE=%q\n' "$INFLUXDB18_DIR/tls/ca.pem"
             printf 'export TELEMETRYD_TEST_INFLUXDB18_TOKEN=%q\n' "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD"
         fi
         printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
