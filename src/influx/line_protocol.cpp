@@ -1,5 +1,6 @@
 #include "influx/line_protocol.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <limits>
@@ -286,7 +287,6 @@ std::string encode_point(std::string& out, const processor::StoredEvent& stored,
   p.string_field("source", e.source);
   std::string error, scratch_tags, scratch_gpus;
   std::string_view collector;
-  std::vector<std::string> optional_tags;
   if (e.kind == EventKind::kGpuMetrics) {
     p.tag("host", e.host);
     p.tag("gpu_uuid", e.gpu_uuid);
