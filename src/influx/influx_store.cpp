@@ -1,8 +1,6 @@
 #include "influx/influx_store.hpp"
 
 #include <algorithm>
-#include <map>
-#include <tuple>
 
 #include "telemetryd/log.hpp"
 
@@ -70,48 +68,63 @@ void count_inserted(processor::WriteOutcome& outcome, EventKind kind) {
 
 }  // namespace
 
-void separate_collisions(const std::vector<std::size_t>& indices,
+std::uint64_t SlotTracker::hash(std::string_view text) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+void SlotTracker::assign(const std::vector<std::size_t>& indices,
                          const std::vector<processor::StoredEvent>& batch,
                          std::vector<std::string>& lines) {
   // Random id offsets collide by the birthday bound when one series has many events in one
-  // millisecond (a burst of requests of one tenant and model): seen in the integration test, 1
-  // point lost in 18000. Within a batch that is resolved here, deterministically: points of one
-  // series and time are ordered by event id and all but the first move to the next free
-  // nanosecond (millisecond, at ms precision). A retry of the same batch makes the same choice;
-  // the same event id in the batch twice is one point.
-  struct Point {
-    std::string series;  // a copy: lines are rewritten below
-    std::int64_t time;
-    std::string_view id;
-    std::size_t index;
-  };
-  std::vector<Point> points;
-  points.reserve(indices.size());
+  // millisecond (a burst of requests of one tenant and model): the integration test lost 1 point
+  // in 18000 to that. So every point's (series, time) slot is remembered for the last
+  // kCapacity points, across batches: a slot taken by another event id moves the point to the
+  // next free nanosecond (millisecond, at ms precision); an event id seen before gets its slot
+  // again, so a retry or a redelivery within the window rewrites the same point. A series lives
+  // on one Kafka partition (its key is part of its tags), so one processor sees all its points.
   for (const std::size_t i : indices) {
-    const std::string& line = lines[i];
+    std::string& line = lines[i];
     const std::size_t fields = fields_start(line);
     const std::size_t last_space = line.rfind(' ');
     if (fields == std::string_view::npos || last_space == std::string::npos) continue;
-    points.push_back({line.substr(0, fields - 1),
-                      std::strtoll(line.c_str() + last_space + 1, nullptr, 10), batch[i].event->id,
-                      i});
+    const std::uint64_t id = hash(batch[i].event->id);
+    const std::uint64_t series = hash(std::string_view(line).substr(0, fields - 1));
+    const std::int64_t base = std::strtoll(line.c_str() + last_space + 1, nullptr, 10);
+    std::int64_t time = base;
+    if (const auto known = by_id_.find(id);
+        known != by_id_.end() && known->second.series == series) {
+      time = known->second.time;
+    } else {
+      for (auto it = slots_.find({series, time}); it != slots_.end() && it->second != id;
+           it = slots_.find({series, time})) {
+        ++time;
+      }
+      remember({series, time}, id);
+    }
+    if (time != base) {
+      line.resize(last_space + 1);
+      line += std::to_string(time);
+      line.push_back('\n');
+    }
   }
-  std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) {
-    return std::tie(a.series, a.time, a.id) < std::tie(b.series, b.time, b.id);
-  });
-  using Slot = std::pair<std::string_view, std::int64_t>;  // views into `points`
-  std::map<Slot, std::string_view> taken;
-  for (const Point& p : points) taken.emplace(Slot(p.series, p.time), p.id);
-  for (const Point& p : points) {
-    const auto it = taken.find(Slot(p.series, p.time));
-    if (it->second == p.id) continue;  // the first of its slot (or the same event again)
-    std::int64_t t = p.time + 1;
-    while (taken.count(Slot(p.series, t)) > 0) ++t;
-    taken.emplace(Slot(p.series, t), p.id);
-    std::string& line = lines[p.index];
-    line.resize(line.rfind(' ') + 1);
-    line += std::to_string(t);
-    line.push_back('\n');
+}
+
+void SlotTracker::remember(Slot slot, std::uint64_t id) {
+  slots_[slot] = id;
+  by_id_[id] = slot;
+  order_.push_back(id);
+  while (order_.size() > kCapacity) {
+    const std::uint64_t old = order_.front();
+    order_.pop_front();
+    if (const auto it = by_id_.find(old); it != by_id_.end()) {
+      slots_.erase(it->second);
+      by_id_.erase(it);
+    }
   }
 }
 
@@ -200,7 +213,7 @@ Result<processor::WriteOutcome> InfluxStore::write(
       outcome.rejected.emplace_back(i, "cannot encode for InfluxDB: " + error);
     }
   }
-  separate_collisions(writable, batch, lines);
+  slots_.assign(writable, batch, lines);
   for (std::size_t start = 0; start < writable.size(); start += settings_.batch_size) {
     const std::size_t end = std::min(writable.size(), start + settings_.batch_size);
     std::vector<std::size_t> chunk(writable.begin() + static_cast<std::ptrdiff_t>(start),

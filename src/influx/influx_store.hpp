@@ -7,13 +7,46 @@
 // or Grafana, or run with processor.store: both.
 
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "influx/influx_writer.hpp"
 #include "processor/store.hpp"
 
 namespace telemetryd::influx {
+
+/// Gives every point a (series, timestamp) slot of its own: points of one series and time but
+/// different event ids move to the next free time unit; an event id seen in the last kCapacity
+/// points gets its earlier slot again (retries and redeliveries stay idempotent).
+class SlotTracker {
+ public:
+  static constexpr std::size_t kCapacity = 1 << 18;  // ~30 MB; ~10 s of points at 25k/s
+  /// Rewrites the timestamps of `lines` (at `indices`, encoded from `batch`) where needed.
+  void assign(const std::vector<std::size_t>& indices,
+              const std::vector<processor::StoredEvent>& batch, std::vector<std::string>& lines);
+
+ private:
+  struct Slot {
+    std::uint64_t series;  // hash of measurement and tag set
+    std::int64_t time;
+    bool operator==(const Slot&) const = default;
+  };
+  struct SlotHash {
+    std::size_t operator()(const Slot& s) const {
+      return static_cast<std::size_t>(s.series ^
+                                      (static_cast<std::uint64_t>(s.time) * 0x9e3779b97f4a7c15ULL));
+    }
+  };
+  static std::uint64_t hash(std::string_view text);
+  void remember(Slot slot, std::uint64_t id);
+
+  std::unordered_map<Slot, std::uint64_t, SlotHash> slots_;  // slot -> event id hash
+  std::unordered_map<std::uint64_t, Slot> by_id_;
+  std::deque<std::uint64_t> order_;  // oldest first, for eviction
+};
 
 struct StoreSettings {
   WriterSettings writer;
@@ -44,13 +77,8 @@ class InfluxStore final : public processor::Store {
   StoreSettings settings_;
   InfluxWriter writer_;
   simdjson::dom::parser parser_;
+  SlotTracker slots_;
 };
-
-/// Moves points of one series and timestamp but different event ids (at `indices` of `lines`,
-/// encoded from `batch`) to distinct timestamps, deterministically.
-void separate_collisions(const std::vector<std::size_t>& indices,
-                         const std::vector<processor::StoredEvent>& batch,
-                         std::vector<std::string>& lines);
 
 /// The index (into `lines`) of the points a partial write dropped, per its message: the points of
 /// a conflicting measurement that carry the conflicting field, and unparsable lines.

@@ -121,30 +121,32 @@ TEST_CASE("a server that is not there is a retryable error naming it, within the
   CHECK(reply.error().message.find("s3cret") == std::string::npos);
 }
 
-TEST_CASE("points of one series and time with different ids are moved apart, deterministically",
-          "[influx]") {
+TEST_CASE(
+    "points of one series and time with different ids get their own slots, across "
+    "batches; an id seen before gets its slot again",
+    "[influx]") {
   telemetryd::processor::DecodedEvent a, b, c;
   a.id = "01a20320-0000-7000-8000-00000000000a";
   b.id = "01a20320-0000-7000-8000-00000000000b";
   c.id = "01a20320-0000-7000-8000-00000000000c";
-  const std::vector<telemetryd::processor::StoredEvent> batch{
-      {&b, std::nullopt}, {&a, std::nullopt}, {&c, std::nullopt}, {&a, std::nullopt}};
-  const std::vector<std::string> original{
-      "token_usage,model=m,tenant_id=t event_id=\"b\" 1000\n",
-      "token_usage,model=m,tenant_id=t event_id=\"a\" 1000\n",
-      "token_usage,model=m,tenant_id=u event_id=\"c\" 1000\n",  // another series: untouched
-      "token_usage,model=m,tenant_id=t event_id=\"a\" 1000\n"};  // a again: the same point
-  std::vector<std::string> lines = original;
-  separate_collisions({0, 1, 2, 3}, batch, lines);
-  CHECK(lines[1] == original[1]);  // the smallest id keeps the slot
-  CHECK(lines[0] == "token_usage,model=m,tenant_id=t event_id=\"b\" 1001\n");
-  CHECK(lines[2] == original[2]);
-  CHECK(lines[3] == original[3]);
-  // A retry of the same batch, in another order, lands on the same timestamps.
-  const std::vector<telemetryd::processor::StoredEvent> again{{&a, std::nullopt},
-                                                              {&b, std::nullopt}};
-  std::vector<std::string> retry{original[1], original[0]};
-  separate_collisions({0, 1}, again, retry);
-  CHECK(retry[0] == original[1]);
-  CHECK(retry[1] == lines[0]);
+  const std::string t = "token_usage,model=m,tenant_id=t event_id=\"x\" ";
+  const std::string u = "token_usage,model=m,tenant_id=u event_id=\"x\" ";
+  SlotTracker slots;
+  std::vector<telemetryd::processor::StoredEvent> batch{
+      {&a, std::nullopt}, {&b, std::nullopt}, {&c, std::nullopt}, {&a, std::nullopt}};
+  std::vector<std::string> lines{t + "1000\n", t + "1000\n", u + "1000\n", t + "1000\n"};
+  slots.assign({0, 1, 2, 3}, batch, lines);
+  CHECK(lines[0] == t + "1000\n");  // first come keeps its slot
+  CHECK(lines[1] == t + "1001\n");
+  CHECK(lines[2] == u + "1000\n");  // another series: untouched
+  CHECK(lines[3] == t + "1000\n");  // a again: the same point
+
+  // Next batch: d lands on the series and time a and b took; b is redelivered.
+  telemetryd::processor::DecodedEvent d;
+  d.id = "01a20320-0000-7000-8000-00000000000d";
+  std::vector<telemetryd::processor::StoredEvent> next{{&d, std::nullopt}, {&b, std::nullopt}};
+  std::vector<std::string> next_lines{t + "1000\n", t + "1000\n"};
+  slots.assign({0, 1}, next, next_lines);
+  CHECK(next_lines[0] == t + "1002\n");
+  CHECK(next_lines[1] == t + "1001\n");  // b's earlier slot
 }
