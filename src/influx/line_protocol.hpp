@@ -10,8 +10,9 @@
 // millisecond plus a sub-millisecond offset derived from the event id (a 64-bit hash modulo
 // 10^6 ns). A redelivered event (same id) lands on the same series and nanosecond and simply
 // rewrites itself (idempotent); two distinct events of one series within one millisecond collide
-// only if their ids hash to the same nanosecond: probability 1e-6 per such pair, which is what
-// "impossible" costs without unbounded cardinality (docs/influxdb.md).
+// only if their ids hash to the same nanosecond (1e-6 per such pair, but bursts of hundreds of
+// events per series and millisecond do hit it), and InfluxStore's SlotTracker moves the later
+// one to the next free nanosecond (docs/influxdb.md).
 
 #include <cstdint>
 #include <string>
