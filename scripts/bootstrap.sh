@@ -4,8 +4,9 @@
 #
 # Usage: scripts/bootstrap.sh          (as root, or with sudo available)
 #
-# Kafka jars and the FerretDB binary are not Debian packages: scripts/services.sh fetches
-# them (Maven Central / Go module proxy) into ~/.cache/telemetryd on first use.
+# Kafka jars, the FerretDB binary and InfluxDB 1.8 (for the v2 write API tests) are not Debian
+# packages: scripts/services.sh fetches them (Maven Central / Go module proxy) into
+# ~/.cache/telemetryd on first use.
 set -euo pipefail
 
 PACKAGES=(
@@ -17,6 +18,8 @@ PACKAGES=(
     prometheus clang-format python3 python3-jsonschema curl ca-certificates
     openssl           # the test CA of the s3tls service
     clang libfuzzer-14-dev libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan+UBSan runtimes
+    zlib1g-dev        # gzip bodies for the InfluxDB sink
+    influxdb          # InfluxDB 1.6.7 for the InfluxDB sink's integration tests (services.sh)
 )
 
 say() { printf 'bootstrap: %s\n' "$*"; }

@@ -9,14 +9,20 @@
 #   ferretdb-tls  a second FerretDB: TLS only (client certificate required), user authentication
 # The TLS services use test-only certificates from scripts/gen-test-certs.sh (<state>/certs) and
 # random test passwords kept in <state>/secrets.
+#   influxdb  InfluxDB 1.6.7, Debian's /usr/bin/influxd (package influxdb): the v1 write API
+#   influxdb18 InfluxDB 1.8.10 built from the Go module proxy, auth enabled, https with a test CA:
+#             the v2 compatibility write API (/api/v2/write with a Token); started only when named or
+#             TELEMETRYD_WITH_INFLUXDB18=1 (its first build takes about two minutes)
 #
-# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [kafka|ferretdb|ferretdb-tls|s3|s3tls ...]
+# Usage: scripts/services.sh up|down|status|restart|clean [--purge] [SERVICE ...]
+#   SERVICE: kafka, ferretdb, ferretdb-tls, s3, s3tls, influxdb, influxdb18
 #   up        fetch/build if needed, start what is not running, wait until ready, write <state>/env
 #   down      stop what this script started (pid files); `down --purge` also deletes data + logs
 #   status    one line per service; exit 0 when all requested services run, else 3
 #   restart   down + up
 #   clean     down + delete the services' data folders and logs (same as down --purge)
-# No service names = all of them.
+# No service names: every service but influxdb18 (added when TELEMETRYD_WITH_INFLUXDB18=1);
+# down and clean stop every known service.
 #
 # Environment (defaults):
 #   TELEMETRYD_CACHE=$HOME/.cache/telemetryd       downloads and builds (outside the repo)
@@ -27,6 +33,9 @@
 #   TELEMETRYD_S3_TLS_PORT=9071
 #   TELEMETRYD_KAFKA_SSL_PORT=9094 TELEMETRYD_KAFKA_SASL_SSL_PORT=9095
 #   TELEMETRYD_MONGO_TLS_PORT=27018 TELEMETRYD_FERRETDB_TLS_DEBUG_PORT=28089
+#   TELEMETRYD_INFLUXDB_PORT=8086 TELEMETRYD_INFLUXDB_RPC_PORT=18088 (InfluxDB's backup RPC,
+#   which cannot be turned off; its default 8088 collides with FerretDB's debug port)
+#   TELEMETRYD_INFLUXDB18_PORT=18086 TELEMETRYD_INFLUXDB18_RPC_PORT=18089
 # Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
 # TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS; for S3: TELEMETRYD_TEST_S3_ENDPOINT,
 # _S3_ACCESS_KEY, _S3_SECRET_KEY, _S3_BUCKET, _S3_REGION, _S3_TLS_ENDPOINT, _S3_CA_FILE; for TLS:
@@ -35,6 +44,8 @@
 # TELEMETRYD_TEST_MONGO_TLS_ADDRESS, TELEMETRYD_TEST_MONGO_TLS_URI (TLS options, no credentials),
 # TELEMETRYD_TEST_MONGO_TLS_USER, TELEMETRYD_TEST_MONGO_TLS_PASSWORD,
 # TELEMETRYD_TEST_MONGO_TLS_AUTH_SOURCE.
+# InfluxDB: TELEMETRYD_TEST_INFLUXDB_URL, (with influxdb18) TELEMETRYD_TEST_INFLUXDB18_URL (https),
+# TELEMETRYD_TEST_INFLUXDB18_CA_FILE and TELEMETRYD_TEST_INFLUXDB18_TOKEN.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/services-common.sh
@@ -56,6 +67,11 @@ KAFKA_SSL_PORT="${TELEMETRYD_KAFKA_SSL_PORT:-9094}"
 KAFKA_SASL_SSL_PORT="${TELEMETRYD_KAFKA_SASL_SSL_PORT:-9095}"
 MONGO_TLS_PORT="${TELEMETRYD_MONGO_TLS_PORT:-27018}"
 FERRETDB_TLS_DEBUG_PORT="${TELEMETRYD_FERRETDB_TLS_DEBUG_PORT:-28089}"
+INFLUXDB_PORT="${TELEMETRYD_INFLUXDB_PORT:-8086}"
+INFLUXDB_RPC_PORT="${TELEMETRYD_INFLUXDB_RPC_PORT:-18088}"
+INFLUXDB18_PORT="${TELEMETRYD_INFLUXDB18_PORT:-18086}"
+INFLUXDB18_RPC_PORT="${TELEMETRYD_INFLUXDB18_RPC_PORT:-18089}"
+INFLUXDB_BIN=/usr/bin/influxd
 
 KAFKA_DIR="$STATE_DIR/kafka"
 KAFKA_DATA="$KAFKA_DIR/data"
@@ -75,13 +91,21 @@ SECRETS_DIR="$STATE_DIR/secrets"
 KAFKA_SCRAM_USER=telemetryd-test
 MONGO_TLS_USER=telemetryd-test
 MONGO_TLS_AUTH_SOURCE=admin
+INFLUXDB_DIR="$STATE_DIR/influxdb"
+INFLUXDB18_DIR="$STATE_DIR/influxdb18"
+# Test-only credentials of the influxdb18 admin (its v2 token is "user:password").
+INFLUXDB18_USER=telemetryd
+INFLUXDB18_PASSWORD=telemetryd-test
 
 KAFKA_READY_TIMEOUT=90
 FERRETDB_READY_TIMEOUT=60
 S3_READY_TIMEOUT=30
+INFLUXDB_READY_TIMEOUT=60
 STOP_TIMEOUT=20
 
-ALL_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls)
+ALL_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls influxdb influxdb18)
+DEFAULT_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls influxdb)
+if [[ "${TELEMETRYD_WITH_INFLUXDB18:-0}" == 1 ]]; then DEFAULT_SERVICES+=(influxdb18); fi
 
 say() { printf 'services: %s\n' "$*"; }
 fail() {
@@ -102,7 +126,8 @@ port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/
 
 for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" \
     "$KAFKA_SSL_PORT" "$KAFKA_SASL_SSL_PORT" "$MONGO_TLS_PORT" "$FERRETDB_TLS_DEBUG_PORT" \
-    "$S3_PORT" "$S3_TLS_PORT"; do
+    "$S3_PORT" "$S3_TLS_PORT" \
+    "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT"; do
     [[ "$p" =~ ^[0-9]+$ ]] || fail "invalid port number: '$p'"
 done
 
@@ -118,6 +143,8 @@ cmdline_marker() {
     s3) printf '%s\n' "$S3_DIR/data" ;;
     s3tls) printf '%s\n' "$S3TLS_DIR/data" ;;
     ferretdb-tls) printf '%s\n' "--state-dir=$FERRETDB_TLS_DIR" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_DIR/influxdb.conf" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_DIR/influxdb.conf" ;;
     esac
 }
 cmdline_program() {
@@ -126,6 +153,8 @@ cmdline_program() {
     ferretdb) printf '%s\n' "ferretdb" ;;
     s3 | s3tls) printf '%s\n' "versitygw" ;;
     ferretdb-tls) printf '%s\n' "ferretdb" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_BIN" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_BIN" ;;
     esac
 }
 
@@ -149,6 +178,8 @@ service_port() {
     s3) printf '%s\n' "$S3_PORT" ;;
     s3tls) printf '%s\n' "$S3_TLS_PORT" ;;
     ferretdb-tls) printf '%s\n' "$MONGO_TLS_PORT" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_PORT" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_PORT" ;;
     esac
 }
 service_ports() {
@@ -158,6 +189,8 @@ service_ports() {
     s3) printf '%s\n' "$S3_PORT" ;;
     s3tls) printf '%s\n' "$S3_TLS_PORT" ;;
     ferretdb-tls) printf '%s\n' "$MONGO_TLS_PORT" "$FERRETDB_TLS_DEBUG_PORT" ;;
+    influxdb) printf '%s\n' "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" ;;
+    influxdb18) printf '%s\n' "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" ;;
     esac
 }
 
@@ -480,6 +513,125 @@ ferretdb-tls_ready() {
         grep -q "Listening on TLS 127.0.0.1:$MONGO_TLS_PORT" "$LOG_DIR/ferretdb-tls.log" 2>/dev/null
 }
 
+# ---------------------------------------------------------------------------- influxdb
+
+# influxdb_write_config DIR HTTP_PORT RPC_PORT AUTH(true|false) EXTRA_HTTP_LINES [EXTRA_SECTION]
+# Only the HTTP API on 127.0.0.1, plus the backup RPC (it cannot be turned off) on another
+# loopback port; usage reporting, the _internal monitor store, subscriptions, continuous
+# queries and the graphite, collectd, opentsdb and udp listeners are all off.
+influxdb_write_config() {
+    local dir=$1 http_port=$2 rpc_port=$3 auth=$4 extra_http=$5 extra_section=${6:-}
+    mkdir -p "$dir/meta" "$dir/data" "$dir/wal"
+    cat >"$dir/influxdb.conf.tmp" <<EOF
+# Generated by scripts/services.sh; rewritten on every start.
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc_port"
+[meta]
+  dir = "$dir/meta"
+  logging-enabled = false
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:$http_port"
+  auth-enabled = $auth
+  log-enabled = false
+  pprof-enabled = false
+  unix-socket-enabled = false
+$extra_http
+[continuous_queries]
+  enabled = false
+$extra_section
+[[graphite]]
+  enabled = false
+[[collectd]]
+  enabled = false
+[[opentsdb]]
+  enabled = false
+[[udp]]
+  enabled = false
+EOF
+    mv "$dir/influxdb.conf.tmp" "$dir/influxdb.conf"
+}
+
+influxdb_prepare() {
+    [[ -x "$INFLUXDB_BIN" ]] || fail "influxdb: $INFLUXDB_BIN not found (run scripts/bootstrap.sh: package influxdb)"
+}
+
+influxdb_start() {
+    influxdb_write_config "$INFLUXDB_DIR" "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" false "  https-enabled = false" "[ifql]
+  enabled = false"
+    rotate_log "$LOG_DIR/influxdb.log"
+    cd "$INFLUXDB_DIR"
+    setsid nohup "$INFLUXDB_BIN" run -config "$INFLUXDB_DIR/influxdb.conf" \
+        </dev/null >"$LOG_DIR/influxdb.log" 2>&1 9>&- &
+    echo $! >"$(pidfile influxdb)"
+    cd - >/dev/null
+}
+
+influx_ping() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/ping"; }
+influx18_curl() { curl -sf -o /dev/null --max-time 5 --cacert "$INFLUXDB18_DIR/tls/ca.pem" "$@"; }
+
+influxdb_ready() { influx_ping "$INFLUXDB_PORT"; }
+
+influxdb18_prepare() {
+    td_ensure_influxdb18_bin
+    influxdb18_certs
+}
+
+# A private CA and a server certificate for localhost/127.0.0.1, made once per state dir, so the
+# v2 tests also cover https with a CA file and host name verification.
+influxdb18_certs() {
+    local d="$INFLUXDB18_DIR/tls" out
+    [[ -s "$d/server.pem" && -s "$d/ca.pem" ]] && return 0
+    command -v openssl >/dev/null 2>&1 || fail "influxdb18: openssl not found (run scripts/bootstrap.sh)"
+    mkdir -p "$d"
+    if ! out="$(
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=telemetryd test CA" \
+            -keyout "$d/ca.key" -out "$d/ca.pem" 2>&1 &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+                -keyout "$d/server.key" -out "$d/server.csr" 2>&1 &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/ext.cnf" &&
+            openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+                -CAcreateserial -days 3650 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>&1
+    )"; then
+        printf '%s\n' "$out" >&2
+        rm -rf "$d"
+        fail "influxdb18: could not make the test certificates"
+    fi
+    say "influxdb18: made a test CA and server certificate in $d"
+}
+
+influxdb18_start() {
+    influxdb_write_config "$INFLUXDB18_DIR" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" true "  flux-enabled = false
+  https-enabled = true
+  https-certificate = \"$INFLUXDB18_DIR/tls/server.pem\"
+  https-private-key = \"$INFLUXDB18_DIR/tls/server.key\""
+    rotate_log "$LOG_DIR/influxdb18.log"
+    cd "$INFLUXDB18_DIR"
+    setsid nohup "$INFLUXDB18_BIN" run -config "$INFLUXDB18_DIR/influxdb.conf" \
+        </dev/null >"$LOG_DIR/influxdb18.log" 2>&1 9>&- &
+    echo $! >"$(pidfile influxdb18)"
+    cd - >/dev/null
+}
+
+# Ready once it answers /ping and the admin user works (created on the first start: with auth
+# on, InfluxDB lets the first admin be created without credentials).
+influxdb18_ready() {
+    influx18_curl "https://localhost:$INFLUXDB18_PORT/ping" || return 1
+    local url="https://localhost:$INFLUXDB18_PORT/query"
+    local q="CREATE USER \"$INFLUXDB18_USER\" WITH PASSWORD '$INFLUXDB18_PASSWORD' WITH ALL PRIVILEGES"
+    influx18_curl -u "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD" "$url" --data-urlencode "q=SHOW USERS" &&
+        return 0
+    influx18_curl "$url" --data-urlencode "q=$q"
+}
+
 # ------------------------------------------------------------------------------- verbs
 
 declare -A STARTED_AT=()
@@ -502,6 +654,7 @@ ready_timeout() {
     ferretdb) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
     s3 | s3tls) printf '%s\n' "$S3_READY_TIMEOUT" ;;
     ferretdb-tls) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
+    influxdb | influxdb18) printf '%s\n' "$INFLUXDB_READY_TIMEOUT" ;;
     esac
 }
 
@@ -588,6 +741,8 @@ purge_service() {
     s3) rm -rf "$S3_DIR" ;;
     s3tls) rm -rf "$S3TLS_DIR" ;;
     ferretdb-tls) rm -rf "$FERRETDB_TLS_DIR" "$SECRETS_DIR/mongo-tls-password" ;;
+    influxdb) rm -rf "$INFLUXDB_DIR" ;;
+    influxdb18) rm -rf "$INFLUXDB18_DIR" ;;
     esac
     rm -f "$LOG_DIR/$1".*
     say "$1 data and logs deleted"
@@ -605,6 +760,12 @@ write_env() {
         printf 'export TELEMETRYD_TEST_S3_REGION=%q\n' "$S3_REGION"
         printf 'export TELEMETRYD_TEST_S3_TLS_ENDPOINT=%q\n' "https://127.0.0.1:$S3_TLS_PORT"
         printf 'export TELEMETRYD_TEST_S3_CA_FILE=%q\n' "$S3TLS_DIR/tls/ca.pem"
+        printf 'export TELEMETRYD_TEST_INFLUXDB_URL=%q\n' "http://127.0.0.1:$INFLUXDB_PORT"
+        if service_pid influxdb18 >/dev/null; then
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_URL=%q\n' "https://localhost:$INFLUXDB18_PORT"
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_CA_FILE=%q\n' "$INFLUXDB18_DIR/tls/ca.pem"
+            printf 'export TELEMETRYD_TEST_INFLUXDB18_TOKEN=%q\n' "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD"
+        fi
         printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
         printf 'export TELEMETRYD_KAFKA_LIBS=%q\n' "$KAFKA_LIBS"
         # TLS and authentication (test-only certificates and passwords)
@@ -660,12 +821,17 @@ services=()
 for arg in "$@"; do
     case $arg in
     --purge) purge=1 ;;
-    kafka | ferretdb | ferretdb-tls | s3 | s3tls) services+=("$arg") ;;
+    kafka | ferretdb | ferretdb-tls | s3 | s3tls | influxdb | influxdb18) services+=("$arg") ;;
     -h | --help) usage 0 ;;
     *) fail "unknown service or option '$arg' (services: ${ALL_SERVICES[*]})" ;;
     esac
 done
-((${#services[@]})) || services=("${ALL_SERVICES[@]}")
+if ((${#services[@]} == 0)); then
+    case $verb in
+    down | clean) services=("${ALL_SERVICES[@]}") ;;
+    *) services=("${DEFAULT_SERVICES[@]}") ;;
+    esac
+fi
 
 case $verb in
 down | clean)

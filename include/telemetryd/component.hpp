@@ -52,6 +52,9 @@ struct ComponentInfo {
   std::function<std::unique_ptr<Component>(ComponentContext&)> create;
   /// Sections of the stages this component builds (e.g. every source), validated with the role.
   std::function<std::vector<const SectionSpec*>()> subsections;
+  /// Checks across keys and sections (e.g. a key required only when another has some value),
+  /// run after every key is valid; each problem names the key path to fix.
+  std::function<std::vector<ConfigProblem>(const Config&)> check;
 };
 
 class ComponentRegistry {

@@ -23,6 +23,9 @@ struct ConfigProblem {
   std::string path;  // dotted key path, e.g. "http.listen"
   std::string message;
   std::string hint;  // may be empty
+  /// Cross-key checks: the key whose value made `path` necessary (e.g. processor.store), where
+  /// the problem is located when `path` itself is absent from the file.
+  std::string because_of;
   /// `file:line:col: key.path: message (hint)`
   std::string to_string() const;
 };
@@ -116,6 +119,9 @@ struct RoleCatalog {
   std::function<std::optional<std::vector<const SectionSpec*>>(std::string_view role)> sections_for;
   /// Every section of every role, to tell "not used by this role" from "unknown".
   std::vector<const SectionSpec*> all_sections;
+  /// Cross-key checks of a role's components, run once every key is valid; problems are located
+  /// at the named key (or its closest parent in the file) by the loader.
+  std::function<std::vector<ConfigProblem>(const Config&)> check;
 };
 
 struct LoadOptions {

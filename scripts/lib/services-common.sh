@@ -242,3 +242,40 @@ td_ensure_versitygw_bin() {
     [[ -x "$VERSITYGW_BIN" ]] && return 0
     td_with_lock "$TD_CACHE/.versitygw-$VERSITYGW_VERSION.lock" _td_build_versitygw
 }
+
+# ------------------------------------------------------------------- Go / InfluxDB 1.8 (v2 API)
+
+# InfluxDB 1.8 answers the v2 compatibility write endpoint (/api/v2/write with a Token), which
+# Debian's 1.6.7 lacks; it is built from the module proxy source like FerretDB, only for tests.
+INFLUXDB18_VERSION=v1.8.10
+INFLUXDB18_MODULE=github.com/influxdata/influxdb
+INFLUXDB18_SRC="$TD_CACHE/influxdb-src-$INFLUXDB18_VERSION"
+INFLUXDB18_BIN="$TD_CACHE/bin/influxd-$INFLUXDB18_VERSION"
+
+_td_build_influxdb18() {
+    [[ -x "$INFLUXDB18_BIN" ]] && return 0
+    local go dir t0=$SECONDS
+    go="$(td_find_go)" || td_die "go not found (run scripts/bootstrap.sh)"
+    td_msg "influxdb18: downloading $INFLUXDB18_MODULE@$INFLUXDB18_VERSION source from the Go module proxy"
+    dir="$(_td_go_mod_download_dir "$go" "$INFLUXDB18_MODULE@$INFLUXDB18_VERSION")"
+    rm -rf "$INFLUXDB18_SRC"
+    mkdir -p "$(dirname "$INFLUXDB18_SRC")" "$(dirname "$INFLUXDB18_BIN")"
+    cp -R "$dir" "$INFLUXDB18_SRC"
+    chmod -R u+w "$INFLUXDB18_SRC"
+    td_msg "influxdb18: building $INFLUXDB18_BIN (a few minutes)"
+    # Newer Go refuses the old pull-style linknames of some 2020 dependencies unless told.
+    if ! (cd "$INFLUXDB18_SRC" &&
+        GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
+            "$go" build -trimpath -ldflags="-checklinkname=0 -X main.version=${INFLUXDB18_VERSION#v}" -o "$INFLUXDB18_BIN.tmp" ./cmd/influxd >&2); then
+        rm -f "$INFLUXDB18_BIN.tmp"
+        td_die "building InfluxDB $INFLUXDB18_VERSION failed (see output above)"
+    fi
+    mv "$INFLUXDB18_BIN.tmp" "$INFLUXDB18_BIN"
+    td_msg "influxdb18: built $("$INFLUXDB18_BIN" version | head -n1) in $((SECONDS - t0))s"
+}
+
+# Makes sure $INFLUXDB18_BIN exists (builds it when absent).
+td_ensure_influxdb18_bin() {
+    [[ -x "$INFLUXDB18_BIN" ]] && return 0
+    td_with_lock "$TD_CACHE/.influxdb18-$INFLUXDB18_VERSION.lock" _td_build_influxdb18
+}

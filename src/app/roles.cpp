@@ -14,7 +14,7 @@ namespace {
 const std::map<std::string, std::vector<std::string>, std::less<>>& role_table() {
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
       {"producer", {"http", "kafka", "producer"}},
-      {"processor", {"http", "kafka", "mongodb", "processor", "ingest"}},
+      {"processor", {"http", "kafka", "mongodb", "influxdb", "processor", "ingest"}},
       {"worker", {"http", "kafka", "mongodb", "worker"}},
       {"all", {"http", "embedded"}},
   };
@@ -73,6 +73,15 @@ const RoleCatalog& role_catalog() {
         }
       }
       return sections;
+    };
+    c.check = [](const Config& config) {
+      std::vector<ConfigProblem> problems;
+      for (const auto& name : components_for_role(config.role())) {
+        const ComponentInfo* info = ComponentRegistry::instance().find(name);
+        if (info == nullptr || !info->check) continue;
+        for (auto& problem : info->check(config)) problems.push_back(std::move(problem));
+      }
+      return problems;
     };
     c.all_sections.push_back(&daemon_section());
     for (const auto& name : ComponentRegistry::instance().names()) {

@@ -241,7 +241,21 @@ class Validator {
     run_cross_checks(*sections, role);
 
     if (!problems_.empty()) throw ConfigError(problems_);
-    return Config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
+    Config config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
+    if (catalog_.check) {
+      for (const ConfigProblem& p : catalog_.check(config)) {
+        bool found = false;
+        Origin at = locate(root, p.path, found);
+        bool cause_found = false;
+        if (!found && !p.because_of.empty()) {
+          const Origin cause = locate(root, p.because_of, cause_found);
+          if (cause_found) at = cause;
+        }
+        add_problem(at, p.path, p.message, p.hint);
+      }
+      if (!problems_.empty()) throw ConfigError(problems_);
+    }
+    return config;
   }
 
  private:
@@ -279,6 +293,29 @@ class Validator {
     for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
     return out;
   }
+
+  // The node of `path` (found), or of its deepest parent present in the file (not found), or the
+  // --set override that gave it.
+  Origin locate(const YAML::Node& root, const std::string& path, bool& found) const {
+    found = true;
+    if (const auto it = overridden_.find(path); it != overridden_.end()) {
+      return {"--set", it->second, 1};
+    }
+    YAML::Node node = root;
+    Origin at{file_, 0, 0};
+    std::stringstream ss(path);
+    for (std::string part; std::getline(ss, part, '.');) {
+      if (!node.IsMap() || !node[part]) {
+        found = false;
+        break;
+      }
+      const YAML::Node next = node[part];
+      at = origin_of(next, "");
+      node.reset(next);
+    }
+    return at;
+  }
+
 
   // An alias shares its node: `a: &x {b: *x}` makes a mapping contain itself, and aliases of
   // aliases grow exponentially when walked as a tree. Each mapping is checked once.

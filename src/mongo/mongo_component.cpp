@@ -15,14 +15,25 @@ namespace {
 
 class MongoComponent final : public Component {
  public:
-  explicit MongoComponent(ComponentContext& ctx)
-      : pool_(make_pool(ctx.config)),
-        probe_(ctx.io, ctx.blocking, ctx.readiness, ctx.metrics, "mongodb",
-               std::chrono::milliseconds(ctx.config.integer("mongodb.check_interval_ms")),
-               [this] { return check(); }) {}
+  // A processor that stores only in InfluxDB has no use for MongoDB: no check at all, so /ready
+  // does not wait for a server nobody writes to (the role still lists this component, for its
+  // section and for processor.store: mongodb|both).
+  explicit MongoComponent(ComponentContext& ctx) : pool_(make_pool(ctx.config)) {
+    if (ctx.config.has("processor.store") && ctx.config.str("processor.store") == "influxdb") {
+      return;
+    }
+    probe_ = std::make_unique<DependencyProbe>(
+        ctx.io, ctx.blocking, ctx.readiness, ctx.metrics, "mongodb",
+        std::chrono::milliseconds(ctx.config.integer("mongodb.check_interval_ms")),
+        [this] { return check(); });
+  }
 
-  void start() override { probe_.start(); }
-  void stop() override { probe_.stop(); }
+  void start() override {
+    if (probe_) probe_->start();
+  }
+  void stop() override {
+    if (probe_) probe_->stop();
+  }
 
  private:
   struct PoolDeleter {
@@ -55,7 +66,7 @@ class MongoComponent final : public Component {
   }
 
   PoolPtr pool_;
-  DependencyProbe probe_;
+  std::unique_ptr<DependencyProbe> probe_;
 };
 
 std::vector<KeySpec> mongodb_keys() {

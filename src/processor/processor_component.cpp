@@ -9,6 +9,7 @@
 #include "processor/kafka_dead_letters.hpp"
 #include "processor/processor_core.hpp"
 #include "processor/query_routes.hpp"
+#include "processor/store_factory.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
@@ -27,13 +28,12 @@ class ProcessorComponent final : public Component {
  public:
   explicit ProcessorComponent(ComponentContext& ctx)
       : catalog_(catalog_from(ctx.config, "processor")),
-        store_({mongo::connection_from(ctx.config), ctx.config.str("mongodb.database"),
-                ctx.config.str("mongodb.write_concern"), ctx.config.integer("mongodb.ttl_days")}),
+        store_(make_processor_store(ctx.config)),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("processor.dlq_suffix")),
-        core_(processor_settings(ctx.config), store_, dead_letters_, catalog_, ctx.metrics),
+        core_(processor_settings(ctx.config), *store_, dead_letters_, catalog_, ctx.metrics),
         loop_(ctx.config, "processor", loop_settings(ctx.config), core_, ctx.readiness, ctx.metrics,
               ctx.request_shutdown, [this] { return prepare_store(); }) {
-    add_query_routes(ctx.router, ctx.blocking, store_);
+    add_query_routes(ctx.router, ctx.blocking, *store_);
   }
 
   void start() override { loop_.start(); }
@@ -48,7 +48,7 @@ class ProcessorComponent final : public Component {
   }
 
   Result<bool> prepare_store() {
-    Result<bool> prepared = store_.prepare(catalog_);
+    Result<bool> prepared = store_->prepare(catalog_);
     if (prepared) {
       log::info("processor", "gpu catalog stored", {{"gpu_profiles", catalog_.entries().size()}});
     }
@@ -56,7 +56,7 @@ class ProcessorComponent final : public Component {
   }
 
   GpuCatalog catalog_;
-  mongo::MongoStore store_;
+  std::unique_ptr<Store> store_;  // processor.store: store_factory.cpp
   KafkaDeadLetters dead_letters_;
   ProcessorCore core_;
   // Last: its destructor joins the consumer thread before the core and store go.
@@ -77,13 +77,15 @@ std::vector<KeySpec> processor_keys() {
   };
   for (auto& key : kafka::consumer_loop_keys("processor")) keys.push_back(std::move(key));
   for (auto& key : cost_keys()) keys.push_back(std::move(key));
+  for (auto& key : store_keys()) keys.push_back(std::move(key));
   return keys;
 }
 
 const ComponentRegistration kRegistration{
     {"processor",
      {"processor",
-      "Consumes events, validates, prices tokens, stores in MongoDB and serves queries.",
+      "Consumes events, validates, prices tokens, stores in MongoDB and/or InfluxDB and serves "
+      "queries.",
       processor_keys()},
      [](ComponentContext& ctx) { return std::make_unique<ProcessorComponent>(ctx); }}};
 

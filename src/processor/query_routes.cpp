@@ -55,12 +55,21 @@ std::optional<std::string> query_param(const http::RequestContext& ctx, std::str
   return it->second;
 }
 
+// A write-only store (processor.store: influxdb) has nothing to answer queries from: 501 says
+// so for good, where 503 would invite retries.
+http::Response not_supported() {
+  return http::json_error(beast_http::status::not_implemented, "not_supported",
+                          "queries need processor.store mongodb or both; with influxdb query "
+                          "InfluxDB itself");
+}
+
 }  // namespace
 
 void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store) {
   router.add(
       beast_http::verb::get, "/gpu/info",
       [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+        if (!store.supports_queries()) co_return not_supported();
         GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
                        query_param(ctx, "host").value_or("")};
         const QueryOutcome outcome =
@@ -74,6 +83,7 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
       });
   router.add(beast_http::verb::get, "/v1/gpus",
              [&blocking, &store](const http::RequestContext&) -> asio::awaitable<http::Response> {
+               if (!store.supports_queries()) co_return not_supported();
                const QueryOutcome outcome =
                    co_await on_pool(blocking, [&store] { return store.gpus_json(); });
                if (!outcome.ok) co_return unavailable(outcome);
@@ -83,6 +93,7 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
   router.add(
       beast_http::verb::get, "/v1/usage",
       [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+        if (!store.supports_queries()) co_return not_supported();
         UsageQuery query;
         query.group_by = query_param(ctx, "group_by").value_or("model");
         if (query.group_by != "model" && query.group_by != "tenant") {

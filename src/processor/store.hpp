@@ -1,6 +1,7 @@
 #pragma once
-// Where the processor keeps events: MongoDB for the processor role, SQLite for the embedded
-// `all` role. Writes are idempotent by event id, so a redelivered event is stored once.
+// Where the processor keeps events: MongoDB and/or InfluxDB for the processor role, SQLite for
+// the embedded `all` role. Writes are idempotent by event id, so a redelivered event is stored
+// once.
 
 #include <chrono>
 #include <optional>
@@ -49,6 +50,8 @@ class Store {
   virtual Result<std::string> gpus_json() = 0;
   /// Token and cost totals grouped by model or tenant, as a JSON array.
   virtual Result<std::string> usage_json(const UsageQuery& query) = 0;
+  /// False for a write-only store (InfluxDB): the query routes then answer 501.
+  virtual bool supports_queries() const { return true; }
 };
 
 }  // namespace telemetryd::processor

@@ -1,0 +1,170 @@
+#include "influx/line_protocol.hpp"
+
+#include <simdjson.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <set>
+
+#include "support/child_process.hpp"
+
+using namespace telemetryd;
+using namespace telemetryd::influx;
+using processor::DecodedEvent;
+
+namespace {
+
+std::vector<DecodedEvent> valid_fixtures() {
+  std::ifstream in(test_support::source_root() + "/tests/fixtures/events/valid.ndjson");
+  REQUIRE(in);
+  simdjson::dom::parser parser;
+  std::vector<DecodedEvent> events;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    auto decoded = processor::decode_event(line, parser);
+    REQUIRE(std::holds_alternative<DecodedEvent>(decoded));
+    events.push_back(std::get<DecodedEvent>(decoded));
+  }
+  REQUIRE(events.size() == 8);
+  return events;
+}
+
+std::string encode(const DecodedEvent& e, std::optional<processor::Cost> cost = std::nullopt,
+                   Precision precision = Precision::kNanoseconds) {
+  simdjson::dom::parser parser;
+  std::string out;
+  const std::string error = encode_point(out, {&e, cost}, precision, parser);
+  INFO(error);
+  REQUIRE(error.empty());
+  REQUIRE(!out.empty());
+  REQUIRE(out.back() == '\n');
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("measurement, keys and string fields are escaped as line protocol requires", "[influx]") {
+  std::string out;
+  append_measurement(out, "gpu metrics,v1=x");
+  CHECK(out == "gpu\\ metrics\\,v1=x");  // '=' needs no escape in a measurement
+  out.clear();
+  append_key(out, "a b,c=d");
+  CHECK(out == "a\\ b\\,c\\=d");
+  out.clear();
+  append_string_field(out, R"(say "hi" \o/)");
+  CHECK(out == R"("say \"hi\" \\o/")");
+  out.clear();
+  append_string_field(out, "two\nlines");  // InfluxDB keeps newlines inside quoted strings
+  CHECK(out == "\"two\nlines\"");
+}
+
+TEST_CASE("a full gpu.metrics.v1 fixture becomes one point with contract-typed fields",
+          "[influx]") {
+  const auto events = valid_fixtures();
+  const DecodedEvent& e = events[1];  // the every-field nvml sample
+  const std::string line = encode(e);
+  CHECK(
+      line.starts_with("gpu_metrics,collector=nvml,gpu_uuid=GPU-5f3c9a2e-8b1d-4c6e-9f0a-"
+                       "1b2c3d4e5f60,host=gpu-node-01,model_name=NVIDIA\\ H100\\ 80GB\\ HBM3 "));
+  CHECK(line.find("event_id=\"01a20320-b970-73ce-989d-9576a05f1119\"") != std::string::npos);
+  CHECK(line.find("source=\"//telemetryd/gpu-node-01/nvml\"") != std::string::npos);
+  CHECK(line.find(",gpu_index=0i,") != std::string::npos);
+  CHECK(line.find(",memory_total_bytes=85520809984i,") != std::string::npos);
+  CHECK(line.find(",energy_consumed_mj=918273645i,") != std::string::npos);
+  // 42 in JSON, but the contract says number: a float, so a later 42.5 cannot conflict.
+  CHECK(line.find(",utilization_memory_percent=42,") != std::string::npos);
+  CHECK(line.find(",utilization_gpu_percent=87.5,") != std::string::npos);
+  CHECK(line.find(",power_draw_watts=512.3,") != std::string::npos);
+  CHECK(line.find(",ecc_mode_enabled=true,") != std::string::npos);
+  CHECK(line.find(",ecc_aggregate_corrected=3i") != std::string::npos);
+  CHECK(line.find(",process_count=2i,process_memory_bytes=60129542144i ") != std::string::npos);
+  // 2026-11-22T12:00:06.000Z in ns, plus the id's sub-millisecond offset.
+  const std::string ts = std::to_string(1795348806000LL * 1000000 + id_offset_ns(e.id));
+  CHECK(line.ends_with(" " + ts + "\n"));
+  CHECK(std::count(line.begin(), line.end(), '\n') == 1);
+}
+
+TEST_CASE("absent metrics are omitted, an empty process list is a measured zero", "[influx]") {
+  const auto events = valid_fixtures();
+  const std::string minimal = encode(events[0]);
+  CHECK(minimal.find("utilization") == std::string::npos);
+  CHECK(minimal.find("process_count") == std::string::npos);
+  const std::string dcgm = encode(events[2]);  // processes: [], temperature -5.5, unknown field
+  CHECK(dcgm.find(",process_count=0i") != std::string::npos);
+  CHECK(dcgm.find("process_memory_bytes") == std::string::npos);
+  CHECK(dcgm.find(",temperature_gpu_celsius=-5.5") != std::string::npos);
+  CHECK(dcgm.find(",utilization_gpu_percent=0,") != std::string::npos);
+  CHECK(dcgm.find("fan_speed") == std::string::npos);
+}
+
+TEST_CASE("token.usage.v1 with cost: identity in tags, counts as integers, labels as fields",
+          "[influx]") {
+  const auto events = valid_fixtures();
+  processor::Cost cost;
+  cost.cost_per_token = 0.000125;
+  cost.amount_usd = 0.04375;
+  cost.price_per_hour_usd = 7.5;
+  cost.window_s = 60;
+  cost.tokens_in_window = 350;
+  cost.gpu_model = "H100 80GB";
+  cost.basis = "output";
+  const std::string line = encode(events[4], cost);
+  CHECK(
+      line.starts_with("token_usage,deployment=llama70b-prod,host=gpu-node-01,model=llama-3.1-"
+                       "70b-instruct,provider=vllm,status=success,tenant_id=acme "));
+  CHECK(line.find(",input_tokens=1200i,output_tokens=350i,cache_read_tokens=800i,"
+                  "reasoning_tokens=120i,total_tokens=1550i") != std::string::npos);
+  CHECK(line.find(",duration_ms=2314.5,ttft_ms=182,") != std::string::npos);
+  CHECK(line.find(",request_id=\"req-7f3a2c\",user_id=\"u-1842\"") != std::string::npos);
+  CHECK(line.find(",labels=\"team:search,env:prod\"") != std::string::npos);
+  CHECK(line.find(",gpu_count=2i,gpu_uuids=\"GPU-5f3c9a2e") != std::string::npos);
+  CHECK(line.find(",cost_amount_usd=0.04375,cost_per_token=0.000125,cost_price_per_hour_usd=7.5,"
+                  "cost_window_s=60,cost_tokens_in_window=350i,cost_gpu_model=\"H100 80GB\","
+                  "cost_basis=\"output\" ") != std::string::npos);
+  // A null cost (no priced GPU) is omitted, never written as 0.
+  processor::Cost unknown;
+  unknown.basis = "output";
+  const std::string unpriced = encode(events[3], unknown);
+  CHECK(unpriced.find("cost_per_token") == std::string::npos);
+  CHECK(unpriced.find("cost_amount_usd") == std::string::npos);
+  CHECK(unpriced.find(",input_tokens=0i,output_tokens=0i") != std::string::npos);
+}
+
+TEST_CASE(
+    "distinct events of one series in one millisecond get distinct timestamps; a "
+    "redelivery the same one",
+    "[influx]") {
+  DecodedEvent a = valid_fixtures()[3];
+  DecodedEvent b = a;
+  b.id = "01a20320-c308-70ff-98c0-6effa0c5154f";  // another event, same series and millisecond
+  CHECK(point_time(a, Precision::kNanoseconds) != point_time(b, Precision::kNanoseconds));
+  CHECK(point_time(a, Precision::kNanoseconds) / 1000000 ==
+        point_time(b, Precision::kNanoseconds) / 1000000);
+  CHECK(point_time(a, Precision::kNanoseconds) == point_time(a, Precision::kNanoseconds));
+  CHECK(encode(a) == encode(a));  // a retry rewrites the very same point
+  CHECK(point_time(a, Precision::kMilliseconds) == 1795348808456LL);
+  // Sub-millisecond digits of the event time do not leak out of its millisecond.
+  a.time += std::chrono::microseconds(999);
+  CHECK(point_time(a, Precision::kMilliseconds) == 1795348808456LL);
+  // The offsets of many ids spread out (a weak hash would bunch them).
+  std::set<std::int64_t> offsets;
+  for (int i = 0; i < 1000; ++i)
+    offsets.insert(id_offset_ns("01a20320-c308-70ff-98c0-" + std::to_string(100000000000 + i)));
+  CHECK(offsets.size() >= 999);
+}
+
+TEST_CASE("tag values InfluxDB cannot carry are refused, not mangled", "[influx]") {
+  DecodedEvent e = valid_fixtures()[0];
+  simdjson::dom::parser parser;
+  std::string out;
+  e.host = "node\n01";
+  CHECK(encode_point(out, {&e, std::nullopt}, Precision::kNanoseconds, parser) ==
+        "tag host contains a line break");
+  e.host = "node\\";
+  CHECK(encode_point(out, {&e, std::nullopt}, Precision::kNanoseconds, parser) ==
+        "tag host ends with a backslash");
+  CHECK(out.empty());
+  e.host = "rack 1,row=2";
+  CHECK(encode_point(out, {&e, std::nullopt}, Precision::kNanoseconds, parser).empty());
+  CHECK(out.find(",host=rack\\ 1\\,row\\=2,") != std::string::npos);
+}

@@ -1,0 +1,96 @@
+// processor.store both: the TeeStore over a real SQLite primary and a scripted secondary (a
+// stand-in for InfluxDB's answers: an outage, then a refusal of one point).
+
+#include "processor/store_factory.hpp"
+
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <deque>
+#include <filesystem>
+
+#include "app/roles.hpp"
+#include "sqlite/sqlite_store.hpp"
+#include "telemetryd/source.hpp"
+
+using namespace telemetryd;
+using namespace telemetryd::processor;
+
+namespace {
+
+class ScriptedStore final : public Store {
+ public:
+  std::deque<Result<WriteOutcome>> answers;
+  int writes = 0;
+  Result<bool> prepare(const GpuCatalog&) override { return true; }
+  Result<WriteOutcome> write(const std::vector<StoredEvent>&) override {
+    ++writes;
+    Result<WriteOutcome> next = answers.front();
+    answers.pop_front();
+    return next;
+  }
+  Result<std::string> latest_gpu_json(const GpuQuery&) override { return std::string("null"); }
+  Result<std::string> gpus_json() override { return std::string("[]"); }
+  Result<std::string> usage_json(const UsageQuery&) override { return std::string("[]"); }
+  bool supports_queries() const override { return false; }
+};
+
+std::vector<DecodedEvent> decoded(std::size_t count) {
+  const Config config = load_config({.role = "producer"}, app::role_catalog());
+  auto source = SourceRegistry::instance().find("synthetic")->create(config, Topics{});
+  std::vector<Event> events;
+  std::string error;
+  while (events.size() < count) source->sample(events, error);
+  events.resize(count);
+  simdjson::dom::parser parser;
+  std::vector<DecodedEvent> out;
+  for (const auto& e : events)
+    out.push_back(std::get<DecodedEvent>(decode_event(e.payload, parser)));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "store both: a retry after the secondary failed skips the primary; refusals of either "
+    "leave the counts exact",
+    "[influx][store]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("telemetryd-tee-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto primary = std::make_unique<sqlite::SqliteStore>((dir / "db.sqlite3").string());
+  auto secondary = std::make_unique<ScriptedStore>();
+  ScriptedStore& influx = *secondary;
+  WriteOutcome refuse_one;
+  refuse_one.rejected.emplace_back(1, "influxdb write answered 400: field type conflict");
+  influx.answers = {Error::retryable("influxdb 127.0.0.1:8086: connect: Connection refused"),
+                    refuse_one};
+  TeeStore tee(std::move(primary), std::move(secondary));
+  GpuCatalog catalog;
+  REQUIRE(tee.prepare(catalog));
+  CHECK(tee.supports_queries());  // from the primary
+
+  const auto events = decoded(10);
+  std::vector<StoredEvent> batch;
+  for (const auto& e : events) batch.push_back({&e, std::nullopt});
+  Result<WriteOutcome> first = tee.write(batch);
+  REQUIRE_FALSE(first);
+  CHECK(first.error().kind == Error::Kind::kRetryable);
+
+  Result<WriteOutcome> second = tee.write(batch);
+  REQUIRE(second);
+  CHECK(influx.writes == 2);
+  // Had the primary been written again, its 10 events would be 10 duplicates now.
+  CHECK(second->duplicates == 0);
+  CHECK(second->gpu_metrics_inserted + second->token_usage_inserted == 9);
+  REQUIRE(second->rejected.size() == 1);
+  CHECK(second->rejected[0].first == 1);
+
+  // A new batch (the same events again: a redelivery) goes to the primary again.
+  influx.answers = {WriteOutcome{}};
+  Result<WriteOutcome> third = tee.write({batch.begin(), batch.begin() + 4});
+  REQUIRE(third);
+  CHECK(third->duplicates == 4);
+  std::filesystem::remove_all(dir);
+}
