@@ -96,20 +96,7 @@ Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collecti
 }  // namespace
 
 MongoStore::MongoStore(MongoStoreSettings settings) : settings_(std::move(settings)) {
-  const UriPtr uri_owner = make_uri(settings_.connection, 3000);
-  mongoc_uri_t* uri = uri_owner.get();
-  mongoc_write_concern_t* wc = mongoc_write_concern_new();
-  if (settings_.write_concern == "majority") {
-    mongoc_write_concern_set_wmajority(wc, 10000);
-  } else {
-    mongoc_write_concern_set_w(wc, 1);
-  }
-  mongoc_uri_set_write_concern(uri, wc);
-  mongoc_write_concern_destroy(wc);
-  pool_ = mongoc_client_pool_new(uri);
-  if (pool_ == nullptr) throw StartupError("mongodb: cannot create client pool");
-  mongoc_client_pool_set_error_api(pool_, MONGOC_ERROR_API_VERSION_2);
-  mongoc_client_pool_set_appname(pool_, "telemetryd-processor");
+  pool_ = make_store_pool(settings_.connection, settings_.write_concern, "telemetryd-processor");
 }
 
 MongoStore::~MongoStore() {

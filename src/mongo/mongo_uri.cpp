@@ -193,4 +193,22 @@ void check_connection_keys(const Config& config, KeyProblems& problems) {
   }
 }
 
+mongoc_client_pool_t* make_store_pool(const MongoConnection& connection,
+                                      const std::string& write_concern, const char* appname) {
+  const UriPtr uri = make_uri(connection, 3000);
+  mongoc_write_concern_t* wc = mongoc_write_concern_new();
+  if (write_concern == "majority") {
+    mongoc_write_concern_set_wmajority(wc, 10000);
+  } else {
+    mongoc_write_concern_set_w(wc, 1);
+  }
+  mongoc_uri_set_write_concern(uri.get(), wc);
+  mongoc_write_concern_destroy(wc);
+  mongoc_client_pool_t* pool = mongoc_client_pool_new(uri.get());
+  if (pool == nullptr) throw StartupError("mongodb: cannot create client pool");
+  mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+  mongoc_client_pool_set_appname(pool, appname);
+  return pool;
+}
+
 }  // namespace telemetryd::mongo

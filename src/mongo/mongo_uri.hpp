@@ -48,6 +48,12 @@ std::string connection_string(const MongoConnection& connection);
 /// Throws StartupError with libmongoc's reason, never the URI or the password.
 UriPtr make_uri(const MongoConnection& connection, std::int32_t server_selection_timeout_ms);
 
+/// A client pool for a store: the URI from make_uri (3 s server selection), the write concern
+/// ("majority" waits up to 10 s, or "1"), libmongoc's error API v2 and the application name the
+/// server logs. Throws StartupError as make_uri does; the caller destroys the pool.
+mongoc_client_pool_t* make_store_pool(const MongoConnection& connection,
+                                      const std::string& write_concern, const char* appname);
+
 /// The `mongodb:` keys for connecting (uri, tls*, username, password*, auth_source), and the
 /// rules joining them, for the mongodb component's section.
 std::vector<KeySpec> connection_keys();

@@ -80,20 +80,8 @@ class PooledClient {
 
 MongoMetadataStore::MongoMetadataStore(MongoMetadataSettings settings)
     : settings_(std::move(settings)) {
-  const mongo::UriPtr uri_owner = mongo::make_uri(settings_.connection, 3000);
-  mongoc_uri_t* uri = uri_owner.get();
-  mongoc_write_concern_t* wc = mongoc_write_concern_new();
-  if (settings_.write_concern == "majority") {
-    mongoc_write_concern_set_wmajority(wc, 10000);
-  } else {
-    mongoc_write_concern_set_w(wc, 1);
-  }
-  mongoc_uri_set_write_concern(uri, wc);
-  mongoc_write_concern_destroy(wc);
-  pool_ = mongoc_client_pool_new(uri);
-  if (pool_ == nullptr) throw StartupError("mongodb: cannot create client pool");
-  mongoc_client_pool_set_error_api(pool_, MONGOC_ERROR_API_VERSION_2);
-  mongoc_client_pool_set_appname(pool_, "telemetryd-worker");
+  pool_ =
+      mongo::make_store_pool(settings_.connection, settings_.write_concern, "telemetryd-worker");
 }
 
 MongoMetadataStore::~MongoMetadataStore() {
