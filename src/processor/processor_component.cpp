@@ -81,12 +81,22 @@ std::vector<KeySpec> processor_keys() {
   return keys;
 }
 
+// One consumer cannot subscribe to the same topic twice (librdkafka refuses the subscription and
+// the processor would stop at start): the same name for both is a configuration error.
+void check_processor_keys(const Config& config, KeyProblems& problems) {
+  if (config.str("processor.topics.gpu_metrics") == config.str("processor.topics.token_usage")) {
+    problems.add("processor.topics.token_usage",
+                 "is the same topic as processor.topics.gpu_metrics",
+                 "each event type needs its own topic");
+  }
+}
+
 const ComponentRegistration kRegistration{
     {"processor",
      {"processor",
       "Consumes events, validates, prices tokens, stores in MongoDB and/or InfluxDB and serves "
       "queries.",
-      processor_keys()},
+      processor_keys(), check_processor_keys},
      [](ComponentContext& ctx) { return std::make_unique<ProcessorComponent>(ctx); }}};
 
 }  // namespace

@@ -158,3 +158,16 @@ TEST_CASE("host:port checks", "[config]") {
   CHECK_FALSE(check_host_port_list("a:1,b:2"));
   CHECK(check_host_port_list("a:1,b"));
 }
+
+TEST_CASE("the processor's two topics must differ", "[config]") {
+  TempFile file(
+      "role: processor\nprocessor:\n  topics:\n    gpu_metrics: events\n    token_usage: events\n");
+  try {
+    load_config({.file = file.path}, app::role_catalog());
+    FAIL("the same topic twice was accepted");
+  } catch (const ConfigError& e) {
+    REQUIRE(e.problems().size() == 1);
+    CHECK(e.problems()[0].path == "processor.topics.token_usage");
+    CHECK(e.problems()[0].line == 5);
+  }
+}
