@@ -1,5 +1,7 @@
 #include "archive/archive_stage.hpp"
 
+#include <algorithm>
+
 #include "telemetryd/log.hpp"
 
 namespace telemetryd::archive {
@@ -21,8 +23,15 @@ bool ArchiveStage::accept(const core::IncomingMessage& message) {
   const core::PartitionKey key{std::string(message.topic), message.partition};
   PartitionState& state = partitions_[key];
   if (!state.recovered) {
+    // While the store cannot answer, each partition waits a doubling backoff between attempts,
+    // so the loop's re-offers do not list the store every 100 ms.
+    const auto now = std::chrono::steady_clock::now();
+    if (now < state.retry_at) return false;
     Result<std::optional<std::int64_t>> recovered = batcher_.recover(key.first, key.second);
     if (!recovered) {
+      state.backoff = std::clamp(state.backoff * 2, std::chrono::milliseconds(500),
+                                 std::chrono::milliseconds(30000));
+      state.retry_at = now + state.backoff;
       failures_
           .with({recovered.error().kind == Error::Kind::kPermanent ? "permanent" : "retryable"})
           .inc();
@@ -85,6 +94,14 @@ Result<bool> ArchiveStage::flush(core::DoneOffsets& done) {
         .inc();
     return flushed.error();
   }
+  // Sealed objects still waiting (a partition in its upload backoff) or a full buffer: the
+  // store has not recovered yet. A failure keeps the loop paused, so memory stays bounded by
+  // archive.max_buffered_bytes instead of growing through the whole outage.
+  if (flushed.value().waiting > 0) {
+    return Error::retryable("archive uploads waiting for the store (" +
+                            std::to_string(flushed.value().waiting) + " objects)");
+  }
+  if (batcher_.backlogged()) return Error::retryable("archive buffer full");
   return true;
 }
 

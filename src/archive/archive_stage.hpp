@@ -5,6 +5,7 @@
 // archive and a crash redelivers instead of losing. The batcher gathers objects larger than the
 // loop's batches: this stage asks for a flush only when the batcher has work due.
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,6 +35,8 @@ class ArchiveStage final : public core::BatchStage {
     bool recovered = false;
     std::int64_t highest_accepted = -1;
     std::int64_t reported = -1;
+    std::chrono::milliseconds backoff{0};
+    std::chrono::steady_clock::time_point retry_at{};
   };
   bool due() const;
 

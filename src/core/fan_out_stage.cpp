@@ -40,11 +40,13 @@ Result<bool> FanOutStage::flush(DoneOffsets& done) {
   for (std::size_t i = 0; i < stages_.size(); ++i) {
     DoneOffsets stage_done;
     Result<bool> result = stages_[i]->flush(stage_done);
-    if (!result) return result;  // what earlier stages finished is kept in done_by_stage_
+    // Progress a stage reports beside an error (one partition uploaded, another failed) is
+    // kept too: the stage does not report it again.
     for (const auto& [key, offset] : stage_done) {
       auto [it, inserted] = done_by_stage_[i].try_emplace(key, offset);
       if (!inserted) it->second = std::max(it->second, offset);
     }
+    if (!result) return result;  // what earlier stages finished is kept in done_by_stage_
   }
   done.clear();
   if (stages_.empty()) return true;

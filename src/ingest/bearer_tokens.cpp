@@ -63,12 +63,13 @@ BearerTokens BearerTokens::load(const std::string& path, const std::string& key)
     if (token.find_first_of(" \t") != std::string::npos) {
       problem(line_number, "a token must not contain spaces");
     } else if (token.size() < kMinTokenLength) {
-      problem(line_number, "token of '" + name + "' is shorter than " +
-                               std::to_string(kMinTokenLength) + " characters");
+      // No name in these messages: with the columns swapped, the "name" is the token.
+      problem(line_number,
+              "the token is shorter than " + std::to_string(kMinTokenLength) + " characters");
     } else if (!names.insert(name).second) {
-      problem(line_number, "client name '" + name + "' appears twice");
+      problem(line_number, "the client name appears on an earlier line too");
     } else if (!digests.insert(sha256(token)).second) {
-      problem(line_number, "token of '" + name + "' is also another client's token");
+      problem(line_number, "the token is also another client's token");
     } else {
       pairs.emplace_back(name, token);
     }

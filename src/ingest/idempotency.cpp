@@ -2,12 +2,9 @@
 
 #include <openssl/sha.h>
 
-#include "processor/event_decoder.hpp"
-
 namespace telemetryd::ingest {
 
 std::string event_id_for_key(std::string_view client, std::string_view key) {
-  if (processor::is_uuid_v7(key)) return std::string(key);
   std::string material(client);
   material.push_back('\0');
   material.append(key);

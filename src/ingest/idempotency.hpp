@@ -8,9 +8,9 @@
 
 namespace telemetryd::ingest {
 
-/// A lowercase UUIDv7 key is used as it is (it is globally unique already). Any other key is
-/// scoped by the client's name, hashed with SHA-256 and shaped as a version-7 UUID, so the same
-/// client and key always give the same id and two clients' keys never collide.
+/// The key is scoped by the client's name, hashed with SHA-256 and shaped as a version-7 UUID, so
+/// the same client and key always give the same id and two clients' keys never collide (a UUID
+/// key too: used as it is, one client could make another's events look like duplicates).
 std::string event_id_for_key(std::string_view client, std::string_view key);
 
 /// Keys are 1..255 visible ASCII characters; returns an error message otherwise.

@@ -325,7 +325,11 @@ class IngestComponent final : public Component {
     std::string split_error;
     if (ndjson || array) split_error = split_items(rc.request.body(), ndjson, raw_items);
     std::string client;
-    const double cost = static_cast<double>(std::max<std::size_t>(1, raw_items.size()));
+    // A batch costs one token per event; one the request refuses anyway (wrong type, bad JSON,
+    // too many events) costs one, so it never drains the bucket nor turns a 413 into a 429.
+    const bool takeable = (ndjson || array) && split_error.empty() && !raw_items.empty() &&
+                          raw_items.size() <= max_items_;
+    const double cost = takeable ? static_cast<double>(raw_items.size()) : 1.0;
     if (std::optional<Response> refused = admit(rc.request, cost, client)) co_return *refused;
     if (!ndjson && !array) {
       co_return http::json_error(Status::unsupported_media_type, "unsupported_media_type",

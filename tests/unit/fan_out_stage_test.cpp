@@ -18,6 +18,7 @@ class HoldingStage final : public BatchStage {
   std::int64_t acknowledged_up_to = -1;  // highest offset it reports done
   int refusals_left = 0;
   bool failing = false;
+  bool report_then_fail = false;  // reports its progress, then fails (another partition failed)
 
   bool accept(const IncomingMessage& message) override {
     if (refusals_left > 0) {
@@ -39,6 +40,10 @@ class HoldingStage final : public BatchStage {
       if (offset <= acknowledged_up_to) highest = std::max(highest, offset);
     if (highest >= 0) done[{"t", 0}] = highest;
     pending_ = 0;
+    if (report_then_fail) {
+      report_then_fail = false;
+      return Error::retryable("another partition's upload failed");
+    }
     return true;
   }
   void abandon(const std::function<bool(const PartitionKey&)>& revoked) override {
@@ -128,4 +133,18 @@ TEST_CASE("fan-out: a revoked partition is forgotten everywhere", "[fan_out]") {
   store.acknowledged_up_to = archive.acknowledged_up_to = 5;
   REQUIRE(both.flush(done));
   CHECK(done == DoneOffsets{{{"t", 0}, 5}});
+}
+
+TEST_CASE("fan-out: progress a stage reports beside an error is not lost", "[fan_out]") {
+  HoldingStage store, archive;
+  FanOutStage both({&store, &archive});
+  for (std::int64_t i = 0; i < 5; ++i) REQUIRE(both.accept(message(i)));
+  store.acknowledged_up_to = 4;
+  archive.acknowledged_up_to = 4;
+  archive.report_then_fail = true;  // reports 4 once, with an error, and never again
+  DoneOffsets done;
+  CHECK_FALSE(both.flush(done).ok());
+  archive.acknowledged_up_to = -1;  // nothing new from the archive from now on
+  REQUIRE(both.flush(done));
+  CHECK(done == DoneOffsets{{{"t", 0}, 4}});
 }

@@ -76,6 +76,10 @@ TEST_CASE("bearer tokens: a bad tokens file names the line and never the token",
   CHECK(short_token[0].line == 1);
   CHECK(short_token[0].path == "ingest.tokens_file");
   CHECK(short_token[0].message.find("shorter than 16") != std::string::npos);
+  // Columns swapped: the token is where the name should be, and is never quoted.
+  const auto swapped = load_problems("sup3r-secret-token-value alice\n");
+  REQUIRE(swapped.size() == 1);
+  CHECK(swapped[0].to_string().find("sup3r-secret-token-value") == std::string::npos);
   CHECK(short_token[0].to_string().find("short-secret-1") == std::string::npos);
 
   const auto repeated = load_problems(
@@ -124,7 +128,8 @@ TEST_CASE("idempotency keys: same client and key, same v7-shaped id; scoped by c
   CHECK(a != event_id_for_key("bob", "order-42"));
   CHECK(a != event_id_for_key("alice", "order-43"));
   const std::string v7 = "01890a5d-ac96-774b-bcce-b302099a8057";
-  CHECK(event_id_for_key("alice", v7) == v7);
+  CHECK(processor::is_uuid_v7(event_id_for_key("alice", v7)));
+  CHECK(event_id_for_key("alice", v7) != event_id_for_key("bob", v7));  // scoped, even a UUID
   CHECK_FALSE(check_idempotency_key("order-42"));
   CHECK(check_idempotency_key(""));
   CHECK(check_idempotency_key("has space"));
@@ -298,7 +303,7 @@ TEST_CASE("ingest on the mock cluster: every refusal is a JSON error with the ri
   r = ingest.post("/metadata", "{\"gpu_uuid\":", "application/json");  // 2nd
   CHECK(r.status == 400);
   CHECK(error_code(r.body) == "invalid_json");
-  r = ingest.post("/v1/events", "[{},{},{},{}]");  // costs 4: over what is left
+  r = ingest.post("/v1/events", "[{},{},{}]");  // costs 3: over the 2 left
   CHECK(r.status == 429);
   CHECK(error_code(r.body) == "rate_limited");
   CHECK(std::stoi(r.headers["retry-after"]) >= 1);
@@ -306,7 +311,7 @@ TEST_CASE("ingest on the mock cluster: every refusal is a JSON error with the ri
   CHECK(r.status == 400);
   CHECK(error_code(r.body) == "missing_field");
   CHECK(r.body.find("\"field\":\"observed_at\"") != std::string::npos);
-  // The other client has its own bucket; four items are over max_items.
+  // Four items are over max_items: 413, and the refusal costs one token, not four.
   r = ingest.post("/v1/events", "[{},{},{},{}]", "application/json",
                   {{"Authorization", "Bearer bbbbbbbbbbbbbbbbbbbbbbbb"}});
   CHECK(r.status == 413);
