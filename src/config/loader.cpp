@@ -316,7 +316,6 @@ class Validator {
     return at;
   }
 
-
   // An alias shares its node: `a: &x {b: *x}` makes a mapping contain itself, and aliases of
   // aliases grow exponentially when walked as a tree. Each mapping is checked once.
   void check_duplicates(const YAML::Node& map, const std::string& prefix,
@@ -543,7 +542,7 @@ class Validator {
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, int> overridden_;
   std::map<std::string, Origin> origins_;  // where each key was written, or its section
-  std::vector<int> widths_;  // of the file's lines
+  std::vector<int> widths_;                // of the file's lines
 
  public:
   bool has_problems() const { return !problems_.empty(); }

@@ -1,5 +1,6 @@
 #pragma once
-// Certificate files from scripts/gen-test-certs.sh (the same ones the test services use), for tests of TLS settings.
+// Certificate files from scripts/gen-test-certs.sh (the same ones the test services use), for tests
+// of TLS settings.
 
 #include <string>
 

@@ -6,8 +6,8 @@
 #include "app/roles.hpp"
 #include "kafka/client_properties.hpp"
 #include "sinks/kafka_sink.hpp"
-#include "support/child_process.hpp"
 #include "support/cert_files.hpp"
+#include "support/child_process.hpp"
 #include "telemetryd/errors.hpp"
 
 using namespace telemetryd;
