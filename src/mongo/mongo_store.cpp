@@ -6,6 +6,7 @@
 
 #include "mongo/bson_json.hpp"
 #include "mongo/mongo_errors.hpp"
+#include "mongo/mongo_index.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
 
@@ -119,26 +120,16 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
   indexes.push_back({"token_usage", "tenant_id_ts",
                      BsonPtr(BCON_NEW("tenant_id", BCON_INT32(1), "ts", BCON_INT32(-1)))});
   for (const auto& index : indexes) {
-    BsonPtr command(BCON_NEW("createIndexes", BCON_UTF8(index.collection), "indexes", "[", "{",
-                             "key", BCON_DOCUMENT(index.key.get()), "name", BCON_UTF8(index.name),
-                             "}", "]"));
-    bson_error_t error;
-    if (!mongoc_client_command_simple(client, settings_.database.c_str(), command.get(), nullptr,
-                                      nullptr, &error)) {
-      return classify(error);
-    }
+    Result<bool> created =
+        create_index(client, settings_.database, index.collection, index.name, index.key.get());
+    if (!created) return created;
   }
   if (settings_.ttl_days > 0) {
+    const BsonPtr ts(BCON_NEW("ts", BCON_INT32(1)));
     for (const char* collection : {"gpu_metrics", "token_usage"}) {
-      BsonPtr command(BCON_NEW("createIndexes", BCON_UTF8(collection), "indexes", "[", "{", "key",
-                               "{", "ts", BCON_INT32(1), "}", "name", BCON_UTF8("ts_ttl"),
-                               "expireAfterSeconds", BCON_INT64(settings_.ttl_days * 86400), "}",
-                               "]"));
-      bson_error_t error;
-      if (!mongoc_client_command_simple(client, settings_.database.c_str(), command.get(), nullptr,
-                                        nullptr, &error)) {
-        return classify(error);
-      }
+      Result<bool> created = create_index(client, settings_.database, collection, "ts_ttl",
+                                          ts.get(), settings_.ttl_days * 86400);
+      if (!created) return created;
     }
   }
   return true;

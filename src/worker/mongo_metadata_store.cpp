@@ -12,6 +12,7 @@
 #include <map>
 
 #include "mongo/mongo_errors.hpp"
+#include "mongo/mongo_index.hpp"
 #include "telemetryd/errors.hpp"
 
 namespace telemetryd::worker {
@@ -55,6 +56,32 @@ std::vector<WriteError> write_errors(const bson_t* reply, bool& concern_failed) 
     }
   }
   return out;
+}
+
+// One unordered insert_many into `name`: the per-document write errors for the caller to sort
+// (duplicate, transient, refused), or the error of the call. A write-concern error, or a failed
+// call without per-document errors (network, selection: part of the batch may not have been
+// tried), fails it whole; the ids make retrying the whole batch idempotent.
+Result<std::vector<WriteError>> insert_unordered(mongoc_client_t* client,
+                                                 const std::string& database, const char* name,
+                                                 const std::vector<BsonPtr>& docs) {
+  std::vector<const bson_t*> pointers;
+  for (const BsonPtr& doc : docs) pointers.push_back(doc.get());
+  mongoc_collection_t* collection = mongoc_client_get_collection(client, database.c_str(), name);
+  BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
+  bson_t reply;
+  bson_error_t error;
+  const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
+                                                opts.get(), &reply, &error);
+  mongoc_collection_destroy(collection);
+  bool concern_failed = false;
+  std::vector<WriteError> errors = write_errors(&reply, concern_failed);
+  bson_destroy(&reply);
+  if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
+  if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+    return classify(error);
+  }
+  return errors;
 }
 
 std::int64_t reply_count(const bson_t* reply, const char* key) {
@@ -101,14 +128,9 @@ Result<bool> MongoMetadataStore::prepare() {
                      BsonPtr(BCON_NEW("gpu_uuid", BCON_INT32(1), "observed_at", BCON_INT32(-1)))});
   indexes.push_back({"gpu_devices", "host", BsonPtr(BCON_NEW("host", BCON_INT32(1)))});
   for (const auto& index : indexes) {
-    BsonPtr command(BCON_NEW("createIndexes", BCON_UTF8(index.collection), "indexes", "[", "{",
-                             "key", BCON_DOCUMENT(index.key.get()), "name", BCON_UTF8(index.name),
-                             "}", "]"));
-    bson_error_t error;
-    if (!mongoc_client_command_simple(client.get(), settings_.database.c_str(), command.get(),
-                                      nullptr, nullptr, &error)) {
-      return classify(error);
-    }
+    Result<bool> created = mongo::create_index(client.get(), settings_.database, index.collection,
+                                               index.name, index.key.get());
+    if (!created) return created;
   }
   return true;
 }
@@ -119,29 +141,12 @@ Result<LogOutcome> MongoMetadataStore::insert_log(
   if (batch.empty()) return outcome;
   const std::int64_t received = now_ms();
   std::vector<BsonPtr> docs;
-  std::vector<const bson_t*> pointers;
-  for (const MetadataDocument* doc : batch) {
-    docs.push_back(log_document(*doc, received));
-    pointers.push_back(docs.back().get());
-  }
+  for (const MetadataDocument* doc : batch) docs.push_back(log_document(*doc, received));
   PooledClient client(pool_);
-  mongoc_collection_t* collection =
-      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metadata");
-  BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
-  bson_t reply;
-  bson_error_t error;
-  const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
-                                                opts.get(), &reply, &error);
-  mongoc_collection_destroy(collection);
-  bool concern_failed = false;
-  const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
-  bson_destroy(&reply);
-  if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-  // No write errors: the call itself failed (network, selection), so part of the batch may not
-  // have been tried; all of it is retried (the ids make that idempotent).
-  if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
-    return classify(error);
-  }
+  Result<std::vector<WriteError>> inserted =
+      insert_unordered(client.get(), settings_.database, "gpu_metadata", docs);
+  if (!inserted) return inserted.error();
+  const std::vector<WriteError>& errors = inserted.value();
   for (const WriteError& e : errors) {
     if (e.code == kDuplicateKey) {
       ++outcome.duplicates;
@@ -229,26 +234,11 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
     }
     if (!inserts.empty()) {
       std::vector<BsonPtr> docs;
-      std::vector<const bson_t*> pointers;
-      for (const std::size_t i : inserts) {
-        docs.push_back(device_document(*batch[i], updated_at));
-        pointers.push_back(docs.back().get());
-      }
-      mongoc_collection_t* collection =
-          mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_devices");
-      BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
-      bson_t reply;
-      bson_error_t error;
-      const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
-                                                    opts.get(), &reply, &error);
-      mongoc_collection_destroy(collection);
-      bool concern_failed = false;
-      const std::vector<WriteError> errors = write_errors(&reply, concern_failed);
-      bson_destroy(&reply);
-      if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-      if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
-        return classify(error);
-      }
+      for (const std::size_t i : inserts) docs.push_back(device_document(*batch[i], updated_at));
+      Result<std::vector<WriteError>> inserted =
+          insert_unordered(client.get(), settings_.database, "gpu_devices", docs);
+      if (!inserted) return inserted.error();
+      const std::vector<WriteError>& errors = inserted.value();
       std::size_t failed = 0;
       for (const WriteError& e : errors) {
         if (e.index < 0 || static_cast<std::size_t>(e.index) >= inserts.size()) continue;
