@@ -14,6 +14,10 @@
 
 namespace telemetryd {
 
+namespace events {
+struct GpuSample;
+}
+
 /// Where a source sends each kind of event.
 struct Topics {
   std::string gpu_metrics = kGpuMetricsTopic;
@@ -28,6 +32,19 @@ class Source {
   virtual bool sample(std::vector<Event>& out, std::string& error) = 0;
   /// Time one tick stands for.
   virtual std::chrono::milliseconds interval() const = 0;
+
+  using GpuSampleObserver = std::function<void(const events::GpuSample&)>;
+  /// Called with every GPU sample the source takes, on the sampling thread, before it is
+  /// encoded: the per-GPU series on /metrics are fed from here, not by decoding events again.
+  void observe_gpu_samples(GpuSampleObserver observer) { gpu_observer_ = std::move(observer); }
+
+ protected:
+  void notify_gpu_sample(const events::GpuSample& sample) const {
+    if (gpu_observer_) gpu_observer_(sample);
+  }
+
+ private:
+  GpuSampleObserver gpu_observer_;
 };
 
 struct SourceInfo {

@@ -50,6 +50,7 @@ class NvmlSource final : public Source {
     for (unsigned index = 0; index < count; ++index) {
       std::string problem;
       if (auto sample = read(index, problem)) {
+        notify_gpu_sample(*sample);
         out.push_back(to_event(*sample, now));
         ++sampled;
       } else {

@@ -23,6 +23,7 @@ class SyntheticSource final : public Source {
     const auto now = std::chrono::system_clock::now();
     FleetTick tick = model_.tick();
     for (const auto& gpu : tick.gpus) {
+      notify_gpu_sample(gpu);
       Event event{topics_.gpu_metrics, gpu.gpu_uuid, ids_.next(now), {}, now};
       event.payload = events::encode_cloudevent(event.id, "//telemetryd/" + gpu.host + "/synthetic",
                                                 kGpuMetricsType, now, gpu.gpu_uuid,
