@@ -118,8 +118,8 @@ struct GpuSample {
   GpuPcie pcie;
   GpuRemappedRows remapped_rows;
   std::optional<GpuXid> xid;
-  GpuActivity activity;                                // whole GPU (GPM)
-  std::optional<std::vector<GpuMigActivity>> mig;      // per MIG instance (GPM), MIG mode only
+  GpuActivity activity;                            // whole GPU (GPM)
+  std::optional<std::vector<GpuMigActivity>> mig;  // per MIG instance (GPM), MIG mode only
 };
 
 std::string encode_gpu_metrics_data(const GpuSample& sample);
