@@ -1,0 +1,28 @@
+#pragma once
+// Which container and Kubernetes pod a GPU process belongs to, from /proc/PID/cgroup: the
+// attribution of GPU memory to a pod that NVML alone cannot give.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace telemetryd::nvml {
+
+struct CgroupIdentity {
+  std::optional<std::string> container_id;  // 64 lowercase hex digits
+  std::optional<std::string> pod_uid;       // as Kubernetes writes it, with dashes
+};
+
+/// Reads the text of a /proc/PID/cgroup file: cgroup v2 (`0::/path`) or v1
+/// (`N:controllers:/path`) lines, with kubelet's cgroupfs layout
+/// (`/kubepods/burstable/pod<uid>/<container id>`) or its systemd one
+/// (`kubepods-burstable-pod<uid with underscores>.slice/cri-containerd-<id>.scope`, also
+/// `docker-<id>.scope`, `crio-<id>.scope`), and plain Docker (`/docker/<id>`). The v2 line wins
+/// over v1 ones; fields that cannot be told are left empty. Never throws but for allocation.
+CgroupIdentity parse_cgroup(std::string_view text);
+
+/// parse_cgroup of `<proc_root>/<pid>/cgroup`; empty when the file cannot be read (the process
+/// ended, or another PID namespace).
+CgroupIdentity read_cgroup(const std::string& proc_root, long long pid);
+
+}  // namespace telemetryd::nvml
