@@ -57,6 +57,33 @@ NvmlApi::NvmlApi(const std::string& library) {
   resolve(h, "nvmlDeviceGetEccMode", f.device_get_ecc_mode);
   resolve(h, "nvmlDeviceGetTotalEccErrors", f.device_get_total_ecc_errors);
   resolve(h, "nvmlDeviceGetComputeRunningProcesses", f.device_get_compute_running_processes);
+  resolve(h, "nvmlDeviceGetMemoryInfo_v2", f.device_get_memory_info_v2);
+  resolve(h, "nvmlDeviceGetPerformanceState", f.device_get_performance_state);
+  resolve(h, "nvmlDeviceGetCurrentClocksEventReasons", f.device_get_current_clocks_event_reasons);
+  resolve(h, "nvmlDeviceGetCurrentClocksThrottleReasons",
+          f.device_get_current_clocks_throttle_reasons);
+  resolve(h, "nvmlDeviceGetPcieThroughput", f.device_get_pcie_throughput);
+  resolve(h, "nvmlDeviceGetCurrPcieLinkGeneration", f.device_get_curr_pcie_link_generation);
+  resolve(h, "nvmlDeviceGetCurrPcieLinkWidth", f.device_get_curr_pcie_link_width);
+  resolve(h, "nvmlDeviceGetMaxPcieLinkGeneration", f.device_get_max_pcie_link_generation);
+  resolve(h, "nvmlDeviceGetMaxPcieLinkWidth", f.device_get_max_pcie_link_width);
+  resolve(h, "nvmlDeviceGetFieldValues", f.device_get_field_values);
+  resolve(h, "nvmlDeviceGetRemappedRows", f.device_get_remapped_rows);
+  resolve(h, "nvmlDeviceGetProcessUtilization", f.device_get_process_utilization);
+  resolve(h, "nvmlEventSetCreate", f.event_set_create);
+  resolve(h, "nvmlDeviceRegisterEvents", f.device_register_events);
+  resolve(h, "nvmlEventSetWait_v2", f.event_set_wait_v2);
+  resolve(h, "nvmlEventSetFree", f.event_set_free);
+  resolve(h, "nvmlGpmQueryDeviceSupport", f.gpm_query_device_support);
+  resolve(h, "nvmlGpmSampleAlloc", f.gpm_sample_alloc);
+  resolve(h, "nvmlGpmSampleFree", f.gpm_sample_free);
+  resolve(h, "nvmlGpmSampleGet", f.gpm_sample_get);
+  resolve(h, "nvmlGpmMigSampleGet", f.gpm_mig_sample_get);
+  resolve(h, "nvmlGpmMetricsGet", f.gpm_metrics_get);
+  resolve(h, "nvmlDeviceGetMigMode", f.device_get_mig_mode);
+  resolve(h, "nvmlDeviceGetMaxMigDeviceCount", f.device_get_max_mig_device_count);
+  resolve(h, "nvmlDeviceGetMigDeviceHandleByIndex", f.device_get_mig_device_handle_by_index);
+  resolve(h, "nvmlDeviceGetGpuInstanceId", f.device_get_gpu_instance_id);
 
   const nvmlReturn_t rc = f.init();
   if (rc != NVML_SUCCESS) {

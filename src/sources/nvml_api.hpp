@@ -38,6 +38,56 @@ struct NvmlFunctions {
                                               unsigned long long* count) = nullptr;
   nvmlReturn_t (*device_get_compute_running_processes)(nvmlDevice_t device, unsigned int* count,
                                                        nvmlProcessInfo_v1_t* infos) = nullptr;
+
+  // Issue 12: each optional; a missing one omits its fields.
+  nvmlReturn_t (*device_get_memory_info_v2)(nvmlDevice_t device, nvmlMemory_v2_t* memory) = nullptr;
+  nvmlReturn_t (*device_get_performance_state)(nvmlDevice_t device,
+                                               nvmlPstates_t* pstate) = nullptr;
+  nvmlReturn_t (*device_get_current_clocks_event_reasons)(nvmlDevice_t device,
+                                                          unsigned long long* reasons) = nullptr;
+  // The deprecated name of the same call, for drivers before R535.
+  nvmlReturn_t (*device_get_current_clocks_throttle_reasons)(nvmlDevice_t device,
+                                                             unsigned long long* reasons) = nullptr;
+  nvmlReturn_t (*device_get_pcie_throughput)(nvmlDevice_t device, nvmlPcieUtilCounter_t counter,
+                                             unsigned int* kilobytes_per_second) = nullptr;
+  nvmlReturn_t (*device_get_curr_pcie_link_generation)(nvmlDevice_t device,
+                                                       unsigned int* generation) = nullptr;
+  nvmlReturn_t (*device_get_curr_pcie_link_width)(nvmlDevice_t device,
+                                                  unsigned int* width) = nullptr;
+  nvmlReturn_t (*device_get_max_pcie_link_generation)(nvmlDevice_t device,
+                                                      unsigned int* generation) = nullptr;
+  nvmlReturn_t (*device_get_max_pcie_link_width)(nvmlDevice_t device,
+                                                 unsigned int* width) = nullptr;
+  nvmlReturn_t (*device_get_field_values)(nvmlDevice_t device, int count,
+                                          nvmlFieldValue_t* values) = nullptr;
+  nvmlReturn_t (*device_get_remapped_rows)(nvmlDevice_t device, unsigned int* correctable,
+                                           unsigned int* uncorrectable, unsigned int* pending,
+                                           unsigned int* failure) = nullptr;
+  nvmlReturn_t (*device_get_process_utilization)(nvmlDevice_t device,
+                                                 nvmlProcessUtilizationSample_t* samples,
+                                                 unsigned int* count,
+                                                 unsigned long long last_seen_us) = nullptr;
+  nvmlReturn_t (*event_set_create)(nvmlEventSet_t* set) = nullptr;
+  nvmlReturn_t (*device_register_events)(nvmlDevice_t device, unsigned long long event_types,
+                                         nvmlEventSet_t set) = nullptr;
+  nvmlReturn_t (*event_set_wait_v2)(nvmlEventSet_t set, nvmlEventData_t* data,
+                                    unsigned int timeout_ms) = nullptr;
+  nvmlReturn_t (*event_set_free)(nvmlEventSet_t set) = nullptr;
+  nvmlReturn_t (*gpm_query_device_support)(nvmlDevice_t device,
+                                           nvmlGpmSupport_t* support) = nullptr;
+  nvmlReturn_t (*gpm_sample_alloc)(nvmlGpmSample_t* sample) = nullptr;
+  nvmlReturn_t (*gpm_sample_free)(nvmlGpmSample_t sample) = nullptr;
+  nvmlReturn_t (*gpm_sample_get)(nvmlDevice_t device, nvmlGpmSample_t sample) = nullptr;
+  nvmlReturn_t (*gpm_mig_sample_get)(nvmlDevice_t device, unsigned int gpu_instance_id,
+                                     nvmlGpmSample_t sample) = nullptr;
+  nvmlReturn_t (*gpm_metrics_get)(nvmlGpmMetricsGet_t* metrics) = nullptr;
+  nvmlReturn_t (*device_get_mig_mode)(nvmlDevice_t device, unsigned int* current,
+                                      unsigned int* pending) = nullptr;
+  nvmlReturn_t (*device_get_max_mig_device_count)(nvmlDevice_t device,
+                                                  unsigned int* count) = nullptr;
+  nvmlReturn_t (*device_get_mig_device_handle_by_index)(nvmlDevice_t device, unsigned int index,
+                                                        nvmlDevice_t* mig_device) = nullptr;
+  nvmlReturn_t (*device_get_gpu_instance_id)(nvmlDevice_t mig_device, unsigned int* id) = nullptr;
 };
 
 class NvmlApi {
