@@ -1,7 +1,15 @@
 #include "sources/nvml_device.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <limits>
+#include <set>
+#include <unordered_map>
+#include <utility>
 #include <vector>
+
+#include "sources/nvml_cgroup.hpp"
 
 namespace telemetryd::nvml {
 namespace {
@@ -103,18 +111,286 @@ std::optional<std::vector<events::GpuProcess>> read_processes(DeviceReader& read
   return out;
 }
 
-void read_metrics(DeviceReader& reader, events::GpuSample& s) {
+// NVML documents these as 0.0 - 100.0; a value a rounding step outside is clamped, anything
+// further off (or NaN) is not published, since the schema would reject the whole sample for it.
+std::optional<double> percent(double value) {
+  if (!std::isfinite(value) || value < -0.5 || value > 100.5) return std::nullopt;
+  return std::clamp(value, 0.0, 100.0);
+}
+
+// Per-process utilisation, newest sample per PID. The timestamp of the newest sample seen is
+// kept, so the next tick asks only for samples taken since (NOT_FOUND when there are none).
+std::unordered_map<unsigned, nvmlProcessUtilizationSample_t> read_process_utilization(
+    DeviceReader& reader, DeviceState& state) {
+  std::unordered_map<unsigned, nvmlProcessUtilizationSample_t> latest;
+  const auto fn = reader.functions().device_get_process_utilization;
+  const unsigned long long since = state.process_utilization_seen_us;
+  unsigned count = 0;
+  nvmlReturn_t rc =
+      reader.call(fn, static_cast<nvmlProcessUtilizationSample_t*>(nullptr), &count, since);
+  std::vector<nvmlProcessUtilizationSample_t> samples;
+  for (int attempt = 0; attempt < 3 && rc == NVML_ERROR_INSUFFICIENT_SIZE; ++attempt) {
+    const unsigned capacity = count + 8;
+    samples.assign(capacity, nvmlProcessUtilizationSample_t{});
+    count = capacity;
+    rc = reader.call(fn, samples.data(), &count, since);
+  }
+  if (rc != NVML_SUCCESS) return latest;
+  for (unsigned i = 0; i < count && i < samples.size(); ++i) {
+    const nvmlProcessUtilizationSample_t& sample = samples[i];
+    auto [it, inserted] = latest.try_emplace(sample.pid, sample);
+    if (!inserted && sample.timeStamp > it->second.timeStamp) it->second = sample;
+    state.process_utilization_seen_us =
+        std::max(state.process_utilization_seen_us, sample.timeStamp);
+  }
+  return latest;
+}
+
+void attribute_processes(DeviceReader& reader, DeviceState& state,
+                         std::vector<events::GpuProcess>& processes) {
+  if (processes.empty()) return;
+  const auto utilization = read_process_utilization(reader, state);
+  for (events::GpuProcess& process : processes) {
+    if (const auto it = utilization.find(static_cast<unsigned>(process.pid));
+        it != utilization.end()) {
+      process.utilization_sm_percent = percent(it->second.smUtil);
+      process.utilization_memory_percent = percent(it->second.memUtil);
+    }
+    CgroupIdentity identity = read_cgroup(state.proc_root(), process.pid);
+    process.container_id = std::move(identity.container_id);
+    process.pod_uid = std::move(identity.pod_uid);
+  }
+}
+
+// v2 reports memory as nvidia-smi does: `used` without the driver's reserved memory. v1 (the
+// only call before R510) counts the reserved memory as used; it is the fallback.
+void read_memory(DeviceReader& reader, events::GpuSample& s) {
+  const NvmlFunctions& f = reader.functions();
+  nvmlMemory_v2_t v2{};
+  v2.version = nvmlMemory_v2;
+  if (reader.ok(f.device_get_memory_info_v2, &v2)) {
+    s.memory_total_bytes = static_cast<std::int64_t>(v2.total);
+    s.memory_used_bytes = static_cast<std::int64_t>(v2.used);
+    s.memory_reserved_bytes = static_cast<std::int64_t>(v2.reserved);
+    s.memory_free_bytes = static_cast<std::int64_t>(v2.free);
+    return;
+  }
+  nvmlMemory_t v1{};
+  if (reader.ok(f.device_get_memory_info, &v1)) {
+    s.memory_total_bytes = static_cast<std::int64_t>(v1.total);
+    s.memory_used_bytes = static_cast<std::int64_t>(v1.used);
+    s.memory_free_bytes = static_cast<std::int64_t>(v1.free);
+  }
+}
+
+// nvmlDeviceGetFieldValues says in valueType which union member it filled.
+std::optional<double> field_number(const nvmlFieldValue_t& field) {
+  switch (field.valueType) {
+    case NVML_VALUE_TYPE_DOUBLE:
+      return std::isfinite(field.value.dVal) ? std::optional(field.value.dVal) : std::nullopt;
+    case NVML_VALUE_TYPE_UNSIGNED_INT:
+      return field.value.uiVal;
+    case NVML_VALUE_TYPE_UNSIGNED_LONG:
+      return static_cast<double>(field.value.ulVal);
+    case NVML_VALUE_TYPE_UNSIGNED_LONG_LONG:
+      return static_cast<double>(field.value.ullVal);
+    case NVML_VALUE_TYPE_SIGNED_LONG_LONG:
+      return static_cast<double>(field.value.sllVal);
+    case NVML_VALUE_TYPE_SIGNED_INT:
+      return field.value.siVal;
+    case NVML_VALUE_TYPE_UNSIGNED_SHORT:
+      return field.value.usVal;
+    default:
+      return std::nullopt;
+  }
+}
+
+void read_memory_temperature(DeviceReader& reader, events::GpuSample& s) {
+  nvmlFieldValue_t field{};
+  field.fieldId = NVML_FI_DEV_MEMORY_TEMP;
+  // The call succeeds as a whole and reports per field: NOT_SUPPORTED shows up in nvmlReturn.
+  if (!reader.ok(reader.functions().device_get_field_values, 1, &field)) return;
+  if (field.nvmlReturn != NVML_SUCCESS) return;
+  s.temperature_memory_celsius = field_number(field);
+}
+
+void read_clock_event_reasons(DeviceReader& reader, events::GpuSample& s) {
+  const NvmlFunctions& f = reader.functions();
+  unsigned long long mask = 0;
+  nvmlReturn_t rc = reader.call(f.device_get_current_clocks_event_reasons, &mask);
+  if (rc != NVML_SUCCESS && rc != NVML_ERROR_GPU_IS_LOST) {
+    rc = reader.call(f.device_get_current_clocks_throttle_reasons, &mask);
+  }
+  if (rc != NVML_SUCCESS) return;
+  // Defined bits end at 0x100; the top bit is dropped so the contract's integer stays >= 0.
+  s.clock_event_reasons_mask = static_cast<std::int64_t>(
+      mask & static_cast<unsigned long long>(std::numeric_limits<std::int64_t>::max()));
+  s.clock_event_reasons = clock_event_reason_names(mask);
+}
+
+void read_pcie(DeviceReader& reader, events::GpuPcie& pcie) {
+  const NvmlFunctions& f = reader.functions();
+  unsigned value = 0;
+  // NVML reports KB/s; nvidia-smi prints the same number as "KB/s" (1 KB = 1024 bytes).
+  if (reader.ok(f.device_get_pcie_throughput, NVML_PCIE_UTIL_TX_BYTES, &value))
+    pcie.tx_bytes_per_second = static_cast<std::int64_t>(value) * 1024;
+  if (reader.ok(f.device_get_pcie_throughput, NVML_PCIE_UTIL_RX_BYTES, &value))
+    pcie.rx_bytes_per_second = static_cast<std::int64_t>(value) * 1024;
+  if (reader.ok(f.device_get_curr_pcie_link_generation, &value)) pcie.link_gen = value;
+  if (reader.ok(f.device_get_curr_pcie_link_width, &value)) pcie.link_width = value;
+  if (reader.ok(f.device_get_max_pcie_link_generation, &value)) pcie.link_gen_max = value;
+  if (reader.ok(f.device_get_max_pcie_link_width, &value)) pcie.link_width_max = value;
+}
+
+void read_remapped_rows(DeviceReader& reader, events::GpuRemappedRows& rows) {
+  unsigned correctable = 0, uncorrectable = 0, pending = 0, failure = 0;
+  if (!reader.ok(reader.functions().device_get_remapped_rows, &correctable, &uncorrectable,
+                 &pending, &failure))
+    return;
+  rows.correctable = correctable;
+  rows.uncorrectable = uncorrectable;
+  rows.pending = pending != 0;
+  rows.failure = failure != 0;
+}
+
+// ---- GPM ------------------------------------------------------------------------------------
+
+using ActivityField = std::optional<double> events::GpuActivity::*;
+constexpr std::pair<unsigned, ActivityField> kGpmMetrics[] = {
+    {NVML_GPM_METRIC_SM_UTIL, &events::GpuActivity::sm_active_percent},
+    {NVML_GPM_METRIC_SM_OCCUPANCY, &events::GpuActivity::sm_occupancy_percent},
+    {NVML_GPM_METRIC_ANY_TENSOR_UTIL, &events::GpuActivity::tensor_active_percent},
+    {NVML_GPM_METRIC_DRAM_BW_UTIL, &events::GpuActivity::dram_active_percent},
+    {NVML_GPM_METRIC_FP16_UTIL, &events::GpuActivity::fp16_active_percent},
+    {NVML_GPM_METRIC_FP32_UTIL, &events::GpuActivity::fp32_active_percent},
+    {NVML_GPM_METRIC_FP64_UTIL, &events::GpuActivity::fp64_active_percent},
+};
+
+events::GpuActivity gpm_activity(DeviceState& state, nvmlGpmSample_t first,
+                                 nvmlGpmSample_t second) {
+  events::GpuActivity activity;
+  nvmlGpmMetricsGet_t& get = *state.gpm_metrics;
+  get.version = NVML_GPM_METRICS_GET_VERSION;
+  get.numMetrics = static_cast<unsigned>(std::size(kGpmMetrics));
+  get.sample1 = first;
+  get.sample2 = second;
+  for (std::size_t i = 0; i < std::size(kGpmMetrics); ++i) {
+    get.metrics[i] = nvmlGpmMetric_t{};
+    get.metrics[i].metricId = kGpmMetrics[i].first;
+  }
+  if (state.functions().gpm_metrics_get(&get) != NVML_SUCCESS) return activity;
+  for (std::size_t i = 0; i < std::size(kGpmMetrics); ++i) {
+    // Each metric has its own status: one the GPU cannot count is only omitted.
+    if (get.metrics[i].metricId != kGpmMetrics[i].first) continue;
+    if (get.metrics[i].nvmlReturn != NVML_SUCCESS) continue;
+    activity.*(kGpmMetrics[i].second) = percent(get.metrics[i].value);
+  }
+  return activity;
+}
+
+// Takes this tick's sample with `take` and computes activity against the previous tick's.
+template <typename Take>
+std::optional<events::GpuActivity> advance(DeviceState& state, GpmPair& pair, Take take) {
+  const NvmlFunctions& f = state.functions();
+  if (pair.previous == nullptr && f.gpm_sample_alloc(&pair.previous) != NVML_SUCCESS) {
+    pair.previous = nullptr;
+    return std::nullopt;
+  }
+  if (pair.current == nullptr && f.gpm_sample_alloc(&pair.current) != NVML_SUCCESS) {
+    pair.current = nullptr;
+    return std::nullopt;
+  }
+  if (take(pair.current) != NVML_SUCCESS) {
+    pair.have_previous = false;  // a gap: the next difference would span it
+    return std::nullopt;
+  }
+  std::optional<events::GpuActivity> activity;
+  if (pair.have_previous) activity = gpm_activity(state, pair.previous, pair.current);
+  std::swap(pair.previous, pair.current);
+  pair.have_previous = true;
+  return activity;
+}
+
+// GPU instance ids of the MIG devices, each once (compute instances of one GPU instance share it).
+std::set<unsigned> gpu_instance_ids(DeviceReader& reader) {
+  const NvmlFunctions& f = reader.functions();
+  std::set<unsigned> ids;
+  unsigned count = 0;
+  if (f.device_get_gpu_instance_id == nullptr ||
+      !reader.ok(f.device_get_max_mig_device_count, &count))
+    return ids;
+  for (unsigned i = 0; i < count; ++i) {
+    nvmlDevice_t mig = nullptr;
+    if (!reader.ok(f.device_get_mig_device_handle_by_index, i, &mig)) continue;
+    unsigned id = 0;
+    if (f.device_get_gpu_instance_id(mig, &id) == NVML_SUCCESS) ids.insert(id);
+  }
+  return ids;
+}
+
+void read_mig_gpm(DeviceReader& reader, DeviceState& state, events::GpuSample& s) {
+  const NvmlFunctions& f = reader.functions();
+  unsigned current = 0, pending = 0;
+  if (f.gpm_mig_sample_get == nullptr || !reader.ok(f.device_get_mig_mode, &current, &pending) ||
+      current != NVML_DEVICE_MIG_ENABLE) {
+    for (auto& [id, pair] : state.mig_gpm) state.free_pair(pair);
+    state.mig_gpm.clear();
+    return;
+  }
+  const std::set<unsigned> ids = gpu_instance_ids(reader);
+  for (auto it = state.mig_gpm.begin(); it != state.mig_gpm.end();) {
+    if (ids.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    state.free_pair(it->second);  // a GPU instance destroyed since the last tick
+    it = state.mig_gpm.erase(it);
+  }
+  std::vector<events::GpuMigActivity> out;
+  for (const unsigned id : ids) {
+    auto activity = advance(state, state.mig_gpm[id], [&](nvmlGpmSample_t sample) {
+      return reader.call(f.gpm_mig_sample_get, id, sample);
+    });
+    if (activity && !activity->empty())
+      out.push_back({.gpu_instance_id = id, .activity = *activity});
+  }
+  if (!out.empty()) s.mig = std::move(out);
+}
+
+void read_gpm(DeviceReader& reader, DeviceState& state, events::GpuSample& s) {
+  const NvmlFunctions& f = reader.functions();
+  if (state.gpm == DeviceState::Gpm::kUnknown) {
+    if (f.gpm_query_device_support == nullptr || f.gpm_sample_alloc == nullptr ||
+        f.gpm_sample_free == nullptr || f.gpm_sample_get == nullptr ||
+        f.gpm_metrics_get == nullptr) {
+      state.gpm = DeviceState::Gpm::kUnsupported;
+      return;
+    }
+    nvmlGpmSupport_t support{};
+    support.version = NVML_GPM_SUPPORT_VERSION;
+    const nvmlReturn_t rc = reader.call(f.gpm_query_device_support, &support);
+    if (rc == NVML_ERROR_GPU_IS_LOST) return;  // asked again once the GPU is back
+    const bool supported = rc == NVML_SUCCESS && support.isSupportedDevice != 0;
+    state.gpm = supported ? DeviceState::Gpm::kSupported : DeviceState::Gpm::kUnsupported;
+    if (supported) state.gpm_metrics = std::make_unique<nvmlGpmMetricsGet_t>();
+  }
+  if (state.gpm != DeviceState::Gpm::kSupported) return;
+  if (auto activity = advance(state, state.device_gpm, [&](nvmlGpmSample_t sample) {
+        return reader.call(f.gpm_sample_get, sample);
+      })) {
+    s.activity = *activity;
+  }
+  read_mig_gpm(reader, state, s);
+}
+
+void read_metrics(DeviceReader& reader, DeviceState& state, events::GpuSample& s) {
   const NvmlFunctions& f = reader.functions();
   nvmlUtilization_t utilization{};
   if (reader.ok(f.device_get_utilization_rates, &utilization)) {
     s.utilization_gpu_percent = utilization.gpu;
     s.utilization_memory_percent = utilization.memory;
   }
-  nvmlMemory_t memory{};
-  if (reader.ok(f.device_get_memory_info, &memory)) {
-    s.memory_total_bytes = static_cast<std::int64_t>(memory.total);
-    s.memory_used_bytes = static_cast<std::int64_t>(memory.used);
-  }
+  read_memory(reader, s);
   unsigned milliwatts = 0;
   if (reader.ok(f.device_get_power_usage, &milliwatts)) s.power_draw_watts = milliwatts / 1000.0;
   if (reader.ok(f.device_get_enforced_power_limit, &milliwatts)) {
@@ -128,17 +404,72 @@ void read_metrics(DeviceReader& reader, events::GpuSample& s) {
   if (reader.ok(f.device_get_temperature, NVML_TEMPERATURE_GPU, &celsius)) {
     s.temperature_gpu_celsius = celsius;
   }
+  read_memory_temperature(reader, s);
   unsigned mhz = 0;
   if (reader.ok(f.device_get_clock_info, NVML_CLOCK_SM, &mhz)) s.clock_sm_mhz = mhz;
   if (reader.ok(f.device_get_clock_info, NVML_CLOCK_MEM, &mhz)) s.clock_mem_mhz = mhz;
+  nvmlPstates_t pstate = NVML_PSTATE_UNKNOWN;
+  if (reader.ok(f.device_get_performance_state, &pstate) && pstate >= NVML_PSTATE_0 &&
+      pstate <= NVML_PSTATE_15) {
+    s.pstate = pstate;
+  }
+  read_clock_event_reasons(reader, s);
+  read_pcie(reader, s.pcie);
   s.ecc = read_ecc(reader);
+  read_remapped_rows(reader, s.remapped_rows);
   s.processes = read_processes(reader);
+  if (s.processes) attribute_processes(reader, state, *s.processes);
+  read_gpm(reader, state, s);
+  s.xid = state.xid;
 }
 
 }  // namespace
 
+DeviceState::DeviceState(const NvmlFunctions& functions, std::string proc_root)
+    : functions_(&functions), proc_root_(std::move(proc_root)) {}
+
+DeviceState::~DeviceState() {
+  free_pair(device_gpm);
+  for (auto& [id, pair] : mig_gpm) free_pair(pair);
+}
+
+void DeviceState::free_pair(GpmPair& pair) {
+  for (nvmlGpmSample_t* sample : {&pair.previous, &pair.current}) {
+    if (*sample != nullptr && functions_->gpm_sample_free != nullptr) {
+      functions_->gpm_sample_free(*sample);
+    }
+    *sample = nullptr;
+  }
+  pair.have_previous = false;
+}
+
+std::vector<std::string> clock_event_reason_names(unsigned long long mask) {
+  static constexpr std::pair<unsigned long long, const char*> kNames[] = {
+      {nvmlClocksEventReasonGpuIdle, "gpu_idle"},
+      {nvmlClocksEventReasonApplicationsClocksSetting, "applications_clocks_setting"},
+      {nvmlClocksEventReasonSwPowerCap, "sw_power_cap"},
+      {nvmlClocksThrottleReasonHwSlowdown, "hw_slowdown"},
+      {nvmlClocksEventReasonSyncBoost, "sync_boost"},
+      {nvmlClocksEventReasonSwThermalSlowdown, "sw_thermal_slowdown"},
+      {nvmlClocksThrottleReasonHwThermalSlowdown, "hw_thermal_slowdown"},
+      {nvmlClocksThrottleReasonHwPowerBrakeSlowdown, "hw_power_brake_slowdown"},
+      {nvmlClocksEventReasonDisplayClockSetting, "display_clocks_setting"},
+  };
+  std::vector<std::string> names;
+  for (const auto& [bit, name] : kNames)
+    if ((mask & bit) != 0) names.emplace_back(name);
+  return names;
+}
+
 std::optional<events::GpuSample> sample_device(const NvmlFunctions& functions, nvmlDevice_t device,
                                                unsigned index, std::string& error) {
+  DeviceState state(functions, "/proc");
+  return sample_device(functions, device, index, state, error);
+}
+
+std::optional<events::GpuSample> sample_device(const NvmlFunctions& functions, nvmlDevice_t device,
+                                               unsigned index, DeviceState& state,
+                                               std::string& error) {
   DeviceReader reader(functions, device);
   const std::string gpu = "GPU " + std::to_string(index);
   nvmlReturn_t rc = NVML_SUCCESS;
@@ -157,7 +488,7 @@ std::optional<events::GpuSample> sample_device(const NvmlFunctions& functions, n
   s.model_name = *name;
   s.collector = "nvml";
   s.gpu_index = index;
-  read_metrics(reader, s);
+  read_metrics(reader, state, s);
   // A GPU lost mid-read would mix live and missing fields; none of it is trusted.
   if (reader.lost()) {
     error = gpu + " (" + *uuid + "): " + error_text(functions, NVML_ERROR_GPU_IS_LOST);

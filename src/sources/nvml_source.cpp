@@ -5,11 +5,13 @@
 
 #include <climits>
 #include <memory>
+#include <vector>
 
 #include "events/cloudevent.hpp"
 #include "events/gpu_metrics.hpp"
 #include "sources/nvml_api.hpp"
 #include "sources/nvml_device.hpp"
+#include "telemetryd/log.hpp"
 #include "telemetryd/source.hpp"
 
 namespace telemetryd::nvml {
@@ -29,7 +31,28 @@ class NvmlSource final : public Source {
         host_(config.str("nvml.host").empty() ? this_host() : config.str("nvml.host")),
         source_uri_(config.str("nvml.source_uri").empty() ? "//telemetryd/" + host_ + "/nvml"
                                                           : config.str("nvml.source_uri")),
-        interval_(config.integer("nvml.sample_interval_ms")) {}
+        interval_(config.integer("nvml.sample_interval_ms")),
+        proc_root_(config.str("nvml.proc_root")) {
+    // One event set for every GPU, created here so that a failure is reported once; without it
+    // the samples simply carry no `xid`.
+    const NvmlFunctions& f = api_.functions();
+    if (f.event_set_create == nullptr || f.device_register_events == nullptr ||
+        f.event_set_wait_v2 == nullptr || f.event_set_free == nullptr) {
+      log::warn("nvml", "this NVML has no event API: XID errors are not counted");
+    } else if (const nvmlReturn_t rc = f.event_set_create(&events_); rc != NVML_SUCCESS) {
+      events_ = nullptr;
+      log::warn("nvml", "nvmlEventSetCreate failed: XID errors are not counted",
+                {{"error", error_text(f, rc)}});
+    }
+  }
+
+  ~NvmlSource() override {
+    // GPM samples and the event set go back to NVML before api_ shuts it down.
+    states_.clear();
+    if (events_ != nullptr) api_.functions().event_set_free(events_);
+  }
+  NvmlSource(const NvmlSource&) = delete;
+  NvmlSource& operator=(const NvmlSource&) = delete;
 
   /// `error` is left empty when every GPU was read; a GPU that could not be is named there and
   /// skipped, and the tick fails only when no GPU at all was read.
@@ -45,6 +68,8 @@ class NvmlSource final : public Source {
       error = "nvml: no GPU visible to NVML";
       return false;
     }
+    if (states_.size() < count) states_.resize(count);
+    poll_xid_events();
     const auto now = std::chrono::system_clock::now();
     std::size_t sampled = 0;
     for (unsigned index = 0; index < count; ++index) {
@@ -64,7 +89,14 @@ class NvmlSource final : public Source {
   std::chrono::milliseconds interval() const override { return interval_; }
 
  private:
-  std::optional<events::GpuSample> read(unsigned index, std::string& problem) const {
+  // The state of a GPU index lives as long as the source; the driver keeps indices stable
+  // while it is loaded.
+  struct GpuState {
+    nvmlDevice_t device = nullptr;
+    std::unique_ptr<DeviceState> state;
+  };
+
+  std::optional<events::GpuSample> read(unsigned index, std::string& problem) {
     const NvmlFunctions& f = api_.functions();
     nvmlDevice_t device = nullptr;
     if (const nvmlReturn_t rc = f.device_get_handle_by_index(index, &device); rc != NVML_SUCCESS) {
@@ -72,7 +104,13 @@ class NvmlSource final : public Source {
                 ": nvmlDeviceGetHandleByIndex failed: " + error_text(f, rc);
       return std::nullopt;
     }
-    auto sample = sample_device(f, device, index, problem);
+    GpuState& gpu = states_[index];
+    if (!gpu.state || gpu.device != device) {
+      gpu.device = device;
+      gpu.state = std::make_unique<DeviceState>(f, proc_root_);
+      register_xid(gpu);
+    }
+    auto sample = sample_device(f, device, index, *gpu.state, problem);
     if (sample) {
       sample->host = host_;
       sample->interval_ms = interval_.count();
@@ -92,12 +130,43 @@ class NvmlSource final : public Source {
     return event;
   }
 
+  void register_xid(GpuState& gpu) {
+    if (events_ == nullptr) return;
+    const NvmlFunctions& f = api_.functions();
+    // NOT_SUPPORTED on GPUs without XID events (consumer cards on old drivers): no `xid` there.
+    if (f.device_register_events(gpu.device, nvmlEventTypeXidCriticalError, events_) ==
+        NVML_SUCCESS) {
+      gpu.state->xid = events::GpuXid{};
+    }
+  }
+
+  // Drains the XIDs that arrived since the last tick without waiting (timeout 0); bounded, so
+  // an XID storm cannot hold up the tick.
+  void poll_xid_events() {
+    if (events_ == nullptr) return;
+    const NvmlFunctions& f = api_.functions();
+    for (int i = 0; i < 1024; ++i) {
+      nvmlEventData_t data{};
+      if (f.event_set_wait_v2(events_, &data, 0) != NVML_SUCCESS) return;
+      if ((data.eventType & nvmlEventTypeXidCriticalError) == 0) continue;
+      for (GpuState& gpu : states_) {
+        if (gpu.device != data.device || !gpu.state || !gpu.state->xid) continue;
+        ++gpu.state->xid->count;
+        gpu.state->xid->last = static_cast<std::int64_t>(data.eventData);
+      }
+    }
+  }
+
+  // Declared first so it is destroyed last: everything below hands resources back to NVML.
   NvmlApi api_;
   std::string topic_;
   std::string host_;
   std::string source_uri_;
   std::chrono::milliseconds interval_;
+  std::string proc_root_;
   events::UuidV7Generator ids_;
+  nvmlEventSet_t events_ = nullptr;
+  std::vector<GpuState> states_;
 };
 
 const SourceRegistration kRegistration{
@@ -122,6 +191,12 @@ const SourceRegistration kRegistration{
            .description =
                "CloudEvents source of every event; empty means //telemetryd/<host>/nvml.",
            .default_value = ""},
+          {.name = "proc_root",
+           .description =
+               "Where the host's /proc is mounted: each GPU process's cgroup file there names "
+               "its container and Kubernetes pod (e.g. /host/proc when telemetryd runs in a "
+               "container).",
+           .default_value = "/proc"},
       }},
      [](const Config& config, const Topics& topics) -> std::unique_ptr<Source> {
        return std::make_unique<NvmlSource>(config, topics);

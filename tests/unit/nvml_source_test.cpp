@@ -4,11 +4,16 @@
 
 #include <catch2/catch.hpp>
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "sources/nvml_device.hpp"
+#include "support/child_process.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/source.hpp"
@@ -17,7 +22,7 @@ using namespace telemetryd;
 
 namespace {
 
-constexpr const char* kUuid0 = "GPU-604ac76c-d9cf-fef3-62e9-d92044ab6e52";
+constexpr const char* kUuid0 = "GPU-f3a91e20-b3d1-e186-8a03-82a07e7a586a";  // the H200
 constexpr const char* kUuid1 = "GPU-3f0e1b2c-4d5e-0190-f6c2-7a1b7c3e9a51";
 
 // Built by tests/unit/meson.build and passed by `meson test`; there is no GPU on CI machines.
@@ -75,6 +80,80 @@ bool has(simdjson::dom::element object, const char* key) {
   return object[key].error() == simdjson::SUCCESS;
 }
 
+// The fake library as the test's own reference: the same copy the source loads, so its counters
+// and injected events are the source's.
+class FakeLibrary {
+ public:
+  FakeLibrary() : handle_(dlopen(fake_library().c_str(), RTLD_NOW | RTLD_LOCAL)) {
+    REQUIRE(handle_ != nullptr);
+  }
+  ~FakeLibrary() { dlclose(handle_); }
+  FakeLibrary(const FakeLibrary&) = delete;
+  FakeLibrary& operator=(const FakeLibrary&) = delete;
+
+  int count(const char* name) const {
+    const auto fn = reinterpret_cast<int (*)()>(dlsym(handle_, name));
+    REQUIRE(fn != nullptr);
+    return fn();
+  }
+  void inject_xid(unsigned gpu, unsigned long long xid) const {
+    const auto fn = reinterpret_cast<void (*)(unsigned, unsigned long long)>(
+        dlsym(handle_, "fake_nvml_inject_xid"));
+    REQUIRE(fn != nullptr);
+    fn(gpu, xid);
+  }
+
+ private:
+  void* handle_;
+};
+
+// A /proc with one process's cgroup file, removed at the end of the test.
+class FakeProc {
+ public:
+  FakeProc()
+      : root_(std::filesystem::temp_directory_path() /
+              ("telemetryd-proc-" + std::to_string(getpid()))) {
+    std::filesystem::create_directories(root_ / "484");
+    std::ofstream(root_ / "484" / "cgroup")
+        << "0::/kubepods.slice/kubepods-burstable.slice/"
+           "kubepods-burstable-pod0d4fb6b4_7a0e_4b3c_9f6e_2a51c7d3e8f1.slice/"
+           "cri-containerd-8f2c1b9e4a7d6c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b."
+           "scope\n";
+  }
+  ~FakeProc() { std::filesystem::remove_all(root_); }
+  FakeProc(const FakeProc&) = delete;
+  FakeProc& operator=(const FakeProc&) = delete;
+  std::string root() const { return root_.string(); }
+
+ private:
+  std::filesystem::path root_;
+};
+
+std::vector<std::string> sample_data(Source& source) {
+  std::vector<Event> events;
+  std::string error;
+  REQUIRE(source.sample(events, error));
+  CHECK(error.empty());
+  std::vector<std::string> out;
+  for (const Event& e : events) {
+    simdjson::dom::parser parser;
+    out.push_back(simdjson::minify(parser.parse(e.payload)["data"]));
+  }
+  return out;
+}
+
+// memory.used (MiB) of an nvidia-smi --query-gpu line of tests/fixtures/nvml/h200 (column 4).
+long long smi_memory_used_mib(const std::string& file) {
+  std::ifstream in(test_support::source_root() + "/tests/fixtures/nvml/h200/" + file);
+  REQUIRE(in);
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  std::istringstream fields(line);
+  std::string field;
+  for (int i = 0; i < 4; ++i) REQUIRE(std::getline(fields, field, ','));
+  return std::stoll(field);
+}
+
 }  // namespace
 
 TEST_CASE("nvml source reads every metric through the loaded library", "[nvml]") {
@@ -102,8 +181,8 @@ TEST_CASE("nvml source reads every metric through the loaded library", "[nvml]")
   CHECK(event.id[8] == '-');
   CHECK(event.id[14] == '7');  // version nibble
   CHECK(events[1].id != event.id);
-  // Shortest round-trip form: 231400 mW is exactly "231.4", not 231.40000000000001.
-  CHECK(event.payload.find("\"power_draw_watts\":231.4,") != std::string::npos);
+  // Shortest round-trip form: 694388 mW is exactly "694.388", not 694.38800000000003.
+  CHECK(event.payload.find("\"power_draw_watts\":694.388,") != std::string::npos);
 
   simdjson::dom::parser parser;
   const simdjson::dom::element doc = parser.parse(event.payload);
@@ -116,20 +195,48 @@ TEST_CASE("nvml source reads every metric through the loaded library", "[nvml]")
   const simdjson::dom::element data = doc["data"];
   CHECK(std::string_view(data["gpu_uuid"]) == kUuid0);
   CHECK(std::string_view(data["host"]) == "gpu-node-01");
-  CHECK(std::string_view(data["model_name"]) == "NVIDIA A100-PCIE-40GB");
+  CHECK(std::string_view(data["model_name"]) == "NVIDIA H200");
   CHECK(std::string_view(data["collector"]) == "nvml");
   CHECK(std::int64_t(data["gpu_index"]) == 0);
   CHECK(std::int64_t(data["interval_ms"]) == 5000);
-  CHECK(double(data["utilization_gpu_percent"]) == 87.0);
-  CHECK(double(data["utilization_memory_percent"]) == 41.0);
-  CHECK(std::int64_t(data["memory_total_bytes"]) == 42949672960);
-  CHECK(std::int64_t(data["memory_used_bytes"]) == 31138512896);
-  CHECK(double(data["power_draw_watts"]) == 231.4);
-  CHECK(double(data["power_limit_watts"]) == 250.0);
-  CHECK(std::int64_t(data["energy_consumed_mj"]) == 98123456789);
-  CHECK(double(data["temperature_gpu_celsius"]) == 64.0);
-  CHECK(std::int64_t(data["clock_sm_mhz"]) == 1410);
-  CHECK(std::int64_t(data["clock_mem_mhz"]) == 1215);
+  CHECK(double(data["utilization_gpu_percent"]) == 99.0);
+  CHECK(double(data["utilization_memory_percent"]) == 22.0);
+  // nvmlDeviceGetMemoryInfo_v2: used without the driver's reserved memory.
+  CHECK(std::int64_t(data["memory_total_bytes"]) == 150754820096);
+  CHECK(std::int64_t(data["memory_used_bytes"]) == 925696000);
+  CHECK(std::int64_t(data["memory_reserved_bytes"]) == 644939776);
+  CHECK(std::int64_t(data["memory_free_bytes"]) == 149184184320);
+  CHECK(double(data["power_draw_watts"]) == 694.388);
+  CHECK(double(data["power_limit_watts"]) == 700.0);
+  CHECK(std::int64_t(data["energy_consumed_mj"]) == 6979160);
+  CHECK(double(data["temperature_gpu_celsius"]) == 62.0);
+  CHECK(double(data["temperature_memory_celsius"]) == 40.0);
+  CHECK(std::int64_t(data["clock_sm_mhz"]) == 1470);
+  CHECK(std::int64_t(data["clock_mem_mhz"]) == 3201);
+  CHECK(std::int64_t(data["pstate"]) == 0);
+  CHECK(std::int64_t(data["clock_event_reasons_mask"]) == 1);
+  const simdjson::dom::array reasons = data["clock_event_reasons"];
+  REQUIRE(reasons.size() == 1);
+  CHECK(std::string_view(reasons.at(0)) == "gpu_idle");
+
+  const simdjson::dom::element pcie = data["pcie"];
+  CHECK(std::int64_t(pcie["tx_bytes_per_second"]) == 1209 * 1024);
+  CHECK(std::int64_t(pcie["rx_bytes_per_second"]) == 550 * 1024);
+  CHECK(std::int64_t(pcie["link_gen"]) == 5);
+  CHECK(std::int64_t(pcie["link_width"]) == 16);
+  CHECK(std::int64_t(pcie["link_gen_max"]) == 5);
+  CHECK(std::int64_t(pcie["link_width_max"]) == 16);
+
+  const simdjson::dom::element rows = data["remapped_rows"];
+  CHECK(std::int64_t(rows["correctable"]) == 0);
+  CHECK(std::int64_t(rows["uncorrectable"]) == 0);
+  CHECK_FALSE(bool(rows["pending"]));
+  CHECK_FALSE(bool(rows["failure"]));
+  CHECK(std::int64_t(data["xid"]["count"]) == 0);
+  CHECK_FALSE(has(data["xid"], "last"));
+  // GPM activity needs a previous sample: not on the first tick.
+  CHECK_FALSE(has(data, "activity"));
+  CHECK_FALSE(has(data, "mig"));
 
   const simdjson::dom::element ecc = data["ecc"];
   CHECK(bool(ecc["mode_enabled"]));
@@ -140,10 +247,14 @@ TEST_CASE("nvml source reads every metric through the loaded library", "[nvml]")
 
   const simdjson::dom::array processes = data["processes"];
   REQUIRE(processes.size() == 2);
-  CHECK(std::int64_t(processes.at(0)["pid"]) == 4242);
-  CHECK(std::int64_t(processes.at(0)["used_memory_bytes"]) == 1073741824);
+  CHECK(std::int64_t(processes.at(0)["pid"]) == 484);
+  CHECK(std::int64_t(processes.at(0)["used_memory_bytes"]) == 916455424);
+  CHECK(double(processes.at(0)["utilization_sm_percent"]) == 97.0);  // the newer of two samples
+  CHECK(double(processes.at(0)["utilization_memory_percent"]) == 22.0);
   CHECK(std::int64_t(processes.at(1)["pid"]) == 4343);
-  CHECK_FALSE(has(processes.at(1), "used_memory_bytes"));  // NVML_VALUE_NOT_AVAILABLE
+  CHECK_FALSE(has(processes.at(1), "used_memory_bytes"));       // NVML_VALUE_NOT_AVAILABLE
+  CHECK_FALSE(has(processes.at(1), "utilization_sm_percent"));  // 101: out of range
+  CHECK(double(processes.at(1)["utilization_memory_percent"]) == 0.0);
 }
 
 TEST_CASE("nvml source omits what a GPU does not support, never writing 0", "[nvml]") {
@@ -158,13 +269,34 @@ TEST_CASE("nvml source omits what a GPU does not support, never writing 0", "[nv
   const simdjson::dom::element data = parser.parse(events[1].payload)["data"];
   CHECK(std::int64_t(data["gpu_index"]) == 1);
   CHECK(std::string_view(data["model_name"]) == "NVIDIA GeForce RTX 3090");
-  for (const char* absent : {"power_draw_watts", "energy_consumed_mj", "ecc", "processes"}) {
+  for (const char* absent :
+       {"power_draw_watts", "energy_consumed_mj", "ecc", "processes", "memory_reserved_bytes",
+        "temperature_memory_celsius", "clock_event_reasons_mask", "clock_event_reasons",
+        "remapped_rows", "xid", "activity", "mig"}) {
     INFO(absent);
     CHECK_FALSE(has(data, absent));
   }
   CHECK(double(data["power_limit_watts"]) == 350.0);
   CHECK(double(data["temperature_gpu_celsius"]) == 45.0);
+  // No v2 memory call on this card: v1, whose used includes the reserved memory.
   CHECK(std::int64_t(data["memory_used_bytes"]) == 1073741824);
+  CHECK(std::int64_t(data["memory_free_bytes"]) == 24696061952);
+  CHECK(std::int64_t(data["pstate"]) == 8);
+  // Link state but no throughput: the object holds only what was read.
+  const simdjson::dom::element pcie = data["pcie"];
+  CHECK_FALSE(has(pcie, "tx_bytes_per_second"));
+  CHECK_FALSE(has(pcie, "rx_bytes_per_second"));
+  CHECK(std::int64_t(pcie["link_gen"]) == 4);
+  CHECK(std::int64_t(pcie["link_width"]) == 8);
+  CHECK(std::int64_t(pcie["link_gen_max"]) == 4);
+  CHECK(std::int64_t(pcie["link_width_max"]) == 16);
+
+  // Nothing NOT_SUPPORTED turns up on later ticks either (GPM needs two).
+  events.clear();
+  REQUIRE(source->sample(events, error));
+  const simdjson::dom::element again = parser.parse(events[1].payload)["data"];
+  CHECK_FALSE(has(again, "activity"));
+  CHECK_FALSE(has(again, "xid"));
 }
 
 TEST_CASE("nvml source defaults host and source to this machine", "[nvml]") {
@@ -227,18 +359,19 @@ TEST_CASE("nvml source refuses to start without a usable library", "[nvml]") {
 }
 
 TEST_CASE("nvml source shuts NVML down when destroyed", "[nvml]") {
-  // Our own reference keeps the fake loaded, so its counter outlives the source's dlclose.
-  void* handle = dlopen(fake_library().c_str(), RTLD_NOW | RTLD_LOCAL);
-  REQUIRE(handle != nullptr);
-  const auto live_inits = reinterpret_cast<int (*)()>(dlsym(handle, "fake_nvml_live_inits"));
-  REQUIRE(live_inits != nullptr);
-  CHECK(live_inits() == 0);
+  // Our own reference keeps the fake loaded, so its counters outlive the source's dlclose.
+  const FakeLibrary fake;
+  CHECK(fake.count("fake_nvml_live_inits") == 0);
   {
     const auto source = make_source({"nvml.library=" + fake_library()});
-    CHECK(live_inits() == 1);
+    CHECK(fake.count("fake_nvml_live_inits") == 1);
+    std::vector<Event> events;
+    std::string error;
+    REQUIRE(source->sample(events, error));
   }
-  CHECK(live_inits() == 0);
-  dlclose(handle);
+  CHECK(fake.count("fake_nvml_live_inits") == 0);
+  CHECK(fake.count("fake_nvml_live_event_sets") == 0);
+  CHECK(fake.count("fake_nvml_live_gpm_samples") == 0);
 }
 
 TEST_CASE("sample_device needs only the mandatory entry points", "[nvml]") {
@@ -302,6 +435,225 @@ TEST_CASE("sample_device drops a process list written in a wider layout", "[nvml
   CHECK_FALSE(sample->processes.has_value());
 }
 
+TEST_CASE("nvml source reports memory used as nvidia-smi does", "[nvml][h200]") {
+  // nvidia-smi rounds bytes to the nearest MiB: 925696000 B = 882.8125 MiB prints as 883.
+  const auto mib = [](std::int64_t bytes) { return std::llround(bytes / 1048576.0); };
+  simdjson::dom::parser parser;
+  {
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    const auto data = sample_data(*source);
+    const std::int64_t used = parser.parse(data.at(0))["memory_used_bytes"];
+    CHECK(used == 925696000);
+    CHECK(mib(used) == smi_memory_used_mib("smi_load.csv"));
+    CHECK(mib(used) == 883);
+    const std::int64_t total = parser.parse(data.at(0))["memory_total_bytes"];
+    CHECK(total / 1048576 == 143771);  // smi's memory.total, exactly
+  }
+  {
+    const ScopedEnv idle("TELEMETRYD_FAKE_NVML_IDLE", "1");
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    const auto data = sample_data(*source);
+    const std::int64_t used = parser.parse(data.at(0))["memory_used_bytes"];
+    CHECK(used == 0);
+    CHECK(mib(used) == smi_memory_used_mib("smi_idle.csv"));
+    CHECK(std::int64_t(parser.parse(data.at(0))["memory_reserved_bytes"]) == 644939776);
+  }
+}
+
+TEST_CASE("nvml source falls back to the v1 memory call", "[nvml][h200]") {
+  const ScopedEnv no_v2("TELEMETRYD_FAKE_NVML_NO_MEMORY_V2", "1");
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
+  // v1 counts the reserved memory as used: what telemetryd reported before (gpuinfo_load.json).
+  CHECK(std::int64_t(data["memory_used_bytes"]) == 1570635776);
+  CHECK(std::int64_t(data["memory_total_bytes"]) == 150754820096);
+  CHECK(std::int64_t(data["memory_free_bytes"]) == 149184184320);
+  CHECK_FALSE(has(data, "memory_reserved_bytes"));
+
+  // A library without the symbol at all.
+  nvml::NvmlFunctions f;
+  f.device_get_uuid = [](nvml::nvmlDevice_t, char* out, unsigned) -> nvml::nvmlReturn_t {
+    std::strcpy(out, "GPU-old-driver");
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_name = f.device_get_uuid;
+  f.device_get_memory_info = [](nvml::nvmlDevice_t, nvml::nvmlMemory_t* m) -> nvml::nvmlReturn_t {
+    *m = {100, 30, 70};
+    return nvml::NVML_SUCCESS;
+  };
+  std::string error;
+  const auto sample = nvml::sample_device(f, nullptr, 0, error);
+  REQUIRE(sample);
+  CHECK(sample->memory_used_bytes == 70);
+  CHECK(sample->memory_free_bytes == 30);
+  CHECK_FALSE(sample->memory_reserved_bytes);
+}
+
+TEST_CASE("nvml source reads GPM activity over consecutive ticks", "[nvml][gpm]") {
+  const FakeLibrary fake;
+  {
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    simdjson::dom::parser parser;
+    CHECK_FALSE(has(parser.parse(sample_data(*source).at(0)), "activity"));
+    CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);  // GPU 0 only: GPU 1 has no GPM
+
+    const auto data = sample_data(*source);
+    const simdjson::dom::element activity = parser.parse(data.at(0))["activity"];
+    CHECK(double(activity["sm_active_percent"]) == 97.25);
+    CHECK(double(activity["sm_occupancy_percent"]) == 48.5);
+    CHECK(double(activity["tensor_active_percent"]) == 71.75);
+    CHECK(double(activity["dram_active_percent"]) == 35.5);
+    CHECK(double(activity["fp16_active_percent"]) == 0.5);
+    CHECK(double(activity["fp32_active_percent"]) == 2.25);
+    CHECK_FALSE(has(activity, "fp64_active_percent"));  // NOT_SUPPORTED for this one metric
+    CHECK_FALSE(has(parser.parse(data.at(1)), "activity"));
+    CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);  // reused, not reallocated
+  }
+  CHECK(fake.count("fake_nvml_live_gpm_samples") == 0);
+}
+
+TEST_CASE("nvml source reads GPM activity per MIG GPU instance", "[nvml][gpm]") {
+  const FakeLibrary fake;
+  const ScopedEnv mig("TELEMETRYD_FAKE_NVML_MIG", "1");
+  {
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    simdjson::dom::parser parser;
+    CHECK_FALSE(has(parser.parse(sample_data(*source).at(0)), "mig"));
+    // The whole GPU and GPU instances 1 and 2 (two compute instances share 2): three pairs.
+    CHECK(fake.count("fake_nvml_live_gpm_samples") == 6);
+    const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
+    CHECK(double(data["activity"]["sm_active_percent"]) == 97.25);
+    const simdjson::dom::array instances = data["mig"];
+    REQUIRE(instances.size() == 2);
+    CHECK(std::int64_t(instances.at(0)["gpu_instance_id"]) == 1);
+    CHECK(double(instances.at(0)["activity"]["sm_active_percent"]) == 97.25 / 2);
+    CHECK(std::int64_t(instances.at(1)["gpu_instance_id"]) == 2);
+    CHECK(double(instances.at(1)["activity"]["tensor_active_percent"]) == 71.75 / 3);
+  }
+  CHECK(fake.count("fake_nvml_live_gpm_samples") == 0);
+}
+
+TEST_CASE("nvml source counts XID errors through the event API", "[nvml][xid]") {
+  const FakeLibrary fake;
+  {
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    CHECK(fake.count("fake_nvml_live_event_sets") == 1);
+    simdjson::dom::parser parser;
+    auto data = sample_data(*source);
+    CHECK(std::int64_t(parser.parse(data.at(0))["xid"]["count"]) == 0);
+
+    fake.inject_xid(0, 79);  // fell off the bus
+    fake.inject_xid(1, 13);  // GPU 1 is not registered: never delivered
+    data = sample_data(*source);
+    simdjson::dom::element xid = parser.parse(data.at(0))["xid"];
+    CHECK(std::int64_t(xid["count"]) == 1);
+    CHECK(std::int64_t(xid["last"]) == 79);
+    CHECK_FALSE(has(parser.parse(data.at(1)), "xid"));
+
+    fake.inject_xid(0, 48);
+    fake.inject_xid(0, 63);
+    data = sample_data(*source);
+    xid = parser.parse(data.at(0))["xid"];
+    CHECK(std::int64_t(xid["count"]) == 3);
+    CHECK(std::int64_t(xid["last"]) == 63);
+
+    data = sample_data(*source);  // counts are kept, not per tick
+    CHECK(std::int64_t(parser.parse(data.at(0))["xid"]["count"]) == 3);
+  }
+  CHECK(fake.count("fake_nvml_live_event_sets") == 0);
+
+  // Without an event set the samples carry no xid; everything else is read.
+  const ScopedEnv no_events("TELEMETRYD_FAKE_NVML_NO_EVENTS", "1");
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
+  CHECK_FALSE(has(data, "xid"));
+  CHECK(std::int64_t(data["memory_used_bytes"]) == 925696000);
+}
+
+TEST_CASE("nvml source falls back to the deprecated throttle-reasons call", "[nvml]") {
+  const ScopedEnv old("TELEMETRYD_FAKE_NVML_NO_EVENT_REASONS", "1");
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
+  CHECK(std::int64_t(data["clock_event_reasons_mask"]) == 5);
+  const simdjson::dom::array names = data["clock_event_reasons"];
+  REQUIRE(names.size() == 2);
+  CHECK(std::string_view(names.at(0)) == "gpu_idle");
+  CHECK(std::string_view(names.at(1)) == "sw_power_cap");
+}
+
+TEST_CASE("nvml source attributes GPU processes to their container and pod", "[nvml][cgroup]") {
+  const FakeProc proc;
+  const auto source =
+      make_source({"nvml.library=" + fake_library(), "nvml.proc_root=" + proc.root()});
+  simdjson::dom::parser parser;
+  const simdjson::dom::array processes = parser.parse(sample_data(*source).at(0))["processes"];
+  REQUIRE(processes.size() == 2);
+  CHECK(std::string_view(processes.at(0)["pod_uid"]) == "0d4fb6b4-7a0e-4b3c-9f6e-2a51c7d3e8f1");
+  CHECK(std::string_view(processes.at(0)["container_id"]) ==
+        "8f2c1b9e4a7d6c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b");
+  CHECK_FALSE(has(processes.at(1), "pod_uid"));  // no cgroup file for 4343 there
+  CHECK_FALSE(has(processes.at(1), "container_id"));
+}
+
+TEST_CASE("sample_device maps each remapped-row and field-value argument", "[nvml]") {
+  nvml::NvmlFunctions f;
+  f.device_get_uuid = [](nvml::nvmlDevice_t, char* out, unsigned) -> nvml::nvmlReturn_t {
+    std::strcpy(out, "GPU-table");
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_name = f.device_get_uuid;
+  // Distinct values, so a swapped argument shows up.
+  f.device_get_remapped_rows = [](nvml::nvmlDevice_t, unsigned* corr, unsigned* unc,
+                                  unsigned* pending, unsigned* failure) -> nvml::nvmlReturn_t {
+    *corr = 3;
+    *unc = 1;
+    *pending = 1;
+    *failure = 0;
+    return nvml::NVML_SUCCESS;
+  };
+  // A driver that reports the memory temperature as a double.
+  f.device_get_field_values = [](nvml::nvmlDevice_t, int count,
+                                 nvml::nvmlFieldValue_t* values) -> nvml::nvmlReturn_t {
+    if (count != 1 || values[0].fieldId != nvml::NVML_FI_DEV_MEMORY_TEMP)
+      return nvml::NVML_ERROR_INVALID_ARGUMENT;
+    values[0].valueType = nvml::NVML_VALUE_TYPE_DOUBLE;
+    values[0].nvmlReturn = nvml::NVML_SUCCESS;
+    values[0].value.dVal = 41.5;
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_performance_state = [](nvml::nvmlDevice_t,
+                                      nvml::nvmlPstates_t* p) -> nvml::nvmlReturn_t {
+    *p = nvml::NVML_PSTATE_UNKNOWN;  // not a pstate: omitted
+    return nvml::NVML_SUCCESS;
+  };
+  std::string error;
+  const auto sample = nvml::sample_device(f, nullptr, 0, error);
+  REQUIRE(sample);
+  CHECK(sample->remapped_rows.correctable == 3);
+  CHECK(sample->remapped_rows.uncorrectable == 1);
+  CHECK(sample->remapped_rows.pending == true);
+  CHECK(sample->remapped_rows.failure == false);
+  CHECK(sample->temperature_memory_celsius == 41.5);
+  CHECK_FALSE(sample->pstate);
+  CHECK_FALSE(sample->xid);
+  CHECK(sample->activity.empty());
+}
+
+TEST_CASE("clock-event reasons are named as nvidia-smi names them", "[nvml]") {
+  CHECK(nvml::clock_event_reason_names(0).empty());
+  CHECK(nvml::clock_event_reason_names(0x1FF) ==
+        std::vector<std::string>{"gpu_idle", "applications_clocks_setting", "sw_power_cap",
+                                 "hw_slowdown", "sync_boost", "sw_thermal_slowdown",
+                                 "hw_thermal_slowdown", "hw_power_brake_slowdown",
+                                 "display_clocks_setting"});
+  // A bit this build has no name for is only in the mask.
+  CHECK(nvml::clock_event_reason_names(0x200 | 0x40) ==
+        std::vector<std::string>{"hw_thermal_slowdown"});
+}
+
 TEST_CASE("the nvml source is registered with a described section", "[nvml][registry]") {
   const SourceInfo& info = nvml_info();
   CHECK(info.section.name == "nvml");
@@ -312,12 +664,14 @@ TEST_CASE("the nvml source is registered with a described section", "[nvml][regi
     CHECK_FALSE(key.description.empty());
     names.insert(key.name);
   }
-  CHECK(names == std::set<std::string>{"library", "sample_interval_ms", "host", "source_uri"});
+  CHECK(names ==
+        std::set<std::string>{"library", "sample_interval_ms", "host", "source_uri", "proc_root"});
 
   const Config defaults = nvml_config({});
   CHECK(defaults.str("nvml.library") == "libnvidia-ml.so.1");
   CHECK(defaults.integer("nvml.sample_interval_ms") == 1000);
   CHECK(defaults.str("nvml.host").empty());
   CHECK(defaults.str("nvml.source_uri").empty());
+  CHECK(defaults.str("nvml.proc_root") == "/proc");
   CHECK_THROWS_AS(nvml_config({"nvml.sample_interval_ms=50"}), ConfigError);
 }
