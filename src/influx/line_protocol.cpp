@@ -5,6 +5,7 @@
 #include <charconv>
 #include <limits>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -18,14 +19,31 @@ namespace {
 // Field types come from the event contract, never from how a value happens to look in JSON:
 // `utilization_memory_percent: 42` is a number, written as the float 42, so a later 42.5 does not
 // hit InfluxDB's "field type conflict" (a field's type is fixed per shard once written).
-constexpr std::array kGpuIntegerFields{
-    "gpu_index",          "interval_ms",  "memory_total_bytes", "memory_used_bytes",
-    "energy_consumed_mj", "clock_sm_mhz", "clock_mem_mhz"};
+constexpr std::array kGpuIntegerFields{"gpu_index",
+                                       "interval_ms",
+                                       "memory_total_bytes",
+                                       "memory_used_bytes",
+                                       "energy_consumed_mj",
+                                       "clock_sm_mhz",
+                                       "clock_mem_mhz",
+                                       "memory_free_bytes",
+                                       "memory_reserved_bytes",
+                                       "pstate",
+                                       "clock_event_reasons_mask"};
 constexpr std::array kGpuFloatFields{"utilization_gpu_percent", "utilization_memory_percent",
-                                     "power_draw_watts", "power_limit_watts",
-                                     "temperature_gpu_celsius"};
+                                     "power_draw_watts",        "power_limit_watts",
+                                     "temperature_gpu_celsius", "temperature_memory_celsius"};
 constexpr std::array kEccCounters{"volatile_corrected", "volatile_uncorrected",
                                   "aggregate_corrected", "aggregate_uncorrected"};
+// Nested objects of scalars, flattened as <object>_<field>: integers, booleans, floats.
+constexpr std::array kPcieIntegers{"tx_bytes_per_second", "rx_bytes_per_second", "link_gen",
+                                   "link_width",          "link_gen_max",        "link_width_max"};
+constexpr std::array kRemappedRowsIntegers{"correctable", "uncorrectable"};
+constexpr std::array kRemappedRowsBooleans{"pending", "failure"};
+constexpr std::array kXidIntegers{"count", "last"};
+constexpr std::array kActivityFloats{
+    "sm_active_percent",   "sm_occupancy_percent", "tensor_active_percent", "dram_active_percent",
+    "fp16_active_percent", "fp32_active_percent",  "fp64_active_percent"};
 constexpr std::array kUsageCounts{"input_tokens", "output_tokens", "cache_read_tokens",
                                   "reasoning_tokens", "total_tokens"};
 constexpr std::array kUsageFloatFields{"duration_ms", "ttft_ms"};
@@ -148,6 +166,42 @@ std::optional<double> get_number(simdjson::dom::element value) {
   return std::nullopt;
 }
 
+// An object of scalars in gpu.metrics.v1, flattened as <object>_<field> with its fields' types.
+struct NestedScalars {
+  const char* object;
+  std::span<const char*const> integers, floats, booleans;
+};
+constexpr NestedScalars kNestedScalars[] = {
+    {.object = "pcie", .integers = kPcieIntegers},
+    {.object = "remapped_rows",
+     .integers = kRemappedRowsIntegers,
+     .booleans = kRemappedRowsBooleans},
+    {.object = "xid", .integers = kXidIntegers},
+    {.object = "activity", .floats = kActivityFloats},
+};
+
+void nested_fields(PointBuilder& p, simdjson::dom::object data, const NestedScalars& spec,
+                   std::string& error) {
+  simdjson::dom::object nested;
+  if (data[spec.object].get(nested)) return;
+  const std::string prefix = std::string(spec.object) + "_";
+  simdjson::dom::element v;
+  for (const char* name : spec.integers) {
+    if (nested[name].get(v)) continue;
+    const std::string key = prefix + name;
+    if (auto i = get_int(v, error, key)) p.int_field(key, *i);
+    if (!error.empty()) return;
+  }
+  for (const char* name : spec.floats) {
+    if (nested[name].get(v)) continue;
+    if (auto d = get_number(v)) p.float_field(prefix + name, *d);
+  }
+  for (const char* name : spec.booleans) {
+    bool flag = false;
+    if (!nested[name].get(flag)) p.bool_field(prefix + name, flag);
+  }
+}
+
 std::string gpu_fields(PointBuilder& p, simdjson::dom::object data) {
   std::string error;
   simdjson::dom::element v;
@@ -170,6 +224,10 @@ std::string gpu_fields(PointBuilder& p, simdjson::dom::object data) {
       if (auto i = get_int(v, error, key)) p.int_field(key, *i);
       if (!error.empty()) return error;
     }
+  }
+  for (const NestedScalars& nested : kNestedScalars) {
+    nested_fields(p, data, nested, error);
+    if (!error.empty()) return error;
   }
   // `processes: []` is a measured "none", so it is written as 0; an absent list writes nothing.
   simdjson::dom::array processes;

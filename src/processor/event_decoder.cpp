@@ -221,7 +221,8 @@ enum class FieldType {
   kObject,
   kObjectArray,
 };
-enum class Range { kAny, kNonNegative, kPositive, kPercent };  // minimum, exclusiveMinimum, max
+// minimum, exclusiveMinimum, minimum and maximum
+enum class Range { kAny, kNonNegative, kPositive, kPercent, kPstate };
 
 struct ObjectSpec;
 struct FieldSpec {
@@ -249,8 +250,51 @@ constexpr ObjectSpec kEcc{kEccFields};
 constexpr FieldSpec kProcessFields[] = {
     {.name = "pid", .type = FieldType::kInteger, .required = true},
     {.name = "used_memory_bytes", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "utilization_sm_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "utilization_memory_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "container_id", .type = FieldType::kString},
+    {.name = "pod_uid", .type = FieldType::kString},
 };
 constexpr ObjectSpec kProcess{kProcessFields};
+constexpr FieldSpec kPcieFields[] = {
+    {.name = "tx_bytes_per_second", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "rx_bytes_per_second", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "link_gen", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "link_width", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "link_gen_max", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "link_width_max", .type = FieldType::kInteger, .range = Range::kNonNegative},
+};
+constexpr ObjectSpec kPcie{kPcieFields};
+constexpr FieldSpec kRemappedRowsFields[] = {
+    {.name = "correctable", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "uncorrectable", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "pending", .type = FieldType::kBoolean},
+    {.name = "failure", .type = FieldType::kBoolean},
+};
+constexpr ObjectSpec kRemappedRows{kRemappedRowsFields};
+constexpr FieldSpec kXidFields[] = {
+    {.name = "count", .type = FieldType::kInteger, .required = true, .range = Range::kNonNegative},
+    {.name = "last", .type = FieldType::kInteger, .range = Range::kNonNegative},
+};
+constexpr ObjectSpec kXid{kXidFields};
+constexpr FieldSpec kActivityFields[] = {
+    {.name = "sm_active_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "sm_occupancy_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "tensor_active_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "dram_active_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "fp16_active_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "fp32_active_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+    {.name = "fp64_active_percent", .type = FieldType::kNumber, .range = Range::kPercent},
+};
+constexpr ObjectSpec kActivity{kActivityFields};
+constexpr FieldSpec kMigFields[] = {
+    {.name = "gpu_instance_id",
+     .type = FieldType::kInteger,
+     .required = true,
+     .range = Range::kNonNegative},
+    {.name = "activity", .type = FieldType::kObject, .required = true, .object = &kActivity},
+};
+constexpr ObjectSpec kMig{kMigFields};
 constexpr FieldSpec kGpuMetricsFields[] = {
     {.name = "gpu_uuid", .type = FieldType::kString, .required = true},
     {.name = "host", .type = FieldType::kString, .required = true},
@@ -270,6 +314,17 @@ constexpr FieldSpec kGpuMetricsFields[] = {
     {.name = "clock_mem_mhz", .type = FieldType::kInteger, .range = Range::kNonNegative},
     {.name = "ecc", .type = FieldType::kObject, .object = &kEcc},
     {.name = "processes", .type = FieldType::kObjectArray, .object = &kProcess},
+    {.name = "memory_free_bytes", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "memory_reserved_bytes", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "temperature_memory_celsius", .type = FieldType::kNumber},
+    {.name = "pstate", .type = FieldType::kInteger, .range = Range::kPstate},
+    {.name = "clock_event_reasons_mask", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "clock_event_reasons", .type = FieldType::kNonEmptyStringArray},
+    {.name = "pcie", .type = FieldType::kObject, .object = &kPcie},
+    {.name = "remapped_rows", .type = FieldType::kObject, .object = &kRemappedRows},
+    {.name = "xid", .type = FieldType::kObject, .object = &kXid},
+    {.name = "activity", .type = FieldType::kObject, .object = &kActivity},
+    {.name = "mig", .type = FieldType::kObjectArray, .object = &kMig},
 };
 
 // token.usage.v1
@@ -328,6 +383,8 @@ std::string describe(const FieldSpec& spec) {
         return noun + " > 0";
       case Range::kPercent:
         return noun + " between 0 and 100";
+      case Range::kPstate:
+        return noun + " between 0 and 15";
       case Range::kAny:
         break;
     }
@@ -375,7 +432,7 @@ bool is_integer(element value) {
   return value.get(d) == simdjson::SUCCESS && std::trunc(d) == d;
 }
 
-// The bounds are 0 and 100, so comparing as double is exact: no integer rounds across them.
+// The bounds are 0, 15 and 100, so comparing as double is exact: no integer rounds across them.
 bool in_range(element value, Range range) {
   double d = 0;
   std::int64_t i = 0;
@@ -394,6 +451,8 @@ bool in_range(element value, Range range) {
       return d > 0;
     case Range::kPercent:
       return d >= 0 && d <= 100;
+    case Range::kPstate:
+      return d >= 0 && d <= 15;
     case Range::kAny:
       break;
   }

@@ -78,6 +78,38 @@ TEST_CASE("a full gpu.metrics.v1 fixture becomes one point with contract-typed f
   CHECK(line.find(",ecc_mode_enabled=true,") != std::string::npos);
   CHECK(line.find(",ecc_aggregate_corrected=3i") != std::string::npos);
   CHECK(line.find(",process_count=2i,process_memory_bytes=60129542144i ") != std::string::npos);
+  // Issue 12's scalars, with the contract's types; nested objects flattened as <object>_<field>.
+  for (const char* field : {",memory_free_bytes=23672586240i,",
+                            ",memory_reserved_bytes=644939776i,",
+                            ",pstate=0i,",
+                            ",clock_event_reasons_mask=4i,",
+                            ",temperature_memory_celsius=71,",
+                            ",pcie_tx_bytes_per_second=1238016i,",
+                            ",pcie_rx_bytes_per_second=563200i,",
+                            ",pcie_link_gen=5i,",
+                            ",pcie_link_width=16i,",
+                            ",pcie_link_gen_max=5i,",
+                            ",pcie_link_width_max=16i,",
+                            ",remapped_rows_correctable=2i,",
+                            ",remapped_rows_uncorrectable=0i,",
+                            ",remapped_rows_pending=false,",
+                            ",remapped_rows_failure=false,",
+                            ",xid_count=1i,",
+                            ",xid_last=79i,",
+                            ",activity_sm_active_percent=82.25,",
+                            ",activity_sm_occupancy_percent=41.5,",
+                            ",activity_tensor_active_percent=63.75,",
+                            ",activity_dram_active_percent=55.5,",
+                            ",activity_fp16_active_percent=1.5,",
+                            ",activity_fp32_active_percent=4.25,",
+                            ",activity_fp64_active_percent=0,"}) {
+    INFO(field);
+    CHECK(line.find(field) != std::string::npos);
+  }
+  // Lists (reason names, MIG instances, per-process attribution) are not flattened.
+  CHECK(line.find("clock_event_reasons=") == std::string::npos);
+  CHECK(line.find("mig") == std::string::npos);
+  CHECK(line.find("pod_uid") == std::string::npos);
   // 2026-11-22T12:00:06.000Z in ns, plus the id's sub-millisecond offset.
   const std::string ts = std::to_string(1795348806000LL * 1000000 + id_offset_ns(e.id));
   CHECK(line.ends_with(" " + ts + "\n"));

@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "processor/event_decoder.hpp"
 #include "sources/nvml_device.hpp"
 #include "support/child_process.hpp"
 #include "telemetryd/config.hpp"
@@ -596,6 +597,43 @@ TEST_CASE("nvml source attributes GPU processes to their container and pod", "[n
         "8f2c1b9e4a7d6c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b");
   CHECK_FALSE(has(processes.at(1), "pod_uid"));  // no cgroup file for 4343 there
   CHECK_FALSE(has(processes.at(1), "container_id"));
+}
+
+TEST_CASE("nvml source events pass the decoder and the gpu.metrics.v1 schema", "[nvml][schema]") {
+  // Every field at once: MIG on, an XID, a pod, and the second tick (GPM activity).
+  const FakeLibrary fake;
+  const FakeProc proc;
+  const ScopedEnv mig("TELEMETRYD_FAKE_NVML_MIG", "1");
+  const auto source =
+      make_source({"nvml.library=" + fake_library(), "nvml.proc_root=" + proc.root()});
+  std::vector<Event> events;
+  std::string error;
+  REQUIRE(source->sample(events, error));
+  fake.inject_xid(0, 94);
+  REQUIRE(source->sample(events, error));
+  REQUIRE(events.size() == 4);
+  for (const char* field : {"\"activity\"", "\"mig\"", "\"xid\":{\"count\":1,\"last\":94}",
+                            "\"pod_uid\"", "\"pcie\"", "\"remapped_rows\""}) {
+    INFO(field);
+    CHECK(events[2].payload.find(field) != std::string::npos);
+  }
+  const std::string path = std::filesystem::temp_directory_path() /
+                           ("telemetryd-nvml-" + std::to_string(getpid()) + ".ndjson");
+  std::ofstream out(path);
+  simdjson::dom::parser parser;
+  for (const Event& e : events) {
+    const auto decoded = processor::decode_event(e.payload, parser);
+    const auto* failure = std::get_if<processor::DecodeError>(&decoded);
+    INFO((failure ? failure->detail : std::string()));
+    CHECK(failure == nullptr);
+    out << e.payload << "\n";
+  }
+  out.close();
+  const auto result = test_support::run_command(
+      {"/usr/bin/python3", test_support::source_root() + "/scripts/validate_events.py", path});
+  INFO(result.output.substr(0, 3000));
+  CHECK(result.status == 0);
+  std::filesystem::remove(path);
 }
 
 TEST_CASE("sample_device maps each remapped-row and field-value argument", "[nvml]") {
