@@ -112,7 +112,7 @@ struct GpuSample {
   std::optional<double> temperature_memory_celsius;
   std::optional<std::int64_t> pstate;  // 0 (max performance) .. 15
   /// nvmlDeviceGetCurrentClocksEventReasons as the raw mask and as the names of the set bits
-  /// ("gpu_idle", "sw_power_cap", "hw_thermal_slowdown", ...; see docs/gpu-metrics.md).
+  /// ("gpu_idle", "sw_power_cap", "hw_thermal_slowdown", ...; see docs/events.md).
   std::optional<std::int64_t> clock_event_reasons_mask;
   std::optional<std::vector<std::string>> clock_event_reasons;
   GpuPcie pcie;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "events/gpu_metrics.hpp"
 #include "sources/nvml_api.hpp"
