@@ -168,3 +168,24 @@ TEST_CASE("the gpu-exporter role speaks dcgm-exporter's names on request", "[gpu
   child.send_signal(SIGTERM);
   CHECK(child.wait_exit(15s) == 0);
 }
+
+TEST_CASE("gpu_metrics.enabled: false keeps the all role's /metrics free of GPU series",
+          "[gpu_metrics][cli]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("telemetryd-gpum-off-" + std::to_string(getpid()));
+  ChildProcess child({telemetryd_bin(), "run", "--role", "all", "--set", "http.listen=127.0.0.1:0",
+                      "--set", "embedded.data_dir=" + dir.string(), "--set",
+                      "synthetic.sample_interval_ms=100", "--set", "gpu_metrics.enabled=false"});
+  const auto line = child.wait_for_line("\"msg\":\"listening\"", 10s);
+  REQUIRE(line);
+  const int port = port_from_listening_line(*line);
+  // Samples flow (stored), but none is exported.
+  const auto metrics = wait_for_metric(port, "processor_db_writes_total");
+  INFO(metrics.body.substr(0, 2000));
+  CHECK(metrics.body.find("processor_db_writes_total{collection=\"gpu_metrics\"}") !=
+        std::string::npos);
+  CHECK(metrics.body.find("telemetryd_gpu_") == std::string::npos);
+  child.send_signal(SIGTERM);
+  CHECK(child.wait_exit(15s) == 0);
+  std::filesystem::remove_all(dir);
+}
