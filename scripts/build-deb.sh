@@ -25,7 +25,7 @@ install -D -m 0755 "$binary" "$pkg/usr/bin/telemetryd"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$pkg/usr/bin/telemetryd"
 install -D -m 0644 "$root/systemd/telemetryd@.service" "$pkg/lib/systemd/system/telemetryd@.service"
 install -D -m 0644 "$root/systemd/telemetryd.sysusers" "$pkg/usr/lib/sysusers.d/telemetryd.conf"
-for role in producer processor worker all; do
+for role in producer processor worker all gpu-exporter; do
   install -D -m 0644 "$root/config/roles/$role.yaml" "$pkg/etc/telemetryd/$role.yaml"
 done
 install -D -m 0644 "$root/config/gpu-profiles.json" "$pkg/usr/share/telemetryd/gpu-profiles.json"

@@ -5,12 +5,16 @@
 #
 #   promtool check config / check rules / test rules   deploy/prometheus/
 #   dashboard JSON valid with every required panel     deploy/grafana/telemetryd.json
+#     (the GPU panels on the per-GPU series, one series per GPU)
 #   cloud-init schema, one testcase per file          cloud-init/*.yaml
 #   the role files cloud-init writes pass `telemetryd check-config` (skipped without the binary)
 #   prometheus-scrape (when the prometheus binary exists): a real Prometheus scrapes a running
 #     telemetryd and the HTTP API returns a positive value. With TELEMETRYD_TEST_KAFKA_BROKERS set
 #     it runs `--role producer` against those brokers and queries producer_messages_sent_total;
 #     otherwise `--role all` (embedded, no Kafka) and processor_db_writes_total.
+#   prometheus-scrape-gpu: the same with `--role gpu-exporter` on the fake NVML
+#     (TELEMETRYD_FAKE_NVML, default build/tests/unit/libfake_nvml.so beside the binary's build
+#     tree): `max by (uuid) (telemetryd_gpu_utilization_ratio)` answers one series per GPU.
 #
 # Environment: TELEMETRYD_BIN (default build/src/telemetryd), TELEMETRYD_OBS_PROM_PORT (19090),
 # TELEMETRYD_OBS_HTTP_PORT (18810), TELEMETRYD_OBS_WAIT_S (60).
@@ -87,9 +91,27 @@ for name, pattern in required.items():
     print(f"{name}: {hits if hits else 'MISSING'}")
     if not hits:
         problems.append(f"no panel queries {name} (/{pattern}/)")
-gpu = [p for p in panels if "GPU utilisation" in p.get("title", "")]
-if not gpu or "not export" not in gpu[0].get("description", "").lower():
-    problems.append("GPU utilisation panel missing or does not say telemetryd does not export it")
+# The GPU panels read the per-GPU series (docs/gpu-metrics.md), each split per GPU.
+gpu_required = {
+    "GPU utilisation": r"telemetryd_gpu_utilization_ratio",
+    "GPU SM activity": r"telemetryd_gpu_sm_active_ratio",
+    "GPU tensor activity": r"telemetryd_gpu_tensor_active_ratio",
+    "GPU memory": r"telemetryd_gpu_memory_used_bytes",
+    "GPU power": r"telemetryd_gpu_power_watts",
+    "GPU temperature": r"telemetryd_gpu_temperature_celsius",
+    "GPU throttle reasons": r"telemetryd_gpu_clock_event_reason\b.*by \([^)]*reason|by \([^)]*reason[^)]*\) \(telemetryd_gpu_clock_event_reason",
+    "GPU XID errors": r"increase\(telemetryd_gpu_xid_errors_total",
+    "GPU ECC errors": r"telemetryd_gpu_ecc_errors_total",
+}
+for name, pattern in gpu_required.items():
+    hits = [t for t, e in exprs.items() if re.search(pattern, e)]
+    print(f"{name}: {hits if hits else 'MISSING'}")
+    if not hits:
+        problems.append(f"no panel queries {name} (/{pattern}/)")
+for p in panels:
+    for t in p.get("targets", []):
+        if "telemetryd_gpu_" in t.get("expr", "") and not re.search(r"by \([^)]*\buuid\b", t["expr"]):
+            problems.append(f"GPU panel {p.get('title')} does not keep one series per GPU (by uuid)")
 for p in panels:
     if not p.get("datasource", {}).get("uid") == "${datasource}":
         problems.append(f"panel {p.get('title')} does not use the datasource variable")
@@ -191,6 +213,91 @@ sys.exit(1 if bad or not rules else 0)' || ok=0
   [ "$ok" = 1 ]
 }
 
+# A real Prometheus scrapes a gpu-exporter on the fake NVML (the unit tests' stand-in library,
+# built beside the binary) and answers the per-GPU query with every GPU the exporter reads.
+prometheus_scrape_gpu() {
+  local fake=${TELEMETRYD_FAKE_NVML:-$(dirname "$bin")/../tests/unit/libfake_nvml.so}
+  local port=$((http_port + 1)) pport=$((prom_port + 1))
+  [ -x "$bin" ] || { echo "no telemetryd binary at $bin (build it or set TELEMETRYD_BIN)"; return 1; }
+  [ -f "$fake" ] || { echo "no fake NVML at $fake (ninja -C build tests/unit/libfake_nvml.so, or set TELEMETRYD_FAKE_NVML)"; return 1; }
+  echo "gpu-exporter on the fake NVML $fake, telemetryd on 127.0.0.1:$port, prometheus on 127.0.0.1:$pport"
+  mkdir -p "$work/tsdb-gpu"
+  TELEMETRYD_HTTP_LISTEN="127.0.0.1:$port" TELEMETRYD_NVML_INTERVAL_MS=500 \
+    "$bin" run --role gpu-exporter --config config/roles/gpu-exporter.yaml \
+    --set "nvml.library=$fake" > "$work/telemetryd-gpu.log" 2>&1 &
+  pids+=($!)
+  cat > "$work/prometheus-gpu.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: telemetryd-gpu-exporter
+    static_configs:
+      - targets: ["127.0.0.1:$port"]
+YML
+  cp deploy/prometheus/alerts.yml "$work/alerts.yml"
+  prometheus --config.file="$work/prometheus-gpu.yml" --storage.tsdb.path="$work/tsdb-gpu" \
+    --web.listen-address="127.0.0.1:$pport" > "$work/prometheus-gpu.log" 2>&1 &
+  pids+=($!)
+  local ok=0 gpus="" answer="" deadline=$((SECONDS + wait_s))
+  # The exporter says how many GPUs it reads once it is ready.
+  while [ "$SECONDS" -lt "$deadline" ] && [ -z "$gpus" ]; do
+    gpus=$(curl -fsS "http://127.0.0.1:$port/ready" 2>/dev/null | sed -n 's/.*sampling \([0-9]*\) GPU.*/\1/p')
+    [ -n "$gpus" ] || sleep 1
+  done
+  echo "the exporter reads ${gpus:-no} GPUs"
+  wait_http "http://127.0.0.1:$pport/-/ready" "$wait_s" || echo "prometheus not ready"
+  while [ -n "$gpus" ] && [ "$SECONDS" -lt "$deadline" ]; do
+    answer=$(curl -fsS "http://127.0.0.1:$pport/api/v1/query" \
+      --data-urlencode 'query=max by (uuid) (telemetryd_gpu_utilization_ratio{job="telemetryd-gpu-exporter"})' 2>&1)
+    if printf '%s' "$answer" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+uuids = {s["metric"].get("uuid") for s in r}
+sys.exit(0 if len(r) == int(sys.argv[1]) and len(uuids) == len(r) and all(uuids) else 1)' "$gpus" 2>/dev/null; then
+      ok=1
+      break
+    fi
+    sleep 1
+  done
+  echo "last answer: $answer"
+  if [ "$ok" = 1 ]; then
+    echo "max by (uuid) (telemetryd_gpu_utilization_ratio): one series for each of the $gpus GPUs"
+    # The dashboard's GPU panels are accepted, and those every GPU feeds return data.
+    python3 - "http://127.0.0.1:$pport" deploy/grafana/telemetryd.json <<'PY' || ok=0
+import json, sys, urllib.parse, urllib.request
+base, path = sys.argv[1], sys.argv[2]
+bad = 0
+for p in json.load(open(path))["panels"]:
+    # Readings every GPU of the fake NVML has: their panels' first query must return data.
+    needs_data = p.get("title", "").startswith(("GPU utilisation", "GPU memory", "GPU temperature"))
+    for i, t in enumerate(p.get("targets", [])):
+        if "telemetryd_gpu_" not in t["expr"]:
+            continue
+        q = t["expr"].replace("$__rate_interval", "1m").replace("$job", ".*").replace("$instance", ".*")
+        url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        try:
+            answer = json.load(urllib.request.urlopen(url, timeout=10))
+            status, n = answer["status"], len(answer["data"]["result"])
+        except Exception as e:  # an HTTP 400 means a query Prometheus rejects
+            status, n = f"error: {e}", 0
+        print(f"dashboard query {status}, {n} series: {p['title']} ({t['refId']})")
+        bad += status != "success"
+        bad += needs_data and i == 0 and n == 0
+sys.exit(1 if bad else 0)
+PY
+  else
+    echo "no answer with $gpus GPUs within ${wait_s} s"
+    echo "--- telemetryd log (tail)"; tail -n 20 "$work/telemetryd-gpu.log"
+    echo "--- prometheus log (tail)"; tail -n 20 "$work/prometheus-gpu.log"
+  fi
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  pids=()
+  [ "$ok" = 1 ]
+}
+
 if command -v promtool >/dev/null 2>&1; then
   run_case "promtool check config" promtool check config deploy/prometheus/prometheus.yml
   run_case "promtool check rules" promtool check rules deploy/prometheus/alerts.yml
@@ -212,14 +319,15 @@ for f in cloud-init/*.yaml; do
 done
 role_files() {  # the role files cloud-init writes, with example values, pass check-config
   local r
-  for r in processor producer worker; do
+  for r in processor producer worker gpu-exporter; do
     python3 - "$r" "$work/role-$r.yaml" <<'PY' || return 1
 import sys, yaml
 role, out = sys.argv[1], sys.argv[2]
 files = yaml.safe_load(open(f"cloud-init/{role}.yaml"))["write_files"]
 text = [f["content"] for f in files if f["path"] == f"/etc/telemetryd/{role}.yaml"][0]
 for var, value in {"${kafka_bootstrap}": "10.0.1.10:9092", "${mongodb_uri}": "mongodb://10.0.1.11:27017/",
-                   "${gpu_model}": "A100 40GB", "${price_per_hour_usd}": "1.10", "${producer_rate}": "100"}.items():
+                   "${gpu_model}": "A100 40GB", "${price_per_hour_usd}": "1.10", "${producer_rate}": "100",
+                   "${gpu_sample_interval_ms}": "1000", "${gpu_metrics_naming}": "telemetryd"}.items():
     text = text.replace(var, value)
 open(out, "w").write(text)
 PY
@@ -233,8 +341,10 @@ else
 fi
 if command -v prometheus >/dev/null 2>&1; then
   run_case "prometheus scrapes telemetryd" prometheus_scrape
+  run_case "prometheus scrapes a gpu-exporter per GPU" prometheus_scrape_gpu
 else
   skip_case "prometheus scrapes telemetryd" "prometheus binary not found"
+  skip_case "prometheus scrapes a gpu-exporter per GPU" "prometheus binary not found"
 fi
 
 mkdir -p "$junit_dir"

@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::vector<std::string> sets;
   auto* run_cmd = cli.add_subcommand("run", "Run a role until SIGTERM");
-  run_cmd->add_option("--role", role, "producer, processor, worker or all")
-      ->check(CLI::IsMember({"producer", "processor", "worker", "all"}));
+  run_cmd->add_option("--role", role, "producer, processor, worker, all or gpu-exporter")
+      ->check(CLI::IsMember({"producer", "processor", "worker", "all", "gpu-exporter"}));
   run_cmd->add_option("--config,-c", config_file, "Role file (YAML); defaults apply without one")
       ->check(CLI::ExistingFile);
   run_cmd->add_option("--set", sets, "Override a key: key.path=value (repeatable)");

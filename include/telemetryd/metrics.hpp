@@ -79,6 +79,10 @@ class Family {
     return with(std::vector<std::string>(values.begin(), values.end()));
   }
   Metric& with(std::vector<std::string> values);
+  /// Drops the child with these label values from the exposition; true when there was one. Only
+  /// for series whose subject is gone (a process that exited): whoever called with() for them
+  /// must drop its reference first, as it dangles afterwards.
+  bool remove(const std::vector<std::string>& values);
 
   const std::string& name() const { return name_; }
   const std::string& help() const { return help_; }

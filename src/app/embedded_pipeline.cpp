@@ -9,6 +9,7 @@
 
 #include "core/bounded_queue.hpp"
 #include "core/emission_schedule.hpp"
+#include "metrics/gpu_exporter.hpp"
 #include "processor/cost_config.hpp"
 #include "processor/processor_core.hpp"
 #include "processor/query_routes.hpp"
@@ -40,6 +41,7 @@ class EmbeddedPipeline final : public Component {
         source_(SourceRegistry::instance()
                     .find(ctx.config.str("embedded.source"))
                     ->create(ctx.config, Topics{})),
+        gpu_exporter_(metrics::export_gpu_samples(*source_, ctx.config, ctx.metrics)),
         rate_(ctx.config.number("embedded.rate")),
         queue_(static_cast<std::size_t>(ctx.config.integer("embedded.queue_capacity"))),
         store_(database_path(ctx.config)),
@@ -148,6 +150,8 @@ class EmbeddedPipeline final : public Component {
   Readiness& readiness_;
   std::function<void(int)> request_shutdown_;
   std::unique_ptr<Source> source_;
+  // Fed by source_ on the sampling thread, which the destructor joins first.
+  std::unique_ptr<metrics::GpuExporter> gpu_exporter_;
   double rate_;
   BoundedQueue<Event> queue_;
   sqlite::SqliteStore store_;
@@ -197,7 +201,11 @@ const ComponentRegistration kRegistration{
      {"embedded", "Source, processor and SQLite store in one process (the all role).",
       embedded_keys()},
      [](ComponentContext& ctx) { return std::make_unique<EmbeddedPipeline>(ctx); },
-     [] { return SourceRegistry::instance().sections(); }}};
+     [] {
+       auto sections = SourceRegistry::instance().sections();
+       sections.push_back(&metrics::gpu_metrics_section());
+       return sections;
+     }}};
 
 }  // namespace
 }  // namespace telemetryd::app

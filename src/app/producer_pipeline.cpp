@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/emission_schedule.hpp"
+#include "metrics/gpu_exporter.hpp"
 #include "sinks/kafka_sink.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
@@ -25,6 +26,7 @@ class ProducerPipeline final : public Component {
   explicit ProducerPipeline(ComponentContext& ctx)
       : source_name_(ctx.config.str("producer.source")),
         source_(make_source(ctx.config)),
+        gpu_exporter_(metrics::export_gpu_samples(*source_, ctx.config, ctx.metrics)),
         sink_(ctx.config, ctx.metrics, [this](const sinks::DeliveryReport& r) { on_delivery(r); }),
         rate_(ctx.config.number("producer.rate")),
         count_(static_cast<std::uint64_t>(ctx.config.integer("producer.count"))),
@@ -157,6 +159,8 @@ class ProducerPipeline final : public Component {
 
   std::string source_name_;
   std::unique_ptr<Source> source_;
+  // Fed by source_ on the sampling thread, which the destructor joins first.
+  std::unique_ptr<metrics::GpuExporter> gpu_exporter_;
   sinks::KafkaSink sink_;
   double rate_;
   std::uint64_t count_;
@@ -202,7 +206,11 @@ const ComponentRegistration kRegistration{
            .default_value = "token.usage.v1"},
       }},
      [](ComponentContext& ctx) { return std::make_unique<ProducerPipeline>(ctx); },
-     [] { return SourceRegistry::instance().sections(); }}};
+     [] {
+       auto sections = SourceRegistry::instance().sections();
+       sections.push_back(&metrics::gpu_metrics_section());
+       return sections;
+     }}};
 
 }  // namespace
 }  // namespace telemetryd::app

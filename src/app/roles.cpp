@@ -17,6 +17,7 @@ const std::map<std::string, std::vector<std::string>, std::less<>>& role_table()
       {"processor", {"http", "kafka", "mongodb", "influxdb", "processor", "ingest"}},
       {"worker", {"http", "kafka", "mongodb", "worker"}},
       {"all", {"http", "embedded"}},
+      {"gpu-exporter", {"http", "gpu_exporter"}},
   };
   return table;
 }

@@ -51,6 +51,12 @@ Metric& Family<Metric>::with(std::vector<std::string> values) {
   return *slot;
 }
 
+template <typename Metric>
+bool Family<Metric>::remove(const std::vector<std::string>& values) {
+  const std::lock_guard lock(mutex_);
+  return children_.erase(values) > 0;
+}
+
 template class Family<Counter>;
 template class Family<Gauge>;
 template class Family<Histogram>;

@@ -7,6 +7,57 @@
 #include "telemetryd/errors.hpp"
 
 namespace telemetryd::sources {
+namespace {
+
+double tenths(double v) {
+  return std::round(v * 10) / 10;
+}
+
+// The readings gpu.metrics.v1 gained in issue 12, derived from the simulated load without drawing
+// from the generator, so a seed gives the same values as before for every older field.
+void add_issue12_fields(events::GpuSample& s, const GpuProfile& p, double u, double power) {
+  const std::int64_t total = p.memory_total_bytes;
+  const std::int64_t reserved = total / 100;
+  s.memory_reserved_bytes = reserved;
+  s.memory_free_bytes = std::max<std::int64_t>(0, total - reserved - *s.memory_used_bytes);
+  s.temperature_memory_celsius = tenths(*s.temperature_gpu_celsius + 6);
+  s.pstate = u < 0.05 ? 8 : 0;
+  std::int64_t mask = 0;
+  std::vector<std::string> reasons;
+  if (u < 0.05) {
+    mask |= 0x1;
+    reasons.emplace_back("gpu_idle");
+  }
+  if (power >= 0.97 * p.tdp_watts) {
+    mask |= 0x4;
+    reasons.emplace_back("sw_power_cap");
+  }
+  if (*s.temperature_gpu_celsius >= 85) {
+    mask |= 0x20;
+    reasons.emplace_back("sw_thermal_slowdown");
+  }
+  s.clock_event_reasons_mask = mask;
+  s.clock_event_reasons = std::move(reasons);
+  s.pcie.tx_bytes_per_second = static_cast<std::int64_t>(u * 1.5e9);
+  s.pcie.rx_bytes_per_second = static_cast<std::int64_t>(u * 3.0e9);
+  const double util = *s.utilization_gpu_percent;
+  s.activity.sm_active_percent = tenths(util * 0.9);
+  s.activity.sm_occupancy_percent = tenths(util * 0.45);
+  s.activity.tensor_active_percent = tenths(util * 0.5);
+  s.activity.dram_active_percent = tenths(*s.utilization_memory_percent * 0.8);
+  s.activity.fp16_active_percent = tenths(util * 0.3);
+  s.activity.fp32_active_percent = tenths(util * 0.1);
+  s.activity.fp64_active_percent = 0;
+  s.xid = events::GpuXid{};
+  if (p.ecc) {
+    s.remapped_rows.correctable = 0;
+    s.remapped_rows.uncorrectable = 0;
+    s.remapped_rows.pending = false;
+    s.remapped_rows.failure = false;
+  }
+}
+
+}  // namespace
 
 FleetModel::FleetModel(FleetSettings settings, const std::vector<GpuProfile>& profiles)
     : settings_(std::move(settings)), profiles_(profiles), rng_(settings_.seed) {
@@ -97,6 +148,7 @@ FleetTick FleetModel::tick() {
     }
     s.processes = std::vector<events::GpuProcess>{
         {gpu.pid, static_cast<std::int64_t>(static_cast<double>(used) * 0.9)}};
+    add_issue12_fields(s, p, u, power);
     tick.gpus.push_back(std::move(s));
   }
 

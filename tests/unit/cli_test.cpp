@@ -68,11 +68,11 @@ TEST_CASE("check-config accepts every example role file", "[cli][config]") {
     argv.push_back(entry.path().string());
     ++count;
   }
-  REQUIRE(count == 4);
+  REQUIRE(count == 5);
   const auto result = run_command(argv);
   INFO(result.output);
   CHECK(result.status == 0);
-  for (const char* role : {"producer", "processor", "worker", "all"}) {
+  for (const char* role : {"producer", "processor", "worker", "all", "gpu-exporter"}) {
     CHECK(result.output.find(std::string("ok (role ") + role + ")") != std::string::npos);
   }
 }
