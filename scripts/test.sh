@@ -15,7 +15,7 @@ failed_steps=()
 step() { printf '\n== %s\n' "$*"; }
 
 step "bootstrap: build and test dependencies"
-scripts/bootstrap.sh || { echo "bootstrap failed"; exit 1; }
+scripts/bootstrap.sh --test || { echo "bootstrap failed"; exit 1; }
 
 configure() {  # configure BUILD_DIR [meson options...]
   local dir=$1
