@@ -42,7 +42,8 @@ mkdir -p "$out_dir"
 out_dir=$(realpath "$out_dir")
 rootfs=$out_dir/rootfs
 rm -rf "$rootfs" "$out_dir/layout" "$out_dir/image.tar"
-mkdir -p "$rootfs"/{usr/bin,etc/telemetryd,etc/ssl/certs,usr/share/telemetryd,usr/libexec/telemetryd,data,tmp}
+# proc, dev and sys: mount points the runtime fills.
+mkdir -p "$rootfs"/{usr/bin,etc/telemetryd,etc/ssl/certs,usr/share/telemetryd,usr/libexec/telemetryd,data,tmp,proc,dev,sys}
 chmod 1777 "$rootfs/tmp"
 
 install -m 0755 "$binary" "$rootfs/usr/bin/telemetryd"
