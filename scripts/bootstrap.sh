@@ -20,11 +20,14 @@
 set -euo pipefail
 
 mode=build
-case ${1:-} in
-    "") ;;
-    --test) mode=test ;;
-    *) echo "usage: scripts/bootstrap.sh [--test]" >&2; exit 2 ;;
-esac
+list=0
+for arg in "$@"; do
+    case $arg in
+        --test) mode=test ;;
+        --list) list=1 ;;  # print the Debian packages of the mode, install nothing
+        *) echo "usage: scripts/bootstrap.sh [--test] [--list]" >&2; exit 2 ;;
+    esac
+done
 
 # What building and running the binary needs (catch2: meson configures the unit tests too;
 # python3: scripts/embed_file.py runs at build time).
@@ -49,6 +52,10 @@ SERVER_PACKAGES=(prometheus influxdb cloud-init)
 
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [[ $mode == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")
+if ((list)); then
+    printf '%s\n' "${PACKAGES[@]}"
+    exit 0
+fi
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
