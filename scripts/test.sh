@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
 # starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, runs the unit and integration
-# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite
+# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
+# checks (lean first run, container image, Helm chart, cloud-init first boot), the unit suite
 # again under ASan+UBSan, each libFuzzer target for 60 s (scripts/fuzz.sh), and stops the services
 # (also on failure).
 # The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
@@ -69,6 +70,10 @@ scripts/ops-checks.sh || failed_steps+=("ops")
 step "operations: Prometheus rules and scrape, Grafana, cloud-init"
 scripts/ops-observe-checks.sh || failed_steps+=("ops-observe")
 
+step "deploy: lean first run, container image, Helm chart and manifests, cloud-init first boot"
+# Cold: helm is built from the Go module proxy once (cached in ~/.cache/telemetryd).
+scripts/deploy-checks.sh || failed_steps+=("deploy")
+
 step "sanitizers: unit suite under ASan+UBSan"
 configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
   -Dintegration_tests=false -Dbuildtype=debug || failed_steps+=("asan-configure")
@@ -89,10 +94,11 @@ step "summary"
 [ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"
 extra=()
 for failed in "${failed_steps[@]}"; do
-  case $failed in unit | integration | asan-unit | ops | ops-observe | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
+  case $failed in unit | integration | asan-unit | ops | ops-observe | deploy | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
 done
 summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan \
-  build/ops-checks.junit.xml build/ops-observe.junit.xml build-fuzz/fuzz.junit.xml)
+  build/ops-checks.junit.xml build/ops-observe.junit.xml build/deploy-checks.junit.xml \
+  build-fuzz/fuzz.junit.xml)
 count_status=$?
 trap - EXIT
 step "services: stopping"
