@@ -5,7 +5,8 @@
 #
 #   lean first run   the packages run-all.sh installs (scripts/bootstrap.sh) pull in no JDK, Go,
 #                    clang, Prometheus or InfluxDB (apt's dependency closure); no server package
-#                    is enabled for the next boot after scripts/bootstrap.sh --test
+#                    is enabled for the next boot after scripts/bootstrap.sh --test; run-all.sh
+#                    itself then answers /ready 200
 #   image            scripts/build-image.sh builds it (size printed, < 40 MiB compressed); its
 #                    layer is unpacked and run as the image config says (user, entrypoint, cmd,
 #                    env) with unshare + chroot (no container engine here), /ready must be 200,
@@ -124,6 +125,27 @@ no_server_enabled() {
     fi
   fi
   return "$bad"
+}
+
+# README's first command itself (its install step is a no-op once the packages are there): the
+# all role answers /ready 200. Its SQLite file goes to a temporary STATE_DIRECTORY.
+run_all_ready() {
+  mkdir -p "$work/run-all-data"
+  STATE_DIRECTORY="$work/run-all-data" scripts/run-all.sh --set "http.listen=127.0.0.1:$http_port" \
+    > "$work/run-all.log" 2>&1 &
+  local pid=$! deadline=$((SECONDS + 120)) code=000
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    code=$(curl -s -o "$work/run-all-ready.json" -w '%{http_code}' "http://127.0.0.1:$http_port/ready" || true)
+    [ "$code" = 200 ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "GET /ready: $code $(cat "$work/run-all-ready.json" 2>/dev/null)"
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  echo "--- scripts/run-all.sh output (tail)"
+  tail -n 8 "$work/run-all.log"
+  [ "$code" = 200 ]
 }
 
 # ------------------------------------------------------------------------------------------ image
@@ -400,6 +422,7 @@ cloud_init_old_fails() {
 
 run_case "lean: run-all.sh's packages pull no JDK, Go, clang, Prometheus or InfluxDB" lean_closure
 run_case "lean: no server package enabled for the next boot" no_server_enabled
+run_case "lean: scripts/run-all.sh serves the all role, /ready 200" run_all_ready
 
 run_case "image: build (scripts/build-image.sh), size, user, labels" image_build
 grep -h '^image size' "$work/case$n.out" | sed 's/^/     /'

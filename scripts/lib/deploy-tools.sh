@@ -16,6 +16,8 @@
 HELM_VERSION=v4.3.2
 HELM_MODULE=helm.sh/helm/v4
 HELM_BIN="$TD_CACHE/bin/helm-$HELM_VERSION"
+# (v2.20 and later declare a go directive newer than the toolchains here; the ScaledObject
+# fields the chart uses are the same.)
 KEDA_VERSION=v2.16.1
 KEDA_MODULE=github.com/kedacore/keda/v2
 KEDA_CRDS="$TD_CACHE/crds/keda-$KEDA_VERSION"
