@@ -16,7 +16,8 @@
 #                    1.33 OpenAPI schemas (strict) and KEDA's and the Prometheus operator's CRDs;
 #                    the rendered role files pass check-config; the broken values files fail;
 #                    the chart's alerts are deploy/prometheus/alerts.yml; deploy/kubernetes/ is
-#                    exactly `helm template` of the defaults (no drift) and validates too
+#                    exactly `helm template` of the defaults (no drift), and `kustomize build` of
+#                    it (what kubectl apply -k sends) validates too
 #   cloud-init       the .deb installed with stdin closed onto a root where the conffile exists
 #                    (tests/fixtures/cloud-init/old-processor.yaml) fails as on a real first
 #                    boot; each cloud-init/{processor,producer,worker}.yaml boots in a throwaway
@@ -24,8 +25,8 @@
 #                    created, role file passes check-config
 #
 # Tools come from the package clients and are cached in ~/.cache/telemetryd
-# (scripts/lib/deploy-tools.sh): helm built from the Go module proxy, the CRDs from their Go
-# modules, kubernetes-validate from PyPI.
+# (scripts/lib/deploy-tools.sh): helm and kustomize built from the Go module proxy, the CRDs
+# from their Go modules, kubernetes-validate from PyPI.
 #
 # Environment: TELEMETRYD_BIN (default build/src/telemetryd), TELEMETRYD_DEPLOY_HTTP_PORT (18830).
 set -uo pipefail
@@ -262,7 +263,8 @@ image_ready() {
 
 chart=deploy/helm/telemetryd
 helm_ready() {
-  td_ensure_helm && td_ensure_crds && td_ensure_deploy_venv && "$HELM_BIN" version
+  td_ensure_helm && td_ensure_kustomize && td_ensure_crds && td_ensure_deploy_venv &&
+    "$HELM_BIN" version && "$KUSTOMIZE_BIN" version
 }
 crd_args() {
   local f
@@ -365,13 +367,18 @@ kustomize_in_sync() {
     echo "      regenerate: scripts/render-manifests.sh"
     return 1
   fi
-  "$DEPLOY_VENV/bin/python" - <<'PY' || return 1
+  echo "deploy/kubernetes/telemetryd.yaml is helm template of the defaults"
+  # What `kubectl apply -k deploy/kubernetes` would send: kustomize's own build of it.
+  "$KUSTOMIZE_BIN" build deploy/kubernetes > "$work/kustomize-build.yaml" || return 1
+  "$DEPLOY_VENV/bin/python" - "$work/kustomize-build.yaml" <<'PY' || return 1
 import sys, yaml
-k = yaml.safe_load(open("deploy/kubernetes/kustomization.yaml"))
-print("kustomization resources:", k.get("resources"), "namespace:", k.get("namespace"))
-sys.exit(0 if k.get("resources") == ["namespace.yaml", "telemetryd.yaml"] and k.get("namespace") else 1)
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+bad = [f"{d['kind']}/{d['metadata']['name']}" for d in docs
+       if d["kind"] != "Namespace" and d["metadata"].get("namespace") != "telemetryd"]
+print(f"kustomize build: {len(docs)} objects, namespace telemetryd on all but {bad or 'none'}")
+sys.exit(1 if bad or len(docs) < 10 else 0)
 PY
-  validate deploy/kubernetes/namespace.yaml deploy/kubernetes/telemetryd.yaml
+  validate "$work/kustomize-build.yaml"
 }
 
 # ------------------------------------------------------------------------------------- cloud-init
@@ -429,8 +436,8 @@ grep -h '^image size' "$work/case$n.out" | sed 's/^/     /'
 run_case "image: the all role answers /ready 200 in the image's root (unshare + chroot)" image_ready
 grep -h '^GET /ready' "$work/case$n.out" | sed 's/^/     /'
 
-if run_case "helm: tools (helm $HELM_VERSION from the Go module proxy, CRDs, kubernetes-validate)" helm_ready &&
-  [ -x "$HELM_BIN" ] && [ -x "$DEPLOY_VENV/bin/python" ]; then
+if run_case "helm: tools (helm $HELM_VERSION and kustomize $KUSTOMIZE_VERSION from the Go module proxy, CRDs, kubernetes-validate)" helm_ready &&
+  [ -x "$HELM_BIN" ] && [ -x "$KUSTOMIZE_BIN" ] && [ -x "$DEPLOY_VENV/bin/python" ]; then
   run_case "helm: lint --strict (defaults and every values file)" helm_lint
   run_case "helm: template defaults, validated (k8s ${k8s_versions[*]}, CRDs)" helm_matrix_case default
   for f in tests/fixtures/helm/values-*.yaml; do
@@ -439,7 +446,7 @@ if run_case "helm: tools (helm $HELM_VERSION from the Go module proxy, CRDs, kub
   done
   run_case "helm: rendered role files pass check-config" helm_role_files
   run_case "helm: broken values fail lint and validation" helm_broken_values
-  run_case "helm: deploy/kubernetes equals helm template, validated" kustomize_in_sync
+  run_case "kustomize: deploy/kubernetes equals helm template; kustomize build validated" kustomize_in_sync
 fi
 run_case "helm: chart alerts are deploy/prometheus/alerts.yml" helm_alerts_in_sync
 

@@ -36,7 +36,7 @@ ninja -C build -j "$jobs" || { echo "build failed"; exit 1; }
 # cached) are fetched at the lowest priority while the services start and the suites run, which
 # mostly wait on I/O; scripts/deploy-checks.sh waits for them (a lock) or finds them cached.
 nice -n 19 bash -c '. scripts/lib/services-common.sh && . scripts/lib/deploy-tools.sh &&
-  td_ensure_crds && td_ensure_deploy_venv && td_ensure_helm' > build/deploy-tools.log 2>&1 &
+  td_ensure_crds && td_ensure_deploy_venv && td_ensure_helm && td_ensure_kustomize' > build/deploy-tools.log 2>&1 &
 deploy_tools_pid=$!
 
 # Stale reports from an earlier run must never be counted.

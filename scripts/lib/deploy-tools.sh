@@ -4,6 +4,7 @@
 # scripts/lib/services-common.sh; do not run it.
 #
 #   bin/helm-$HELM_VERSION           Helm v4, built from the Go module proxy source
+#   bin/kustomize-$KUSTOMIZE_VERSION  kustomize (what `kubectl apply -k` runs), the same way
 #   crds/keda-$KEDA_VERSION/          KEDA's CRDs (config/crd/bases of its Go module)
 #   crds/prometheus-operator-$PROM_OPERATOR_VERSION/   the Prometheus operator's CRDs
 #   venv-deploy/                      kubernetes-validate from PyPI (ships the OpenAPI schemas)
@@ -18,6 +19,9 @@ HELM_MODULE=helm.sh/helm/v4
 HELM_BIN="$TD_CACHE/bin/helm-$HELM_VERSION"
 # (v2.20 and later declare a go directive newer than the toolchains here; the ScaledObject
 # fields the chart uses are the same.)
+KUSTOMIZE_VERSION=v5.8.1
+KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5
+KUSTOMIZE_BIN="$TD_CACHE/bin/kustomize-$KUSTOMIZE_VERSION"
 KEDA_VERSION=v2.16.1
 KEDA_MODULE=github.com/kedacore/keda/v2
 KEDA_CRDS="$TD_CACHE/crds/keda-$KEDA_VERSION"
@@ -58,6 +62,36 @@ _td_build_helm() {
 td_ensure_helm() {
     [[ -x "$HELM_BIN" ]] && return 0
     td_with_lock "$TD_CACHE/.helm-$HELM_VERSION.lock" _td_build_helm
+}
+
+_td_build_kustomize() {
+    [[ -x "$KUSTOMIZE_BIN" ]] && return 0
+    local go dir src gobuild t0=$SECONDS
+    go="$(td_find_go)" || td_die "go not found (scripts/test.sh installs it)"
+    td_msg "kustomize: downloading $KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION source from the Go module proxy"
+    dir="$(_td_go_mod_download_dir "$go" "$KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION")"
+    src="$TD_CACHE/kustomize-src-$KUSTOMIZE_VERSION"
+    rm -rf "$src"
+    mkdir -p "$(dirname "$KUSTOMIZE_BIN")"
+    cp -R "$dir" "$src"
+    chmod -R u+w "$src"
+    gobuild="$(_td_go_for_module "$go" "$src")"
+    td_msg "kustomize: building $KUSTOMIZE_BIN with $gobuild"
+    if ! (cd "$src" &&
+        nice -n 10 env GOTOOLCHAIN=auto GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
+            "$gobuild" build -p 2 -trimpath -o "$KUSTOMIZE_BIN.tmp" . >&2); then
+        rm -f "$KUSTOMIZE_BIN.tmp"
+        td_die "building kustomize failed (see output above)"
+    fi
+    mv "$KUSTOMIZE_BIN.tmp" "$KUSTOMIZE_BIN"
+    rm -rf "$src"
+    td_msg "kustomize: built $KUSTOMIZE_VERSION in $((SECONDS - t0))s"
+}
+
+# Makes sure $KUSTOMIZE_BIN exists (builds it from the module proxy source when absent).
+td_ensure_kustomize() {
+    [[ -x "$KUSTOMIZE_BIN" ]] && return 0
+    td_with_lock "$TD_CACHE/.kustomize-$KUSTOMIZE_VERSION.lock" _td_build_kustomize
 }
 
 # Copies CRD files $3... (paths inside module $1@$2) into directory $4 (the last argument).
