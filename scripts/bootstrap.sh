@@ -46,9 +46,10 @@ TEST_PACKAGES=(
     clang libfuzzer-14-dev libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan+UBSan runtimes
     influxdb          # InfluxDB 1.6.7 for the InfluxDB sink's integration tests (services.sh)
     busybox-static    # the image's healthcheck wget (scripts/build-image.sh)
+    podman            # loads the built image (scripts/deploy-checks.sh); its API socket is disabled
 )
 # Packages in TEST_PACKAGES that ship a server enabled at install: disabled again below.
-SERVER_PACKAGES=(prometheus influxdb cloud-init)
+SERVER_PACKAGES=(prometheus influxdb cloud-init podman)
 
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [[ $mode == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")
@@ -102,7 +103,7 @@ disable_servers() {
                 { "${SUDO[@]}" touch /etc/cloud/cloud-init.disabled; say "disabled cloud-init (/etc/cloud/cloud-init.disabled)"; }
             continue
         fi
-        for unit in $(dpkg -L "$pkg" | sed -n 's|^/lib/systemd/system/\([^/]*\.service\)$|\1|p'); do
+        for unit in $(dpkg -L "$pkg" | sed -n 's#^/lib/systemd/system/\([^/]*\.\(service\|socket\|timer\)\)$#\1#p'); do
             if [[ -n $(find /etc/systemd/system -name "$unit" -path '*.wants/*' 2>/dev/null) ]]; then
                 command -v deb-systemd-helper >/dev/null 2>&1 &&
                     "${SUDO[@]}" deb-systemd-helper disable "$unit" >/dev/null 2>&1 || true

@@ -10,7 +10,7 @@
 #   image            scripts/build-image.sh builds it (size printed, < 40 MiB compressed); its
 #                    layer is unpacked and run as the image config says (user, entrypoint, cmd,
 #                    env) with unshare + chroot (no container engine here), /ready must be 200,
-#                    then the image's healthcheck command runs in it
+#                    then the image's healthcheck command runs in it; podman loads image.tar
 #   helm             helm lint; helm template over tests/fixtures/helm/values-*.yaml and the
 #                    defaults; every rendered object validated against the Kubernetes 1.30 and
 #                    1.33 OpenAPI schemas (strict) and KEDA's and the Prometheus operator's CRDs;
@@ -99,10 +99,10 @@ lean_closure() {
 
 no_server_enabled() {
   local pkg unit bad=0
-  for pkg in prometheus influxdb; do
+  for pkg in prometheus influxdb podman; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
       { echo "$pkg: not installed"; continue; }
-    for unit in $(dpkg -L "$pkg" | sed -n 's|^/lib/systemd/system/\([^/]*\.service\)$|\1|p'); do
+    for unit in $(dpkg -L "$pkg" | sed -n 's#^/lib/systemd/system/\([^/]*\.\(service\|socket\|timer\)\)$#\1#p'); do
       if find /etc/systemd/system -path '*.wants/*' -name "$unit" | grep -q .; then
         echo "FAIL: $unit ($pkg) is enabled: $(find /etc/systemd/system -path '*.wants/*' -name "$unit")"
         bad=1
@@ -110,7 +110,7 @@ no_server_enabled() {
         echo "$unit ($pkg): not enabled"
       fi
     done
-    if compgen -G "/etc/rc[2-5].d/S??$pkg" >/dev/null; then
+    if [ -x "/etc/init.d/$pkg" ] && compgen -G "/etc/rc[2-5].d/S??$pkg" >/dev/null; then
       echo "FAIL: /etc/init.d/$pkg starts at boot: $(echo /etc/rc[2-5].d/S??"$pkg")"
       bad=1
     else
@@ -257,6 +257,31 @@ image_ready() {
   echo "--- daemon log (tail)"
   tail -n 5 "$work/image-run.log"
   return "$ok"
+}
+
+# A real container engine takes the image: podman loads image.tar into a throwaway store and
+# reads back its config, healthcheck included. (It cannot run containers on this machine: crun refuses the host's
+# hybrid cgroup hierarchy, hence the unshare + chroot run above.)
+image_podman_load() {
+  [ -f "$work/image/image.tar" ] || { echo "no image (the build failed)"; return 1; }
+  command -v podman >/dev/null || { echo "podman not found (scripts/bootstrap.sh --test installs it)"; return 1; }
+  local p=(podman --root "$work/podman/root" --runroot "$work/podman/run" --storage-driver vfs)
+  "${p[@]}" load -i "$work/image/image.tar" || return 1
+  "${p[@]}" image inspect --format json localhost/telemetryd:"$("$bin" version | awk '{print $2}')" \
+    > "$work/podman-inspect.json" || return 1
+  "${p[@]}" rmi -a -f >/dev/null 2>&1
+  python3 - "$work/podman-inspect.json" <<'PY'
+import json, sys
+img = json.load(open(sys.argv[1]))[0]
+c = img["Config"]
+print(f"podman sees: user {c.get('User')}, entrypoint {c.get('Entrypoint')}, cmd {c.get('Cmd')}, "
+      f"{img['Size'] / 1048576:.1f} MiB, healthcheck {(img.get('Healthcheck') or {}).get('Test')}, "
+      f"title label {c.get('Labels', {}).get('org.opencontainers.image.title')}")
+ok = (c.get("User") == "65532:65532" and c.get("Entrypoint") == ["/usr/bin/telemetryd"]
+      and "/health" in " ".join((img.get("Healthcheck") or {}).get("Test", []))
+      and c.get("Labels", {}).get("org.opencontainers.image.title") == "telemetryd")
+sys.exit(0 if ok else 1)
+PY
 }
 
 # ------------------------------------------------------------------------------------------- helm
@@ -435,6 +460,7 @@ run_case "image: build (scripts/build-image.sh), size, user, labels" image_build
 grep -h '^image size' "$work/case$n.out" | sed 's/^/     /'
 run_case "image: the all role answers /ready 200 in the image's root (unshare + chroot)" image_ready
 grep -h '^GET /ready' "$work/case$n.out" | sed 's/^/     /'
+run_case "image: podman loads image.tar and reads its config" image_podman_load
 
 if run_case "helm: tools (helm $HELM_VERSION and kustomize $KUSTOMIZE_VERSION from the Go module proxy, CRDs, kubernetes-validate)" helm_ready &&
   [ -x "$HELM_BIN" ] && [ -x "$KUSTOMIZE_BIN" ] && [ -x "$DEPLOY_VENV/bin/python" ]; then
