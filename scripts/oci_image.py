@@ -10,8 +10,9 @@ CONFIG.json is the image config's "config" object (User, Entrypoint, Cmd, Env, L
 OUT_DIR receives:
   layout/            an OCI image layout (oci-layout, index.json, blobs/sha256/...): `skopeo copy
                      oci:OUT_DIR/layout:TAG ...`, `podman run oci:OUT_DIR/layout`
-  image.tar          the same layout as one tar, plus a Docker manifest.json beside index.json, so
-                     `podman load -i image.tar` and `docker load -i image.tar` both take it
+  image.tar          the same blobs as a Docker archive (manifest.json, no index.json), so that
+                     `podman load -i image.tar` and `docker load -i image.tar` both take it and
+                     keep the Healthcheck (loaded as OCI, podman drops it: OCI has no such field)
 Prints the layer's compressed size and the manifest digest as JSON on stdout.
 """
 import argparse
@@ -93,6 +94,9 @@ def main():
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
         "history": [{"created": created, "created_by": "scripts/build-image.sh"}],
     }
+    if "Healthcheck" in image_config["config"]:
+        # Docker's own builds also record it in container_config, the one podman 4.3 reads.
+        image_config["container_config"] = {"Healthcheck": image_config["config"]["Healthcheck"]}
     config_bytes = json.dumps(image_config, sort_keys=True, separators=(",", ":")).encode()
     config_digest = blob(layout, config_bytes)
     manifest = {
@@ -120,7 +124,8 @@ def main():
     with open(os.path.join(layout, "oci-layout"), "w") as f:
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
 
-    # One tar for `podman load` / `docker load`: the OCI layout plus Docker's manifest.json.
+    # One tar for `podman load` / `docker load`: Docker's archive format, which keeps the
+    # Healthcheck (podman would load an index.json as OCI and drop it).
     docker_manifest = json.dumps([{
         "Config": "blobs/sha256/" + config_digest.split(":")[1],
         "RepoTags": [args.tag],
@@ -133,8 +138,6 @@ def main():
             tar.addfile(info, io.BytesIO(data))
         for name in sorted(os.listdir(os.path.join(layout, "blobs", "sha256"))):
             add("blobs/sha256/" + name, open(os.path.join(layout, "blobs", "sha256", name), "rb").read())
-        add("index.json", open(os.path.join(layout, "index.json"), "rb").read())
-        add("oci-layout", open(os.path.join(layout, "oci-layout"), "rb").read())
         add("manifest.json", docker_manifest)
 
     json.dump({"layer_compressed_bytes": len(layer), "layer_uncompressed_bytes": len(raw),
