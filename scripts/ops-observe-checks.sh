@@ -324,7 +324,8 @@ role_files() {  # the role files cloud-init writes, with example values, pass ch
 import sys, yaml
 role, out = sys.argv[1], sys.argv[2]
 files = yaml.safe_load(open(f"cloud-init/{role}.yaml"))["write_files"]
-text = [f["content"] for f in files if f["path"] == f"/etc/telemetryd/{role}.yaml"][0]
+# The role file is staged outside /etc/telemetryd (see the file) and installed after the .deb.
+text = [f["content"] for f in files if f["path"].endswith(f"/{role}.yaml")][0]
 for var, value in {"${kafka_bootstrap}": "10.0.1.10:9092", "${mongodb_uri}": "mongodb://10.0.1.11:27017/",
                    "${gpu_model}": "A100 40GB", "${price_per_hour_usd}": "1.10", "${producer_rate}": "100",
                    "${gpu_sample_interval_ms}": "1000", "${gpu_metrics_naming}": "telemetryd"}.items():

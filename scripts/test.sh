@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
 # starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, runs the unit and integration
-# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the unit suite
+# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
+# checks (lean first run, container image, Helm chart, cloud-init first boot), the unit suite
 # again under ASan+UBSan, each libFuzzer target for 60 s (scripts/fuzz.sh), and stops the services
 # (also on failure).
 # The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
@@ -15,7 +16,7 @@ failed_steps=()
 step() { printf '\n== %s\n' "$*"; }
 
 step "bootstrap: build and test dependencies"
-scripts/bootstrap.sh || { echo "bootstrap failed"; exit 1; }
+scripts/bootstrap.sh --test || { echo "bootstrap failed"; exit 1; }
 
 configure() {  # configure BUILD_DIR [meson options...]
   local dir=$1
@@ -30,6 +31,13 @@ configure() {  # configure BUILD_DIR [meson options...]
 step "build: warnings as errors"
 configure build -Dwerror=true -Dintegration_tests=true || exit 1
 ninja -C build -j "$jobs" || { echo "build failed"; exit 1; }
+
+# The deployment checks' tools (helm built from the Go module proxy: minutes when cold, then
+# cached) are fetched at the lowest priority while the services start and the suites run, which
+# mostly wait on I/O; scripts/deploy-checks.sh waits for them (a lock) or finds them cached.
+nice -n 19 bash -c '. scripts/lib/services-common.sh && . scripts/lib/deploy-tools.sh &&
+  td_ensure_crds && td_ensure_deploy_venv && td_ensure_helm && td_ensure_kustomize' > build/deploy-tools.log 2>&1 &
+deploy_tools_pid=$!
 
 # Stale reports from an earlier run must never be counted.
 find build build-asan -name '*.junit.xml' -delete 2>/dev/null || true
@@ -69,6 +77,10 @@ scripts/ops-checks.sh || failed_steps+=("ops")
 step "operations: Prometheus rules and scrape, Grafana, cloud-init"
 scripts/ops-observe-checks.sh || failed_steps+=("ops-observe")
 
+step "deploy: lean first run, container image, Helm chart and manifests, cloud-init first boot"
+wait "$deploy_tools_pid" || { echo "fetching the deploy tools failed:"; tail -n 20 build/deploy-tools.log; }
+scripts/deploy-checks.sh || failed_steps+=("deploy")
+
 step "sanitizers: unit suite under ASan+UBSan"
 configure build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
   -Dintegration_tests=false -Dbuildtype=debug || failed_steps+=("asan-configure")
@@ -89,10 +101,11 @@ step "summary"
 [ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"
 extra=()
 for failed in "${failed_steps[@]}"; do
-  case $failed in unit | integration | asan-unit | ops | ops-observe | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
+  case $failed in unit | integration | asan-unit | ops | ops-observe | deploy | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
 done
 summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan \
-  build/ops-checks.junit.xml build/ops-observe.junit.xml build-fuzz/fuzz.junit.xml)
+  build/ops-checks.junit.xml build/ops-observe.junit.xml build/deploy-checks.junit.xml \
+  build-fuzz/fuzz.junit.xml)
 count_status=$?
 trap - EXIT
 step "services: stopping"
