@@ -20,7 +20,7 @@
 #                    it (what kubectl apply -k sends) validates too
 #   cloud-init       the .deb installed with stdin closed onto a root where the conffile exists
 #                    (tests/fixtures/cloud-init/old-processor.yaml) fails as on a real first
-#                    boot; each cloud-init/{processor,producer,worker}.yaml boots in a throwaway
+#                    boot; each cloud-init/{processor,producer,worker,gpu-exporter}.yaml boots in a throwaway
 #                    root (overlay of / in a private mount namespace): package configured, user
 #                    created, role file passes check-config
 #
@@ -324,7 +324,7 @@ helm_matrix_case() {  # helm_matrix_case NAME [VALUES]
 }
 
 # The role files in the rendered ConfigMaps pass check-config (credential files stand in for the
-# mounted Secret). A gpu-exporter role file is checked only when this binary has that role.
+# mounted Secret).
 helm_role_files() {
   local f out rc=0 secrets="$work/secrets"
   mkdir -p "$secrets"
@@ -345,14 +345,7 @@ for doc in yaml.safe_load_all(open(f"{out}/all.yaml")):
             print(name)
 PY
   done
-  local has_gpu_exporter=0
-  printf 'role: gpu-exporter\n' > "$work/probe-gpu-exporter.yaml"
-  "$bin" check-config "$work/probe-gpu-exporter.yaml" >/dev/null 2>&1 && has_gpu_exporter=1
   for f in "$work"/roles-*/*-*.yaml; do
-    if grep -q '^role: gpu-exporter' "$f" && [ "$has_gpu_exporter" = 0 ]; then
-      echo "skip $f: this binary has no gpu-exporter role yet (issue 12)"
-      continue
-    fi
     "$bin" check-config "$f" || rc=1
   done
   return "$rc"
@@ -429,7 +422,8 @@ cloud_init_boot() {  # cloud_init_boot FILE ROLE
     mount -t tmpfs tmpfs "$w/merged/run"
     exec python3 scripts/lib/cloud_init_boot.py "$w/merged" "$@"' boot "$w" "$1" --deb "$deb" \
     --role "$2" --var kafka_bootstrap=10.0.1.10:9092 --var mongodb_uri=mongodb://10.0.1.11:27017/ \
-    --var "gpu_model=A100 40GB" --var price_per_hour_usd=1.10 --var producer_rate=100
+    --var "gpu_model=A100 40GB" --var price_per_hour_usd=1.10 --var producer_rate=100 \
+    --var gpu_sample_interval_ms=1000 --var gpu_metrics_naming=telemetryd
   local rc=$?
   rm -rf "$w"
   return "$rc"
@@ -478,7 +472,7 @@ run_case "helm: chart alerts are deploy/prometheus/alerts.yml" helm_alerts_in_sy
 
 run_case "cloud-init: build the .deb" cloud_init_deb
 run_case "cloud-init: old file order fails at the conffile prompt (reproduced)" cloud_init_old_fails
-for role in processor producer worker; do
+for role in processor producer worker gpu-exporter; do
   run_case "cloud-init: $role.yaml boots (package configured, user, check-config)" \
     cloud_init_boot "cloud-init/$role.yaml" "$role"
 done
