@@ -1,14 +1,22 @@
-// GPU history: the step format and bucket arithmetic, the accumulator MongoStore uses, and the
-// SQLite store's GROUP BY against known samples.
+// GPU history: the step format and bucket arithmetic, the accumulator MongoStore uses, the
+// SQLite store's GROUP BY against known samples, and the routes' parameters and answers over a
+// scripted store.
 
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
+#include "http/server.hpp"
 #include "processor/gpu_series.hpp"
+#include "processor/query_routes.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "support/gpu_history_samples.hpp"
+#include "support/http_client.hpp"
 
 using namespace telemetryd;
 using namespace telemetryd::processor;
@@ -144,4 +152,158 @@ TEST_CASE("SQLite answers the known samples' buckets and latest devices exactly"
   SeriesQuery unknown = test_support::history_query();
   unknown.gpu_uuid = "GPU-nope";
   CHECK(store.gpu_series_json(unknown).value() == "null");
+}
+
+namespace {
+
+// Answers from a script and records what the routes asked.
+class ScriptedStore final : public Store {
+ public:
+  Result<std::string> series = std::string("[]");
+  Result<std::string> devices = std::string("[]");
+  bool queries = true;
+  std::mutex mutex;
+  std::optional<SeriesQuery> asked;
+
+  Result<bool> prepare(const GpuCatalog&) override { return true; }
+  Result<WriteOutcome> write(const std::vector<StoredEvent>&) override { return WriteOutcome{}; }
+  Result<std::string> latest_gpu_json(const GpuQuery&) override { return std::string("null"); }
+  Result<std::string> gpus_json() override { return std::string("[]"); }
+  Result<std::string> usage_json(const UsageQuery&) override { return std::string("[]"); }
+  Result<std::string> gpu_series_json(const SeriesQuery& query) override {
+    const std::lock_guard lock(mutex);
+    asked = query;
+    return series;
+  }
+  Result<std::string> devices_json() override { return devices; }
+  bool supports_queries() const override { return queries; }
+};
+
+struct RoutesServer {
+  ScriptedStore store;
+  boost::asio::io_context io;
+  boost::asio::thread_pool blocking{1};
+  http::Router router;
+  metrics::Registry registry;
+  std::unique_ptr<http::Server> server;
+  std::thread thread;
+  int port = 0;
+
+  RoutesServer() {
+    add_query_routes(router, blocking, store);
+    http::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    server = std::make_unique<http::Server>(io, std::move(options), router, registry);
+    server->start();
+    port = server->local_endpoint().port();
+    thread = std::thread([this] { io.run(); });
+  }
+  ~RoutesServer() {
+    boost::asio::post(io, [this] { server->stop(); });
+    thread.join();
+    blocking.join();
+  }
+  test_support::HttpResult get(const std::string& target) {
+    return test_support::http_get(port, target);
+  }
+};
+
+std::string field_of(const std::string& body) {
+  const auto at = body.find("\"field\":\"");
+  if (at == std::string::npos) return {};
+  return body.substr(at + 9, body.find('"', at + 9) - at - 9);
+}
+
+}  // namespace
+
+TEST_CASE("the metrics route checks from, to and step and answers 400 with the field",
+          "[history]") {
+  RoutesServer s;
+  const std::string base = "/v1/gpus/GPU-1/metrics";
+  for (const auto& [query, field] : std::vector<std::pair<std::string, std::string>>{
+           {"?step=0", "step"},
+           {"?step=10parsecs", "step"},
+           {"?step=-5s", "step"},
+           {"?step=1ms", "step"},  // 3.6 million points over the default hour
+           {"?from=2026-12-04T10:00:00Z&to=2026-12-05T10:00:00Z&step=1s", "step"},
+           {"?from=yesterday", "from"},
+           {"?from=2026-12-04", "from"},
+           {"?to=2026-13-01T00:00:00Z", "to"},
+           {"?from=2026-12-04T11:00:00Z&to=2026-12-04T10:00:00Z", "from"},
+           {"?from=2026-12-04T10:00:00Z&to=2026-12-04T10:00:00Z", "from"},
+       }) {
+    INFO(query);
+    const auto res = s.get(base + query);
+    CHECK(res.status == 400);
+    CHECK(res.content_type == "application/json");
+    CHECK(res.body.find("\"code\":\"invalid_parameter\"") != std::string::npos);
+    CHECK(field_of(res.body) == field);
+  }
+  // 10000 points is the bound, inclusive.
+  CHECK(s.get(base + "?from=2026-12-04T10:00:00Z&to=2026-12-04T12:46:40Z&step=1s").status == 200);
+  CHECK(s.get(base + "?from=2026-12-04T10:00:00Z&to=2026-12-04T12:46:41Z&step=1s").status == 400);
+}
+
+TEST_CASE("the metrics route defaults to the last hour by 5 s and wraps the points", "[history]") {
+  RoutesServer s;
+  s.store.series = std::string("[{\"ts\":\"x\",\"samples\":1}]");
+  const auto before = std::chrono::system_clock::now();
+  const auto res = s.get("/v1/gpus/GPU-a%2Bb/metrics");
+  const auto after = std::chrono::system_clock::now();
+  REQUIRE(res.status == 200);
+  REQUIRE(s.store.asked);
+  CHECK(s.store.asked->gpu_uuid == "GPU-a+b");
+  CHECK(s.store.asked->to >= before - 1ms);
+  CHECK(s.store.asked->to <= after);
+  CHECK(s.store.asked->to - s.store.asked->from == 1h);
+  CHECK(s.store.asked->step_ms == 5000);
+  CHECK(res.body.rfind("{\"gpu_uuid\":\"GPU-a+b\",\"from\":\"", 0) == 0);
+  CHECK(res.body.find(
+            "\"step\":\"5s\",\"step_ms\":5000,\"points\":[{\"ts\":\"x\",\"samples\":1}]}") !=
+        std::string::npos);
+
+  s.get("/v1/gpus/GPU-1/metrics?from=2026-12-04T10:00:00Z&to=2026-12-04T10:01:00Z&step=500ms");
+  CHECK(s.store.asked->from == test_support::kHistoryT0);
+  CHECK(s.store.asked->to == test_support::kHistoryT0 + 1min);
+  CHECK(s.store.asked->step_ms == 500);
+  const auto only_from = s.get("/v1/gpus/GPU-1/metrics?from=2026-12-04T10:00:00Z&step=1m");
+  CHECK(only_from.status == 200);
+  CHECK(only_from.body.find("\"from\":\"2026-12-04T10:00:00.000Z\"") != std::string::npos);
+  const auto only_to = s.get("/v1/gpus/GPU-1/metrics?to=2026-12-04T11:00:00%2B01:00");
+  CHECK(only_to.body.find("\"from\":\"2026-12-04T09:00:00.000Z\",\"to\":\"2026-12-04T10:00:00."
+                          "000Z\",\"step\":\"5s\"") != std::string::npos);
+}
+
+TEST_CASE("the history routes answer 404, 503 with Retry-After, and 501 without queries",
+          "[history]") {
+  RoutesServer s;
+  s.store.series = std::string("null");
+  const auto missing = s.get("/v1/gpus/GPU-unknown/metrics");
+  CHECK(missing.status == 404);
+  CHECK(missing.body.find("\"code\":\"not_found\"") != std::string::npos);
+  CHECK(missing.body.find("GPU-unknown") != std::string::npos);
+  CHECK(s.get("/v1/gpus//metrics").status == 404);  // no uuid: no route
+
+  s.store.devices = std::string("[{\"gpu_uuid\":\"GPU-1\"}]");
+  const auto devices = s.get("/v1/devices");
+  CHECK(devices.status == 200);
+  CHECK(devices.body == "{\"devices\":[{\"gpu_uuid\":\"GPU-1\"}]}\n");
+
+  s.store.series = Error::retryable("no suitable servers");
+  s.store.devices = Error::retryable("no suitable servers");
+  for (const char* target : {"/v1/gpus/GPU-1/metrics", "/v1/devices"}) {
+    const std::string reply = test_support::raw_exchange(
+        s.port, std::string("GET ") + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        5000);
+    INFO(reply);
+    CHECK(reply.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(reply.find("Retry-After: 5\r\n") != std::string::npos);
+    CHECK(reply.find("\"code\":\"store_unavailable\"") != std::string::npos);
+  }
+
+  s.store.queries = false;
+  CHECK(s.get("/v1/gpus/GPU-1/metrics").status == 501);
+  CHECK(s.get("/v1/devices").status == 501);
+  // /v1/gpus stays an exact route beside the pattern.
+  CHECK(s.get("/v1/gpus").status == 501);
 }
