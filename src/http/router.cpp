@@ -4,8 +4,77 @@
 
 namespace telemetryd::http {
 
+namespace {
+std::string url_decode(std::string_view text, bool plus_is_space = true);
+
+std::vector<std::string_view> split_segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (true) {
+    const auto slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+bool is_parameter(std::string_view segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+}  // namespace
+
 void Router::add(beast_http::verb method, std::string path, Handler handler) {
-  routes_[std::move(path)][method] = std::move(handler);
+  if (path.find('{') == std::string::npos) {
+    routes_[std::move(path)][method] = std::move(handler);
+    return;
+  }
+  for (auto& pattern : patterns_) {
+    if (pattern.text == path) {
+      pattern.methods[method] = std::move(handler);
+      return;
+    }
+  }
+  Pattern pattern{path, {}, {}};
+  for (const auto segment : split_segments(path)) pattern.segments.emplace_back(segment);
+  pattern.methods[method] = std::move(handler);
+  patterns_.push_back(std::move(pattern));
+}
+
+const Router::Methods* Router::match(
+    std::string_view path, std::string& label,
+    std::map<std::string, std::string, std::less<>>* params) const {
+  if (const auto found = routes_.find(path); found != routes_.end()) {
+    label = found->first;
+    return &found->second;
+  }
+  if (patterns_.empty()) return nullptr;
+  const auto segments = split_segments(path);
+  for (const auto& pattern : patterns_) {
+    if (pattern.segments.size() != segments.size()) continue;
+    bool matches = true;
+    for (std::size_t i = 0; i < segments.size() && matches; ++i) {
+      const std::string_view want = pattern.segments[i];
+      matches = is_parameter(want) ? !segments[i].empty() : want == segments[i];
+    }
+    if (!matches) continue;
+    label = pattern.text;
+    if (params) {
+      for (std::size_t i = 0; i < segments.size(); ++i) {
+        const std::string_view want = pattern.segments[i];
+        if (is_parameter(want)) {
+          (*params)[std::string(want.substr(1, want.size() - 2))] =
+              url_decode(segments[i], /*plus_is_space=*/false);
+        }
+      }
+    }
+    return &pattern.methods;
+  }
+  return nullptr;
+}
+
+bool Router::has_path(std::string_view path) const {
+  std::string label;
+  return match(path, label, nullptr) != nullptr;
 }
 
 boost::asio::awaitable<Response> Router::dispatch(const Request& request,
@@ -13,17 +82,17 @@ boost::asio::awaitable<Response> Router::dispatch(const Request& request,
   const std::string_view target = request.target();
   const auto question = target.find('?');
   const std::string_view path = target.substr(0, question);
-  const auto found = routes_.find(path);
-  if (found == routes_.end()) {
+  std::map<std::string, std::string, std::less<>> params;
+  const Methods* methods = match(path, route, &params);
+  if (methods == nullptr) {
     route = "unmatched";
     co_return json_error(beast_http::status::not_found, "not_found",
                          "no route for " + std::string(path));
   }
-  route = found->first;
-  const auto handler = found->second.find(request.method());
-  if (handler == found->second.end()) {
+  const auto handler = methods->find(request.method());
+  if (handler == methods->end()) {
     std::string allow;
-    for (const auto& [method, unused] : found->second) {
+    for (const auto& [method, unused] : *methods) {
       allow += (allow.empty() ? "" : ", ") + std::string(beast_http::to_string(method));
     }
     Response res = json_error(
@@ -35,7 +104,8 @@ boost::asio::awaitable<Response> Router::dispatch(const Request& request,
   const RequestContext context{request, path,
                                question == std::string_view::npos
                                    ? decltype(RequestContext::query){}
-                                   : parse_query(target.substr(question + 1))};
+                                   : parse_query(target.substr(question + 1)),
+                               std::move(params)};
   co_return co_await handler->second(context);
 }
 
@@ -47,10 +117,11 @@ int hex_value(char c) {
   return -1;
 }
 
-std::string url_decode(std::string_view text) {
+// '+' is a space in a query string only; in a path it is itself.
+std::string url_decode(std::string_view text, bool plus_is_space) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
+    if (plus_is_space && text[i] == '+') {
       out.push_back(' ');
     } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
                hex_value(text[i + 2]) >= 0) {

@@ -300,5 +300,11 @@ Result<std::string> InfluxStore::gpus_json() {
 Result<std::string> InfluxStore::usage_json(const processor::UsageQuery&) {
   return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
 }
+Result<std::string> InfluxStore::gpu_series_json(const processor::SeriesQuery&) {
+  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+}
+Result<std::string> InfluxStore::devices_json() {
+  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+}
 
 }  // namespace telemetryd::influx

@@ -3,8 +3,8 @@
 // (line_protocol.hpp), written in requests of at most `batch_size` points. Writes are idempotent
 // by series and timestamp: a retry or redelivery rewrites the same points. InfluxDB cannot tell
 // a rewrite from a first write, so every point written counts as inserted (no duplicates).
-// Queries (/gpu/info, /v1/usage, /v1/gpus) are not served from InfluxDB: use its own query API
-// or Grafana, or run with processor.store: both.
+// Queries (/gpu/info, /v1/usage, /v1/gpus, /v1/gpus/{uuid}/metrics, /v1/devices) are not served
+// from InfluxDB: use its own query API or Grafana, or run with processor.store: both.
 
 #include <cstddef>
 #include <cstdint>
@@ -64,6 +64,8 @@ class InfluxStore final : public processor::Store {
   Result<std::string> latest_gpu_json(const processor::GpuQuery& query) override;
   Result<std::string> gpus_json() override;
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
+  Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
+  Result<std::string> devices_json() override;
   bool supports_queries() const override { return false; }
 
  private:

@@ -61,6 +61,10 @@ void write_value(JsonWriter& json, const bson_iter_t* iter) {
 
 }  // namespace
 
+void write_bson_value(JsonWriter& json, const bson_iter_t* iter) {
+  write_value(json, iter);
+}
+
 void write_bson_document(JsonWriter& json, const bson_t* document) {
   bson_iter_t iter;
   json.begin_object();

@@ -9,5 +9,7 @@
 namespace telemetryd::mongo {
 
 void write_bson_document(JsonWriter& json, const bson_t* document);
+/// The value `iter` points at, converted the same way.
+void write_bson_value(JsonWriter& json, const bson_iter_t* iter);
 
 }  // namespace telemetryd::mongo

@@ -4,6 +4,8 @@
 // that attribute from the template argument, which is harmless for pointers.
 #pragma GCC diagnostic ignored "-Wignored-attributes"
 
+#include <algorithm>
+
 #include "mongo/bson_json.hpp"
 #include "mongo/mongo_errors.hpp"
 #include "mongo/mongo_index.hpp"
@@ -291,6 +293,143 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   mongoc_cursor_t* cursor =
       mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE, pipeline.get(), nullptr, nullptr);
   return drain_to_json_array(cursor, collection);
+}
+
+// FerretDB 1.24, which the tests run against, groups with $sum and $count only: no date
+// arithmetic to compute a bucket, no $avg or $max. So the database filters on the
+// {gpu_uuid, ts} index and returns only the summarised fields, and the buckets are summed here.
+Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& query) {
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
+  BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(query.gpu_uuid.c_str()), "ts", "{", "$gte",
+                          BCON_DATE_TIME(to_ms(query.from)), "$lt", BCON_DATE_TIME(to_ms(query.to)),
+                          "}"));
+  BsonPtr opts(bson_new());
+  bson_t projection;
+  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "projection", &projection);
+  BSON_APPEND_INT32(&projection, "_id", 0);
+  BSON_APPEND_INT32(&projection, "ts", 1);
+  std::vector<std::string> top_level;  // "activity" once for both of its fields
+  for (const auto& field : processor::kSeriesFields) {
+    const std::string_view path = field.path;
+    const std::string name(path.substr(0, path.find('.')));
+    if (std::find(top_level.begin(), top_level.end(), name) != top_level.end()) continue;
+    BSON_APPEND_INT32(&projection, name.c_str(), 1);
+    top_level.push_back(name);
+  }
+  bson_append_document_end(opts.get(), &projection);
+  mongoc_cursor_t* cursor =
+      mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
+  processor::SeriesBuilder builder(query.step_ms);
+  const bson_t* doc = nullptr;
+  while (mongoc_cursor_next(cursor, &doc)) {
+    bson_iter_t iter;
+    if (!bson_iter_init_find(&iter, doc, "ts") || !BSON_ITER_HOLDS_DATE_TIME(&iter)) continue;
+    builder.add_sample(bson_iter_date_time(&iter));
+    for (std::size_t i = 0; i < processor::kSeriesFields.size(); ++i) {
+      bson_iter_t field;
+      if (bson_iter_init(&iter, doc) &&
+          bson_iter_find_descendant(&iter, processor::kSeriesFields[i].path, &field) &&
+          BSON_ITER_HOLDS_NUMBER(&field)) {
+        builder.add_value(i, bson_iter_as_double(&field));
+      }
+    }
+  }
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  if (failed) {
+    mongoc_collection_destroy(collection);
+    return classify(error);
+  }
+  std::vector<processor::SeriesPoint> points = builder.take();
+  if (points.empty()) {
+    // An empty range of a known GPU is an empty list; a GPU never stored is "null" (404).
+    BsonPtr any_filter(BCON_NEW("gpu_uuid", BCON_UTF8(query.gpu_uuid.c_str())));
+    BsonPtr any_opts(
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1)));
+    mongoc_cursor_t* any =
+        mongoc_collection_find_with_opts(collection, any_filter.get(), any_opts.get(), nullptr);
+    const bool found = mongoc_cursor_next(any, &doc);
+    const bool any_failed = mongoc_cursor_error(any, &error);
+    mongoc_cursor_destroy(any);
+    mongoc_collection_destroy(collection);
+    if (any_failed) return classify(error);
+    if (!found) return std::string("null");
+    return std::string("[]");
+  }
+  mongoc_collection_destroy(collection);
+  return processor::series_points_json(points);
+}
+
+// distinct, then the latest document of each GPU on the {gpu_uuid, ts} index: FerretDB 1.24
+// has no $first to take it in one $sort + $group. One query per GPU is bounded by the fleet.
+Result<std::string> MongoStore::devices_json() {
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
+  BsonPtr command(BCON_NEW("distinct", BCON_UTF8("gpu_metrics"), "key", BCON_UTF8("gpu_uuid")));
+  bson_t reply;
+  bson_error_t error;
+  if (!mongoc_collection_read_command_with_opts(collection, command.get(), nullptr, nullptr, &reply,
+                                                &error)) {
+    bson_destroy(&reply);
+    mongoc_collection_destroy(collection);
+    return classify(error);
+  }
+  std::vector<std::string> uuids;
+  bson_iter_t iter, values;
+  if (bson_iter_init_find(&iter, &reply, "values") && BSON_ITER_HOLDS_ARRAY(&iter) &&
+      bson_iter_recurse(&iter, &values)) {
+    while (bson_iter_next(&values)) {
+      if (BSON_ITER_HOLDS_UTF8(&values)) uuids.emplace_back(bson_iter_utf8(&values, nullptr));
+    }
+  }
+  bson_destroy(&reply);
+  std::sort(uuids.begin(), uuids.end());
+
+  BsonPtr opts(bson_new());
+  bson_t projection;
+  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "projection", &projection);
+  BSON_APPEND_INT32(&projection, "_id", 0);
+  for (const char* field : processor::kDeviceFields) BSON_APPEND_INT32(&projection, field, 1);
+  bson_append_document_end(opts.get(), &projection);
+  bson_t sort;
+  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "sort", &sort);
+  BSON_APPEND_INT32(&sort, "ts", -1);
+  bson_append_document_end(opts.get(), &sort);
+  BSON_APPEND_INT64(opts.get(), "limit", 1);
+
+  JsonWriter json;
+  json.begin_array();
+  Result<std::string> result = std::string();
+  for (const auto& uuid : uuids) {
+    BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(uuid.c_str())));
+    mongoc_cursor_t* cursor =
+        mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
+    const bson_t* doc = nullptr;
+    if (mongoc_cursor_next(cursor, &doc)) {
+      json.begin_object();
+      for (const char* field : processor::kDeviceFields) {
+        if (bson_iter_init_find(&iter, doc, field) && !BSON_ITER_HOLDS_NULL(&iter)) {
+          json.key(field);
+          write_bson_value(json, &iter);
+        }
+      }
+      json.end_object();
+    }
+    const bool failed = mongoc_cursor_error(cursor, &error);
+    mongoc_cursor_destroy(cursor);
+    if (failed) {
+      result = classify(error);
+      break;
+    }
+  }
+  mongoc_collection_destroy(collection);
+  if (!result) return result;
+  json.end_array();
+  return json.take();
 }
 
 }  // namespace telemetryd::mongo

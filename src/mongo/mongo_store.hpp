@@ -31,6 +31,8 @@ class MongoStore final : public processor::Store {
   Result<std::string> latest_gpu_json(const processor::GpuQuery& query) override;
   Result<std::string> gpus_json() override;
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
+  Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
+  Result<std::string> devices_json() override;
 
  private:
   class Client;  // a pooled client, returned on scope exit

@@ -4,6 +4,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "telemetryd/json_writer.hpp"
+#include "telemetryd/time_format.hpp"
+
 namespace telemetryd::processor {
 
 namespace asio = boost::asio;
@@ -63,6 +66,69 @@ http::Response not_supported() {
                           "InfluxDB itself");
 }
 
+http::Response invalid(std::string message, std::string_view field) {
+  return http::json_error(beast_http::status::bad_request, "invalid_parameter", message, field);
+}
+
+// Reads from, to and step of /v1/gpus/{uuid}/metrics into `query`; the 400 answer when one is
+// wrong. Not a coroutine, so its temporaries never live across a co_await (see on_pool).
+std::optional<http::Response> parse_series_query(const http::RequestContext& ctx,
+                                                 SeriesQuery& query) {
+  query.gpu_uuid = ctx.params.at("uuid");
+  std::optional<std::chrono::system_clock::time_point> from, to;
+  for (const char* name : {"from", "to"}) {
+    if (auto text = query_param(ctx, name)) {
+      std::chrono::system_clock::time_point t;
+      if (!parse_rfc3339(*text, t))
+        return invalid(std::string(name) + " must be an RFC 3339 time", name);
+      (std::string_view(name) == "from" ? from : to) = t;
+    }
+  }
+  query.to = to.value_or(std::chrono::system_clock::now());
+  query.from = from.value_or(query.to - kDefaultSeriesRange);
+  const auto ms = [](std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  };
+  if (ms(query.to) <= ms(query.from)) return invalid("from must be earlier than to", "from");
+  if (auto text = query_param(ctx, "step")) {
+    if (!parse_step(*text, query.step_ms)) {
+      return invalid(
+          "step must be a positive whole number of ms, s, m, h or d (500ms, 10s, 1m), "
+          "or of seconds",
+          "step");
+    }
+  } else {
+    query.step_ms = default_step(ms(query.from), ms(query.to));
+  }
+  if (const auto points = bucket_count(ms(query.from), ms(query.to), query.step_ms);
+      points > kMaxSeriesPoints) {
+    return invalid("step " + format_step(query.step_ms) + " gives " + std::to_string(points) +
+                       " points over this range, more than " + std::to_string(kMaxSeriesPoints) +
+                       ": ask for a larger step or a shorter range",
+                   "step");
+  }
+  return std::nullopt;
+}
+
+std::string series_body(const SeriesQuery& query, const std::string& points) {
+  JsonWriter json;
+  json.begin_object()
+      .key("gpu_uuid")
+      .value(query.gpu_uuid)
+      .key("from")
+      .value(rfc3339_utc(query.from))
+      .key("to")
+      .value(rfc3339_utc(query.to))
+      .key("step")
+      .value(format_step(query.step_ms))
+      .key("step_ms")
+      .value(query.step_ms)
+      .key("points")
+      .raw(points)
+      .end_object();
+  return json.take();
+}
+
 }  // namespace
 
 void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store) {
@@ -117,6 +183,30 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
             beast_http::status::ok,
             "{\"group_by\":\"" + query.group_by + "\",\"groups\":" + outcome.body + "}");
       });
+  router.add(
+      beast_http::verb::get, "/v1/gpus/{uuid}/metrics",
+      [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+        if (!store.supports_queries()) co_return not_supported();
+        SeriesQuery query;
+        if (auto refused = parse_series_query(ctx, query)) co_return std::move(*refused);
+        const QueryOutcome outcome =
+            co_await on_pool(blocking, [&store, &query] { return store.gpu_series_json(query); });
+        if (!outcome.ok) co_return unavailable(outcome);
+        if (outcome.body == "null") {
+          co_return http::json_error(beast_http::status::not_found, "not_found",
+                                     "no GPU metrics stored for gpu_uuid " + query.gpu_uuid);
+        }
+        co_return http::json_response(beast_http::status::ok, series_body(query, outcome.body));
+      });
+  router.add(beast_http::verb::get, "/v1/devices",
+             [&blocking, &store](const http::RequestContext&) -> asio::awaitable<http::Response> {
+               if (!store.supports_queries()) co_return not_supported();
+               const QueryOutcome outcome =
+                   co_await on_pool(blocking, [&store] { return store.devices_json(); });
+               if (!outcome.ok) co_return unavailable(outcome);
+               co_return http::json_response(beast_http::status::ok,
+                                             "{\"devices\":" + outcome.body + "}");
+             });
 }
 
 }  // namespace telemetryd::processor

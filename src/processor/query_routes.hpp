@@ -1,6 +1,6 @@
 #pragma once
-// GET /gpu/info, /v1/gpus and /v1/usage over a Store. Queries run on the blocking pool so a slow
-// database never stalls /health or /metrics on the io thread.
+// GET /gpu/info, /v1/gpus, /v1/usage, /v1/gpus/{uuid}/metrics and /v1/devices over a Store. Queries
+// run on the blocking pool so a slow database never stalls /health or /metrics on the io thread.
 
 #include <boost/asio/thread_pool.hpp>
 

@@ -10,6 +10,7 @@
 
 #include "processor/cost_window.hpp"
 #include "processor/event_decoder.hpp"
+#include "processor/gpu_series.hpp"
 #include "telemetryd/result.hpp"
 
 namespace telemetryd::processor {
@@ -50,6 +51,12 @@ class Store {
   virtual Result<std::string> gpus_json() = 0;
   /// Token and cost totals grouped by model or tenant, as a JSON array.
   virtual Result<std::string> usage_json(const UsageQuery& query) = 0;
+  /// One GPU's samples in [from, to) bucketed by step, as series_points_json's array (empty
+  /// when the range has none), or "null" when the store holds no sample of that GPU at all.
+  virtual Result<std::string> gpu_series_json(const SeriesQuery& query) = 0;
+  /// The latest sample of every GPU (kDeviceFields), one object per gpu_uuid in gpu_uuid order,
+  /// as a JSON array.
+  virtual Result<std::string> devices_json() = 0;
   /// False for a write-only store (InfluxDB): the query routes then answer 501.
   virtual bool supports_queries() const { return true; }
 };

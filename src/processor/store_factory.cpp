@@ -107,5 +107,11 @@ Result<std::string> TeeStore::gpus_json() {
 Result<std::string> TeeStore::usage_json(const UsageQuery& query) {
   return primary_->usage_json(query);
 }
+Result<std::string> TeeStore::gpu_series_json(const SeriesQuery& query) {
+  return primary_->gpu_series_json(query);
+}
+Result<std::string> TeeStore::devices_json() {
+  return primary_->devices_json();
+}
 
 }  // namespace telemetryd::processor

@@ -28,6 +28,8 @@ class TeeStore final : public Store {
   Result<std::string> latest_gpu_json(const GpuQuery& query) override;
   Result<std::string> gpus_json() override;
   Result<std::string> usage_json(const UsageQuery& query) override;
+  Result<std::string> gpu_series_json(const SeriesQuery& query) override;
+  Result<std::string> devices_json() override;
   bool supports_queries() const override { return primary_->supports_queries(); }
 
  private:

@@ -276,6 +276,98 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
   return json.take();
 }
 
+Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& query) {
+  // The bucket is the epoch-aligned floor (processor::bucket_start) in SQL; avg and max skip
+  // documents without the field (NULL), as MongoStore's accumulator does.
+  std::string sql = "SELECT ts - ((ts % ?3) + ?3) % ?3 AS bucket, count(*)";
+  for (const auto& field : processor::kSeriesFields) {
+    const std::string extract = "json_extract(doc, '$." + std::string(field.path) + "')";
+    sql += ", avg(" + extract + "), max(" + extract + ")";
+  }
+  sql +=
+      " FROM gpu_metrics WHERE gpu_uuid = ?1 AND ts >= ?2 AND ts < ?4 GROUP BY bucket ORDER BY "
+      "bucket";
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
+    return Error::retryable(error_message());
+  const Statement s(raw);
+  bind_text(s.get(), 1, query.gpu_uuid);
+  sqlite3_bind_int64(s.get(), 2, to_ms(query.from));
+  sqlite3_bind_int64(s.get(), 3, query.step_ms);
+  sqlite3_bind_int64(s.get(), 4, to_ms(query.to));
+  std::vector<processor::SeriesPoint> points;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    processor::SeriesPoint point;
+    point.bucket_ms = sqlite3_column_int64(s.get(), 0);
+    point.samples = sqlite3_column_int64(s.get(), 1);
+    for (std::size_t i = 0; i < processor::kSeriesFields.size(); ++i) {
+      const int column = 2 + 2 * static_cast<int>(i);
+      if (sqlite3_column_type(s.get(), column) == SQLITE_NULL) continue;
+      point.fields[i] = processor::FieldStats{sqlite3_column_double(s.get(), column),
+                                              sqlite3_column_double(s.get(), column + 1)};
+    }
+    points.push_back(point);
+  }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+  if (points.empty()) {
+    sqlite3_stmt* raw_any = nullptr;
+    sqlite3_prepare_v2(db_, "SELECT 1 FROM gpu_metrics WHERE gpu_uuid = ?1 LIMIT 1", -1, &raw_any,
+                       nullptr);
+    const Statement any(raw_any);
+    bind_text(any.get(), 1, query.gpu_uuid);
+    rc = sqlite3_step(any.get());
+    if (rc == SQLITE_DONE) return std::string("null");
+    if (rc != SQLITE_ROW) return Error::retryable(error_message());
+  }
+  return processor::series_points_json(points);
+}
+
+Result<std::string> SqliteStore::devices_json() {
+  // SQLite's bare-column rule: with max(ts) as the only aggregate, doc comes from the row that
+  // holds the maximum, so this is the latest document per GPU in one pass over the
+  // (gpu_uuid, ts) index.
+  std::string sql = "SELECT max(ts)";
+  for (const char* field : processor::kDeviceFields) {
+    sql += ", json_extract(doc, '$." + std::string(field) + "')";
+  }
+  sql += " FROM gpu_metrics GROUP BY gpu_uuid ORDER BY gpu_uuid";
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
+    return Error::retryable(error_message());
+  const Statement s(raw);
+  JsonWriter json;
+  json.begin_array();
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    json.begin_object();
+    for (std::size_t i = 0; i < processor::kDeviceFields.size(); ++i) {
+      const int column = 1 + static_cast<int>(i);
+      switch (sqlite3_column_type(s.get(), column)) {
+        case SQLITE_INTEGER:
+          json.key(processor::kDeviceFields[i])
+              .value(static_cast<std::int64_t>(sqlite3_column_int64(s.get(), column)));
+          break;
+        case SQLITE_FLOAT:
+          json.key(processor::kDeviceFields[i]).value(sqlite3_column_double(s.get(), column));
+          break;
+        case SQLITE_TEXT:
+          json.key(processor::kDeviceFields[i])
+              .value(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), column)));
+          break;
+        default:
+          break;  // absent from the document
+      }
+    }
+    json.end_object();
+  }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+  json.end_array();
+  return json.take();
+}
+
 bool SqliteStore::send(const processor::DeadLetter& letter) {
   const std::lock_guard lock(mutex_);
   sqlite3_stmt* raw = nullptr;

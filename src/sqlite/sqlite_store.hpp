@@ -24,6 +24,8 @@ class SqliteStore final : public processor::Store, public processor::DeadLetterS
   Result<std::string> latest_gpu_json(const processor::GpuQuery& query) override;
   Result<std::string> gpus_json() override;
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
+  Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
+  Result<std::string> devices_json() override;
 
   bool send(const processor::DeadLetter& letter) override;
   bool flush(std::chrono::milliseconds) override { return true; }

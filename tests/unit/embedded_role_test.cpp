@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "support/child_process.hpp"
@@ -58,5 +60,89 @@ TEST_CASE("the all role serves /gpu/info, /v1/usage and /metrics that move", "[e
   child.send_signal(SIGTERM);
   CHECK(child.wait_exit(15s) == 0);
   CHECK(std::filesystem::exists(dir / "telemetryd.sqlite3"));
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+std::vector<std::string> values_of(const std::string& body, const std::string& key) {
+  std::vector<std::string> out;
+  const std::string needle = "\"" + key + "\":\"";
+  for (auto at = body.find(needle); at != std::string::npos; at = body.find(needle, at + 1)) {
+    const auto start = at + needle.size();
+    out.push_back(body.substr(start, body.find('"', start) - start));
+  }
+  return out;
+}
+
+std::size_t occurrences(const std::string& body, const std::string& text) {
+  std::size_t n = 0;
+  for (auto at = body.find(text); at != std::string::npos; at = body.find(text, at + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("the all role serves /v1/devices and a GPU's history from SQLite", "[embedded][cli]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("telemetryd-hist-" + std::to_string(getpid()));
+  ChildProcess child({telemetryd_bin(), "run", "--role", "all", "--set", "http.listen=127.0.0.1:0",
+                      "--set", "embedded.data_dir=" + dir.string(), "--set",
+                      "synthetic.sample_interval_ms=200", "--set", "synthetic.hosts=2", "--set",
+                      "synthetic.gpus_per_host=3"});
+  const auto line = child.wait_for_line("\"msg\":\"listening\"", 10s);
+  REQUIRE(line);
+  const int port = port_from_listening_line(*line);
+
+  // Every synthetic GPU, once, with its host and model.
+  HttpResult devices;
+  std::vector<std::string> uuids;
+  for (int i = 0; i < 50 && uuids.size() < 6; ++i) {
+    std::this_thread::sleep_for(200ms);
+    devices = http_get(port, "/v1/devices");
+    uuids = values_of(devices.body, "gpu_uuid");
+  }
+  INFO(devices.body);
+  REQUIRE(devices.status == 200);
+  REQUIRE(uuids.size() == 6);
+  CHECK(std::set<std::string>(uuids.begin(), uuids.end()).size() == 6);
+  CHECK(std::is_sorted(uuids.begin(), uuids.end()));
+  CHECK(values_of(devices.body, "host").size() == 6);
+  CHECK(values_of(devices.body, "model_name").size() == 6);
+  CHECK(values_of(devices.body, "ts").size() == 6);
+  CHECK(occurrences(devices.body, "\"utilization_gpu_percent\":") == 6);
+  CHECK(occurrences(devices.body, "\"power_draw_watts\":") == 6);
+
+  // Samples every 200 ms: more than one 1 s bucket within a few seconds.
+  HttpResult series;
+  for (int i = 0; i < 30 && occurrences(series.body, "\"samples\":") < 2; ++i) {
+    std::this_thread::sleep_for(200ms);
+    series = http_get(port, "/v1/gpus/" + uuids[0] + "/metrics?step=1s");
+  }
+  INFO(series.body);
+  CHECK(series.status == 200);
+  CHECK(series.body.find("\"gpu_uuid\":\"" + uuids[0] + "\"") != std::string::npos);
+  CHECK(series.body.find("\"step\":\"1s\",\"step_ms\":1000,\"points\":[{\"ts\":") !=
+        std::string::npos);
+  CHECK(occurrences(series.body, "\"samples\":") >= 2);
+  CHECK(occurrences(series.body, "\"temperature_gpu_celsius\":{\"avg\":") >= 2);
+  const auto by_default = http_get(port, "/v1/gpus/" + uuids[1] + "/metrics");
+  CHECK(by_default.status == 200);
+  CHECK(by_default.body.find("\"step\":\"5s\"") != std::string::npos);
+
+  const auto bad_step = http_get(port, "/v1/gpus/" + uuids[0] + "/metrics?step=fast");
+  CHECK(bad_step.status == 400);
+  CHECK(bad_step.body.find("\"field\":\"step\"") != std::string::npos);
+  const auto bad_from = http_get(port, "/v1/gpus/" + uuids[0] + "/metrics?from=noon");
+  CHECK(bad_from.status == 400);
+  CHECK(bad_from.body.find("\"field\":\"from\"") != std::string::npos);
+  const auto unknown = http_get(port, "/v1/gpus/GPU-00000000-no-such-gpu/metrics");
+  CHECK(unknown.status == 404);
+  CHECK(unknown.body.find("\"code\":\"not_found\"") != std::string::npos);
+  const auto long_ago = http_get(
+      port, "/v1/gpus/" + uuids[0] + "/metrics?from=2020-01-01T00:00:00Z&to=2020-01-01T01:00:00Z");
+  CHECK(long_ago.status == 200);  // a known GPU, an empty range: no points
+  CHECK(long_ago.body.find("\"points\":[]") != std::string::npos);
+
+  child.send_signal(SIGTERM);
+  CHECK(child.wait_exit(15s) == 0);
   std::filesystem::remove_all(dir);
 }

@@ -34,6 +34,15 @@ struct RunningServer {
                [](const http::RequestContext& ctx) -> boost::asio::awaitable<http::Response> {
                  co_return http::json_response(bhttp::status::ok, ctx.request.body());
                });
+    router.add(bhttp::verb::get, "/items/{id}/parts",
+               [](const http::RequestContext& ctx) -> boost::asio::awaitable<http::Response> {
+                 co_return http::json_response(bhttp::status::ok,
+                                               "{\"id\":\"" + ctx.params.at("id") + "\"}");
+               });
+    router.add(bhttp::verb::get, "/items/special/parts",
+               [](const http::RequestContext&) -> boost::asio::awaitable<http::Response> {
+                 co_return http::json_response(bhttp::status::ok, "{\"exact\":true}");
+               });
     server = std::make_unique<http::Server>(io, std::move(options), router, registry);
     server->start();
     port = server->local_endpoint().port();
@@ -130,6 +139,26 @@ TEST_CASE("unknown methods share one metrics label", "[http]") {
   CHECK(text.find("http_requests_total{route=\"/hello\",method=\"other\",code=\"405\"} 2\n") !=
         std::string::npos);
   CHECK(text.find("FROBNICATE") == std::string::npos);
+}
+
+TEST_CASE("pattern routes match one segment per parameter, decoded", "[http]") {
+  RunningServer s(test_options());
+  const auto res = test_support::http_get(s.port, "/items/GPU-a%2Fb+c/parts?x=1");
+  CHECK(res.status == 200);
+  CHECK(res.body == "{\"id\":\"GPU-a/b+c\"}\n");  // '+' stays itself in a path
+  CHECK(test_support::http_get(s.port, "/items/special/parts").body == "{\"exact\":true}\n");
+  CHECK(test_support::http_get(s.port, "/items//parts").status == 404);        // empty segment
+  CHECK(test_support::http_get(s.port, "/items/a/b/parts").status == 404);     // two segments
+  CHECK(test_support::http_get(s.port, "/items/a/parts/more").status == 404);  // longer
+  CHECK(test_support::http_get(s.port, "/items/a").status == 404);             // shorter
+  const auto wrong = test_support::http_request("127.0.0.1", s.port, "DELETE", "/items/a/parts");
+  CHECK(wrong.status == 405);
+  // The pattern, not the path, is the metrics label: one series however many ids are asked.
+  test_support::http_get(s.port, "/items/b/parts");
+  const std::string text = s.registry.expose();
+  CHECK(text.find("http_requests_total{route=\"/items/{id}/parts\",method=\"GET\",code=\"200\"} "
+                  "2\n") != std::string::npos);
+  CHECK(text.find("route=\"/items/a/parts\"") == std::string::npos);
 }
 
 TEST_CASE("parse_query decodes pairs", "[http]") {

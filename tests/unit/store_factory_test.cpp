@@ -33,6 +33,8 @@ class ScriptedStore final : public Store {
   Result<std::string> latest_gpu_json(const GpuQuery&) override { return std::string("null"); }
   Result<std::string> gpus_json() override { return std::string("[]"); }
   Result<std::string> usage_json(const UsageQuery&) override { return std::string("[]"); }
+  Result<std::string> gpu_series_json(const SeriesQuery&) override { return std::string("null"); }
+  Result<std::string> devices_json() override { return std::string("[]"); }
   bool supports_queries() const override { return false; }
 };
 
