@@ -10,14 +10,19 @@ namespace telemetryd::nvml {
 
 struct CgroupIdentity {
   std::optional<std::string> container_id;  // 64 lowercase hex digits
-  std::optional<std::string> pod_uid;       // as Kubernetes writes it, with dashes
+  /// As Kubernetes writes it, with dashes; a static pod's is 32 hex digits without (kubelet's
+  /// hash of the manifest, the mirror pod's kubernetes.io/config.hash annotation).
+  std::optional<std::string> pod_uid;
 };
 
 /// Reads the text of a /proc/PID/cgroup file: cgroup v2 (`0::/path`) or v1
 /// (`N:controllers:/path`) lines, with kubelet's cgroupfs layout
 /// (`/kubepods/burstable/pod<uid>/<container id>`) or its systemd one
 /// (`kubepods-burstable-pod<uid with underscores>.slice/cri-containerd-<id>.scope`, also
-/// `docker-<id>.scope`, `crio-<id>.scope`), and plain Docker (`/docker/<id>`). The v2 line wins
+/// `docker-<id>.scope`, `crio-<id>.scope`, and the pod slice nested under another one, as on
+/// kind and minikube nodes: `kubelet-kubepods-burstable-pod<uid>.slice`), CRI-O's and Podman's
+/// cgroupfs names without `.scope` (`crio-<id>`, `libpod-<id>`), and plain Docker
+/// (`/docker/<id>`). The v2 line wins
 /// over v1 ones; fields that cannot be told are left empty. Never throws but for allocation.
 CgroupIdentity parse_cgroup(std::string_view text);
 
