@@ -94,6 +94,8 @@ class NvmlSource final : public Source {
   struct GpuState {
     nvmlDevice_t device = nullptr;
     std::unique_ptr<DeviceState> state;
+    /// nvmlDeviceRegisterEvents: retried on each tick until it succeeds or says NOT_SUPPORTED.
+    enum class Xid { kPending, kRegistered, kUnsupported } xid = Xid::kPending;
   };
 
   std::optional<events::GpuSample> read(unsigned index, std::string& problem) {
@@ -108,8 +110,9 @@ class NvmlSource final : public Source {
     if (!gpu.state || gpu.device != device) {
       gpu.device = device;
       gpu.state = std::make_unique<DeviceState>(f, proc_root_);
-      register_xid(gpu);
+      gpu.xid = GpuState::Xid::kPending;
     }
+    if (gpu.xid == GpuState::Xid::kPending) register_xid(gpu);
     auto sample = sample_device(f, device, index, *gpu.state, problem);
     if (sample) {
       sample->host = host_;
@@ -130,24 +133,45 @@ class NvmlSource final : public Source {
     return event;
   }
 
+  // NOT_SUPPORTED (GPUs without XID events, consumer cards on old drivers) is final: no `xid`
+  // there. Any other failure (GPU_IS_LOST while the GPU is off the bus) is retried next tick;
+  // UNKNOWN leaves the set undefined, and it is given up.
   void register_xid(GpuState& gpu) {
     if (events_ == nullptr) return;
     const NvmlFunctions& f = api_.functions();
-    // NOT_SUPPORTED on GPUs without XID events (consumer cards on old drivers): no `xid` there.
-    if (f.device_register_events(gpu.device, nvmlEventTypeXidCriticalError, events_) ==
-        NVML_SUCCESS) {
+    const nvmlReturn_t rc =
+        f.device_register_events(gpu.device, nvmlEventTypeXidCriticalError, events_);
+    if (rc == NVML_SUCCESS) {
+      gpu.xid = GpuState::Xid::kRegistered;
       gpu.state->xid = events::GpuXid{};
+    } else if (rc == NVML_ERROR_NOT_SUPPORTED) {
+      gpu.xid = GpuState::Xid::kUnsupported;
+    } else if (rc == NVML_ERROR_UNKNOWN) {
+      drop_event_set("nvmlDeviceRegisterEvents", rc);
     }
   }
 
   // Drains the XIDs that arrived since the last tick without waiting (timeout 0); bounded, so
-  // an XID storm cannot hold up the tick.
+  // an XID storm cannot hold up the tick. TIMEOUT means none is left. Another failure
+  // (GPU_IS_LOST for one GPU) does not end the drain for the healthy ones, but a few in a row do,
+  // so a set that keeps failing is not spun on.
   void poll_xid_events() {
     if (events_ == nullptr) return;
     const NvmlFunctions& f = api_.functions();
+    int failures_in_a_row = 0;
     for (int i = 0; i < 1024; ++i) {
       nvmlEventData_t data{};
-      if (f.event_set_wait_v2(events_, &data, 0) != NVML_SUCCESS) return;
+      const nvmlReturn_t rc = f.event_set_wait_v2(events_, &data, 0);
+      if (rc == NVML_ERROR_TIMEOUT) return;
+      if (rc == NVML_ERROR_UNKNOWN) {
+        drop_event_set("nvmlEventSetWait", rc);
+        return;
+      }
+      if (rc != NVML_SUCCESS) {
+        if (++failures_in_a_row >= kWaitFailuresInARow) return;
+        continue;
+      }
+      failures_in_a_row = 0;
       if ((data.eventType & nvmlEventTypeXidCriticalError) == 0) continue;
       for (GpuState& gpu : states_) {
         if (gpu.device != data.device || !gpu.state || !gpu.state->xid) continue;
@@ -156,6 +180,26 @@ class NvmlSource final : public Source {
       }
     }
   }
+
+  // nvml.h: after NVML_ERROR_UNKNOWN "event set is in undefined state and should be freed". It
+  // is, and not recreated: XIDs raised from then on would go uncounted, so a recreated set's
+  // count would silently undercount. Samples carry no `xid` from here on (the field's absence
+  // says the GPU's XIDs are not being counted), until telemetryd restarts.
+  void drop_event_set(const char* call, nvmlReturn_t rc) {
+    const NvmlFunctions& f = api_.functions();
+    log::warn("nvml",
+              std::string(call) +
+                  " failed, the event set is freed: XID errors are no "
+                  "longer counted",
+              {{"error", error_text(f, rc)}});
+    f.event_set_free(events_);
+    events_ = nullptr;
+    for (GpuState& gpu : states_) {
+      if (gpu.state) gpu.state->xid.reset();
+    }
+  }
+
+  static constexpr int kWaitFailuresInARow = 3;
 
   // Declared first so it is destroyed last: everything below hands resources back to NVML.
   NvmlApi api_;

@@ -36,6 +36,9 @@ inline constexpr nvmlReturn_t NVML_ERROR_TIMEOUT = 10;
 inline constexpr nvmlReturn_t NVML_ERROR_FUNCTION_NOT_FOUND = 13;
 inline constexpr nvmlReturn_t NVML_ERROR_GPU_IS_LOST = 15;
 inline constexpr nvmlReturn_t NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25;
+/// From nvmlDeviceRegisterEvents or nvmlEventSetWait_v2: the event set is in an undefined state
+/// and should be freed.
+inline constexpr nvmlReturn_t NVML_ERROR_UNKNOWN = 999;
 
 inline constexpr nvmlEnableState_t NVML_FEATURE_ENABLED = 1;
 inline constexpr int NVML_TEMPERATURE_GPU = 0;                // nvmlTemperatureSensors_t

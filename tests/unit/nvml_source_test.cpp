@@ -103,6 +103,11 @@ class FakeLibrary {
     REQUIRE(fn != nullptr);
     fn(gpu, xid);
   }
+  void inject_wait_error(int rc) const {
+    const auto fn = reinterpret_cast<void (*)(int)>(dlsym(handle_, "fake_nvml_inject_wait_error"));
+    REQUIRE(fn != nullptr);
+    fn(rc);
+  }
 
  private:
   void* handle_;
@@ -571,6 +576,72 @@ TEST_CASE("nvml source counts XID errors through the event API", "[nvml][xid]") 
   const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
   CHECK_FALSE(has(data, "xid"));
   CHECK(std::int64_t(data["memory_used_bytes"]) == 925696000);
+}
+
+TEST_CASE("nvml source keeps counting XIDs past a failed wait", "[nvml][xid]") {
+  const FakeLibrary fake;
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  sample_data(*source);
+  // One GPU off the bus fails a wait; the XID queued behind it is still counted.
+  fake.inject_wait_error(nvml::NVML_ERROR_GPU_IS_LOST);
+  fake.inject_xid(0, 79);
+  simdjson::dom::element xid = parser.parse(sample_data(*source).at(0))["xid"];
+  CHECK(std::int64_t(xid["count"]) == 1);
+  CHECK(std::int64_t(xid["last"]) == 79);
+
+  // A run of failures ends the drain for this tick; what is behind it is read on the next one.
+  for (int i = 0; i < 5; ++i) fake.inject_wait_error(nvml::NVML_ERROR_GPU_IS_LOST);
+  fake.inject_xid(0, 48);
+  xid = parser.parse(sample_data(*source).at(0))["xid"];
+  CHECK(std::int64_t(xid["count"]) == 1);
+  xid = parser.parse(sample_data(*source).at(0))["xid"];
+  CHECK(std::int64_t(xid["count"]) == 2);
+  CHECK(std::int64_t(xid["last"]) == 48);
+}
+
+TEST_CASE("nvml source frees an event set NVML reports UNKNOWN for", "[nvml][xid]") {
+  const FakeLibrary fake;
+  {
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    simdjson::dom::parser parser;
+    CHECK(std::int64_t(parser.parse(sample_data(*source).at(0))["xid"]["count"]) == 0);
+    CHECK(fake.count("fake_nvml_live_event_sets") == 1);
+    fake.inject_wait_error(nvml::NVML_ERROR_UNKNOWN);
+    fake.inject_xid(0, 79);
+    // The set is freed and XIDs are no longer counted: the field goes, the rest stays.
+    auto data = sample_data(*source);
+    CHECK(fake.count("fake_nvml_live_event_sets") == 0);
+    CHECK_FALSE(has(parser.parse(data.at(0)), "xid"));
+    CHECK(std::int64_t(parser.parse(data.at(0))["memory_used_bytes"]) == 925696000);
+    data = sample_data(*source);
+    CHECK_FALSE(has(parser.parse(data.at(0)), "xid"));
+  }
+  CHECK(fake.count("fake_nvml_live_event_sets") == 0);
+}
+
+TEST_CASE("nvml source retries an XID registration that failed for a lost GPU", "[nvml][xid]") {
+  const FakeLibrary fake;
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  const int calls = fake.count("fake_nvml_register_calls");
+  std::vector<Event> events;
+  std::string error;
+  {
+    const ScopedEnv lost("TELEMETRYD_FAKE_NVML_LOST", "1");
+    CHECK(source->sample(events, error));  // GPU 0 lost: neither read nor registered
+  }
+  CHECK(fake.count("fake_nvml_register_calls") == calls + 2);
+  simdjson::dom::parser parser;
+  fake.inject_xid(0, 13);  // raised before the registration: not this set's
+  auto data = sample_data(*source);
+  CHECK(std::int64_t(parser.parse(data.at(0))["xid"]["count"]) == 0);
+  // GPU 0 registered again, GPU 1 (NOT_SUPPORTED) not asked again.
+  CHECK(fake.count("fake_nvml_register_calls") == calls + 3);
+  fake.inject_xid(0, 94);
+  data = sample_data(*source);
+  CHECK(std::int64_t(parser.parse(data.at(0))["xid"]["count"]) == 1);
+  CHECK_FALSE(has(parser.parse(data.at(1)), "xid"));
+  CHECK(fake.count("fake_nvml_register_calls") == calls + 3);
 }
 
 TEST_CASE("nvml source falls back to the deprecated throttle-reasons call", "[nvml]") {

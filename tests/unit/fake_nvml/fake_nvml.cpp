@@ -30,7 +30,10 @@
 //   TELEMETRYD_FAKE_NVML_NO_EVENTS      set: nvmlEventSetCreate fails
 //   TELEMETRYD_FAKE_NVML_MIG            set: GPU 0 is in MIG mode with GPU instances 1 and 2
 // and through functions tests find with dlsym: fake_nvml_inject_xid(gpu, xid) queues an XID
-// event, fake_nvml_live_* count what was allocated and not yet freed.
+// event, fake_nvml_inject_wait_error(rc) queues a failed nvmlEventSetWait_v2 (GPU_IS_LOST, or
+// UNKNOWN after which the set is undefined: every later wait on it fails the same way),
+// fake_nvml_live_* count what was allocated and not yet freed, fake_nvml_register_calls counts
+// nvmlDeviceRegisterEvents calls. nvmlDeviceRegisterEvents honours TELEMETRYD_FAKE_NVML_LOST.
 
 #include <sys/time.h>
 
@@ -49,6 +52,7 @@ struct fake_nvml::nvmlDevice_st {
 
 struct fake_nvml::nvmlEventSet_st {
   unsigned long long registered[2];  // event types per GPU
+  bool broken;                       // a wait reported NVML_ERROR_UNKNOWN
 };
 
 struct fake_nvml::nvmlGpmSample_st {
@@ -66,7 +70,13 @@ int live_inits = 0;
 int live_event_sets = 0;
 int live_gpm_samples = 0;
 unsigned long long samples_taken = 0;
-std::deque<nvmlEventData_t> pending_events;
+int register_calls = 0;
+// An event, or (rc != NVML_SUCCESS) the failure one nvmlEventSetWait_v2 reports instead.
+struct Pending {
+  nvmlEventData_t event;
+  nvmlReturn_t rc;
+};
+std::deque<Pending> pending_events;
 
 const char* const kUuids[2] = {"GPU-f3a91e20-b3d1-e186-8a03-82a07e7a586a",
                                "GPU-3f0e1b2c-4d5e-0190-f6c2-7a1b7c3e9a51"};
@@ -162,7 +172,13 @@ void fake_nvml_inject_xid(unsigned gpu, unsigned long long xid) {
   event.eventData = xid;
   event.gpuInstanceId = 0xFFFFFFFFu;
   event.computeInstanceId = 0xFFFFFFFFu;
-  pending_events.push_back(event);
+  pending_events.push_back({event, NVML_SUCCESS});
+}
+void fake_nvml_inject_wait_error(nvmlReturn_t rc) {
+  pending_events.push_back({nvmlEventData_t{}, rc});
+}
+int fake_nvml_register_calls() {
+  return register_calls;
 }
 
 nvmlReturn_t nvmlInit_v2() {
@@ -423,14 +439,16 @@ nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int* corrRo
 
 nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set_out) {
   if (set("TELEMETRYD_FAKE_NVML_NO_EVENTS")) return NVML_ERROR_NOT_SUPPORTED;
-  *set_out = new nvmlEventSet_st{{0, 0}};
+  *set_out = new nvmlEventSet_st{{0, 0}, false};
   ++live_event_sets;
   return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long types,
                                       nvmlEventSet_t event_set) {
+  ++register_calls;
   if (!valid(device) || event_set == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (lost(device)) return NVML_ERROR_GPU_IS_LOST;
   if (!full(device)) return NVML_ERROR_NOT_SUPPORTED;
   event_set->registered[device->index] |= types;
   return NVML_SUCCESS;
@@ -438,9 +456,12 @@ nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long ty
 
 nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t event_set, nvmlEventData_t* data, unsigned int) {
   if (event_set == nullptr || data == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (event_set->broken) return NVML_ERROR_UNKNOWN;
   while (!pending_events.empty()) {
-    const nvmlEventData_t event = pending_events.front();
+    const auto [event, rc] = pending_events.front();
     pending_events.pop_front();
+    if (rc == NVML_ERROR_UNKNOWN) event_set->broken = true;
+    if (rc != NVML_SUCCESS) return rc;
     if ((event_set->registered[event.device->index] & event.eventType) == 0) continue;
     *data = event;
     return NVML_SUCCESS;
