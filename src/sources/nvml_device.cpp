@@ -1,6 +1,7 @@
 #include "sources/nvml_device.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -124,6 +125,15 @@ std::unordered_map<unsigned, nvmlProcessUtilizationSample_t> read_process_utiliz
     DeviceReader& reader, DeviceState& state) {
   std::unordered_map<unsigned, nvmlProcessUtilizationSample_t> latest;
   const auto fn = reader.functions().device_get_process_utilization;
+  // The timestamps are CPU wall-clock time: after the clock stepped back, one remembered from
+  // before the step is in the future, and asking for samples after it would find none for as
+  // long as the step was. Everything the driver still holds is asked for instead.
+  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  if (now_us < 0 || state.process_utilization_seen_us > static_cast<unsigned long long>(now_us)) {
+    state.process_utilization_seen_us = 0;
+  }
   const unsigned long long since = state.process_utilization_seen_us;
   unsigned count = 0;
   nvmlReturn_t rc =

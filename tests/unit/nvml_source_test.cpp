@@ -441,6 +441,59 @@ TEST_CASE("sample_device drops a process list written in a wider layout", "[nvml
   CHECK_FALSE(sample->processes.has_value());
 }
 
+TEST_CASE("sample_device survives the wall clock stepping back", "[nvml]") {
+  static unsigned long long asked_since = 1;
+  nvml::NvmlFunctions f;
+  f.device_get_uuid = [](nvml::nvmlDevice_t, char* out, unsigned) -> nvml::nvmlReturn_t {
+    std::strcpy(out, "GPU-clock");
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_name = f.device_get_uuid;
+  f.device_get_compute_running_processes = [](nvml::nvmlDevice_t, unsigned* count,
+                                              nvml::nvmlProcessInfo_v1_t* infos) {
+    if (infos == nullptr || *count < 1) {
+      *count = 1;
+      return nvml::NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    *count = 1;
+    infos[0] = {7, 1024};
+    return nvml::NVML_SUCCESS;
+  };
+  // Like the driver: only samples newer than last_seen, stamped with the (stepped) wall clock.
+  f.device_get_process_utilization = [](nvml::nvmlDevice_t,
+                                        nvml::nvmlProcessUtilizationSample_t* samples,
+                                        unsigned* count, unsigned long long last_seen) {
+    asked_since = last_seen;
+    const auto now =
+        static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+    if (now <= last_seen) return nvml::NVML_ERROR_NOT_FOUND;
+    if (samples == nullptr || *count < 1) {
+      *count = 1;
+      return nvml::NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    *count = 1;
+    samples[0] = {7, now, 50, 5, 0, 0};
+    return nvml::NVML_SUCCESS;
+  };
+  nvml::DeviceState state(f, "/nonexistent");
+  // Seen an hour from now: what a sample taken before the clock went back an hour says.
+  state.process_utilization_seen_us =
+      static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()) +
+      3600ULL * 1000000ULL;
+  std::string error;
+  const auto sample = nvml::sample_device(f, nullptr, 0, state, error);
+  REQUIRE(sample);
+  CHECK(asked_since == 0);
+  REQUIRE(sample->processes);
+  REQUIRE(sample->processes->size() == 1);
+  CHECK(sample->processes->at(0).utilization_sm_percent == 50.0);
+  CHECK(state.process_utilization_seen_us > 0);
+}
+
 TEST_CASE("nvml source reports memory used as nvidia-smi does", "[nvml][h200]") {
   // nvidia-smi rounds bytes to the nearest MiB: 925696000 B = 882.8125 MiB prints as 883.
   const auto mib = [](std::int64_t bytes) { return std::llround(bytes / 1048576.0); };
