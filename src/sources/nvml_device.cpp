@@ -314,9 +314,14 @@ std::optional<events::GpuActivity> advance(DeviceState& state, GpmPair& pair, Ta
     pair.have_previous = false;  // a gap: the next difference would span it
     return std::nullopt;
   }
+  const auto taken_at = state.now();
+  // Too soon after the previous sample for NVML's counters: this one is dropped and the
+  // previous kept, so the next tick's difference spans both intervals.
+  if (pair.have_previous && taken_at - pair.previous_at <= kGpmMinInterval) return std::nullopt;
   std::optional<events::GpuActivity> activity;
   if (pair.have_previous) activity = gpm_activity(state, pair.previous, pair.current);
   std::swap(pair.previous, pair.current);
+  pair.previous_at = taken_at;
   pair.have_previous = true;
   return activity;
 }

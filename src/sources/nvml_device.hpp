@@ -2,6 +2,7 @@
 // Maps one NVML device to a gpu.metrics.v1 sample. Separate from the source so tests can drive it
 // with a hand-made function table as well as through a loaded library.
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,7 +20,13 @@ struct GpmPair {
   nvmlGpmSample_t previous = nullptr;
   nvmlGpmSample_t current = nullptr;
   bool have_previous = false;
+  std::chrono::steady_clock::time_point previous_at{};  // when `previous` was taken
 };
+
+/// nvml.h: "The interval between two nvmlGpmSampleGet() calls should be greater than 100ms".
+/// A sample taken sooner after the previous one is not compared with it (no activity that
+/// tick); the next tick's is, so nvml.sample_interval_ms = 100 still reports on most ticks.
+inline constexpr std::chrono::milliseconds kGpmMinInterval{100};
 
 /// What the readings of one GPU keep from one tick to the next. Owns its GPM samples, freed with
 /// nvmlGpmSampleFree on destruction, so it must not outlive the library (NvmlApi).
@@ -31,6 +38,9 @@ class DeviceState {
   DeviceState& operator=(const DeviceState&) = delete;
 
   const NvmlFunctions& functions() const { return *functions_; }
+
+  /// The clock GPM samples are timed with; a test substitutes its own.
+  std::chrono::steady_clock::time_point (*now)() = &std::chrono::steady_clock::now;
   const std::string& proc_root() const { return proc_root_; }
 
   enum class Gpm { kUnknown, kSupported, kUnsupported };

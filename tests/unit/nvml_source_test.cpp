@@ -11,8 +11,10 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "processor/event_decoder.hpp"
+#include "sources/nvml_api.hpp"
 #include "sources/nvml_device.hpp"
 #include "support/child_process.hpp"
 #include "telemetryd/config.hpp"
@@ -146,6 +148,12 @@ std::vector<std::string> sample_data(Source& source) {
     out.push_back(simdjson::minify(parser.parse(e.payload)["data"]));
   }
   return out;
+}
+
+// GPM compares two samples only when more than 100 ms apart (nvml.h), so ticks that expect
+// activity are this far apart.
+void wait_past_gpm_interval() {
+  std::this_thread::sleep_for(nvml::kGpmMinInterval + std::chrono::milliseconds(10));
 }
 
 // memory.used (MiB) of an nvidia-smi --query-gpu line of tests/fixtures/nvml/h200 (column 4).
@@ -557,6 +565,7 @@ TEST_CASE("nvml source reads GPM activity over consecutive ticks", "[nvml][gpm]"
     CHECK_FALSE(has(parser.parse(sample_data(*source).at(0)), "activity"));
     CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);  // GPU 0 only: GPU 1 has no GPM
 
+    wait_past_gpm_interval();
     const auto data = sample_data(*source);
     const simdjson::dom::element activity = parser.parse(data.at(0))["activity"];
     CHECK(double(activity["sm_active_percent"]) == 97.25);
@@ -572,6 +581,32 @@ TEST_CASE("nvml source reads GPM activity over consecutive ticks", "[nvml][gpm]"
   CHECK(fake.count("fake_nvml_live_gpm_samples") == 0);
 }
 
+TEST_CASE("GPM samples 100 ms apart or less are not compared", "[nvml][gpm]") {
+  static std::chrono::steady_clock::time_point now{};
+  const nvml::NvmlApi api(fake_library());
+  const nvml::NvmlFunctions& f = api.functions();
+  nvml::nvmlDevice_t device = nullptr;
+  REQUIRE(f.device_get_handle_by_index(0, &device) == nvml::NVML_SUCCESS);
+  {
+    nvml::DeviceState state(f, "/nonexistent");
+    state.now = [] { return now; };
+    std::string error;
+    const auto tick = [&](std::chrono::milliseconds after) {
+      now += after;
+      auto sample = nvml::sample_device(f, device, 0, state, error);
+      REQUIRE(sample);
+      return sample->activity;
+    };
+    CHECK(tick(std::chrono::milliseconds(0)).empty());    // the first sample
+    CHECK(tick(std::chrono::milliseconds(100)).empty());  // exactly 100 ms: dropped
+    // Compared with the first sample, kept: 101 ms.
+    CHECK(tick(std::chrono::milliseconds(1)).sm_active_percent == 97.25);
+    CHECK(tick(std::chrono::milliseconds(50)).empty());
+    CHECK(tick(std::chrono::milliseconds(51)).sm_active_percent == 97.25);  // 101 ms since
+    CHECK(tick(std::chrono::milliseconds(60)).empty());
+  }
+}
+
 TEST_CASE("nvml source reads GPM activity per MIG GPU instance", "[nvml][gpm]") {
   const FakeLibrary fake;
   const ScopedEnv mig("TELEMETRYD_FAKE_NVML_MIG", "1");
@@ -581,6 +616,7 @@ TEST_CASE("nvml source reads GPM activity per MIG GPU instance", "[nvml][gpm]") 
     CHECK_FALSE(has(parser.parse(sample_data(*source).at(0)), "mig"));
     // The whole GPU and GPU instances 1 and 2 (two compute instances share 2): three pairs.
     CHECK(fake.count("fake_nvml_live_gpm_samples") == 6);
+    wait_past_gpm_interval();
     const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
     CHECK(double(data["activity"]["sm_active_percent"]) == 97.25);
     const simdjson::dom::array instances = data["mig"];
@@ -734,6 +770,7 @@ TEST_CASE("nvml source events pass the decoder and the gpu.metrics.v1 schema", "
   std::string error;
   REQUIRE(source->sample(events, error));
   fake.inject_xid(0, 94);
+  wait_past_gpm_interval();
   REQUIRE(source->sample(events, error));
   REQUIRE(events.size() == 4);
   for (const char* field : {"\"activity\"", "\"mig\"", "\"xid\":{\"count\":1,\"last\":94}",
