@@ -49,6 +49,19 @@ class DeviceState {
   std::map<unsigned, GpmPair> mig_gpm;  // by GPU instance id
   /// nvmlGpmMetricsGet_t is 13 KB: allocated once, when the device turns out to support GPM.
   std::unique_ptr<nvmlGpmMetricsGet_t> gpm_metrics;
+  /// PCIe throughput comes from GPM (NVML_GPM_METRIC_PCIE_*_PER_SEC, from the same two samples
+  /// as the activity) where the GPU has it, else from the cumulative byte counters of
+  /// nvmlDeviceGetFieldValues: the difference between two ticks over the time between them.
+  /// nvmlDeviceGetPcieThroughput is not called: it samples for 20 ms per call, blocking the tick.
+  struct PcieCount {
+    unsigned long long bytes = 0;
+    std::chrono::steady_clock::time_point at{};
+    bool valid = false;
+  };
+  PcieCount pcie_tx;
+  PcieCount pcie_rx;
+  /// GPM answered NOT_SUPPORTED for its PCIe metrics: the counters are read instead.
+  bool gpm_pcie_unsupported = false;
   /// Newest process utilisation sample seen (CPU microseconds), so each tick asks for new ones.
   unsigned long long process_utilization_seen_us = 0;
   /// Set by the source once the device is registered for XID events; counted from then on.

@@ -23,7 +23,6 @@ using nvmlGpmSample_t = nvmlGpmSample_st*;
 using nvmlReturn_t = int;
 using nvmlEnableState_t = int;
 using nvmlPstates_t = int;
-using nvmlPcieUtilCounter_t = int;
 using nvmlValueType_t = int;
 
 inline constexpr nvmlReturn_t NVML_SUCCESS = 0;
@@ -49,9 +48,6 @@ inline constexpr int NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1;  // nvmlMemoryError
 inline constexpr int NVML_VOLATILE_ECC = 0;                   // nvmlEccCounterType_t
 inline constexpr int NVML_AGGREGATE_ECC = 1;                  // nvmlEccCounterType_t
 
-inline constexpr nvmlPcieUtilCounter_t NVML_PCIE_UTIL_TX_BYTES = 0;  // KB/s ("1KB granularity")
-inline constexpr nvmlPcieUtilCounter_t NVML_PCIE_UTIL_RX_BYTES = 1;
-
 inline constexpr nvmlPstates_t NVML_PSTATE_0 = 0;  // maximum performance
 inline constexpr nvmlPstates_t NVML_PSTATE_15 = 15;
 inline constexpr nvmlPstates_t NVML_PSTATE_UNKNOWN = 32;
@@ -70,6 +66,10 @@ inline constexpr nvmlValueType_t NVML_VALUE_TYPE_UNSIGNED_SHORT = 6;
 
 /// Field id for nvmlDeviceGetFieldValues: memory (HBM) temperature, degrees Celsius.
 inline constexpr unsigned NVML_FI_DEV_MEMORY_TEMP = 82;
+/// Field ids for nvmlDeviceGetFieldValues: PCIe bytes transmitted and received, cumulative
+/// ("Value can be wrapped").
+inline constexpr unsigned NVML_FI_DEV_PCIE_COUNT_TX_BYTES = 197;
+inline constexpr unsigned NVML_FI_DEV_PCIE_COUNT_RX_BYTES = 198;
 
 /// nvmlEventType bit masks (a `#define ... LL` in nvml.h).
 inline constexpr unsigned long long nvmlEventTypeXidCriticalError = 0x0000000000000008ULL;
@@ -90,7 +90,7 @@ inline constexpr unsigned long long nvmlClocksThrottleReasonHwPowerBrakeSlowdown
 inline constexpr unsigned long long nvmlClocksEventReasonDisplayClockSetting =
     0x0000000000000100ULL;
 
-// nvmlGpmMetricId_t: the activity metrics telemetryd asks for (percent, 0.0 - 100.0).
+// nvmlGpmMetricId_t: the activity metrics telemetryd asks for (percent, 0.0 - 100.0), and PCIe.
 inline constexpr unsigned NVML_GPM_METRIC_GRAPHICS_UTIL = 1;
 inline constexpr unsigned NVML_GPM_METRIC_SM_UTIL = 2;
 inline constexpr unsigned NVML_GPM_METRIC_SM_OCCUPANCY = 3;
@@ -104,6 +104,9 @@ inline constexpr unsigned NVML_GPM_METRIC_DRAM_BW_UTIL = 10;
 inline constexpr unsigned NVML_GPM_METRIC_FP64_UTIL = 11;
 inline constexpr unsigned NVML_GPM_METRIC_FP32_UTIL = 12;
 inline constexpr unsigned NVML_GPM_METRIC_FP16_UTIL = 13;
+// PCIe traffic from and to the GPU, MiB/s.
+inline constexpr unsigned NVML_GPM_METRIC_PCIE_TX_PER_SEC = 20;
+inline constexpr unsigned NVML_GPM_METRIC_PCIE_RX_PER_SEC = 21;
 /// The size of nvmlGpmMetricsGet_t.metrics in the NVML 13 header (98 in 11.8, later 210).
 /// NVML reads and writes only the first numMetrics entries, so any size at least as large as
 /// the count asked for is compatible with every driver; this one matches the current header.

@@ -234,8 +234,9 @@ TEST_CASE("nvml source reads every metric through the loaded library", "[nvml]")
   CHECK(std::string_view(reasons.at(0)) == "gpu_idle");
 
   const simdjson::dom::element pcie = data["pcie"];
-  CHECK(std::int64_t(pcie["tx_bytes_per_second"]) == 1209 * 1024);
-  CHECK(std::int64_t(pcie["rx_bytes_per_second"]) == 550 * 1024);
+  // Throughput, like activity, is the difference of two GPM samples: not on the first tick.
+  CHECK_FALSE(has(pcie, "tx_bytes_per_second"));
+  CHECK_FALSE(has(pcie, "rx_bytes_per_second"));
   CHECK(std::int64_t(pcie["link_gen"]) == 5);
   CHECK(std::int64_t(pcie["link_width"]) == 16);
   CHECK(std::int64_t(pcie["link_gen_max"]) == 5);
@@ -576,7 +577,11 @@ TEST_CASE("nvml source reads GPM activity over consecutive ticks", "[nvml][gpm]"
     CHECK(double(activity["fp32_active_percent"]) == 2.25);
     CHECK_FALSE(has(activity, "fp64_active_percent"));  // NOT_SUPPORTED for this one metric
     CHECK_FALSE(has(parser.parse(data.at(1)), "activity"));
-    CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);  // reused, not reallocated
+    // PCIe from the same two samples: MiB/s times 1048576.
+    const simdjson::dom::element pcie = parser.parse(data.at(0))["pcie"];
+    CHECK(std::int64_t(pcie["tx_bytes_per_second"]) == 1310720);  // 1.25 MiB/s
+    CHECK(std::int64_t(pcie["rx_bytes_per_second"]) == 524288);   // 0.5 MiB/s
+    CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);         // reused, not reallocated
   }
   CHECK(fake.count("fake_nvml_live_gpm_samples") == 0);
 }
@@ -813,14 +818,16 @@ TEST_CASE("sample_device maps each remapped-row and field-value argument", "[nvm
     *failure = 0;
     return nvml::NVML_SUCCESS;
   };
-  // A driver that reports the memory temperature as a double.
+  // A driver that reports the memory temperature as a double, and has no PCIe byte counters.
   f.device_get_field_values = [](nvml::nvmlDevice_t, int count,
                                  nvml::nvmlFieldValue_t* values) -> nvml::nvmlReturn_t {
-    if (count != 1 || values[0].fieldId != nvml::NVML_FI_DEV_MEMORY_TEMP)
-      return nvml::NVML_ERROR_INVALID_ARGUMENT;
-    values[0].valueType = nvml::NVML_VALUE_TYPE_DOUBLE;
-    values[0].nvmlReturn = nvml::NVML_SUCCESS;
-    values[0].value.dVal = 41.5;
+    for (int i = 0; i < count; ++i) {
+      values[i].nvmlReturn = nvml::NVML_ERROR_NOT_SUPPORTED;
+      if (values[i].fieldId != nvml::NVML_FI_DEV_MEMORY_TEMP) continue;
+      values[i].valueType = nvml::NVML_VALUE_TYPE_DOUBLE;
+      values[i].nvmlReturn = nvml::NVML_SUCCESS;
+      values[i].value.dVal = 41.5;
+    }
     return nvml::NVML_SUCCESS;
   };
   f.device_get_performance_state = [](nvml::nvmlDevice_t,
@@ -836,9 +843,112 @@ TEST_CASE("sample_device maps each remapped-row and field-value argument", "[nvm
   CHECK(sample->remapped_rows.pending == true);
   CHECK(sample->remapped_rows.failure == false);
   CHECK(sample->temperature_memory_celsius == 41.5);
+  CHECK(sample->pcie.empty());
   CHECK_FALSE(sample->pstate);
   CHECK_FALSE(sample->xid);
   CHECK(sample->activity.empty());
+}
+
+TEST_CASE("sample_device takes PCIe throughput from the byte counters without GPM", "[nvml]") {
+  // The counters each field-value call reports, and the clock the source reads them by.
+  static unsigned long long tx = 0;
+  static unsigned long long rx = 0;
+  static std::vector<unsigned> asked;
+  static std::chrono::steady_clock::time_point now{};
+  nvml::NvmlFunctions f;
+  f.device_get_uuid = [](nvml::nvmlDevice_t, char* out, unsigned) -> nvml::nvmlReturn_t {
+    std::strcpy(out, "GPU-counters");
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_name = f.device_get_uuid;
+  f.device_get_field_values = [](nvml::nvmlDevice_t, int count,
+                                 nvml::nvmlFieldValue_t* values) -> nvml::nvmlReturn_t {
+    asked.clear();
+    for (int i = 0; i < count; ++i) {
+      nvml::nvmlFieldValue_t& v = values[i];
+      asked.push_back(v.fieldId);
+      v.nvmlReturn = nvml::NVML_SUCCESS;
+      if (v.fieldId == nvml::NVML_FI_DEV_PCIE_COUNT_TX_BYTES) {
+        v.valueType = nvml::NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+        v.value.ullVal = tx;
+      } else if (v.fieldId == nvml::NVML_FI_DEV_PCIE_COUNT_RX_BYTES) {
+        v.valueType = nvml::NVML_VALUE_TYPE_UNSIGNED_INT;  // a driver with a 32-bit counter
+        v.value.uiVal = static_cast<unsigned>(rx);
+      } else {
+        v.nvmlReturn = nvml::NVML_ERROR_NOT_SUPPORTED;
+      }
+    }
+    return nvml::NVML_SUCCESS;
+  };
+  nvml::DeviceState state(f, "/nonexistent");
+  state.now = [] { return now; };
+  std::string error;
+  const auto tick = [&](std::chrono::milliseconds after, unsigned long long tx_now,
+                        unsigned long long rx_now) {
+    now += after;
+    tx = tx_now;
+    rx = rx_now;
+    auto sample = nvml::sample_device(f, nullptr, 0, state, error);
+    REQUIRE(sample);
+    return sample->pcie;
+  };
+  auto pcie = tick(std::chrono::milliseconds(0), 5000000, 1000);
+  CHECK(asked == std::vector<unsigned>{nvml::NVML_FI_DEV_MEMORY_TEMP,
+                                       nvml::NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+                                       nvml::NVML_FI_DEV_PCIE_COUNT_RX_BYTES});
+  CHECK_FALSE(pcie.tx_bytes_per_second);  // one reading: no rate yet
+  CHECK_FALSE(pcie.rx_bytes_per_second);
+
+  pcie = tick(std::chrono::milliseconds(500), 6000000, 1500);
+  CHECK(pcie.tx_bytes_per_second == 2000000);  // 1 MB in half a second
+  CHECK(pcie.rx_bytes_per_second == 1000);
+
+  // The 32-bit counter wrapped (or the driver reloaded): that tick has no rate, the next has.
+  pcie = tick(std::chrono::milliseconds(1000), 9000000, 200);
+  CHECK(pcie.tx_bytes_per_second == 3000000);
+  CHECK_FALSE(pcie.rx_bytes_per_second);
+  pcie = tick(std::chrono::milliseconds(2000), 9000000, 4200);
+  CHECK(pcie.tx_bytes_per_second == 0);
+  CHECK(pcie.rx_bytes_per_second == 2000);
+}
+
+TEST_CASE("nvml source rates the PCIe byte counters of a GPU without GPM", "[nvml]") {
+  // GPU 1 of the fake: counters that grow 3 MiB (tx) and 1 MiB (rx) with every read.
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  const auto first_start = std::chrono::steady_clock::now();
+  const auto first = sample_data(*source);
+  const auto first_end = std::chrono::steady_clock::now();
+  CHECK_FALSE(has(parser.parse(first.at(1))["pcie"], "tx_bytes_per_second"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto second_start = std::chrono::steady_clock::now();
+  const auto second = sample_data(*source);
+  const auto second_end = std::chrono::steady_clock::now();
+  // The source timed its two reads somewhere within these bounds.
+  const double longest = std::chrono::duration<double>(second_end - first_start).count();
+  const double shortest = std::chrono::duration<double>(second_start - first_end).count();
+  const simdjson::dom::element pcie = parser.parse(second.at(1))["pcie"];
+  const double tx = std::int64_t(pcie["tx_bytes_per_second"]);
+  const double rx = std::int64_t(pcie["rx_bytes_per_second"]);
+  CHECK(tx >= 3 * 1048576 / longest - 1);
+  CHECK(tx <= 3 * 1048576 / shortest + 1);
+  CHECK(rx >= 1048576 / longest - 1);
+  CHECK(rx <= 1048576 / shortest + 1);
+}
+
+TEST_CASE("nvml source falls back to the byte counters when GPM has no PCIe", "[nvml][gpm]") {
+  const ScopedEnv no_pcie("TELEMETRYD_FAKE_NVML_NO_GPM_PCIE", "1");
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  sample_data(*source);
+  wait_past_gpm_interval();
+  const simdjson::dom::element second = parser.parse(sample_data(*source).at(0));
+  CHECK(double(second["activity"]["sm_active_percent"]) == 97.25);
+  CHECK_FALSE(has(second["pcie"], "tx_bytes_per_second"));  // GPM said NOT_SUPPORTED
+  sample_data(*source);                                     // the counters' first reading
+  const simdjson::dom::element pcie = parser.parse(sample_data(*source).at(0))["pcie"];
+  CHECK(std::int64_t(pcie["tx_bytes_per_second"]) > 0);
+  CHECK(std::int64_t(pcie["rx_bytes_per_second"]) > 0);
 }
 
 TEST_CASE("clock-event reasons are named as nvidia-smi names them", "[nvml]") {

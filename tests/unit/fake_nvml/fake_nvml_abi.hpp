@@ -39,9 +39,6 @@ enum : int { NVML_CLOCK_GRAPHICS = 0, NVML_CLOCK_SM = 1, NVML_CLOCK_MEM = 2 };  
 enum : int { NVML_MEMORY_ERROR_TYPE_CORRECTED = 0, NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1 };
 enum : int { NVML_VOLATILE_ECC = 0, NVML_AGGREGATE_ECC = 1 };  // nvmlEccCounterType_t
 
-typedef int nvmlPcieUtilCounter_t;
-enum : int { NVML_PCIE_UTIL_TX_BYTES = 0, NVML_PCIE_UTIL_RX_BYTES = 1 };
-
 typedef int nvmlPstates_t;
 enum : int { NVML_PSTATE_0 = 0, NVML_PSTATE_8 = 8, NVML_PSTATE_15 = 15, NVML_PSTATE_UNKNOWN = 32 };
 
@@ -60,6 +57,8 @@ enum : int {
 };
 
 #define FAKE_NVML_FI_DEV_MEMORY_TEMP 82
+#define FAKE_NVML_FI_DEV_PCIE_COUNT_TX_BYTES 197  // PCIe transmit bytes. Value can be wrapped.
+#define FAKE_NVML_FI_DEV_PCIE_COUNT_RX_BYTES 198  // PCIe receive bytes. Value can be wrapped.
 
 #define FAKE_nvmlEventTypeXidCriticalError 0x0000000000000008LL
 
@@ -88,6 +87,8 @@ enum : unsigned {
   NVML_GPM_METRIC_FP64_UTIL = 11,
   NVML_GPM_METRIC_FP32_UTIL = 12,
   NVML_GPM_METRIC_FP16_UTIL = 13,
+  NVML_GPM_METRIC_PCIE_TX_PER_SEC = 20,  // PCIe traffic from this GPU in MiB/sec
+  NVML_GPM_METRIC_PCIE_RX_PER_SEC = 21,  // PCIe traffic to this GPU in MiB/sec
   NVML_GPM_METRIC_MAX = 333,
 };
 #define FAKE_NVML_GPM_METRICS_GET_VERSION 1
