@@ -1,5 +1,7 @@
 #include "sources/nvml_cgroup.hpp"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -121,6 +123,16 @@ CgroupIdentity read_cgroup(const std::string& proc_root, long long pid) {
   std::ostringstream text;
   text << in.rdbuf();
   return parse_cgroup(text.str());
+}
+
+std::optional<std::string> foreign_pid_namespace(const std::string& proc_root) {
+  char target[64] = {};
+  const ssize_t n = readlink((proc_root + "/1/ns/pid").c_str(), target, sizeof target - 1);
+  if (n <= 0) return std::nullopt;
+  const std::string_view link(target, static_cast<std::size_t>(n));
+  // PROC_PID_INIT_INO: the kernel's fixed inode number of the initial PID namespace.
+  if (link == "pid:[4026531836]") return std::nullopt;
+  return std::string(link);
 }
 
 }  // namespace telemetryd::nvml

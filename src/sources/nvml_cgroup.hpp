@@ -30,4 +30,10 @@ CgroupIdentity parse_cgroup(std::string_view text);
 /// ended, or another PID namespace).
 CgroupIdentity read_cgroup(const std::string& proc_root, long long pid);
 
+/// The PID namespace `<proc_root>/1/ns/pid` names, when it can be read and is not the initial
+/// one (`pid:[4026531836]`): `<proc_root>` is then a container's /proc, where the host PIDs NVML
+/// reports name other processes, or none. nullopt when it is the initial namespace, or unknown
+/// (no such link, or no permission to read PID 1's: attribution is then left on).
+std::optional<std::string> foreign_pid_namespace(const std::string& proc_root);
+
 }  // namespace telemetryd::nvml

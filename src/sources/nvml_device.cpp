@@ -166,6 +166,7 @@ void attribute_processes(DeviceReader& reader, DeviceState& state,
       process.utilization_sm_percent = percent(it->second.smUtil);
       process.utilization_memory_percent = percent(it->second.memUtil);
     }
+    if (!state.read_cgroups) continue;
     CgroupIdentity identity = read_cgroup(state.proc_root(), process.pid);
     process.container_id = std::move(identity.container_id);
     process.pod_uid = std::move(identity.pod_uid);

@@ -64,6 +64,9 @@ class DeviceState {
   bool gpm_pcie_unsupported = false;
   /// Newest process utilisation sample seen (CPU microseconds), so each tick asks for new ones.
   unsigned long long process_utilization_seen_us = 0;
+  /// Whether processes are attributed to containers and pods from <proc_root>/PID/cgroup; off
+  /// when that /proc is another PID namespace's than NVML's PIDs are.
+  bool read_cgroups = true;
   /// Set by the source once the device is registered for XID events; counted from then on.
   std::optional<events::GpuXid> xid;
 

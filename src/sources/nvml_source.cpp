@@ -10,6 +10,7 @@
 #include "events/cloudevent.hpp"
 #include "events/gpu_metrics.hpp"
 #include "sources/nvml_api.hpp"
+#include "sources/nvml_cgroup.hpp"
 #include "sources/nvml_device.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/source.hpp"
@@ -33,6 +34,14 @@ class NvmlSource final : public Source {
                                                           : config.str("nvml.source_uri")),
         interval_(config.integer("nvml.sample_interval_ms")),
         proc_root_(config.str("nvml.proc_root")) {
+    if (const auto ns = foreign_pid_namespace(proc_root_)) {
+      log::warn("nvml",
+                "nvml.proc_root is not the host's PID namespace: GPU processes are reported "
+                "without container and pod (mount the host's /proc and set nvml.proc_root, or "
+                "run with the host's PID namespace)",
+                {{"proc_root", proc_root_}, {"pid_namespace", *ns}});
+      read_cgroups_ = false;
+    }
     // One event set for every GPU, created here so that a failure is reported once; without it
     // the samples simply carry no `xid`.
     const NvmlFunctions& f = api_.functions();
@@ -110,6 +119,7 @@ class NvmlSource final : public Source {
     if (!gpu.state || gpu.device != device) {
       gpu.device = device;
       gpu.state = std::make_unique<DeviceState>(f, proc_root_);
+      gpu.state->read_cgroups = read_cgroups_;
       gpu.xid = GpuState::Xid::kPending;
     }
     if (gpu.xid == GpuState::Xid::kPending) register_xid(gpu);
@@ -208,6 +218,7 @@ class NvmlSource final : public Source {
   std::string source_uri_;
   std::chrono::milliseconds interval_;
   std::string proc_root_;
+  bool read_cgroups_ = true;
   events::UuidV7Generator ids_;
   nvmlEventSet_t events_ = nullptr;
   std::vector<GpuState> states_;

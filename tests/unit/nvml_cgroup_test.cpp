@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+using telemetryd::nvml::foreign_pid_namespace;
 using telemetryd::nvml::parse_cgroup;
 using telemetryd::nvml::read_cgroup;
 
@@ -150,5 +151,19 @@ TEST_CASE("read_cgroup reads <proc_root>/<pid>/cgroup", "[nvml][cgroup]") {
   const auto gone = read_cgroup(root.string(), 485);  // the process ended
   CHECK_FALSE(gone.pod_uid);
   CHECK_FALSE(gone.container_id);
+  std::filesystem::remove_all(root);
+}
+
+TEST_CASE("foreign_pid_namespace tells a container's /proc from the host's", "[nvml][cgroup]") {
+  const auto root =
+      std::filesystem::temp_directory_path() / ("telemetryd-pidns-" + std::to_string(getpid()));
+  std::filesystem::create_directories(root / "1" / "ns");
+  CHECK_FALSE(foreign_pid_namespace(root.string()));  // no link: unknown, left alone
+  std::filesystem::create_symlink("pid:[4026531836]", root / "1" / "ns" / "pid");
+  CHECK_FALSE(foreign_pid_namespace(root.string()));
+  std::filesystem::remove(root / "1" / "ns" / "pid");
+  std::filesystem::create_symlink("pid:[4026532413]", root / "1" / "ns" / "pid");
+  CHECK(foreign_pid_namespace(root.string()) == "pid:[4026532413]");
+  CHECK_FALSE(foreign_pid_namespace("/nonexistent"));
   std::filesystem::remove_all(root);
 }

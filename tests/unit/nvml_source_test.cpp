@@ -129,6 +129,12 @@ class FakeProc {
            "scope\n";
   }
   ~FakeProc() { std::filesystem::remove_all(root_); }
+  // <root>/1/ns/pid, as the kernel names a PID namespace.
+  void set_pid_namespace(const std::string& name) const {
+    std::filesystem::create_directories(root_ / "1" / "ns");
+    std::filesystem::remove(root_ / "1" / "ns" / "pid");
+    std::filesystem::create_symlink(name, root_ / "1" / "ns" / "pid");
+  }
   FakeProc(const FakeProc&) = delete;
   FakeProc& operator=(const FakeProc&) = delete;
   std::string root() const { return root_.string(); }
@@ -762,6 +768,28 @@ TEST_CASE("nvml source attributes GPU processes to their container and pod", "[n
         "8f2c1b9e4a7d6c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b");
   CHECK_FALSE(has(processes.at(1), "pod_uid"));  // no cgroup file for 4343 there
   CHECK_FALSE(has(processes.at(1), "container_id"));
+}
+
+TEST_CASE("nvml source attributes no process in another PID namespace", "[nvml][cgroup]") {
+  const FakeProc proc;
+  simdjson::dom::parser parser;
+  proc.set_pid_namespace("pid:[4026531836]");  // the host's initial namespace
+  {
+    const auto source =
+        make_source({"nvml.library=" + fake_library(), "nvml.proc_root=" + proc.root()});
+    const simdjson::dom::array processes = parser.parse(sample_data(*source).at(0))["processes"];
+    CHECK(std::string_view(processes.at(0)["pod_uid"]) == "0d4fb6b4-7a0e-4b3c-9f6e-2a51c7d3e8f1");
+  }
+  // A container's /proc: PID 484 there is not NVML's 484, so it is not read.
+  proc.set_pid_namespace("pid:[4026532413]");
+  const auto source =
+      make_source({"nvml.library=" + fake_library(), "nvml.proc_root=" + proc.root()});
+  const simdjson::dom::array processes = parser.parse(sample_data(*source).at(0))["processes"];
+  REQUIRE(processes.size() == 2);
+  CHECK(std::int64_t(processes.at(0)["pid"]) == 484);
+  CHECK(std::int64_t(processes.at(0)["used_memory_bytes"]) == 916455424);
+  CHECK_FALSE(has(processes.at(0), "pod_uid"));
+  CHECK_FALSE(has(processes.at(0), "container_id"));
 }
 
 TEST_CASE("nvml source events pass the decoder and the gpu.metrics.v1 schema", "[nvml][schema]") {
