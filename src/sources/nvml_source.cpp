@@ -192,15 +192,12 @@ class NvmlSource final : public Source {
   }
 
   // nvml.h: after NVML_ERROR_UNKNOWN "event set is in undefined state and should be freed". It
-  // is, and not recreated: XIDs raised from then on would go uncounted, so a recreated set's
-  // count would silently undercount. Samples carry no `xid` from here on (the field's absence
-  // says the GPU's XIDs are not being counted), until telemetryd restarts.
+  // is, and not recreated: XIDs raised while it was broken would be missing from a new set, whose
+  // count would then undercount without saying so. Samples carry no `xid` from here on (its
+  // absence says XIDs are not being counted) until telemetryd restarts; the warning says why.
   void drop_event_set(const char* call, nvmlReturn_t rc) {
     const NvmlFunctions& f = api_.functions();
-    log::warn("nvml",
-              std::string(call) +
-                  " failed, the event set is freed: XID errors are no "
-                  "longer counted",
+    log::warn("nvml", std::string(call) + " failed, event set freed: XID errors no longer counted",
               {{"error", error_text(f, rc)}});
     f.event_set_free(events_);
     events_ = nullptr;
