@@ -62,7 +62,6 @@ NvmlApi::NvmlApi(const std::string& library) {
   resolve(h, "nvmlDeviceGetCurrentClocksEventReasons", f.device_get_current_clocks_event_reasons);
   resolve(h, "nvmlDeviceGetCurrentClocksThrottleReasons",
           f.device_get_current_clocks_throttle_reasons);
-  resolve(h, "nvmlDeviceGetPcieThroughput", f.device_get_pcie_throughput);
   resolve(h, "nvmlDeviceGetCurrPcieLinkGeneration", f.device_get_curr_pcie_link_generation);
   resolve(h, "nvmlDeviceGetCurrPcieLinkWidth", f.device_get_curr_pcie_link_width);
   resolve(h, "nvmlDeviceGetMaxPcieLinkGeneration", f.device_get_max_pcie_link_generation);

@@ -48,8 +48,6 @@ struct NvmlFunctions {
   // The deprecated name of the same call, for drivers before R535.
   nvmlReturn_t (*device_get_current_clocks_throttle_reasons)(nvmlDevice_t device,
                                                              unsigned long long* reasons) = nullptr;
-  nvmlReturn_t (*device_get_pcie_throughput)(nvmlDevice_t device, nvmlPcieUtilCounter_t counter,
-                                             unsigned int* kilobytes_per_second) = nullptr;
   nvmlReturn_t (*device_get_curr_pcie_link_generation)(nvmlDevice_t device,
                                                        unsigned int* generation) = nullptr;
   nvmlReturn_t (*device_get_curr_pcie_link_width)(nvmlDevice_t device,

@@ -1,5 +1,7 @@
 #include "sources/nvml_cgroup.hpp"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -10,8 +12,15 @@ bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-// 8-4-4-4-12 hex digits (lowercase, as the API server generates them).
+// 8-4-4-4-12 hex digits (lowercase, as the API server generates them), or the 32 hex digits
+// without dashes that kubelet uses as the UID of a static pod (the hash of its manifest, which
+// the mirror pod carries as its kubernetes.io/config.hash annotation; kept as it is).
 bool is_pod_uid(std::string_view s) {
+  if (s.size() == 32) {
+    for (const char c : s)
+      if (!is_hex(c)) return false;
+    return true;
+  }
   if (s.size() != 36) return false;
   for (std::size_t i = 0; i < s.size(); ++i) {
     const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
@@ -35,12 +44,14 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// `pod<uid>` (cgroupfs) or `kubepods[-<qos>]-pod<uid_with_underscores>.slice` (systemd).
+// `pod<uid>` (cgroupfs) or a `*.slice` naming kubepods and `-pod<uid_with_underscores>`
+// (systemd): `kubepods[-<qos>]-pod<uid>.slice`, also nested under another slice as kind and
+// minikube nodes do (`kubelet-kubepods-burstable-pod<uid>.slice`).
 std::optional<std::string> pod_of(std::string_view part) {
   std::string uid;
   if (starts_with(part, "pod")) {
     uid = part.substr(3);
-  } else if (starts_with(part, "kubepods") && ends_with(part, ".slice")) {
+  } else if (ends_with(part, ".slice") && part.find("kubepods") != std::string_view::npos) {
     const std::size_t at = part.rfind("-pod");
     if (at == std::string_view::npos) return std::nullopt;
     uid = part.substr(at + 4, part.size() - at - 4 - 6);
@@ -53,15 +64,14 @@ std::optional<std::string> pod_of(std::string_view part) {
   return uid;
 }
 
-// A bare id (cgroupfs, /docker/<id>) or `<runtime>-<id>.scope` (systemd).
+// A bare id (cgroupfs, /docker/<id>), `<runtime>-<id>.scope` (systemd) or `<runtime>-<id>`
+// (CRI-O and Podman under the cgroupfs manager: `.../pod<uid>/crio-<id>`).
 std::optional<std::string> container_of(std::string_view part) {
-  if (ends_with(part, ".scope")) {
-    part.remove_suffix(6);
-    for (const std::string_view prefix : {"cri-containerd-", "docker-", "crio-", "libpod-"}) {
-      if (starts_with(part, prefix)) {
-        part.remove_prefix(prefix.size());
-        break;
-      }
+  if (ends_with(part, ".scope")) part.remove_suffix(6);
+  for (const std::string_view prefix : {"cri-containerd-", "docker-", "crio-", "libpod-"}) {
+    if (starts_with(part, prefix)) {
+      part.remove_prefix(prefix.size());
+      break;
     }
   }
   if (!is_container_id(part)) return std::nullopt;
@@ -113,6 +123,16 @@ CgroupIdentity read_cgroup(const std::string& proc_root, long long pid) {
   std::ostringstream text;
   text << in.rdbuf();
   return parse_cgroup(text.str());
+}
+
+std::optional<std::string> foreign_pid_namespace(const std::string& proc_root) {
+  char target[64] = {};
+  const ssize_t n = readlink((proc_root + "/1/ns/pid").c_str(), target, sizeof target - 1);
+  if (n <= 0) return std::nullopt;
+  const std::string_view link(target, static_cast<std::size_t>(n));
+  // PROC_PID_INIT_INO: the kernel's fixed inode number of the initial PID namespace.
+  if (link == "pid:[4026531836]") return std::nullopt;
+  return std::string(link);
 }
 
 }  // namespace telemetryd::nvml

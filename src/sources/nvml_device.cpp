@@ -1,6 +1,7 @@
 #include "sources/nvml_device.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -124,6 +125,15 @@ std::unordered_map<unsigned, nvmlProcessUtilizationSample_t> read_process_utiliz
     DeviceReader& reader, DeviceState& state) {
   std::unordered_map<unsigned, nvmlProcessUtilizationSample_t> latest;
   const auto fn = reader.functions().device_get_process_utilization;
+  // The timestamps are CPU wall-clock time: after the clock stepped back, one remembered from
+  // before the step is in the future, and asking for samples after it would find none for as
+  // long as the step was. Everything the driver still holds is asked for instead.
+  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  if (now_us < 0 || state.process_utilization_seen_us > static_cast<unsigned long long>(now_us)) {
+    state.process_utilization_seen_us = 0;
+  }
   const unsigned long long since = state.process_utilization_seen_us;
   unsigned count = 0;
   nvmlReturn_t rc =
@@ -156,6 +166,7 @@ void attribute_processes(DeviceReader& reader, DeviceState& state,
       process.utilization_sm_percent = percent(it->second.smUtil);
       process.utilization_memory_percent = percent(it->second.memUtil);
     }
+    if (!state.read_cgroups) continue;
     CgroupIdentity identity = read_cgroup(state.proc_root(), process.pid);
     process.container_id = std::move(identity.container_id);
     process.pod_uid = std::move(identity.pod_uid);
@@ -205,13 +216,63 @@ std::optional<double> field_number(const nvmlFieldValue_t& field) {
   }
 }
 
-void read_memory_temperature(DeviceReader& reader, events::GpuSample& s) {
-  nvmlFieldValue_t field{};
-  field.fieldId = NVML_FI_DEV_MEMORY_TEMP;
+// A cumulative counter as the driver typed it; nullopt for a type a counter cannot have.
+std::optional<unsigned long long> field_counter(const nvmlFieldValue_t& field) {
+  switch (field.valueType) {
+    case NVML_VALUE_TYPE_UNSIGNED_INT:
+      return field.value.uiVal;
+    case NVML_VALUE_TYPE_UNSIGNED_LONG:
+      return field.value.ulVal;
+    case NVML_VALUE_TYPE_UNSIGNED_LONG_LONG:
+      return field.value.ullVal;
+    case NVML_VALUE_TYPE_SIGNED_LONG_LONG:
+      if (field.value.sllVal < 0) return std::nullopt;
+      return static_cast<unsigned long long>(field.value.sllVal);
+    default:
+      return std::nullopt;
+  }
+}
+
+// Bytes per second since the counter's last reading, which `field` then replaces. None on the
+// first reading, and none when the counter went down: nvml.h says it can wrap, and a driver
+// reload resets it; either way the difference is not the traffic.
+std::optional<std::int64_t> counter_rate(DeviceState::PcieCount& last,
+                                         const nvmlFieldValue_t& field,
+                                         std::chrono::steady_clock::time_point at) {
+  std::optional<unsigned long long> bytes;
+  if (field.nvmlReturn == NVML_SUCCESS) bytes = field_counter(field);
+  if (!bytes) {
+    last.valid = false;
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> rate;
+  if (last.valid && *bytes >= last.bytes && at > last.at) {
+    const double seconds = std::chrono::duration<double>(at - last.at).count();
+    const double per_second = static_cast<double>(*bytes - last.bytes) / seconds;
+    if (per_second < 9.0e18) rate = std::llround(per_second);
+  }
+  last = {.bytes = *bytes, .at = at, .valid = true};
+  return rate;
+}
+
+// One nvmlDeviceGetFieldValues call: the memory temperature, and the PCIe byte counters when
+// GPM does not give the PCIe throughput.
+void read_field_values(DeviceReader& reader, DeviceState& state, events::GpuSample& s) {
+  const bool counters = state.gpm != DeviceState::Gpm::kSupported || state.gpm_pcie_unsupported;
+  nvmlFieldValue_t fields[3] = {};
+  fields[0].fieldId = NVML_FI_DEV_MEMORY_TEMP;
+  fields[1].fieldId = NVML_FI_DEV_PCIE_COUNT_TX_BYTES;
+  fields[2].fieldId = NVML_FI_DEV_PCIE_COUNT_RX_BYTES;
   // The call succeeds as a whole and reports per field: NOT_SUPPORTED shows up in nvmlReturn.
-  if (!reader.ok(reader.functions().device_get_field_values, 1, &field)) return;
-  if (field.nvmlReturn != NVML_SUCCESS) return;
-  s.temperature_memory_celsius = field_number(field);
+  if (!reader.ok(reader.functions().device_get_field_values, counters ? 3 : 1, fields)) {
+    state.pcie_tx.valid = state.pcie_rx.valid = false;
+    return;
+  }
+  if (fields[0].nvmlReturn == NVML_SUCCESS) s.temperature_memory_celsius = field_number(fields[0]);
+  if (!counters) return;
+  const auto at = state.now();
+  s.pcie.tx_bytes_per_second = counter_rate(state.pcie_tx, fields[1], at);
+  s.pcie.rx_bytes_per_second = counter_rate(state.pcie_rx, fields[2], at);
 }
 
 void read_clock_event_reasons(DeviceReader& reader, events::GpuSample& s) {
@@ -228,14 +289,10 @@ void read_clock_event_reasons(DeviceReader& reader, events::GpuSample& s) {
   s.clock_event_reasons = clock_event_reason_names(mask);
 }
 
-void read_pcie(DeviceReader& reader, events::GpuPcie& pcie) {
+// The link; the throughput comes from GPM or the byte counters (DeviceState::PcieCount).
+void read_pcie_link(DeviceReader& reader, events::GpuPcie& pcie) {
   const NvmlFunctions& f = reader.functions();
   unsigned value = 0;
-  // NVML reports KB/s; nvidia-smi prints the same number as "KB/s" (1 KB = 1024 bytes).
-  if (reader.ok(f.device_get_pcie_throughput, NVML_PCIE_UTIL_TX_BYTES, &value))
-    pcie.tx_bytes_per_second = static_cast<std::int64_t>(value) * 1024;
-  if (reader.ok(f.device_get_pcie_throughput, NVML_PCIE_UTIL_RX_BYTES, &value))
-    pcie.rx_bytes_per_second = static_cast<std::int64_t>(value) * 1024;
   if (reader.ok(f.device_get_curr_pcie_link_generation, &value)) pcie.link_gen = value;
   if (reader.ok(f.device_get_curr_pcie_link_width, &value)) pcie.link_width = value;
   if (reader.ok(f.device_get_max_pcie_link_generation, &value)) pcie.link_gen_max = value;
@@ -266,31 +323,64 @@ constexpr std::pair<unsigned, ActivityField> kGpmMetrics[] = {
     {NVML_GPM_METRIC_FP64_UTIL, &events::GpuActivity::fp64_active_percent},
 };
 
-events::GpuActivity gpm_activity(DeviceState& state, nvmlGpmSample_t first,
-                                 nvmlGpmSample_t second) {
+struct GpmReading {
   events::GpuActivity activity;
+  std::optional<std::int64_t> pcie_tx_bytes_per_second;
+  std::optional<std::int64_t> pcie_rx_bytes_per_second;
+  bool pcie_unsupported = false;
+};
+
+// GPM's PCIe metrics are MiB/s (nvml.h: "PCIe traffic from this GPU in MiB/sec").
+std::optional<std::int64_t> mib_to_bytes_per_second(double mib_per_second) {
+  if (!std::isfinite(mib_per_second) || mib_per_second < 0 || mib_per_second > 1e12)
+    return std::nullopt;
+  return std::llround(mib_per_second * 1048576.0);
+}
+
+constexpr unsigned kGpmPcieMetrics[] = {NVML_GPM_METRIC_PCIE_TX_PER_SEC,
+                                        NVML_GPM_METRIC_PCIE_RX_PER_SEC};
+
+GpmReading gpm_read(DeviceState& state, nvmlGpmSample_t first, nvmlGpmSample_t second,
+                    bool with_pcie) {
+  GpmReading reading;
   nvmlGpmMetricsGet_t& get = *state.gpm_metrics;
   get.version = NVML_GPM_METRICS_GET_VERSION;
-  get.numMetrics = static_cast<unsigned>(std::size(kGpmMetrics));
+  unsigned count = 0;
+  for (const auto& metric : kGpmMetrics) {
+    get.metrics[count] = nvmlGpmMetric_t{};
+    get.metrics[count++].metricId = metric.first;
+  }
+  if (with_pcie) {
+    for (const unsigned id : kGpmPcieMetrics) {
+      get.metrics[count] = nvmlGpmMetric_t{};
+      get.metrics[count++].metricId = id;
+    }
+  }
+  get.numMetrics = count;
   get.sample1 = first;
   get.sample2 = second;
-  for (std::size_t i = 0; i < std::size(kGpmMetrics); ++i) {
-    get.metrics[i] = nvmlGpmMetric_t{};
-    get.metrics[i].metricId = kGpmMetrics[i].first;
-  }
-  if (state.functions().gpm_metrics_get(&get) != NVML_SUCCESS) return activity;
+  if (state.functions().gpm_metrics_get(&get) != NVML_SUCCESS) return reading;
   for (std::size_t i = 0; i < std::size(kGpmMetrics); ++i) {
     // Each metric has its own status: one the GPU cannot count is only omitted.
     if (get.metrics[i].metricId != kGpmMetrics[i].first) continue;
     if (get.metrics[i].nvmlReturn != NVML_SUCCESS) continue;
-    activity.*(kGpmMetrics[i].second) = percent(get.metrics[i].value);
+    reading.activity.*(kGpmMetrics[i].second) = percent(get.metrics[i].value);
   }
-  return activity;
+  if (!with_pcie) return reading;
+  for (std::size_t i = 0; i < std::size(kGpmPcieMetrics); ++i) {
+    const nvmlGpmMetric_t& metric = get.metrics[std::size(kGpmMetrics) + i];
+    if (metric.metricId != kGpmPcieMetrics[i]) continue;
+    if (metric.nvmlReturn == NVML_ERROR_NOT_SUPPORTED) reading.pcie_unsupported = true;
+    if (metric.nvmlReturn != NVML_SUCCESS) continue;
+    (i == 0 ? reading.pcie_tx_bytes_per_second : reading.pcie_rx_bytes_per_second) =
+        mib_to_bytes_per_second(metric.value);
+  }
+  return reading;
 }
 
-// Takes this tick's sample with `take` and computes activity against the previous tick's.
+// Takes this tick's sample with `take` and reads GPM against the previous tick's.
 template <typename Take>
-std::optional<events::GpuActivity> advance(DeviceState& state, GpmPair& pair, Take take) {
+std::optional<GpmReading> advance(DeviceState& state, GpmPair& pair, bool with_pcie, Take take) {
   const NvmlFunctions& f = state.functions();
   if (pair.previous == nullptr && f.gpm_sample_alloc(&pair.previous) != NVML_SUCCESS) {
     pair.previous = nullptr;
@@ -304,11 +394,16 @@ std::optional<events::GpuActivity> advance(DeviceState& state, GpmPair& pair, Ta
     pair.have_previous = false;  // a gap: the next difference would span it
     return std::nullopt;
   }
-  std::optional<events::GpuActivity> activity;
-  if (pair.have_previous) activity = gpm_activity(state, pair.previous, pair.current);
+  const auto taken_at = state.now();
+  // Too soon after the previous sample for NVML's counters: this one is dropped and the
+  // previous kept, so the next tick's difference spans both intervals.
+  if (pair.have_previous && taken_at - pair.previous_at <= kGpmMinInterval) return std::nullopt;
+  std::optional<GpmReading> reading;
+  if (pair.have_previous) reading = gpm_read(state, pair.previous, pair.current, with_pcie);
   std::swap(pair.previous, pair.current);
+  pair.previous_at = taken_at;
   pair.have_previous = true;
-  return activity;
+  return reading;
 }
 
 // GPU instance ids of the MIG devices, each once (compute instances of one GPU instance share it).
@@ -348,11 +443,12 @@ void read_mig_gpm(DeviceReader& reader, DeviceState& state, events::GpuSample& s
   }
   std::vector<events::GpuMigActivity> out;
   for (const unsigned id : ids) {
-    auto activity = advance(state, state.mig_gpm[id], [&](nvmlGpmSample_t sample) {
+    // PCIe is the whole GPU's: not asked per instance.
+    auto reading = advance(state, state.mig_gpm[id], false, [&](nvmlGpmSample_t sample) {
       return reader.call(f.gpm_mig_sample_get, id, sample);
     });
-    if (activity && !activity->empty())
-      out.push_back({.gpu_instance_id = id, .activity = *activity});
+    if (reading && !reading->activity.empty())
+      out.push_back({.gpu_instance_id = id, .activity = reading->activity});
   }
   if (!out.empty()) s.mig = std::move(out);
 }
@@ -375,10 +471,14 @@ void read_gpm(DeviceReader& reader, DeviceState& state, events::GpuSample& s) {
     if (supported) state.gpm_metrics = std::make_unique<nvmlGpmMetricsGet_t>();
   }
   if (state.gpm != DeviceState::Gpm::kSupported) return;
-  if (auto activity = advance(state, state.device_gpm, [&](nvmlGpmSample_t sample) {
-        return reader.call(f.gpm_sample_get, sample);
-      })) {
-    s.activity = *activity;
+  if (auto reading =
+          advance(state, state.device_gpm, !state.gpm_pcie_unsupported,
+                  [&](nvmlGpmSample_t sample) { return reader.call(f.gpm_sample_get, sample); })) {
+    s.activity = reading->activity;
+    s.pcie.tx_bytes_per_second = reading->pcie_tx_bytes_per_second;
+    s.pcie.rx_bytes_per_second = reading->pcie_rx_bytes_per_second;
+    // From the next tick on, the byte counters stand in.
+    if (reading->pcie_unsupported) state.gpm_pcie_unsupported = true;
   }
   read_mig_gpm(reader, state, s);
 }
@@ -404,7 +504,6 @@ void read_metrics(DeviceReader& reader, DeviceState& state, events::GpuSample& s
   if (reader.ok(f.device_get_temperature, NVML_TEMPERATURE_GPU, &celsius)) {
     s.temperature_gpu_celsius = celsius;
   }
-  read_memory_temperature(reader, s);
   unsigned mhz = 0;
   if (reader.ok(f.device_get_clock_info, NVML_CLOCK_SM, &mhz)) s.clock_sm_mhz = mhz;
   if (reader.ok(f.device_get_clock_info, NVML_CLOCK_MEM, &mhz)) s.clock_mem_mhz = mhz;
@@ -414,12 +513,14 @@ void read_metrics(DeviceReader& reader, DeviceState& state, events::GpuSample& s
     s.pstate = pstate;
   }
   read_clock_event_reasons(reader, s);
-  read_pcie(reader, s.pcie);
+  read_pcie_link(reader, s.pcie);
   s.ecc = read_ecc(reader);
   read_remapped_rows(reader, s.remapped_rows);
   s.processes = read_processes(reader);
   if (s.processes) attribute_processes(reader, state, *s.processes);
   read_gpm(reader, state, s);
+  // After GPM, which decides whether the PCIe byte counters are needed.
+  read_field_values(reader, state, s);
   s.xid = state.xid;
 }
 

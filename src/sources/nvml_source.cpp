@@ -10,6 +10,7 @@
 #include "events/cloudevent.hpp"
 #include "events/gpu_metrics.hpp"
 #include "sources/nvml_api.hpp"
+#include "sources/nvml_cgroup.hpp"
 #include "sources/nvml_device.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/source.hpp"
@@ -33,6 +34,14 @@ class NvmlSource final : public Source {
                                                           : config.str("nvml.source_uri")),
         interval_(config.integer("nvml.sample_interval_ms")),
         proc_root_(config.str("nvml.proc_root")) {
+    if (const auto ns = foreign_pid_namespace(proc_root_)) {
+      log::warn("nvml",
+                "nvml.proc_root is not the host's PID namespace: GPU processes are reported "
+                "without container and pod (mount the host's /proc and set nvml.proc_root, or "
+                "run with the host's PID namespace)",
+                {{"proc_root", proc_root_}, {"pid_namespace", *ns}});
+      read_cgroups_ = false;
+    }
     // One event set for every GPU, created here so that a failure is reported once; without it
     // the samples simply carry no `xid`.
     const NvmlFunctions& f = api_.functions();
@@ -94,6 +103,8 @@ class NvmlSource final : public Source {
   struct GpuState {
     nvmlDevice_t device = nullptr;
     std::unique_ptr<DeviceState> state;
+    /// nvmlDeviceRegisterEvents: retried on each tick until it succeeds or says NOT_SUPPORTED.
+    enum class Xid { kPending, kRegistered, kUnsupported } xid = Xid::kPending;
   };
 
   std::optional<events::GpuSample> read(unsigned index, std::string& problem) {
@@ -108,8 +119,10 @@ class NvmlSource final : public Source {
     if (!gpu.state || gpu.device != device) {
       gpu.device = device;
       gpu.state = std::make_unique<DeviceState>(f, proc_root_);
-      register_xid(gpu);
+      gpu.state->read_cgroups = read_cgroups_;
+      gpu.xid = GpuState::Xid::kPending;
     }
+    if (gpu.xid == GpuState::Xid::kPending) register_xid(gpu);
     auto sample = sample_device(f, device, index, *gpu.state, problem);
     if (sample) {
       sample->host = host_;
@@ -130,24 +143,45 @@ class NvmlSource final : public Source {
     return event;
   }
 
+  // NOT_SUPPORTED (GPUs without XID events, consumer cards on old drivers) is final: no `xid`
+  // there. Any other failure (GPU_IS_LOST while the GPU is off the bus) is retried next tick;
+  // UNKNOWN leaves the set undefined, and it is given up.
   void register_xid(GpuState& gpu) {
     if (events_ == nullptr) return;
     const NvmlFunctions& f = api_.functions();
-    // NOT_SUPPORTED on GPUs without XID events (consumer cards on old drivers): no `xid` there.
-    if (f.device_register_events(gpu.device, nvmlEventTypeXidCriticalError, events_) ==
-        NVML_SUCCESS) {
+    const nvmlReturn_t rc =
+        f.device_register_events(gpu.device, nvmlEventTypeXidCriticalError, events_);
+    if (rc == NVML_SUCCESS) {
+      gpu.xid = GpuState::Xid::kRegistered;
       gpu.state->xid = events::GpuXid{};
+    } else if (rc == NVML_ERROR_NOT_SUPPORTED) {
+      gpu.xid = GpuState::Xid::kUnsupported;
+    } else if (rc == NVML_ERROR_UNKNOWN) {
+      drop_event_set("nvmlDeviceRegisterEvents", rc);
     }
   }
 
   // Drains the XIDs that arrived since the last tick without waiting (timeout 0); bounded, so
-  // an XID storm cannot hold up the tick.
+  // an XID storm cannot hold up the tick. TIMEOUT means none is left. Another failure
+  // (GPU_IS_LOST for one GPU) does not end the drain for the healthy ones, but a few in a row do,
+  // so a set that keeps failing is not spun on.
   void poll_xid_events() {
     if (events_ == nullptr) return;
     const NvmlFunctions& f = api_.functions();
+    int failures_in_a_row = 0;
     for (int i = 0; i < 1024; ++i) {
       nvmlEventData_t data{};
-      if (f.event_set_wait_v2(events_, &data, 0) != NVML_SUCCESS) return;
+      const nvmlReturn_t rc = f.event_set_wait_v2(events_, &data, 0);
+      if (rc == NVML_ERROR_TIMEOUT) return;
+      if (rc == NVML_ERROR_UNKNOWN) {
+        drop_event_set("nvmlEventSetWait", rc);
+        return;
+      }
+      if (rc != NVML_SUCCESS) {
+        if (++failures_in_a_row >= kWaitFailuresInARow) return;
+        continue;
+      }
+      failures_in_a_row = 0;
       if ((data.eventType & nvmlEventTypeXidCriticalError) == 0) continue;
       for (GpuState& gpu : states_) {
         if (gpu.device != data.device || !gpu.state || !gpu.state->xid) continue;
@@ -157,6 +191,23 @@ class NvmlSource final : public Source {
     }
   }
 
+  // nvml.h: after NVML_ERROR_UNKNOWN "event set is in undefined state and should be freed". It
+  // is, and not recreated: XIDs raised while it was broken would be missing from a new set, whose
+  // count would then undercount without saying so. Samples carry no `xid` from here on (its
+  // absence says XIDs are not being counted) until telemetryd restarts; the warning says why.
+  void drop_event_set(const char* call, nvmlReturn_t rc) {
+    const NvmlFunctions& f = api_.functions();
+    log::warn("nvml", std::string(call) + " failed, event set freed: XID errors no longer counted",
+              {{"error", error_text(f, rc)}});
+    f.event_set_free(events_);
+    events_ = nullptr;
+    for (GpuState& gpu : states_) {
+      if (gpu.state) gpu.state->xid.reset();
+    }
+  }
+
+  static constexpr int kWaitFailuresInARow = 3;
+
   // Declared first so it is destroyed last: everything below hands resources back to NVML.
   NvmlApi api_;
   std::string topic_;
@@ -164,6 +215,7 @@ class NvmlSource final : public Source {
   std::string source_uri_;
   std::chrono::milliseconds interval_;
   std::string proc_root_;
+  bool read_cgroups_ = true;
   events::UuidV7Generator ids_;
   nvmlEventSet_t events_ = nullptr;
   std::vector<GpuState> states_;

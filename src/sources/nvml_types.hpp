@@ -23,7 +23,6 @@ using nvmlGpmSample_t = nvmlGpmSample_st*;
 using nvmlReturn_t = int;
 using nvmlEnableState_t = int;
 using nvmlPstates_t = int;
-using nvmlPcieUtilCounter_t = int;
 using nvmlValueType_t = int;
 
 inline constexpr nvmlReturn_t NVML_SUCCESS = 0;
@@ -36,6 +35,9 @@ inline constexpr nvmlReturn_t NVML_ERROR_TIMEOUT = 10;
 inline constexpr nvmlReturn_t NVML_ERROR_FUNCTION_NOT_FOUND = 13;
 inline constexpr nvmlReturn_t NVML_ERROR_GPU_IS_LOST = 15;
 inline constexpr nvmlReturn_t NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25;
+/// From nvmlDeviceRegisterEvents or nvmlEventSetWait_v2: the event set is in an undefined state
+/// and should be freed.
+inline constexpr nvmlReturn_t NVML_ERROR_UNKNOWN = 999;
 
 inline constexpr nvmlEnableState_t NVML_FEATURE_ENABLED = 1;
 inline constexpr int NVML_TEMPERATURE_GPU = 0;                // nvmlTemperatureSensors_t
@@ -45,9 +47,6 @@ inline constexpr int NVML_MEMORY_ERROR_TYPE_CORRECTED = 0;    // nvmlMemoryError
 inline constexpr int NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1;  // nvmlMemoryErrorType_t
 inline constexpr int NVML_VOLATILE_ECC = 0;                   // nvmlEccCounterType_t
 inline constexpr int NVML_AGGREGATE_ECC = 1;                  // nvmlEccCounterType_t
-
-inline constexpr nvmlPcieUtilCounter_t NVML_PCIE_UTIL_TX_BYTES = 0;  // KB/s ("1KB granularity")
-inline constexpr nvmlPcieUtilCounter_t NVML_PCIE_UTIL_RX_BYTES = 1;
 
 inline constexpr nvmlPstates_t NVML_PSTATE_0 = 0;  // maximum performance
 inline constexpr nvmlPstates_t NVML_PSTATE_15 = 15;
@@ -67,6 +66,10 @@ inline constexpr nvmlValueType_t NVML_VALUE_TYPE_UNSIGNED_SHORT = 6;
 
 /// Field id for nvmlDeviceGetFieldValues: memory (HBM) temperature, degrees Celsius.
 inline constexpr unsigned NVML_FI_DEV_MEMORY_TEMP = 82;
+/// Field ids for nvmlDeviceGetFieldValues: PCIe bytes transmitted and received, cumulative
+/// ("Value can be wrapped").
+inline constexpr unsigned NVML_FI_DEV_PCIE_COUNT_TX_BYTES = 197;
+inline constexpr unsigned NVML_FI_DEV_PCIE_COUNT_RX_BYTES = 198;
 
 /// nvmlEventType bit masks (a `#define ... LL` in nvml.h).
 inline constexpr unsigned long long nvmlEventTypeXidCriticalError = 0x0000000000000008ULL;
@@ -87,7 +90,7 @@ inline constexpr unsigned long long nvmlClocksThrottleReasonHwPowerBrakeSlowdown
 inline constexpr unsigned long long nvmlClocksEventReasonDisplayClockSetting =
     0x0000000000000100ULL;
 
-// nvmlGpmMetricId_t: the activity metrics telemetryd asks for (percent, 0.0 - 100.0).
+// nvmlGpmMetricId_t: the activity metrics telemetryd asks for (percent, 0.0 - 100.0), and PCIe.
 inline constexpr unsigned NVML_GPM_METRIC_GRAPHICS_UTIL = 1;
 inline constexpr unsigned NVML_GPM_METRIC_SM_UTIL = 2;
 inline constexpr unsigned NVML_GPM_METRIC_SM_OCCUPANCY = 3;
@@ -101,6 +104,9 @@ inline constexpr unsigned NVML_GPM_METRIC_DRAM_BW_UTIL = 10;
 inline constexpr unsigned NVML_GPM_METRIC_FP64_UTIL = 11;
 inline constexpr unsigned NVML_GPM_METRIC_FP32_UTIL = 12;
 inline constexpr unsigned NVML_GPM_METRIC_FP16_UTIL = 13;
+// PCIe traffic from and to the GPU, MiB/s.
+inline constexpr unsigned NVML_GPM_METRIC_PCIE_TX_PER_SEC = 20;
+inline constexpr unsigned NVML_GPM_METRIC_PCIE_RX_PER_SEC = 21;
 /// The size of nvmlGpmMetricsGet_t.metrics in the NVML 13 header (98 in 11.8, later 210).
 /// NVML reads and writes only the first numMetrics entries, so any size at least as large as
 /// the count asked for is compatible with every driver; this one matches the current header.

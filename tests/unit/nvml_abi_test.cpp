@@ -1,7 +1,7 @@
-// The daemon's NVML declarations (src/sources/nvml_types.hpp) against the fake library's own
-// (tests/unit/fake_nvml/fake_nvml_abi.hpp), both transcribed from nvml.h: a field moved, resized
-// or retyped in either one fails here, by name, instead of passing every test against a fake that
-// shares the mistake.
+// The daemon's NVML declarations (src/sources/nvml_types.hpp, the NvmlFunctions table of
+// nvml_api.hpp) against the fake library's own (tests/unit/fake_nvml/fake_nvml_abi.hpp), both
+// transcribed from nvml.h: a field or parameter moved, resized or retyped in either one fails
+// here, by name, instead of passing every test against a fake that shares the mistake.
 
 #include <catch2/catch.hpp>
 #include <cstddef>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fake_nvml/fake_nvml_abi.hpp"
+#include "sources/nvml_api.hpp"
 #include "sources/nvml_types.hpp"
 
 namespace ours = telemetryd::nvml;
@@ -53,6 +54,66 @@ void check(const std::vector<Layout>& fields) {
     CHECK(f.same_kind);
   }
 }
+
+// One parameter (or the return value) of an entry point as the ABI sees it: its size and kind,
+// and for a pointer the size and kind of what it points to (0 for an opaque handle's struct).
+struct Param {
+  std::size_t size;
+  char kind;  // p: pointer, f: floating, i: signed, u: unsigned, c: class, U: union, v: void
+  std::size_t pointee_size;
+  char pointee_kind;
+  bool operator==(const Param&) const = default;
+};
+
+template <typename T>
+constexpr char kind_of() {
+  using t = std::remove_cv_t<T>;
+  if constexpr (std::is_pointer_v<t>) return 'p';
+  if constexpr (std::is_floating_point_v<t>) return 'f';
+  if constexpr (std::is_integral_v<t>) return std::is_signed_v<t> ? 'i' : 'u';
+  if constexpr (std::is_union_v<t>) return 'U';
+  if constexpr (std::is_class_v<t>) return 'c';
+  if constexpr (std::is_void_v<t>) return 'v';
+  return '?';
+}
+
+template <typename T>
+constexpr std::size_t size_of() {
+  if constexpr (std::is_void_v<T>) {
+    return 0;
+  } else if constexpr (requires { sizeof(T); }) {
+    return sizeof(T);
+  } else {
+    return 0;  // nvmlDevice_st and the other opaque handles
+  }
+}
+
+template <typename T>
+constexpr Param describe() {
+  Param p{size_of<T>(), kind_of<T>(), 0, 0};
+  if constexpr (std::is_pointer_v<T>) {
+    using Pointee = std::remove_pointer_t<T>;
+    p.pointee_size = size_of<Pointee>();
+    p.pointee_kind = kind_of<Pointee>();
+  }
+  return p;
+}
+
+template <typename R, typename... Args>
+std::vector<Param> signature(R (*)(Args...)) {
+  return {describe<R>(), describe<Args>()...};
+}
+
+struct Signature {
+  const char* symbol;
+  std::vector<Param> ours, theirs;
+};
+
+#define SIGNATURE(member, symbol)                                   \
+  Signature {                                                       \
+#symbol, signature(decltype(ours::NvmlFunctions::member){}),    \
+        signature(static_cast <decltype(&theirs::symbol)>(nullptr)) \
+  }
 
 }  // namespace
 
@@ -150,6 +211,7 @@ TEST_CASE("nvml_types.hpp agrees with the fake's nvml.h on every constant", "[nv
       {"NVML_ERROR_GPU_IS_LOST", {ours::NVML_ERROR_GPU_IS_LOST, theirs::NVML_ERROR_GPU_IS_LOST}},
       {"NVML_ERROR_ARGUMENT_VERSION_MISMATCH",
        {ours::NVML_ERROR_ARGUMENT_VERSION_MISMATCH, theirs::NVML_ERROR_ARGUMENT_VERSION_MISMATCH}},
+      {"NVML_ERROR_UNKNOWN", {ours::NVML_ERROR_UNKNOWN, theirs::NVML_ERROR_UNKNOWN}},
       {"NVML_FEATURE_ENABLED", {ours::NVML_FEATURE_ENABLED, theirs::NVML_FEATURE_ENABLED}},
       {"NVML_TEMPERATURE_GPU", {ours::NVML_TEMPERATURE_GPU, theirs::NVML_TEMPERATURE_GPU}},
       {"NVML_CLOCK_SM", {ours::NVML_CLOCK_SM, theirs::NVML_CLOCK_SM}},
@@ -160,8 +222,6 @@ TEST_CASE("nvml_types.hpp agrees with the fake's nvml.h on every constant", "[nv
        {ours::NVML_MEMORY_ERROR_TYPE_UNCORRECTED, theirs::NVML_MEMORY_ERROR_TYPE_UNCORRECTED}},
       {"NVML_VOLATILE_ECC", {ours::NVML_VOLATILE_ECC, theirs::NVML_VOLATILE_ECC}},
       {"NVML_AGGREGATE_ECC", {ours::NVML_AGGREGATE_ECC, theirs::NVML_AGGREGATE_ECC}},
-      {"NVML_PCIE_UTIL_TX_BYTES", {ours::NVML_PCIE_UTIL_TX_BYTES, theirs::NVML_PCIE_UTIL_TX_BYTES}},
-      {"NVML_PCIE_UTIL_RX_BYTES", {ours::NVML_PCIE_UTIL_RX_BYTES, theirs::NVML_PCIE_UTIL_RX_BYTES}},
       {"NVML_PSTATE_0", {ours::NVML_PSTATE_0, theirs::NVML_PSTATE_0}},
       {"NVML_PSTATE_15", {ours::NVML_PSTATE_15, theirs::NVML_PSTATE_15}},
       {"NVML_PSTATE_UNKNOWN", {ours::NVML_PSTATE_UNKNOWN, theirs::NVML_PSTATE_UNKNOWN}},
@@ -181,6 +241,10 @@ TEST_CASE("nvml_types.hpp agrees with the fake's nvml.h on every constant", "[nv
       {"NVML_VALUE_TYPE_UNSIGNED_SHORT",
        {ours::NVML_VALUE_TYPE_UNSIGNED_SHORT, theirs::NVML_VALUE_TYPE_UNSIGNED_SHORT}},
       {"NVML_FI_DEV_MEMORY_TEMP", {ours::NVML_FI_DEV_MEMORY_TEMP, FAKE_NVML_FI_DEV_MEMORY_TEMP}},
+      {"NVML_FI_DEV_PCIE_COUNT_TX_BYTES",
+       {ours::NVML_FI_DEV_PCIE_COUNT_TX_BYTES, FAKE_NVML_FI_DEV_PCIE_COUNT_TX_BYTES}},
+      {"NVML_FI_DEV_PCIE_COUNT_RX_BYTES",
+       {ours::NVML_FI_DEV_PCIE_COUNT_RX_BYTES, FAKE_NVML_FI_DEV_PCIE_COUNT_RX_BYTES}},
       {"nvmlEventTypeXidCriticalError",
        {static_cast<long long>(ours::nvmlEventTypeXidCriticalError),
         FAKE_nvmlEventTypeXidCriticalError}},
@@ -236,6 +300,10 @@ TEST_CASE("nvml_types.hpp agrees with the fake's nvml.h on every constant", "[nv
        {ours::NVML_GPM_METRIC_FP32_UTIL, theirs::NVML_GPM_METRIC_FP32_UTIL}},
       {"NVML_GPM_METRIC_FP16_UTIL",
        {ours::NVML_GPM_METRIC_FP16_UTIL, theirs::NVML_GPM_METRIC_FP16_UTIL}},
+      {"NVML_GPM_METRIC_PCIE_TX_PER_SEC",
+       {ours::NVML_GPM_METRIC_PCIE_TX_PER_SEC, theirs::NVML_GPM_METRIC_PCIE_TX_PER_SEC}},
+      {"NVML_GPM_METRIC_PCIE_RX_PER_SEC",
+       {ours::NVML_GPM_METRIC_PCIE_RX_PER_SEC, theirs::NVML_GPM_METRIC_PCIE_RX_PER_SEC}},
       {"NVML_GPM_METRIC_MAX", {ours::NVML_GPM_METRIC_MAX, theirs::NVML_GPM_METRIC_MAX}},
       {"NVML_GPM_METRICS_GET_VERSION",
        {ours::NVML_GPM_METRICS_GET_VERSION, FAKE_NVML_GPM_METRICS_GET_VERSION}},
@@ -254,4 +322,65 @@ TEST_CASE("nvml_types.hpp agrees with the fake's nvml.h on every constant", "[nv
         static_cast<unsigned long long>(FAKE_NVML_VALUE_NOT_AVAILABLE));
   // What the H200's driver wrote back into nvmlMemory_v2_t.version (nvml-support.txt).
   CHECK(ours::nvmlMemory_v2 == 33554472u);
+}
+
+TEST_CASE("NvmlFunctions declares every entry point as the fake's nvml.h does", "[nvml][abi]") {
+  const std::vector<Signature> entry_points = {
+      SIGNATURE(init, nvmlInit_v2),
+      SIGNATURE(shutdown, nvmlShutdown),
+      SIGNATURE(device_get_count, nvmlDeviceGetCount_v2),
+      SIGNATURE(device_get_handle_by_index, nvmlDeviceGetHandleByIndex_v2),
+      SIGNATURE(device_get_uuid, nvmlDeviceGetUUID),
+      SIGNATURE(device_get_name, nvmlDeviceGetName),
+      SIGNATURE(error_string, nvmlErrorString),
+      SIGNATURE(device_get_utilization_rates, nvmlDeviceGetUtilizationRates),
+      SIGNATURE(device_get_memory_info, nvmlDeviceGetMemoryInfo),
+      SIGNATURE(device_get_power_usage, nvmlDeviceGetPowerUsage),
+      SIGNATURE(device_get_enforced_power_limit, nvmlDeviceGetEnforcedPowerLimit),
+      SIGNATURE(device_get_total_energy_consumption, nvmlDeviceGetTotalEnergyConsumption),
+      SIGNATURE(device_get_temperature, nvmlDeviceGetTemperature),
+      SIGNATURE(device_get_clock_info, nvmlDeviceGetClockInfo),
+      SIGNATURE(device_get_ecc_mode, nvmlDeviceGetEccMode),
+      SIGNATURE(device_get_total_ecc_errors, nvmlDeviceGetTotalEccErrors),
+      SIGNATURE(device_get_compute_running_processes, nvmlDeviceGetComputeRunningProcesses),
+      SIGNATURE(device_get_memory_info_v2, nvmlDeviceGetMemoryInfo_v2),
+      SIGNATURE(device_get_performance_state, nvmlDeviceGetPerformanceState),
+      SIGNATURE(device_get_current_clocks_event_reasons, nvmlDeviceGetCurrentClocksEventReasons),
+      SIGNATURE(device_get_current_clocks_throttle_reasons,
+                nvmlDeviceGetCurrentClocksThrottleReasons),
+      SIGNATURE(device_get_curr_pcie_link_generation, nvmlDeviceGetCurrPcieLinkGeneration),
+      SIGNATURE(device_get_curr_pcie_link_width, nvmlDeviceGetCurrPcieLinkWidth),
+      SIGNATURE(device_get_max_pcie_link_generation, nvmlDeviceGetMaxPcieLinkGeneration),
+      SIGNATURE(device_get_max_pcie_link_width, nvmlDeviceGetMaxPcieLinkWidth),
+      SIGNATURE(device_get_field_values, nvmlDeviceGetFieldValues),
+      SIGNATURE(device_get_remapped_rows, nvmlDeviceGetRemappedRows),
+      SIGNATURE(device_get_process_utilization, nvmlDeviceGetProcessUtilization),
+      SIGNATURE(event_set_create, nvmlEventSetCreate),
+      SIGNATURE(device_register_events, nvmlDeviceRegisterEvents),
+      SIGNATURE(event_set_wait_v2, nvmlEventSetWait_v2),
+      SIGNATURE(event_set_free, nvmlEventSetFree),
+      SIGNATURE(gpm_query_device_support, nvmlGpmQueryDeviceSupport),
+      SIGNATURE(gpm_sample_alloc, nvmlGpmSampleAlloc),
+      SIGNATURE(gpm_sample_free, nvmlGpmSampleFree),
+      SIGNATURE(gpm_sample_get, nvmlGpmSampleGet),
+      SIGNATURE(gpm_mig_sample_get, nvmlGpmMigSampleGet),
+      SIGNATURE(gpm_metrics_get, nvmlGpmMetricsGet),
+      SIGNATURE(device_get_mig_mode, nvmlDeviceGetMigMode),
+      SIGNATURE(device_get_max_mig_device_count, nvmlDeviceGetMaxMigDeviceCount),
+      SIGNATURE(device_get_mig_device_handle_by_index, nvmlDeviceGetMigDeviceHandleByIndex),
+      SIGNATURE(device_get_gpu_instance_id, nvmlDeviceGetGpuInstanceId),
+  };
+  // A member added to NvmlFunctions without a line here fails this.
+  CHECK(sizeof(ours::NvmlFunctions) == entry_points.size() * sizeof(void (*)()));
+  for (const Signature& s : entry_points) {
+    INFO(s.symbol);
+    REQUIRE(s.ours.size() == s.theirs.size());
+    for (std::size_t i = 0; i < s.ours.size(); ++i) {
+      INFO((i == 0 ? std::string("return value") : "parameter " + std::to_string(i)));
+      CHECK(s.ours[i].size == s.theirs[i].size);
+      CHECK(s.ours[i].kind == s.theirs[i].kind);
+      CHECK(s.ours[i].pointee_size == s.theirs[i].pointee_size);
+      CHECK(s.ours[i].pointee_kind == s.theirs[i].pointee_kind);
+    }
+  }
 }

@@ -11,8 +11,10 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "processor/event_decoder.hpp"
+#include "sources/nvml_api.hpp"
 #include "sources/nvml_device.hpp"
 #include "support/child_process.hpp"
 #include "telemetryd/config.hpp"
@@ -103,6 +105,11 @@ class FakeLibrary {
     REQUIRE(fn != nullptr);
     fn(gpu, xid);
   }
+  void inject_wait_error(int rc) const {
+    const auto fn = reinterpret_cast<void (*)(int)>(dlsym(handle_, "fake_nvml_inject_wait_error"));
+    REQUIRE(fn != nullptr);
+    fn(rc);
+  }
 
  private:
   void* handle_;
@@ -122,6 +129,12 @@ class FakeProc {
            "scope\n";
   }
   ~FakeProc() { std::filesystem::remove_all(root_); }
+  // <root>/1/ns/pid, as the kernel names a PID namespace.
+  void set_pid_namespace(const std::string& name) const {
+    std::filesystem::create_directories(root_ / "1" / "ns");
+    std::filesystem::remove(root_ / "1" / "ns" / "pid");
+    std::filesystem::create_symlink(name, root_ / "1" / "ns" / "pid");
+  }
   FakeProc(const FakeProc&) = delete;
   FakeProc& operator=(const FakeProc&) = delete;
   std::string root() const { return root_.string(); }
@@ -141,6 +154,12 @@ std::vector<std::string> sample_data(Source& source) {
     out.push_back(simdjson::minify(parser.parse(e.payload)["data"]));
   }
   return out;
+}
+
+// GPM compares two samples only when more than 100 ms apart (nvml.h), so ticks that expect
+// activity are this far apart.
+void wait_past_gpm_interval() {
+  std::this_thread::sleep_for(nvml::kGpmMinInterval + std::chrono::milliseconds(10));
 }
 
 // memory.used (MiB) of an nvidia-smi --query-gpu line of tests/fixtures/nvml/h200 (column 4).
@@ -221,8 +240,9 @@ TEST_CASE("nvml source reads every metric through the loaded library", "[nvml]")
   CHECK(std::string_view(reasons.at(0)) == "gpu_idle");
 
   const simdjson::dom::element pcie = data["pcie"];
-  CHECK(std::int64_t(pcie["tx_bytes_per_second"]) == 1209 * 1024);
-  CHECK(std::int64_t(pcie["rx_bytes_per_second"]) == 550 * 1024);
+  // Throughput, like activity, is the difference of two GPM samples: not on the first tick.
+  CHECK_FALSE(has(pcie, "tx_bytes_per_second"));
+  CHECK_FALSE(has(pcie, "rx_bytes_per_second"));
   CHECK(std::int64_t(pcie["link_gen"]) == 5);
   CHECK(std::int64_t(pcie["link_width"]) == 16);
   CHECK(std::int64_t(pcie["link_gen_max"]) == 5);
@@ -436,6 +456,59 @@ TEST_CASE("sample_device drops a process list written in a wider layout", "[nvml
   CHECK_FALSE(sample->processes.has_value());
 }
 
+TEST_CASE("sample_device survives the wall clock stepping back", "[nvml]") {
+  static unsigned long long asked_since = 1;
+  nvml::NvmlFunctions f;
+  f.device_get_uuid = [](nvml::nvmlDevice_t, char* out, unsigned) -> nvml::nvmlReturn_t {
+    std::strcpy(out, "GPU-clock");
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_name = f.device_get_uuid;
+  f.device_get_compute_running_processes = [](nvml::nvmlDevice_t, unsigned* count,
+                                              nvml::nvmlProcessInfo_v1_t* infos) {
+    if (infos == nullptr || *count < 1) {
+      *count = 1;
+      return nvml::NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    *count = 1;
+    infos[0] = {7, 1024};
+    return nvml::NVML_SUCCESS;
+  };
+  // Like the driver: only samples newer than last_seen, stamped with the (stepped) wall clock.
+  f.device_get_process_utilization = [](nvml::nvmlDevice_t,
+                                        nvml::nvmlProcessUtilizationSample_t* samples,
+                                        unsigned* count, unsigned long long last_seen) {
+    asked_since = last_seen;
+    const auto now =
+        static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+    if (now <= last_seen) return nvml::NVML_ERROR_NOT_FOUND;
+    if (samples == nullptr || *count < 1) {
+      *count = 1;
+      return nvml::NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    *count = 1;
+    samples[0] = {7, now, 50, 5, 0, 0};
+    return nvml::NVML_SUCCESS;
+  };
+  nvml::DeviceState state(f, "/nonexistent");
+  // Seen an hour from now: what a sample taken before the clock went back an hour says.
+  state.process_utilization_seen_us =
+      static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()) +
+      3600ULL * 1000000ULL;
+  std::string error;
+  const auto sample = nvml::sample_device(f, nullptr, 0, state, error);
+  REQUIRE(sample);
+  CHECK(asked_since == 0);
+  REQUIRE(sample->processes);
+  REQUIRE(sample->processes->size() == 1);
+  CHECK(sample->processes->at(0).utilization_sm_percent == 50.0);
+  CHECK(state.process_utilization_seen_us > 0);
+}
+
 TEST_CASE("nvml source reports memory used as nvidia-smi does", "[nvml][h200]") {
   // nvidia-smi rounds bytes to the nearest MiB: 925696000 B = 882.8125 MiB prints as 883.
   const auto mib = [](std::int64_t bytes) { return std::llround(bytes / 1048576.0); };
@@ -499,6 +572,7 @@ TEST_CASE("nvml source reads GPM activity over consecutive ticks", "[nvml][gpm]"
     CHECK_FALSE(has(parser.parse(sample_data(*source).at(0)), "activity"));
     CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);  // GPU 0 only: GPU 1 has no GPM
 
+    wait_past_gpm_interval();
     const auto data = sample_data(*source);
     const simdjson::dom::element activity = parser.parse(data.at(0))["activity"];
     CHECK(double(activity["sm_active_percent"]) == 97.25);
@@ -509,9 +583,39 @@ TEST_CASE("nvml source reads GPM activity over consecutive ticks", "[nvml][gpm]"
     CHECK(double(activity["fp32_active_percent"]) == 2.25);
     CHECK_FALSE(has(activity, "fp64_active_percent"));  // NOT_SUPPORTED for this one metric
     CHECK_FALSE(has(parser.parse(data.at(1)), "activity"));
-    CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);  // reused, not reallocated
+    // PCIe from the same two samples: MiB/s times 1048576.
+    const simdjson::dom::element pcie = parser.parse(data.at(0))["pcie"];
+    CHECK(std::int64_t(pcie["tx_bytes_per_second"]) == 1310720);  // 1.25 MiB/s
+    CHECK(std::int64_t(pcie["rx_bytes_per_second"]) == 524288);   // 0.5 MiB/s
+    CHECK(fake.count("fake_nvml_live_gpm_samples") == 2);         // reused, not reallocated
   }
   CHECK(fake.count("fake_nvml_live_gpm_samples") == 0);
+}
+
+TEST_CASE("GPM samples 100 ms apart or less are not compared", "[nvml][gpm]") {
+  static std::chrono::steady_clock::time_point now{};
+  const nvml::NvmlApi api(fake_library());
+  const nvml::NvmlFunctions& f = api.functions();
+  nvml::nvmlDevice_t device = nullptr;
+  REQUIRE(f.device_get_handle_by_index(0, &device) == nvml::NVML_SUCCESS);
+  {
+    nvml::DeviceState state(f, "/nonexistent");
+    state.now = [] { return now; };
+    std::string error;
+    const auto tick = [&](std::chrono::milliseconds after) {
+      now += after;
+      auto sample = nvml::sample_device(f, device, 0, state, error);
+      REQUIRE(sample);
+      return sample->activity;
+    };
+    CHECK(tick(std::chrono::milliseconds(0)).empty());    // the first sample
+    CHECK(tick(std::chrono::milliseconds(100)).empty());  // exactly 100 ms: dropped
+    // Compared with the first sample, kept: 101 ms.
+    CHECK(tick(std::chrono::milliseconds(1)).sm_active_percent == 97.25);
+    CHECK(tick(std::chrono::milliseconds(50)).empty());
+    CHECK(tick(std::chrono::milliseconds(51)).sm_active_percent == 97.25);  // 101 ms since
+    CHECK(tick(std::chrono::milliseconds(60)).empty());
+  }
 }
 
 TEST_CASE("nvml source reads GPM activity per MIG GPU instance", "[nvml][gpm]") {
@@ -523,6 +627,7 @@ TEST_CASE("nvml source reads GPM activity per MIG GPU instance", "[nvml][gpm]") 
     CHECK_FALSE(has(parser.parse(sample_data(*source).at(0)), "mig"));
     // The whole GPU and GPU instances 1 and 2 (two compute instances share 2): three pairs.
     CHECK(fake.count("fake_nvml_live_gpm_samples") == 6);
+    wait_past_gpm_interval();
     const simdjson::dom::element data = parser.parse(sample_data(*source).at(0));
     CHECK(double(data["activity"]["sm_active_percent"]) == 97.25);
     const simdjson::dom::array instances = data["mig"];
@@ -573,6 +678,72 @@ TEST_CASE("nvml source counts XID errors through the event API", "[nvml][xid]") 
   CHECK(std::int64_t(data["memory_used_bytes"]) == 925696000);
 }
 
+TEST_CASE("nvml source keeps counting XIDs past a failed wait", "[nvml][xid]") {
+  const FakeLibrary fake;
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  sample_data(*source);
+  // One GPU off the bus fails a wait; the XID queued behind it is still counted.
+  fake.inject_wait_error(nvml::NVML_ERROR_GPU_IS_LOST);
+  fake.inject_xid(0, 79);
+  simdjson::dom::element xid = parser.parse(sample_data(*source).at(0))["xid"];
+  CHECK(std::int64_t(xid["count"]) == 1);
+  CHECK(std::int64_t(xid["last"]) == 79);
+
+  // A run of failures ends the drain for this tick; what is behind it is read on the next one.
+  for (int i = 0; i < 5; ++i) fake.inject_wait_error(nvml::NVML_ERROR_GPU_IS_LOST);
+  fake.inject_xid(0, 48);
+  xid = parser.parse(sample_data(*source).at(0))["xid"];
+  CHECK(std::int64_t(xid["count"]) == 1);
+  xid = parser.parse(sample_data(*source).at(0))["xid"];
+  CHECK(std::int64_t(xid["count"]) == 2);
+  CHECK(std::int64_t(xid["last"]) == 48);
+}
+
+TEST_CASE("nvml source frees an event set NVML reports UNKNOWN for", "[nvml][xid]") {
+  const FakeLibrary fake;
+  {
+    const auto source = make_source({"nvml.library=" + fake_library()});
+    simdjson::dom::parser parser;
+    CHECK(std::int64_t(parser.parse(sample_data(*source).at(0))["xid"]["count"]) == 0);
+    CHECK(fake.count("fake_nvml_live_event_sets") == 1);
+    fake.inject_wait_error(nvml::NVML_ERROR_UNKNOWN);
+    fake.inject_xid(0, 79);
+    // The set is freed and XIDs are no longer counted: the field goes, the rest stays.
+    auto data = sample_data(*source);
+    CHECK(fake.count("fake_nvml_live_event_sets") == 0);
+    CHECK_FALSE(has(parser.parse(data.at(0)), "xid"));
+    CHECK(std::int64_t(parser.parse(data.at(0))["memory_used_bytes"]) == 925696000);
+    data = sample_data(*source);
+    CHECK_FALSE(has(parser.parse(data.at(0)), "xid"));
+  }
+  CHECK(fake.count("fake_nvml_live_event_sets") == 0);
+}
+
+TEST_CASE("nvml source retries an XID registration that failed for a lost GPU", "[nvml][xid]") {
+  const FakeLibrary fake;
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  const int calls = fake.count("fake_nvml_register_calls");
+  std::vector<Event> events;
+  std::string error;
+  {
+    const ScopedEnv lost("TELEMETRYD_FAKE_NVML_LOST", "1");
+    CHECK(source->sample(events, error));  // GPU 0 lost: neither read nor registered
+  }
+  CHECK(fake.count("fake_nvml_register_calls") == calls + 2);
+  simdjson::dom::parser parser;
+  fake.inject_xid(0, 13);  // raised before the registration: not this set's
+  auto data = sample_data(*source);
+  CHECK(std::int64_t(parser.parse(data.at(0))["xid"]["count"]) == 0);
+  // GPU 0 registered again, GPU 1 (NOT_SUPPORTED) not asked again.
+  CHECK(fake.count("fake_nvml_register_calls") == calls + 3);
+  fake.inject_xid(0, 94);
+  data = sample_data(*source);
+  CHECK(std::int64_t(parser.parse(data.at(0))["xid"]["count"]) == 1);
+  CHECK_FALSE(has(parser.parse(data.at(1)), "xid"));
+  CHECK(fake.count("fake_nvml_register_calls") == calls + 3);
+}
+
 TEST_CASE("nvml source falls back to the deprecated throttle-reasons call", "[nvml]") {
   const ScopedEnv old("TELEMETRYD_FAKE_NVML_NO_EVENT_REASONS", "1");
   const auto source = make_source({"nvml.library=" + fake_library()});
@@ -599,6 +770,28 @@ TEST_CASE("nvml source attributes GPU processes to their container and pod", "[n
   CHECK_FALSE(has(processes.at(1), "container_id"));
 }
 
+TEST_CASE("nvml source attributes no process in another PID namespace", "[nvml][cgroup]") {
+  const FakeProc proc;
+  simdjson::dom::parser parser;
+  proc.set_pid_namespace("pid:[4026531836]");  // the host's initial namespace
+  {
+    const auto source =
+        make_source({"nvml.library=" + fake_library(), "nvml.proc_root=" + proc.root()});
+    const simdjson::dom::array processes = parser.parse(sample_data(*source).at(0))["processes"];
+    CHECK(std::string_view(processes.at(0)["pod_uid"]) == "0d4fb6b4-7a0e-4b3c-9f6e-2a51c7d3e8f1");
+  }
+  // A container's /proc: PID 484 there is not NVML's 484, so it is not read.
+  proc.set_pid_namespace("pid:[4026532413]");
+  const auto source =
+      make_source({"nvml.library=" + fake_library(), "nvml.proc_root=" + proc.root()});
+  const simdjson::dom::array processes = parser.parse(sample_data(*source).at(0))["processes"];
+  REQUIRE(processes.size() == 2);
+  CHECK(std::int64_t(processes.at(0)["pid"]) == 484);
+  CHECK(std::int64_t(processes.at(0)["used_memory_bytes"]) == 916455424);
+  CHECK_FALSE(has(processes.at(0), "pod_uid"));
+  CHECK_FALSE(has(processes.at(0), "container_id"));
+}
+
 TEST_CASE("nvml source events pass the decoder and the gpu.metrics.v1 schema", "[nvml][schema]") {
   // Every field at once: MIG on, an XID, a pod, and the second tick (GPM activity).
   const FakeLibrary fake;
@@ -610,6 +803,7 @@ TEST_CASE("nvml source events pass the decoder and the gpu.metrics.v1 schema", "
   std::string error;
   REQUIRE(source->sample(events, error));
   fake.inject_xid(0, 94);
+  wait_past_gpm_interval();
   REQUIRE(source->sample(events, error));
   REQUIRE(events.size() == 4);
   for (const char* field : {"\"activity\"", "\"mig\"", "\"xid\":{\"count\":1,\"last\":94}",
@@ -652,14 +846,16 @@ TEST_CASE("sample_device maps each remapped-row and field-value argument", "[nvm
     *failure = 0;
     return nvml::NVML_SUCCESS;
   };
-  // A driver that reports the memory temperature as a double.
+  // A driver that reports the memory temperature as a double, and has no PCIe byte counters.
   f.device_get_field_values = [](nvml::nvmlDevice_t, int count,
                                  nvml::nvmlFieldValue_t* values) -> nvml::nvmlReturn_t {
-    if (count != 1 || values[0].fieldId != nvml::NVML_FI_DEV_MEMORY_TEMP)
-      return nvml::NVML_ERROR_INVALID_ARGUMENT;
-    values[0].valueType = nvml::NVML_VALUE_TYPE_DOUBLE;
-    values[0].nvmlReturn = nvml::NVML_SUCCESS;
-    values[0].value.dVal = 41.5;
+    for (int i = 0; i < count; ++i) {
+      values[i].nvmlReturn = nvml::NVML_ERROR_NOT_SUPPORTED;
+      if (values[i].fieldId != nvml::NVML_FI_DEV_MEMORY_TEMP) continue;
+      values[i].valueType = nvml::NVML_VALUE_TYPE_DOUBLE;
+      values[i].nvmlReturn = nvml::NVML_SUCCESS;
+      values[i].value.dVal = 41.5;
+    }
     return nvml::NVML_SUCCESS;
   };
   f.device_get_performance_state = [](nvml::nvmlDevice_t,
@@ -675,9 +871,112 @@ TEST_CASE("sample_device maps each remapped-row and field-value argument", "[nvm
   CHECK(sample->remapped_rows.pending == true);
   CHECK(sample->remapped_rows.failure == false);
   CHECK(sample->temperature_memory_celsius == 41.5);
+  CHECK(sample->pcie.empty());
   CHECK_FALSE(sample->pstate);
   CHECK_FALSE(sample->xid);
   CHECK(sample->activity.empty());
+}
+
+TEST_CASE("sample_device takes PCIe throughput from the byte counters without GPM", "[nvml]") {
+  // The counters each field-value call reports, and the clock the source reads them by.
+  static unsigned long long tx = 0;
+  static unsigned long long rx = 0;
+  static std::vector<unsigned> asked;
+  static std::chrono::steady_clock::time_point now{};
+  nvml::NvmlFunctions f;
+  f.device_get_uuid = [](nvml::nvmlDevice_t, char* out, unsigned) -> nvml::nvmlReturn_t {
+    std::strcpy(out, "GPU-counters");
+    return nvml::NVML_SUCCESS;
+  };
+  f.device_get_name = f.device_get_uuid;
+  f.device_get_field_values = [](nvml::nvmlDevice_t, int count,
+                                 nvml::nvmlFieldValue_t* values) -> nvml::nvmlReturn_t {
+    asked.clear();
+    for (int i = 0; i < count; ++i) {
+      nvml::nvmlFieldValue_t& v = values[i];
+      asked.push_back(v.fieldId);
+      v.nvmlReturn = nvml::NVML_SUCCESS;
+      if (v.fieldId == nvml::NVML_FI_DEV_PCIE_COUNT_TX_BYTES) {
+        v.valueType = nvml::NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+        v.value.ullVal = tx;
+      } else if (v.fieldId == nvml::NVML_FI_DEV_PCIE_COUNT_RX_BYTES) {
+        v.valueType = nvml::NVML_VALUE_TYPE_UNSIGNED_INT;  // a driver with a 32-bit counter
+        v.value.uiVal = static_cast<unsigned>(rx);
+      } else {
+        v.nvmlReturn = nvml::NVML_ERROR_NOT_SUPPORTED;
+      }
+    }
+    return nvml::NVML_SUCCESS;
+  };
+  nvml::DeviceState state(f, "/nonexistent");
+  state.now = [] { return now; };
+  std::string error;
+  const auto tick = [&](std::chrono::milliseconds after, unsigned long long tx_now,
+                        unsigned long long rx_now) {
+    now += after;
+    tx = tx_now;
+    rx = rx_now;
+    auto sample = nvml::sample_device(f, nullptr, 0, state, error);
+    REQUIRE(sample);
+    return sample->pcie;
+  };
+  auto pcie = tick(std::chrono::milliseconds(0), 5000000, 1000);
+  CHECK(asked == std::vector<unsigned>{nvml::NVML_FI_DEV_MEMORY_TEMP,
+                                       nvml::NVML_FI_DEV_PCIE_COUNT_TX_BYTES,
+                                       nvml::NVML_FI_DEV_PCIE_COUNT_RX_BYTES});
+  CHECK_FALSE(pcie.tx_bytes_per_second);  // one reading: no rate yet
+  CHECK_FALSE(pcie.rx_bytes_per_second);
+
+  pcie = tick(std::chrono::milliseconds(500), 6000000, 1500);
+  CHECK(pcie.tx_bytes_per_second == 2000000);  // 1 MB in half a second
+  CHECK(pcie.rx_bytes_per_second == 1000);
+
+  // The 32-bit counter wrapped (or the driver reloaded): that tick has no rate, the next has.
+  pcie = tick(std::chrono::milliseconds(1000), 9000000, 200);
+  CHECK(pcie.tx_bytes_per_second == 3000000);
+  CHECK_FALSE(pcie.rx_bytes_per_second);
+  pcie = tick(std::chrono::milliseconds(2000), 9000000, 4200);
+  CHECK(pcie.tx_bytes_per_second == 0);
+  CHECK(pcie.rx_bytes_per_second == 2000);
+}
+
+TEST_CASE("nvml source rates the PCIe byte counters of a GPU without GPM", "[nvml]") {
+  // GPU 1 of the fake: counters that grow 3 MiB (tx) and 1 MiB (rx) with every read.
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  const auto first_start = std::chrono::steady_clock::now();
+  const auto first = sample_data(*source);
+  const auto first_end = std::chrono::steady_clock::now();
+  CHECK_FALSE(has(parser.parse(first.at(1))["pcie"], "tx_bytes_per_second"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto second_start = std::chrono::steady_clock::now();
+  const auto second = sample_data(*source);
+  const auto second_end = std::chrono::steady_clock::now();
+  // The source timed its two reads somewhere within these bounds.
+  const double longest = std::chrono::duration<double>(second_end - first_start).count();
+  const double shortest = std::chrono::duration<double>(second_start - first_end).count();
+  const simdjson::dom::element pcie = parser.parse(second.at(1))["pcie"];
+  const double tx = std::int64_t(pcie["tx_bytes_per_second"]);
+  const double rx = std::int64_t(pcie["rx_bytes_per_second"]);
+  CHECK(tx >= 3 * 1048576 / longest - 1);
+  CHECK(tx <= 3 * 1048576 / shortest + 1);
+  CHECK(rx >= 1048576 / longest - 1);
+  CHECK(rx <= 1048576 / shortest + 1);
+}
+
+TEST_CASE("nvml source falls back to the byte counters when GPM has no PCIe", "[nvml][gpm]") {
+  const ScopedEnv no_pcie("TELEMETRYD_FAKE_NVML_NO_GPM_PCIE", "1");
+  const auto source = make_source({"nvml.library=" + fake_library()});
+  simdjson::dom::parser parser;
+  sample_data(*source);
+  wait_past_gpm_interval();
+  const simdjson::dom::element second = parser.parse(sample_data(*source).at(0));
+  CHECK(double(second["activity"]["sm_active_percent"]) == 97.25);
+  CHECK_FALSE(has(second["pcie"], "tx_bytes_per_second"));  // GPM said NOT_SUPPORTED
+  sample_data(*source);                                     // the counters' first reading
+  const simdjson::dom::element pcie = parser.parse(sample_data(*source).at(0))["pcie"];
+  CHECK(std::int64_t(pcie["tx_bytes_per_second"]) > 0);
+  CHECK(std::int64_t(pcie["rx_bytes_per_second"]) > 0);
 }
 
 TEST_CASE("clock-event reasons are named as nvidia-smi names them", "[nvml]") {

@@ -10,15 +10,17 @@
 // (smi_load.csv); free = total - reserved - used = 149184184320 in both versions. Idle
 // (TELEMETRYD_FAKE_NVML_IDLE) v1 used is 644939776 and v2 used 0, nvidia-smi's 0 MiB
 // (smi_idle.csv). The rest is the idle snapshot of nvml-support.txt and nvidia-smi-q.xml (pstate
-// P0, clock-event reasons 0x1 gpu_idle, memory 40 C, PCIe gen 5 x16, TX 1209 KB/s, RX 550 KB/s,
-// no remapped rows, GPM supported). The GPM activity values are made up (the readings hold only
-// idle ones, all about 0), and FP64 answers NOT_SUPPORTED per metric so the per-metric status is
-// exercised. Process 484 with 916455424 bytes is the matmul's; 4343 without a memory figure is
-// the fake's own, for NVML_VALUE_NOT_AVAILABLE.
+// P0, clock-event reasons 0x1 gpu_idle, memory 40 C, PCIe gen 5 x16, no remapped rows, GPM
+// supported). The GPM activity values are made up (the readings hold only idle ones, all about
+// 0), so are its PCIe rates (1.25 MiB/s out, 0.5 MiB/s in: the idle snapshot's 1209 and 550
+// KB/s, rounded), and FP64 answers NOT_SUPPORTED per metric so the per-metric status is
+// exercised. Both GPUs count PCIe bytes (field values 197 and 198), each call 3 MiB more sent
+// and 1 MiB more received than the last. Process 484 with 916455424 bytes is the matmul's; 4343
+// without a memory figure is the fake's own, for NVML_VALUE_NOT_AVAILABLE.
 //
 // GPU 1 is a consumer card: no power readings, energy counter, ECC, processes, memory v2, GPM,
-// clock-event reasons, PCIe throughput, memory temperature, remapped rows or XID events; it has
-// a pstate (P8) and its PCIe link (gen 4 x16).
+// clock-event reasons, memory temperature, remapped rows or XID events; it has a pstate (P8),
+// its PCIe link (gen 4 x16) and PCIe byte counters.
 //
 // Tests steer it through environment variables, read on every call:
 //   TELEMETRYD_FAKE_NVML_INIT_FAIL      set: nvmlInit_v2 reports the driver not loaded
@@ -29,8 +31,12 @@
 //   TELEMETRYD_FAKE_NVML_NO_EVENT_REASONS  set: only the deprecated ...ThrottleReasons answers
 //   TELEMETRYD_FAKE_NVML_NO_EVENTS      set: nvmlEventSetCreate fails
 //   TELEMETRYD_FAKE_NVML_MIG            set: GPU 0 is in MIG mode with GPU instances 1 and 2
+//   TELEMETRYD_FAKE_NVML_NO_GPM_PCIE    set: the GPM PCIe metrics answer NOT_SUPPORTED
 // and through functions tests find with dlsym: fake_nvml_inject_xid(gpu, xid) queues an XID
-// event, fake_nvml_live_* count what was allocated and not yet freed.
+// event, fake_nvml_inject_wait_error(rc) queues a failed nvmlEventSetWait_v2 (GPU_IS_LOST, or
+// UNKNOWN after which the set is undefined: every later wait on it fails the same way),
+// fake_nvml_live_* count what was allocated and not yet freed, fake_nvml_register_calls counts
+// nvmlDeviceRegisterEvents calls. nvmlDeviceRegisterEvents honours TELEMETRYD_FAKE_NVML_LOST.
 
 #include <sys/time.h>
 
@@ -49,6 +55,7 @@ struct fake_nvml::nvmlDevice_st {
 
 struct fake_nvml::nvmlEventSet_st {
   unsigned long long registered[2];  // event types per GPU
+  bool broken;                       // a wait reported NVML_ERROR_UNKNOWN
 };
 
 struct fake_nvml::nvmlGpmSample_st {
@@ -66,7 +73,16 @@ int live_inits = 0;
 int live_event_sets = 0;
 int live_gpm_samples = 0;
 unsigned long long samples_taken = 0;
-std::deque<nvmlEventData_t> pending_events;
+int register_calls = 0;
+// PCIe byte counters per GPU, advanced by every read.
+unsigned long long pcie_tx_bytes[2] = {1ULL << 40, 1ULL << 36};
+unsigned long long pcie_rx_bytes[2] = {1ULL << 39, 1ULL << 35};
+// An event, or (rc != NVML_SUCCESS) the failure one nvmlEventSetWait_v2 reports instead.
+struct Pending {
+  nvmlEventData_t event;
+  nvmlReturn_t rc;
+};
+std::deque<Pending> pending_events;
 
 const char* const kUuids[2] = {"GPU-f3a91e20-b3d1-e186-8a03-82a07e7a586a",
                                "GPU-3f0e1b2c-4d5e-0190-f6c2-7a1b7c3e9a51"};
@@ -134,6 +150,12 @@ bool gpm_value(unsigned metric, unsigned gpu_instance, double& value) {
     case NVML_GPM_METRIC_FP16_UTIL:
       value = 0.5;
       break;
+    case NVML_GPM_METRIC_PCIE_TX_PER_SEC:
+      value = 1.25;
+      return gpu_instance == 0 && !set("TELEMETRYD_FAKE_NVML_NO_GPM_PCIE");  // whole-GPU only
+    case NVML_GPM_METRIC_PCIE_RX_PER_SEC:
+      value = 0.5;
+      return gpu_instance == 0 && !set("TELEMETRYD_FAKE_NVML_NO_GPM_PCIE");
     default:
       return false;  // FP64 among them
   }
@@ -162,7 +184,13 @@ void fake_nvml_inject_xid(unsigned gpu, unsigned long long xid) {
   event.eventData = xid;
   event.gpuInstanceId = 0xFFFFFFFFu;
   event.computeInstanceId = 0xFFFFFFFFu;
-  pending_events.push_back(event);
+  pending_events.push_back({event, NVML_SUCCESS});
+}
+void fake_nvml_inject_wait_error(nvmlReturn_t rc) {
+  pending_events.push_back({nvmlEventData_t{}, rc});
+}
+int fake_nvml_register_calls() {
+  return register_calls;
 }
 
 nvmlReturn_t nvmlInit_v2() {
@@ -361,19 +389,6 @@ nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
   return NVML_SUCCESS;
 }
 
-nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter,
-                                         unsigned int* value) {
-  if (!full(device)) return NVML_ERROR_NOT_SUPPORTED;
-  if (counter == NVML_PCIE_UTIL_TX_BYTES) {
-    *value = 1209;
-  } else if (counter == NVML_PCIE_UTIL_RX_BYTES) {
-    *value = 550;
-  } else {
-    return NVML_ERROR_INVALID_ARGUMENT;
-  }
-  return NVML_SUCCESS;
-}
-
 nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, unsigned int* gen) {
   *gen = full(device) ? 5 : 4;
   return NVML_SUCCESS;
@@ -401,6 +416,14 @@ nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count, nvmlFieldV
       v.valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
       v.nvmlReturn = NVML_SUCCESS;
       v.value.uiVal = 40;
+    } else if (v.fieldId == FAKE_NVML_FI_DEV_PCIE_COUNT_TX_BYTES && valid(device)) {
+      v.valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+      v.nvmlReturn = NVML_SUCCESS;
+      v.value.ullVal = pcie_tx_bytes[device->index] += 3 * 1048576ULL;
+    } else if (v.fieldId == FAKE_NVML_FI_DEV_PCIE_COUNT_RX_BYTES && valid(device)) {
+      v.valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+      v.nvmlReturn = NVML_SUCCESS;
+      v.value.ullVal = pcie_rx_bytes[device->index] += 1048576ULL;
     } else {
       v.nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
     }
@@ -423,14 +446,16 @@ nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int* corrRo
 
 nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set_out) {
   if (set("TELEMETRYD_FAKE_NVML_NO_EVENTS")) return NVML_ERROR_NOT_SUPPORTED;
-  *set_out = new nvmlEventSet_st{{0, 0}};
+  *set_out = new nvmlEventSet_st{{0, 0}, false};
   ++live_event_sets;
   return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long types,
                                       nvmlEventSet_t event_set) {
+  ++register_calls;
   if (!valid(device) || event_set == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (lost(device)) return NVML_ERROR_GPU_IS_LOST;
   if (!full(device)) return NVML_ERROR_NOT_SUPPORTED;
   event_set->registered[device->index] |= types;
   return NVML_SUCCESS;
@@ -438,9 +463,12 @@ nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long ty
 
 nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t event_set, nvmlEventData_t* data, unsigned int) {
   if (event_set == nullptr || data == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (event_set->broken) return NVML_ERROR_UNKNOWN;
   while (!pending_events.empty()) {
-    const nvmlEventData_t event = pending_events.front();
+    const auto [event, rc] = pending_events.front();
     pending_events.pop_front();
+    if (rc == NVML_ERROR_UNKNOWN) event_set->broken = true;
+    if (rc != NVML_SUCCESS) return rc;
     if ((event_set->registered[event.device->index] & event.eventType) == 0) continue;
     *data = event;
     return NVML_SUCCESS;
