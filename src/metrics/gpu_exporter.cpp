@@ -118,9 +118,9 @@ Naming telemetryd_naming() {
   g[kMemClock] = {"telemetryd_gpu_memory_clock_hertz", "Current memory clock.", false, 1e6};
   g[kPstate] = {"telemetryd_gpu_pstate", "Performance state: 0 is the highest, 15 the lowest."};
   g[kPcieTx] = {"telemetryd_gpu_pcie_tx_bytes_per_second",
-                "PCIe bytes sent per second (NVML samples over 20 ms)."};
+                "PCIe bytes sent per second over the sampling interval."};
   g[kPcieRx] = {"telemetryd_gpu_pcie_rx_bytes_per_second",
-                "PCIe bytes received per second (NVML samples over 20 ms)."};
+                "PCIe bytes received per second over the sampling interval."};
   g[kLinkGen] = {"telemetryd_gpu_pcie_link_generation", "Current PCIe link generation."};
   g[kLinkWidth] = {"telemetryd_gpu_pcie_link_width", "Current PCIe link width in lanes."};
   g[kLinkGenMax] = {"telemetryd_gpu_pcie_link_generation_max",
