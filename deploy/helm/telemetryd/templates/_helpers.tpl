@@ -91,6 +91,8 @@ The pod spec every component shares: init container check-config, the daemon wit
 /tmp on a read-only root.
   include "telemetryd.podSpec" (dict "root" . "component" "processor" "role" "processor"
     "values" .Values.processor "extraEnv" dict)
+Optional "fieldEnv": env name -> pod field path (valueFrom.fieldRef), set in check-config and the
+daemon alike, so a role file's ${NAME} resolves the same in both.
 */}}
 {{- define "telemetryd.podSpec" -}}
 {{- $ := .root -}}
@@ -111,6 +113,13 @@ initContainers:
     image: {{ include "telemetryd.image" $ }}
     imagePullPolicy: {{ $.Values.image.pullPolicy }}
     args: [check-config, {{ $roleFile | quote }}]
+    {{- with .fieldEnv }}
+    env:
+      {{- range $name, $path := . }}
+      - name: {{ $name }}
+        valueFrom: {fieldRef: {fieldPath: {{ $path }}}}
+      {{- end }}
+    {{- end }}
     securityContext:
       {{- toYaml $.Values.securityContext | nindent 6 }}
     resources:
@@ -125,9 +134,13 @@ containers:
     image: {{ include "telemetryd.image" $ }}
     imagePullPolicy: {{ $.Values.image.pullPolicy }}
     args: [run, --role, {{ .role | quote }}, --config, {{ $roleFile | quote }}]
-    {{- with .extraEnv }}
+    {{- if or .extraEnv .fieldEnv }}
     env:
-      {{- range $name, $value := . }}
+      {{- range $name, $path := .fieldEnv }}
+      - name: {{ $name }}
+        valueFrom: {fieldRef: {fieldPath: {{ $path }}}}
+      {{- end }}
+      {{- range $name, $value := .extraEnv }}
       - name: {{ $name }}
         value: {{ $value | quote }}
       {{- end }}
