@@ -35,9 +35,16 @@ ninja -C build -j "$jobs" || { echo "build failed"; exit 1; }
 # The deployment checks' tools (helm built from the Go module proxy: minutes when cold, then
 # cached) are fetched at the lowest priority while the services start and the suites run, which
 # mostly wait on I/O; scripts/deploy-checks.sh waits for them (a lock) or finds them cached.
-nice -n 19 bash -c '. scripts/lib/services-common.sh && . scripts/lib/deploy-tools.sh &&
+# In a session of its own (setsid: no fork here, so $! is its leader and its group's ID), so that
+# an interrupted test.sh stops it and its go builds (the EXIT traps below).
+setsid nice -n 19 bash -c '. scripts/lib/services-common.sh && . scripts/lib/deploy-tools.sh &&
   td_ensure_crds && td_ensure_deploy_venv && td_ensure_helm && td_ensure_kustomize' > build/deploy-tools.log 2>&1 &
 deploy_tools_pid=$!
+stop_deploy_tools() {
+  [ -z "$deploy_tools_pid" ] || kill -TERM -- -"$deploy_tools_pid" 2>/dev/null
+  deploy_tools_pid=""
+}
+trap stop_deploy_tools EXIT
 
 # Stale reports from an earlier run must never be counted.
 find build build-asan -name '*.junit.xml' -delete 2>/dev/null || true
@@ -45,7 +52,7 @@ rm -f build-fuzz/fuzz.junit.xml
 rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
 
 step "services: Kafka (KRaft), FerretDB, versitygw (S3) and InfluxDB 1.6.7 and 1.8.10 on 127.0.0.1"
-trap 'step "services: stopping"; scripts/services.sh down' EXIT
+trap 'stop_deploy_tools; step "services: stopping"; scripts/services.sh down' EXIT
 # InfluxDB 1.8 (built once from the Go module proxy, about two minutes) serves the v2 write API.
 if TELEMETRYD_WITH_INFLUXDB18="${TELEMETRYD_WITH_INFLUXDB18:-1}" scripts/services.sh up; then
   # shellcheck disable=SC1091
@@ -79,6 +86,7 @@ scripts/ops-observe-checks.sh || failed_steps+=("ops-observe")
 
 step "deploy: lean first run, container image, Helm chart and manifests, cloud-init first boot"
 wait "$deploy_tools_pid" || { echo "fetching the deploy tools failed:"; tail -n 20 build/deploy-tools.log; }
+deploy_tools_pid=""
 scripts/deploy-checks.sh || failed_steps+=("deploy")
 
 step "sanitizers: unit suite under ASan+UBSan"
