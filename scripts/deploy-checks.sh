@@ -409,12 +409,15 @@ cloud_init_boot() {  # cloud_init_boot FILE ROLE
   [ -n "$deb" ] || { echo "no .deb (its build failed)"; return 1; }
   local w
   w=$(mktemp -d /var/tmp/telemetryd-boot.XXXXXX)
-  mkdir -p "$w/upper" "$w/work" "$w/merged"
   # A throwaway root: the host's root as the lower layer of an overlay in a private mount
-  # namespace, so dpkg, useradd and the role files change only $w/upper, removed afterwards.
+  # namespace, so dpkg, useradd and the role files change only $w/upper, gone with the namespace.
+  # upper and work are on a tmpfs mounted there: an overlayfs upperdir cannot be on overlayfs,
+  # which /var/tmp is on some CI machines (containers).
   unshare -m --propagation private /bin/bash -c '
     set -e
     w=$1; shift
+    mount -t tmpfs tmpfs "$w"
+    mkdir -p "$w/upper" "$w/work" "$w/merged"
     mount -t overlay overlay -o "lowerdir=/,upperdir=$w/upper,workdir=$w/work" "$w/merged"
     mount -t proc proc "$w/merged/proc"
     mount --rbind /dev "$w/merged/dev"
