@@ -47,9 +47,16 @@ max_image_mib=40
 . scripts/lib/deploy-tools.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/deploy-checks.XXXXXX")
-image_pid=""
+image_pid=""  # unshare, parent of the image's daemon (PID 1 of its own PID namespace)
 cleanup() {
-  [ -n "$image_pid" ] && kill "$image_pid" 2>/dev/null && wait "$image_pid" 2>/dev/null
+  # SIGKILL to the daemon ends its whole PID namespace. unshare ignores SIGTERM while it waits,
+  # and --kill-child's death signal does not survive chroot --userspec's setuid, so the daemon
+  # is killed itself; --kill-child covers a child killed before that point.
+  if [ -n "$image_pid" ]; then
+    # shellcheck disable=SC2046 # one PID a word
+    kill -KILL $(pgrep -P "$image_pid") "$image_pid" 2>/dev/null
+    wait "$image_pid" 2>/dev/null
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -223,7 +230,7 @@ image_ready() {
   # A private mount and PID namespace: the image's /proc and /dev exist only there, and the
   # daemon is PID 1 of its namespace, as in a container.
   # (The image has no env(1): the environment is set on chroot, which passes it on.)
-  unshare -m -p -f --propagation private /bin/sh -c '
+  unshare -m -p -f --kill-child --propagation private /bin/sh -c '
     r=$1; shift
     mount -t proc proc "$r/proc" && mount --rbind /dev "$r/dev" || exit 1
     exec "$@"' "$user" "$r" env -i "${env[@]}" /usr/sbin/chroot --userspec="$user" "$r" "${argv[@]}" \
@@ -251,7 +258,16 @@ image_ready() {
     [ "$(ps -o uid= -p "$daemon" | tr -d ' ')" = "${user%%:*}" ] || { echo "FAIL: daemon not running as $user"; ok=1; }
     ls -ln "$r/data" | sed 's/^/data: /'
   fi
+  # SIGTERM, then SIGKILL (its whole namespace) if the daemon has not exited in 20 s.
   [ -n "$daemon" ] && kill -TERM "$daemon" 2>/dev/null
+  local stop_deadline=$((SECONDS + 20))
+  while kill -0 "$image_pid" 2>/dev/null && [ "$SECONDS" -lt "$stop_deadline" ]; do sleep 0.2; done
+  if kill -0 "$image_pid" 2>/dev/null; then
+    echo "FAIL: the daemon did not exit within 20 s of SIGTERM; SIGKILL"
+    ok=1
+    # shellcheck disable=SC2046 # one PID a word
+    kill -KILL $(pgrep -P "$image_pid") "$image_pid" 2>/dev/null
+  fi
   wait "$image_pid" 2>/dev/null
   image_pid=""
   echo "--- daemon log (tail)"
