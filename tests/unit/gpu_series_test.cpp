@@ -244,6 +244,52 @@ TEST_CASE("the metrics route checks from, to and step and answers 400 with the f
   CHECK(s.get(base + "?from=2026-12-04T10:00:00Z&to=2026-12-04T12:46:41Z&step=1s").status == 400);
 }
 
+TEST_CASE(
+    "the metrics route answers 400 for a uuid with control characters, bad UTF-8 or "
+    "over 128 bytes",
+    "[history]") {
+  RoutesServer s;
+  for (const std::string& uuid :
+       std::vector<std::string>{"GPU-1%00GPU-2", "GPU-%01", "GPU-%1F", "GPU-%7F", "GPU-%0A",
+                                "GPU-%C2%85",  // U+0085, a C1 control
+                                "GPU-%FF", "GPU-%C3%28", "GPU-%C0%AF", "GPU-%ED%A0%80",
+                                "GPU-%E2%82", std::string(129, 'a')}) {
+    INFO(uuid);
+    const auto res = s.get("/v1/gpus/" + uuid + "/metrics");
+    CHECK(res.status == 400);
+    CHECK(field_of(res.body) == "uuid");
+  }
+  CHECK_FALSE(s.store.asked);
+  CHECK(s.get("/v1/gpus/" + std::string(128, 'a') + "/metrics").status == 200);
+  CHECK(s.get("/v1/gpus/GPU-%C3%A9%E2%82%AC/metrics").status == 200);  // "é€"
+  REQUIRE(s.store.asked);
+  CHECK(s.store.asked->gpu_uuid == "GPU-\xc3\xa9\xe2\x82\xac");
+}
+
+TEST_CASE("the metrics route bounds the range at 31 days and rejects times before 1970",
+          "[history]") {
+  RoutesServer s;
+  const std::string base = "/v1/gpus/GPU-1/metrics";
+  CHECK(s.get(base + "?from=2026-11-03T10:00:00Z&to=2026-12-04T10:00:00Z").status == 200);
+  const auto long_range = s.get(base + "?from=2026-11-03T10:00:00Z&to=2026-12-04T10:00:01Z");
+  CHECK(long_range.status == 400);
+  CHECK(field_of(long_range.body) == "from");
+  CHECK(long_range.body.find("31 days") != std::string::npos);
+
+  for (const auto& [query, field] : std::vector<std::pair<std::string, std::string>>{
+           {"?from=1969-12-31T23:59:59Z&to=1970-01-01T00:10:00Z", "from"},
+           {"?from=0001-01-01T00:00:00Z&to=1970-01-01T00:10:00Z", "from"},
+           {"?to=1969-12-31T00:00:00Z", "to"},
+           {"?to=1970-01-01T00:30:00Z", "from"},  // the default from is before 1970
+       }) {
+    INFO(query);
+    const auto res = s.get(base + query);
+    CHECK(res.status == 400);
+    CHECK(field_of(res.body) == field);
+  }
+  CHECK(s.get(base + "?to=1970-01-01T01:00:00Z").status == 200);
+}
+
 TEST_CASE("the metrics route defaults to the last hour by 5 s and wraps the points", "[history]") {
   RoutesServer s;
   s.store.series = std::string("[{\"ts\":\"x\",\"samples\":1}]");
