@@ -2,8 +2,10 @@
 // SQLite store's GROUP BY against known samples, and the routes' parameters and answers over a
 // scripted store.
 
+#include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <catch2/catch.hpp>
@@ -152,6 +154,51 @@ TEST_CASE("SQLite answers the known samples' buckets and latest devices exactly"
   SeriesQuery unknown = test_support::history_query();
   unknown.gpu_uuid = "GPU-nope";
   CHECK(store.gpu_series_json(unknown).value() == "null");
+}
+
+namespace {
+
+// An authorizer installed on every connection opened while registered (sqlite3_auto_extension):
+// once armed, it refuses any statement prepared after the series query (the only one reading
+// gpu_metrics.doc), i.e. gpu_series_json's second statement, the "is the GPU known" probe.
+std::atomic<bool> refuse_after_series{false};
+std::atomic<bool> series_prepared{false};
+
+int refusing_authorizer(void*, int action, const char*, const char* column, const char*,
+                        const char*) {
+  if (!refuse_after_series) return SQLITE_OK;
+  if (action == SQLITE_SELECT && series_prepared) return SQLITE_DENY;
+  if (action == SQLITE_READ && column != nullptr && std::string_view(column) == "doc")
+    series_prepared = true;
+  return SQLITE_OK;
+}
+
+int install_authorizer(sqlite3* db, const char**, const sqlite3_api_routines*) {
+  sqlite3_set_authorizer(db, &refusing_authorizer, nullptr);
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+TEST_CASE("SQLite: a failing second statement of the series query is a retryable error",
+          "[history]") {
+  TempDir dir;
+  using Entry = void (*)();
+  const auto entry = reinterpret_cast<Entry>(&install_authorizer);
+  REQUIRE(sqlite3_auto_extension(entry) == SQLITE_OK);
+  sqlite::SqliteStore store((dir.path / "h.sqlite3").string());
+  sqlite3_cancel_auto_extension(entry);
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  SeriesQuery unknown = test_support::history_query();
+  unknown.gpu_uuid = "GPU-nope";  // no points, so the probe runs
+  refuse_after_series = true;
+  const auto result = store.gpu_series_json(unknown);
+  refuse_after_series = false;
+  CHECK(series_prepared);
+  REQUIRE_FALSE(result);
+  CHECK(result.error().kind == Error::Kind::kRetryable);
+  CHECK(result.error().message.find("not authorized") != std::string::npos);
 }
 
 namespace {
