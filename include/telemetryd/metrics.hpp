@@ -81,7 +81,10 @@ class Family {
   Metric& with(std::vector<std::string> values);
   /// Drops the child with these label values from the exposition; true when there was one. Only
   /// for series whose subject is gone (a process that exited): whoever called with() for them
-  /// must drop its reference first, as it dangles afterwards.
+  /// must drop its reference first, as it dangles afterwards. Families are shared by name within
+  /// a registry, so one owner per set of label values: two users of with() for the same values
+  /// (e.g. two metrics::GpuExporter on one registry seeing the same GPU) share the child, and one
+  /// removing it leaves the other's reference dangling. Hence one GPU exporter per registry.
   bool remove(const std::vector<std::string>& values);
 
   const std::string& name() const { return name_; }

@@ -76,6 +76,36 @@ ConsumerLoopSettings consumer_loop_settings(const Config& config, const std::str
   return s;
 }
 
+void remove_partition_lag(metrics::Family<metrics::Gauge>& lag,
+                          const rd_kafka_topic_partition_list_t& partitions) {
+  for (int i = 0; i < partitions.cnt; ++i) {
+    lag.remove({partitions.elems[i].topic, std::to_string(partitions.elems[i].partition)});
+  }
+}
+
+void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser& parser,
+                     std::string_view json) {
+  simdjson::dom::element doc;
+  if (parser.parse(json.data(), json.size()).get(doc)) return;
+  simdjson::dom::object topics;
+  if (doc["topics"].get(topics)) return;
+  for (auto [topic, topic_stats] : topics) {
+    simdjson::dom::object partitions;
+    if (topic_stats["partitions"].get(partitions)) continue;
+    for (auto [partition, p] : partitions) {
+      if (partition == "-1") continue;  // librdkafka's internal unassigned partition
+      std::int64_t value = -1;
+      if (p["consumer_lag"].get(value) || value < 0) {
+        // Unknown (not assigned here any more, or no position yet): no value rather than a
+        // stale one.
+        lag.remove({std::string(topic), std::string(partition)});
+        continue;
+      }
+      lag.with({std::string(topic), std::string(partition)}).set(static_cast<double>(value));
+    }
+  }
+}
+
 ConsumerLoop::ConsumerLoop(const Config& config, const std::string& section,
                            ConsumerLoopSettings settings, core::BatchStage& stage,
                            Readiness& readiness, metrics::Registry& metrics,
@@ -126,26 +156,14 @@ void ConsumerLoop::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     revoked.insert({partitions->elems[i].topic, partitions->elems[i].partition});
   }
   self->stage_.abandon([&](const core::PartitionKey& key) { return revoked.count(key) > 0; });
+  remove_partition_lag(self->lag_, *partitions);
   log::info(name, "partitions revoked", {{"count", partitions->cnt}});
   rd_kafka_assign(rk, nullptr);
 }
 
 int ConsumerLoop::on_stats(rd_kafka_t*, char* json, size_t json_len, void* opaque) {
   auto* self = static_cast<ConsumerLoop*>(opaque);
-  simdjson::dom::parser& parser = self->stats_parser_;
-  simdjson::dom::element doc;
-  if (parser.parse(json, json_len).get(doc)) return 0;
-  simdjson::dom::object topics;
-  if (doc["topics"].get(topics)) return 0;
-  for (auto [topic, topic_stats] : topics) {
-    simdjson::dom::object partitions;
-    if (topic_stats["partitions"].get(partitions)) continue;
-    for (auto [partition, p] : partitions) {
-      std::int64_t lag = -1;
-      if (partition == "-1" || p["consumer_lag"].get(lag) || lag < 0) continue;
-      self->lag_.with({std::string(topic), std::string(partition)}).set(static_cast<double>(lag));
-    }
-  }
+  apply_lag_stats(self->lag_, self->stats_parser_, std::string_view(json, json_len));
   return 0;  // librdkafka frees json
 }
 

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -49,6 +50,17 @@ struct ConsumerLoopSettings {
 
 /// The loop settings from the keys of consumer_loop_keys() in `section`; topics are left empty.
 ConsumerLoopSettings consumer_loop_settings(const Config& config, const std::string& section);
+
+/// Drops the lag series {topic, partition} of every partition in `partitions` (a revoke): the
+/// partition's new owner reports its lag, and a stale value here would hold up an autoscaler
+/// that scales on the maximum lag.
+void remove_partition_lag(metrics::Family<metrics::Gauge>& lag,
+                          const rd_kafka_topic_partition_list_t& partitions);
+
+/// Sets the lag series from a librdkafka statistics document; a partition whose lag is unknown
+/// (-1, as after a revoke) loses its series rather than keeping the last value.
+void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser& parser,
+                     std::string_view json);
 
 class ConsumerLoop {
  public:

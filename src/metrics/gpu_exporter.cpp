@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "events/gpu_metrics.hpp"
 #include "telemetryd/log.hpp"
@@ -364,8 +365,11 @@ struct GpuExporter::Impl {
     return &gpu;
   }
 
-  void update_mig(GpuSeries& gpu, const std::vector<events::GpuMigActivity>& mig) {
-    for (const auto& instance : mig) {
+  // `mig` absent: the GPU is not in MIG mode (or no instance had a reading), so no instances.
+  void update_mig(GpuSeries& gpu, const std::optional<std::vector<events::GpuMigActivity>>& mig) {
+    std::unordered_set<std::int64_t> listed;
+    for (const auto& instance : mig.value_or(std::vector<events::GpuMigActivity>{})) {
+      listed.insert(instance.gpu_instance_id);
       auto& gauges = gpu.mig[instance.gpu_instance_id];
       const Activity values = activity_values(instance.activity);
       for (std::size_t i = 0; i < kActivityCount; ++i) {
@@ -378,6 +382,30 @@ struct GpuExporter::Impl {
         gauges[i]->set(scaled(naming.mig[i], *values[i]));
       }
     }
+    // An instance the sample no longer lists (destroyed, or MIG mode turned off) takes its
+    // series with it rather than keeping its last values.
+    for (auto it = gpu.mig.begin(); it != gpu.mig.end();) {
+      if (listed.count(it->first) != 0) {
+        ++it;
+        continue;
+      }
+      for (std::size_t i = 0; i < kActivityCount; ++i) {
+        if (it->second[i] != nullptr) {
+          mig_families[i]->remove(joined(gpu.labels, {std::to_string(it->first)}));
+        }
+      }
+      it = gpu.mig.erase(it);
+    }
+  }
+
+  // Removes the series of slot `id` of this GPU, if it has one.
+  void drop(GpuSeries& gpu, std::size_t id) {
+    Slot& slot = gpu.slots[id];
+    if (slot.gauge == nullptr && slot.counter == nullptr) return;
+    const std::vector<std::string> labels = joined(gpu.labels, naming.gpu[id].extra_values);
+    if (slot.gauge != nullptr) gauge_families[id]->remove(labels);
+    if (slot.counter != nullptr) counter_families[id]->remove(labels);
+    slot = Slot{};
   }
 
   void drop_process(ProcessSeries& p) {
@@ -468,7 +496,7 @@ struct GpuExporter::Impl {
     update_reasons(gpu, s);
     const Activity activity = activity_values(s.activity);
     for (std::size_t i = 0; i < kActivityCount; ++i) put(gpu, kActivityFirst + i, activity[i]);
-    if (s.mig) update_mig(gpu, *s.mig);
+    update_mig(gpu, s.mig);
     if (s.processes) update_processes(gpu, *s.processes);
   }
 
@@ -483,7 +511,12 @@ struct GpuExporter::Impl {
         }
       }
     }
-    if (!mask) return;
+    if (!mask) {
+      // No reading this time: no reason series, rather than the last sample's values.
+      drop(gpu, kReasonsMask);
+      for (std::size_t i = 0; i < kReasons.size(); ++i) drop(gpu, kReasonFirst + i);
+      return;
+    }
     put(gpu, kReasonsMask, static_cast<double>(*mask));
     for (std::size_t i = 0; i < kReasons.size(); ++i) {
       put(gpu, kReasonFirst + i, (*mask & kReasons[i].bit) != 0 ? 1.0 : 0.0);

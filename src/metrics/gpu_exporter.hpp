@@ -36,6 +36,9 @@ GpuExporterSettings gpu_exporter_settings(const Config& config);
 
 class GpuExporter {
  public:
+  /// One exporter per registry: it keeps pointers to the children it created and removes series
+  /// whose subject is gone (an exited process, a destroyed MIG instance, a missing reason mask),
+  /// and a second exporter on the same registry seeing the same GPU would share those children.
   GpuExporter(Registry& registry, GpuExporterSettings settings);
   ~GpuExporter();
   GpuExporter(const GpuExporter&) = delete;

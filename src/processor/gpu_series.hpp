@@ -55,6 +55,10 @@ inline constexpr std::int64_t kMaxSeriesPoints = 10000;
 inline constexpr std::int64_t kDefaultSeriesPoints = 1000;
 /// Without `from`, the range is this long and ends at `to` (default: now).
 inline constexpr std::chrono::hours kDefaultSeriesRange{1};
+/// A longer range `to - from` is a 400: it bounds what one query makes the store read.
+inline constexpr std::chrono::days kMaxSeriesRange{31};
+/// A longer GPU uuid in the path is a 400 (NVML's are 40 bytes, MIG instances' 45).
+inline constexpr std::size_t kMaxGpuUuidBytes = 128;
 
 struct SeriesQuery {
   std::string gpu_uuid;

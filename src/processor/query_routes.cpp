@@ -70,26 +70,80 @@ http::Response invalid(std::string message, std::string_view field) {
   return http::json_error(beast_http::status::bad_request, "invalid_parameter", message, field);
 }
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF) without
+// control characters (C0 including NUL, DEL, C1): MongoDB's BCON_UTF8 would stop at a NUL and
+// match another GPU's uuid.
+bool valid_gpu_uuid(std::string_view uuid) {
+  if (uuid.empty() || uuid.size() > kMaxGpuUuidBytes) return false;
+  std::size_t i = 0;
+  while (i < uuid.size()) {
+    const auto byte = static_cast<unsigned char>(uuid[i]);
+    if (byte < 0x80) {
+      if (byte < 0x20 || byte == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    std::size_t length = 0;
+    std::uint32_t code = 0;
+    std::uint32_t min = 0;
+    if ((byte & 0xe0) == 0xc0) {
+      length = 2, code = byte & 0x1fu, min = 0x80;
+    } else if ((byte & 0xf0) == 0xe0) {
+      length = 3, code = byte & 0x0fu, min = 0x800;
+    } else if ((byte & 0xf8) == 0xf0) {
+      length = 4, code = byte & 0x07u, min = 0x10000;
+    } else {
+      return false;  // a continuation byte or 0xf8..0xff where a sequence starts
+    }
+    if (uuid.size() - i < length) return false;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(uuid[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3fu);
+    }
+    if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
+    if (code >= 0x80 && code <= 0x9f) return false;  // C1 controls
+    i += length;
+  }
+  return true;
+}
+
 // Reads from, to and step of /v1/gpus/{uuid}/metrics into `query`; the 400 answer when one is
 // wrong. Not a coroutine, so its temporaries never live across a co_await (see on_pool).
 std::optional<http::Response> parse_series_query(const http::RequestContext& ctx,
                                                  SeriesQuery& query) {
   query.gpu_uuid = ctx.params.at("uuid");
+  if (!valid_gpu_uuid(query.gpu_uuid)) {
+    return invalid("the GPU uuid must be 1 to " + std::to_string(kMaxGpuUuidBytes) +
+                       " bytes of UTF-8 without control characters",
+                   "uuid");
+  }
+  constexpr std::chrono::system_clock::time_point kEpoch{};
   std::optional<std::chrono::system_clock::time_point> from, to;
   for (const char* name : {"from", "to"}) {
     if (auto text = query_param(ctx, name)) {
       std::chrono::system_clock::time_point t;
       if (!parse_rfc3339(*text, t))
         return invalid(std::string(name) + " must be an RFC 3339 time", name);
+      // Keeps `to - 1h` and the bucket arithmetic far from the clock's minimum.
+      if (t < kEpoch) return invalid(std::string(name) + " must not be before 1970-01-01", name);
       (std::string_view(name) == "from" ? from : to) = t;
     }
   }
   query.to = to.value_or(std::chrono::system_clock::now());
   query.from = from.value_or(query.to - kDefaultSeriesRange);
+  if (query.from < kEpoch) {
+    return invalid("from (by default 1 h before to) must not be before 1970-01-01", "from");
+  }
   const auto ms = [](std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   };
   if (ms(query.to) <= ms(query.from)) return invalid("from must be earlier than to", "from");
+  if (query.to - query.from > kMaxSeriesRange) {
+    return invalid("the range from..to must not be longer than " +
+                       std::to_string(kMaxSeriesRange.count()) + " days",
+                   "from");
+  }
   if (auto text = query_param(ctx, "step")) {
     if (!parse_step(*text, query.step_ms)) {
       return invalid(

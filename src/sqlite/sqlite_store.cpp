@@ -252,7 +252,8 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
                           "FROM token_usage WHERE ts >= ?1 AND ts < ?2 GROUP BY " +
                           column + " ORDER BY " + column;
   sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr);
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
+    return Error::retryable(error_message());
   const Statement s(raw);
   sqlite3_bind_int64(s.get(), 1, query.from ? to_ms(*query.from) : INT64_MIN);
   sqlite3_bind_int64(s.get(), 2, query.to ? to_ms(*query.to) : INT64_MAX);
@@ -313,8 +314,10 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   if (points.empty()) {
     sqlite3_stmt* raw_any = nullptr;
-    sqlite3_prepare_v2(db_, "SELECT 1 FROM gpu_metrics WHERE gpu_uuid = ?1 LIMIT 1", -1, &raw_any,
-                       nullptr);
+    if (sqlite3_prepare_v2(db_, "SELECT 1 FROM gpu_metrics WHERE gpu_uuid = ?1 LIMIT 1", -1,
+                           &raw_any, nullptr) != SQLITE_OK) {
+      return Error::retryable(error_message());
+    }
     const Statement any(raw_any);
     bind_text(any.get(), 1, query.gpu_uuid);
     rc = sqlite3_step(any.get());

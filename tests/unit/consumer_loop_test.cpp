@@ -183,3 +183,42 @@ TEST_CASE("consumer loop: a failing flush pauses and retries; nothing is lost or
   CHECK(stage.failed_flushes() >= 3);
   CHECK(mock.committed("loop-group-2") == std::vector<std::int64_t>{50, 50});
 }
+
+TEST_CASE("consumer loop: a revoked partition's lag series is removed", "[consumer_loop]") {
+  metrics::Registry registry;
+  auto& lag = registry.gauge("processor_kafka_consumer_lag", "lag", {"topic", "partition"});
+  lag.with({"gpu.events", "0"}).set(120);
+  lag.with({"gpu.events", "1"}).set(7);
+  rd_kafka_topic_partition_list_t* revoked = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(revoked, "gpu.events", 0);
+  kafka::remove_partition_lag(lag, *revoked);
+  rd_kafka_topic_partition_list_destroy(revoked);
+
+  const std::string text = registry.expose();
+  CHECK(text.find(R"(partition="0")") == std::string::npos);
+  CHECK(text.find(R"(processor_kafka_consumer_lag{topic="gpu.events",partition="1"} 7)") !=
+        std::string::npos);
+}
+
+TEST_CASE("consumer loop: statistics set the lag; an unknown lag (-1) drops the series",
+          "[consumer_loop]") {
+  metrics::Registry registry;
+  auto& lag = registry.gauge("processor_kafka_consumer_lag", "lag", {"topic", "partition"});
+  simdjson::dom::parser parser;
+  kafka::apply_lag_stats(
+      lag, parser,
+      R"({"topics":{"t":{"partitions":{"0":{"consumer_lag":5},"1":{"consumer_lag":9},)"
+      R"("-1":{"consumer_lag":3}}}}})");
+  std::string text = registry.expose();
+  CHECK(text.find(R"({topic="t",partition="0"} 5)") != std::string::npos);
+  CHECK(text.find(R"({topic="t",partition="1"} 9)") != std::string::npos);
+  CHECK(text.find(R"(partition="-1")") == std::string::npos);
+
+  // After a revoke librdkafka reports -1 for the partition: the old value must not stay.
+  kafka::apply_lag_stats(
+      lag, parser,
+      R"({"topics":{"t":{"partitions":{"0":{"consumer_lag":-1},"1":{"consumer_lag":4}}}}})");
+  text = registry.expose();
+  CHECK(text.find(R"(partition="0")") == std::string::npos);
+  CHECK(text.find(R"({topic="t",partition="1"} 4)") != std::string::npos);
+}

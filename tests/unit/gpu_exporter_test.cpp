@@ -241,3 +241,61 @@ TEST_CASE("dcgm naming uses dcgm-exporter's names, units and labels", "[gpu_metr
   // No promtool here: dcgm-exporter's own names fail its lint (counters without _total, the
   // camelCase modelName label), and matching them is the point of this mode.
 }
+
+TEST_CASE("a MIG instance the sample no longer lists loses its series", "[gpu_metrics]") {
+  Registry registry;
+  GpuExporter exporter(registry, {});
+  auto s = full_sample(0, "GPU-aaaa");
+  s.mig->push_back({2, {}});
+  (*s.mig)[1].activity.sm_active_percent = 30;
+  (*s.mig)[1].activity.tensor_active_percent = 5;
+  exporter.update(s);
+  std::string text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_mig_sm_active_ratio") == 2);
+  CHECK(series_count(text, "telemetryd_gpu_mig_tensor_active_ratio") == 1);
+
+  s.mig->pop_back();  // instance 2 destroyed
+  exporter.update(s);
+  text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_mig_sm_active_ratio") == 1);
+  CHECK(text.find("gpu_i_id=\"2\"") == std::string::npos);
+  CHECK(text.find("gpu_i_id=\"1\"} 0.1\n") != std::string::npos);
+
+  s.mig.reset();  // MIG mode off
+  exporter.update(s);
+  text = registry.expose();
+  CHECK(text.find("gpu_i_id=") == std::string::npos);
+
+  // Another GPU's instances are its own.
+  auto other = full_sample(1, "GPU-bbbb");
+  exporter.update(other);
+  s.mig = std::vector<events::GpuMigActivity>{{1, {}}};
+  (*s.mig)[0].activity.sm_active_percent = 20;
+  exporter.update(s);
+  text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_mig_sm_active_ratio") == 2);
+}
+
+TEST_CASE("a sample without a reason mask or names drops the reason series", "[gpu_metrics]") {
+  Registry registry;
+  GpuExporter exporter(registry, {});
+  auto s = full_sample(0, "GPU-aaaa");
+  exporter.update(s);
+  exporter.update(full_sample(1, "GPU-bbbb"));
+  std::string text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_clock_event_reason") == 2 * 9);
+
+  s.clock_event_reasons_mask.reset();
+  exporter.update(s);
+  text = registry.expose();
+  INFO(text);
+  CHECK(series_count(text, "telemetryd_gpu_clock_event_reason") == 9);  // GPU-bbbb's only
+  CHECK(text.find("reason=\"sw_power_cap\"} 1\n") != std::string::npos);
+  CHECK(text.find("uuid=\"GPU-aaaa\",model_name=\"NVIDIA H100 80GB HBM3\",host=\"node-1\","
+                  "reason=") == std::string::npos);
+
+  s.clock_event_reasons = std::vector<std::string>{"gpu_idle"};  // names only: back again
+  exporter.update(s);
+  text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_clock_event_reason") == 2 * 9);
+}

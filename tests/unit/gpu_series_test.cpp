@@ -2,8 +2,10 @@
 // SQLite store's GROUP BY against known samples, and the routes' parameters and answers over a
 // scripted store.
 
+#include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <catch2/catch.hpp>
@@ -156,6 +158,51 @@ TEST_CASE("SQLite answers the known samples' buckets and latest devices exactly"
 
 namespace {
 
+// An authorizer installed on every connection opened while registered (sqlite3_auto_extension):
+// once armed, it refuses any statement prepared after the series query (the only one reading
+// gpu_metrics.doc), i.e. gpu_series_json's second statement, the "is the GPU known" probe.
+std::atomic<bool> refuse_after_series{false};
+std::atomic<bool> series_prepared{false};
+
+int refusing_authorizer(void*, int action, const char*, const char* column, const char*,
+                        const char*) {
+  if (!refuse_after_series) return SQLITE_OK;
+  if (action == SQLITE_SELECT && series_prepared) return SQLITE_DENY;
+  if (action == SQLITE_READ && column != nullptr && std::string_view(column) == "doc")
+    series_prepared = true;
+  return SQLITE_OK;
+}
+
+int install_authorizer(sqlite3* db, const char**, const sqlite3_api_routines*) {
+  sqlite3_set_authorizer(db, &refusing_authorizer, nullptr);
+  return SQLITE_OK;
+}
+
+}  // namespace
+
+TEST_CASE("SQLite: a failing second statement of the series query is a retryable error",
+          "[history]") {
+  TempDir dir;
+  using Entry = void (*)();
+  const auto entry = reinterpret_cast<Entry>(&install_authorizer);
+  REQUIRE(sqlite3_auto_extension(entry) == SQLITE_OK);
+  sqlite::SqliteStore store((dir.path / "h.sqlite3").string());
+  sqlite3_cancel_auto_extension(entry);
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  SeriesQuery unknown = test_support::history_query();
+  unknown.gpu_uuid = "GPU-nope";  // no points, so the probe runs
+  refuse_after_series = true;
+  const auto result = store.gpu_series_json(unknown);
+  refuse_after_series = false;
+  CHECK(series_prepared);
+  REQUIRE_FALSE(result);
+  CHECK(result.error().kind == Error::Kind::kRetryable);
+  CHECK(result.error().message.find("not authorized") != std::string::npos);
+}
+
+namespace {
+
 // Answers from a script and records what the routes asked.
 class ScriptedStore final : public Store {
  public:
@@ -242,6 +289,52 @@ TEST_CASE("the metrics route checks from, to and step and answers 400 with the f
   // 10000 points is the bound, inclusive.
   CHECK(s.get(base + "?from=2026-12-04T10:00:00Z&to=2026-12-04T12:46:40Z&step=1s").status == 200);
   CHECK(s.get(base + "?from=2026-12-04T10:00:00Z&to=2026-12-04T12:46:41Z&step=1s").status == 400);
+}
+
+TEST_CASE(
+    "the metrics route answers 400 for a uuid with control characters, bad UTF-8 or "
+    "over 128 bytes",
+    "[history]") {
+  RoutesServer s;
+  for (const std::string& uuid :
+       std::vector<std::string>{"GPU-1%00GPU-2", "GPU-%01", "GPU-%1F", "GPU-%7F", "GPU-%0A",
+                                "GPU-%C2%85",  // U+0085, a C1 control
+                                "GPU-%FF", "GPU-%C3%28", "GPU-%C0%AF", "GPU-%ED%A0%80",
+                                "GPU-%E2%82", std::string(129, 'a')}) {
+    INFO(uuid);
+    const auto res = s.get("/v1/gpus/" + uuid + "/metrics");
+    CHECK(res.status == 400);
+    CHECK(field_of(res.body) == "uuid");
+  }
+  CHECK_FALSE(s.store.asked);
+  CHECK(s.get("/v1/gpus/" + std::string(128, 'a') + "/metrics").status == 200);
+  CHECK(s.get("/v1/gpus/GPU-%C3%A9%E2%82%AC/metrics").status == 200);  // "é€"
+  REQUIRE(s.store.asked);
+  CHECK(s.store.asked->gpu_uuid == "GPU-\xc3\xa9\xe2\x82\xac");
+}
+
+TEST_CASE("the metrics route bounds the range at 31 days and rejects times before 1970",
+          "[history]") {
+  RoutesServer s;
+  const std::string base = "/v1/gpus/GPU-1/metrics";
+  CHECK(s.get(base + "?from=2026-11-03T10:00:00Z&to=2026-12-04T10:00:00Z").status == 200);
+  const auto long_range = s.get(base + "?from=2026-11-03T10:00:00Z&to=2026-12-04T10:00:01Z");
+  CHECK(long_range.status == 400);
+  CHECK(field_of(long_range.body) == "from");
+  CHECK(long_range.body.find("31 days") != std::string::npos);
+
+  for (const auto& [query, field] : std::vector<std::pair<std::string, std::string>>{
+           {"?from=1969-12-31T23:59:59Z&to=1970-01-01T00:10:00Z", "from"},
+           {"?from=0001-01-01T00:00:00Z&to=1970-01-01T00:10:00Z", "from"},
+           {"?to=1969-12-31T00:00:00Z", "to"},
+           {"?to=1970-01-01T00:30:00Z", "from"},  // the default from is before 1970
+       }) {
+    INFO(query);
+    const auto res = s.get(base + query);
+    CHECK(res.status == 400);
+    CHECK(field_of(res.body) == field);
+  }
+  CHECK(s.get(base + "?to=1970-01-01T01:00:00Z").status == 200);
 }
 
 TEST_CASE("the metrics route defaults to the last hour by 5 s and wraps the points", "[history]") {
