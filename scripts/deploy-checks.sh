@@ -497,29 +497,6 @@ for role in processor producer worker gpu-exporter; do
 done
 
 mkdir -p "$junit_dir"
-python3 - "$work/cases.tsv" "$junit" <<'PY'
-import re, sys
-from xml.sax.saxutils import escape, quoteattr
-cases_path, out_path = sys.argv[1], sys.argv[2]
-# XML 1.0 forbids most control characters, even escaped.
-clean = lambda s: re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "?", s)
-cases = [line.rstrip("\n").split("\t") for line in open(cases_path) if line.strip()]
-failures = sum(c[1] == "fail" for c in cases)
-skipped = sum(c[1] == "skip" for c in cases)
-total = sum(float(c[2]) for c in cases)
-with open(out_path, "w") as f:
-    f.write('<?xml version="1.0" encoding="UTF-8"?>\n')
-    f.write(f'<testsuites><testsuite name="deploy" tests="{len(cases)}" failures="{failures}" '
-            f'skipped="{skipped}" errors="0" time="{total:.3f}">\n')
-    for name, status, secs, out in cases:
-        text = clean(open(out, errors="replace").read())
-        f.write(f'  <testcase classname="deploy" name={quoteattr(clean(name))} time="{secs}">')
-        if status == "fail":
-            f.write(f'<failure message="failed">{escape(text)}</failure>')
-        elif status == "skip":
-            f.write(f'<skipped message={quoteattr(text.strip())}/>')
-        f.write(f'<system-out>{escape(text)}</system-out></testcase>\n')
-    f.write("</testsuite></testsuites>\n")
-PY
+python3 scripts/lib/cases_junit.py "$work/cases.tsv" "$junit" deploy
 echo "deploy-checks: $((n - failed)) of $n passed, $failed failed; report: $junit"
 [ "$failed" = 0 ]
