@@ -61,26 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Each case: NAME<TAB>STATUS<TAB>SECONDS<TAB>OUTPUT_FILE in $work/cases.tsv.
-: > "$work/cases.tsv"
-n=0
-failed=0
-record() {  # record NAME STATUS(pass|fail|skip) SECONDS OUTPUT_FILE
-  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$work/cases.tsv"
-  printf '%-4s %s (%ss)\n' "$2" "$1" "$3"
-  [ "$2" = fail ] && { failed=$((failed + 1)); sed 's/^/    | /' "$4" | tail -n 40; }
-  return 0
-}
-run_case() {  # run_case NAME COMMAND...
-  local name=$1 out start status ms
-  shift
-  n=$((n + 1))
-  out="$work/case$n.out"
-  start=$(date +%s%N)
-  if "$@" > "$out" 2>&1; then status=pass; else status=fail; fi
-  ms=$((($(date +%s%N) - start) / 1000000))
-  record "$name" "$status" "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))" "$out"
-}
+# shellcheck source-path=SCRIPTDIR source=lib/check-cases.sh
+. "$root/scripts/lib/check-cases.sh"
 
 # ------------------------------------------------------------------------------- lean first run
 
@@ -496,7 +478,6 @@ for role in processor producer worker gpu-exporter; do
     cloud_init_boot "cloud-init/$role.yaml" "$role"
 done
 
-mkdir -p "$junit_dir"
-python3 scripts/lib/cases_junit.py "$work/cases.tsv" "$junit" deploy
+write_cases_junit "$junit" deploy
 echo "deploy-checks: $((n - failed)) of $n passed, $failed failed; report: $junit"
 [ "$failed" = 0 ]
