@@ -31,67 +31,46 @@ PROM_OPERATOR_CRDS="$TD_CACHE/crds/prometheus-operator-$PROM_OPERATOR_VERSION"
 KUBERNETES_VALIDATE_VERSION=1.37.0
 DEPLOY_VENV="$TD_CACHE/venv-deploy-kv$KUBERNETES_VALIDATE_VERSION"
 
-_td_build_helm() {
-    [[ -x "$HELM_BIN" ]] && return 0
+# Builds Go program PACKAGE of MODULE@VERSION into BIN from the module proxy's source, with
+# LDFLAGS (may be empty): _td_go_build_tool NAME MODULE VERSION BIN PACKAGE [LDFLAGS].
+_td_go_build_tool() {
+    local name=$1 module=$2 version=$3 bin=$4 package=$5 ldflags=${6:-}
+    [[ -x "$bin" ]] && return 0
     local go dir src gobuild t0=$SECONDS
     go="$(td_find_go)" || td_die "go not found (scripts/test.sh installs it)"
-    td_msg "helm: downloading $HELM_MODULE@$HELM_VERSION source from the Go module proxy"
-    dir="$(_td_go_mod_download_dir "$go" "$HELM_MODULE@$HELM_VERSION")"
-    src="$TD_CACHE/helm-src-$HELM_VERSION"
+    td_msg "$name: downloading $module@$version source from the Go module proxy"
+    dir="$(_td_go_mod_download_dir "$go" "$module@$version")"
+    src="$TD_CACHE/$name-src-$version"
     rm -rf "$src"
-    mkdir -p "$(dirname "$HELM_BIN")"
+    mkdir -p "$(dirname "$bin")"
     cp -R "$dir" "$src"
     chmod -R u+w "$src"
     gobuild="$(_td_go_for_module "$go" "$src")"
-    td_msg "helm: building $HELM_BIN with $gobuild (cold: a few minutes)"
-    # -X sets what `helm version` prints; the module zip has no git metadata to read.
+    td_msg "$name: building $bin with $gobuild (cold: up to a few minutes)"
     if ! (cd "$src" &&
         nice -n 10 env GOTOOLCHAIN=auto GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
-            "$gobuild" build -p 2 -trimpath \
-            -ldflags "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
-            -o "$HELM_BIN.tmp" ./cmd/helm >&2); then
-        rm -f "$HELM_BIN.tmp"
-        td_die "building helm failed (see output above)"
+            "$gobuild" build -p 2 -trimpath -ldflags "$ldflags" -o "$bin.tmp" "$package" >&2); then
+        rm -f "$bin.tmp"
+        td_die "building $name failed (see output above)"
     fi
-    mv "$HELM_BIN.tmp" "$HELM_BIN"
+    mv "$bin.tmp" "$bin"
     rm -rf "$src"
-    td_msg "helm: built $HELM_VERSION in $((SECONDS - t0))s"
+    td_msg "$name: built $version in $((SECONDS - t0))s"
 }
 
 # Makes sure $HELM_BIN exists (builds it from the module proxy source when absent).
 td_ensure_helm() {
     [[ -x "$HELM_BIN" ]] && return 0
-    td_with_lock "$TD_CACHE/.helm-$HELM_VERSION.lock" _td_build_helm
-}
-
-_td_build_kustomize() {
-    [[ -x "$KUSTOMIZE_BIN" ]] && return 0
-    local go dir src gobuild t0=$SECONDS
-    go="$(td_find_go)" || td_die "go not found (scripts/test.sh installs it)"
-    td_msg "kustomize: downloading $KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION source from the Go module proxy"
-    dir="$(_td_go_mod_download_dir "$go" "$KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION")"
-    src="$TD_CACHE/kustomize-src-$KUSTOMIZE_VERSION"
-    rm -rf "$src"
-    mkdir -p "$(dirname "$KUSTOMIZE_BIN")"
-    cp -R "$dir" "$src"
-    chmod -R u+w "$src"
-    gobuild="$(_td_go_for_module "$go" "$src")"
-    td_msg "kustomize: building $KUSTOMIZE_BIN with $gobuild"
-    if ! (cd "$src" &&
-        nice -n 10 env GOTOOLCHAIN=auto GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
-            "$gobuild" build -p 2 -trimpath -o "$KUSTOMIZE_BIN.tmp" . >&2); then
-        rm -f "$KUSTOMIZE_BIN.tmp"
-        td_die "building kustomize failed (see output above)"
-    fi
-    mv "$KUSTOMIZE_BIN.tmp" "$KUSTOMIZE_BIN"
-    rm -rf "$src"
-    td_msg "kustomize: built $KUSTOMIZE_VERSION in $((SECONDS - t0))s"
+    # -X sets what `helm version` prints; the module zip has no git metadata to read.
+    td_with_lock "$TD_CACHE/.helm-$HELM_VERSION.lock" _td_go_build_tool helm "$HELM_MODULE" \
+        "$HELM_VERSION" "$HELM_BIN" ./cmd/helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
 }
 
 # Makes sure $KUSTOMIZE_BIN exists (builds it from the module proxy source when absent).
 td_ensure_kustomize() {
     [[ -x "$KUSTOMIZE_BIN" ]] && return 0
-    td_with_lock "$TD_CACHE/.kustomize-$KUSTOMIZE_VERSION.lock" _td_build_kustomize
+    td_with_lock "$TD_CACHE/.kustomize-$KUSTOMIZE_VERSION.lock" _td_go_build_tool kustomize \
+        "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION" "$KUSTOMIZE_BIN" .
 }
 
 # Copies CRD files $3... (paths inside module $1@$2) into directory $4 (the last argument).
