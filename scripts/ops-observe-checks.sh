@@ -109,6 +109,50 @@ wait_http() {  # wait_http URL SECONDS
   done
 }
 
+# start_prometheus TAG JOB TARGET PORT: a real Prometheus on 127.0.0.1:PORT scraping TARGET
+# every second as JOB, with the alert rules loaded; config, data and log under $work/*-TAG.
+start_prometheus() {
+  local tag=$1 job=$2 target=$3 port=$4
+  mkdir -p "$work/tsdb-$tag"
+  cp deploy/prometheus/alerts.yml "$work/alerts.yml"
+  cat > "$work/prometheus-$tag.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: $job
+    static_configs:
+      - targets: ["$target"]
+YML
+  prometheus --config.file="$work/prometheus-$tag.yml" --storage.tsdb.path="$work/tsdb-$tag" \
+    --web.listen-address="127.0.0.1:$port" > "$work/prometheus-$tag.log" 2>&1 &
+  pids+=($!)
+}
+
+# poll_query PORT QUERY CHECK [ARG]: asks the Prometheus on PORT for QUERY once a second until
+# the Python expression CHECK (over the result list r, and sys.argv[1] = ARG) holds or the
+# caller's $deadline passes; the last answer is left in $answer.
+poll_query() {
+  local port=$1 query=$2 check=$3 arg=${4:-}
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    answer=$(curl -fsS "http://127.0.0.1:$port/api/v1/query" --data-urlencode "query=$query" 2>&1)
+    printf '%s' "$answer" | python3 -c "
+import json, sys
+r = json.load(sys.stdin)['data']['result']
+sys.exit(0 if ($check) else 1)" "$arg" 2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# Stops what the case started.
+stop_started() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  pids=()
+}
+
 prometheus_scrape() {
   local role metric config
   if [ -n "${TELEMETRYD_TEST_KAFKA_BROKERS:-}" ]; then
@@ -118,39 +162,16 @@ prometheus_scrape() {
   fi
   [ -x "$bin" ] || { echo "no telemetryd binary at $bin (build it or set TELEMETRYD_BIN)"; return 1; }
   echo "role $role, metric $metric, telemetryd on 127.0.0.1:$http_port, prometheus on 127.0.0.1:$prom_port"
-  mkdir -p "$work/data" "$work/tsdb"
+  mkdir -p "$work/data"
   TELEMETRYD_HTTP_LISTEN="127.0.0.1:$http_port" STATE_DIRECTORY="$work/data" \
     TELEMETRYD_KAFKA_BROKERS="${TELEMETRYD_TEST_KAFKA_BROKERS:-127.0.0.1:1}" \
     "$bin" run --role "$role" --config "$config" > "$work/telemetryd.log" 2>&1 &
   pids+=($!)
-  cp deploy/prometheus/alerts.yml "$work/alerts.yml"
-  cat > "$work/prometheus.yml" <<YML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: telemetryd-$role
-    static_configs:
-      - targets: ["127.0.0.1:$http_port"]
-YML
-  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-    --web.listen-address="127.0.0.1:$prom_port" > "$work/prometheus.log" 2>&1 &
-  pids+=($!)
+  start_prometheus scrape "telemetryd-$role" "127.0.0.1:$http_port" "$prom_port"
   local ok=0 deadline=$((SECONDS + wait_s)) answer=""
   wait_http "http://127.0.0.1:$prom_port/-/ready" "$wait_s" || echo "prometheus not ready"
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    answer=$(curl -fsS "http://127.0.0.1:$prom_port/api/v1/query" \
-      --data-urlencode "query=sum($metric{job=\"telemetryd-$role\"})" 2>&1)
-    if printf '%s' "$answer" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)["data"]["result"]
-sys.exit(0 if r and float(r[0]["value"][1]) > 0 else 1)' 2>/dev/null; then
-      ok=1
-      break
-    fi
-    sleep 1
-  done
+  poll_query "$prom_port" "sum($metric{job=\"telemetryd-$role\"})" \
+    'r and float(r[0]["value"][1]) > 0' && ok=1
   echo "last answer: $answer"
   if [ "$ok" = 1 ]; then
     echo "sum($metric) > 0 after $((SECONDS - deadline + wait_s)) s"
@@ -182,11 +203,9 @@ sys.exit(1 if bad or not rules else 0)' || ok=0
   else
     echo "no positive $metric within ${wait_s} s"
     echo "--- telemetryd log (tail)"; tail -n 20 "$work/telemetryd.log"
-    echo "--- prometheus log (tail)"; tail -n 20 "$work/prometheus.log"
+    echo "--- prometheus log (tail)"; tail -n 20 "$work/prometheus-scrape.log"
   fi
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
-  pids=()
+  stop_started
   [ "$ok" = 1 ]
 }
 
@@ -198,25 +217,11 @@ prometheus_scrape_gpu() {
   [ -x "$bin" ] || { echo "no telemetryd binary at $bin (build it or set TELEMETRYD_BIN)"; return 1; }
   [ -f "$fake" ] || { echo "no fake NVML at $fake (ninja -C build tests/unit/libfake_nvml.so, or set TELEMETRYD_FAKE_NVML)"; return 1; }
   echo "gpu-exporter on the fake NVML $fake, telemetryd on 127.0.0.1:$port, prometheus on 127.0.0.1:$pport"
-  mkdir -p "$work/tsdb-gpu"
   TELEMETRYD_HTTP_LISTEN="127.0.0.1:$port" TELEMETRYD_NVML_INTERVAL_MS=500 \
     "$bin" run --role gpu-exporter --config config/roles/gpu-exporter.yaml \
     --set "nvml.library=$fake" > "$work/telemetryd-gpu.log" 2>&1 &
   pids+=($!)
-  cat > "$work/prometheus-gpu.yml" <<YML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: telemetryd-gpu-exporter
-    static_configs:
-      - targets: ["127.0.0.1:$port"]
-YML
-  cp deploy/prometheus/alerts.yml "$work/alerts.yml"
-  prometheus --config.file="$work/prometheus-gpu.yml" --storage.tsdb.path="$work/tsdb-gpu" \
-    --web.listen-address="127.0.0.1:$pport" > "$work/prometheus-gpu.log" 2>&1 &
-  pids+=($!)
+  start_prometheus gpu telemetryd-gpu-exporter "127.0.0.1:$port" "$pport"
   local ok=0 gpus="" answer="" deadline=$((SECONDS + wait_s))
   # The exporter says how many GPUs it reads once it is ready.
   while [ "$SECONDS" -lt "$deadline" ] && [ -z "$gpus" ]; do
@@ -225,19 +230,11 @@ YML
   done
   echo "the exporter reads ${gpus:-no} GPUs"
   wait_http "http://127.0.0.1:$pport/-/ready" "$wait_s" || echo "prometheus not ready"
-  while [ -n "$gpus" ] && [ "$SECONDS" -lt "$deadline" ]; do
-    answer=$(curl -fsS "http://127.0.0.1:$pport/api/v1/query" \
-      --data-urlencode 'query=max by (uuid) (telemetryd_gpu_utilization_ratio{job="telemetryd-gpu-exporter"})' 2>&1)
-    if printf '%s' "$answer" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)["data"]["result"]
-uuids = {s["metric"].get("uuid") for s in r}
-sys.exit(0 if len(r) == int(sys.argv[1]) and len(uuids) == len(r) and all(uuids) else 1)' "$gpus" 2>/dev/null; then
-      ok=1
-      break
-    fi
-    sleep 1
-  done
+  # One series per GPU, each with its own non-empty uuid.
+  [ -n "$gpus" ] && poll_query "$pport" \
+    'max by (uuid) (telemetryd_gpu_utilization_ratio{job="telemetryd-gpu-exporter"})' \
+    'len(r) == int(sys.argv[1]) and all(s["metric"].get("uuid") for s in r) and len({s["metric"]["uuid"] for s in r}) == len(r)' \
+    "$gpus" && ok=1
   echo "last answer: $answer"
   if [ "$ok" = 1 ]; then
     echo "max by (uuid) (telemetryd_gpu_utilization_ratio): one series for each of the $gpus GPUs"
@@ -269,9 +266,7 @@ PY
     echo "--- telemetryd log (tail)"; tail -n 20 "$work/telemetryd-gpu.log"
     echo "--- prometheus log (tail)"; tail -n 20 "$work/prometheus-gpu.log"
   fi
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
-  pids=()
+  stop_started
   [ "$ok" = 1 ]
 }
 
