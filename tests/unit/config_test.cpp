@@ -93,6 +93,10 @@ TEST_CASE("interpolate_env reports broken syntax", "[config]") {
   CHECK_FALSE(interpolate_env("${UNTERMINATED", error));
   CHECK(error == "unterminated ${ in value");
   CHECK_FALSE(interpolate_env("${}", error));
+  for (const char* bad : {"${1ABC}", "${A-B}", "${A=B}", "${A B}", "${\xff}"}) {
+    CHECK_FALSE(interpolate_env(bad, error));
+    CHECK(error.find("invalid variable name") != std::string::npos);
+  }
   CHECK(interpolate_env("price $5", error) == std::optional<std::string>("price $5"));
 }
 

@@ -250,3 +250,18 @@ TEST_CASE("fuzz: a --set through an aliased section points at the --set", "[fuzz
   CHECK(kafka_uri->file == "--set");
   CHECK(kafka_uri->line == 2);
 }
+
+TEST_CASE("fuzz: text between ${ and } that is no variable name is not quoted back",
+          "[fuzz][config]") {
+  // fuzz_config_loader: a secret key's ${...} held the value of another secret; the problem
+  // "environment variable <that text> is not set" printed it.
+  const std::string secret = "Env5ecretValue42";
+  const RoleFile file("role: processor\nkafka:\n  sasl_password: \"${FUZZ_=nul\xb1lSEC\xff" +
+                      secret + "\xff\xb3-Other5ecret}\"\n");
+  const auto problems = problems_of({.file = file.path()});
+  REQUIRE(problems.size() == 1);
+  INFO(problems[0].to_string());
+  CHECK(problems[0].path == "kafka.sasl_password");
+  CHECK(problems[0].message.find("invalid variable name") != std::string::npos);
+  CHECK(problems[0].to_string().find(secret) == std::string::npos);
+}
