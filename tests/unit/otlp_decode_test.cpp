@@ -719,3 +719,32 @@ TEST_CASE("otlp: response encoders", "[otlp]") {
         R"({"partialSuccess":{"errorMessage":"slow down"}})");
   CHECK(encode_status_json(3, "bad") == R"({"code":3,"message":"bad"})");
 }
+
+TEST_CASE("otlp: protobuf metric data is a oneof; gauge and summary points are only counted",
+          "[otlp]") {
+  const std::string histogram_point = fixed64(4, 3) + fixed64(5, 0x4024000000000000);  // sum 10.0
+  const std::string sum = len(7, len(1, fixed64(6, 1)) + varint(2, 2) + varint(3, 1));
+  const std::string histogram = len(9, len(1, histogram_point) + varint(2, 1));
+  // A Sum replaced by a later Histogram; a Histogram given twice is merged.
+  const std::string metric = len(1, "m") + sum + histogram + histogram;
+  const std::string gauge = len(1, "g") + len(5, len(1, "") + len(1, ""));
+  const std::string summary = len(1, "s") + len(11, len(1, ""));
+  auto decoded =
+      decode_metrics_protobuf(len(1, len(2, len(2, metric) + len(2, gauge) + len(2, summary))));
+  INFO((decoded ? "" : decoded.error().message));
+  REQUIRE(decoded);
+  CHECK(decoded->data_point_count == 2 + 2 + 1);
+  const auto& metrics = decoded->resources[0].metrics;
+  REQUIRE(metrics.size() == 3);
+  CHECK(metrics[0].kind == Metric::Kind::kHistogram);
+  CHECK(metrics[0].temporality == 1);
+  CHECK_FALSE(metrics[0].monotonic);
+  REQUIRE(metrics[0].points.size() == 2);
+  CHECK(metrics[0].points[1].count == 3);
+  CHECK(metrics[0].points[1].value == 10.0);
+  CHECK(metrics[0].points[1].has_value);
+  CHECK(metrics[1].kind == Metric::Kind::kGauge);
+  CHECK(metrics[1].points.empty());
+  CHECK(metrics[2].kind == Metric::Kind::kOther);
+  CHECK(metrics[2].name == "s");
+}
