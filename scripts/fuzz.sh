@@ -14,7 +14,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 seconds=${1:-60}
 shift || true
-all_targets=(event_decoder config_loader http_request otlp_decoder)
+all_targets=(event_decoder config_loader http_request otlp_decoder exposition)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 jobs=${TELEMETRYD_BUILD_JOBS:-2}
@@ -25,8 +25,10 @@ artifacts=$build/fuzz-artifacts
 say() { printf 'fuzz: %s\n' "$*"; }
 
 # Largest input per target: events and role files are small; HTTP needs room to reach the
-# (lowered) 1 KiB header limit and the 256-byte body limit.
-declare -A max_len=([event_decoder]=4096 [config_loader]=4096 [http_request]=3072 [otlp_decoder]=65536)
+# (lowered) 1 KiB header limit and the 256-byte body limit; an OTLP body holds a batch of spans,
+# an exposition a few histogram series.
+declare -A max_len=([event_decoder]=4096 [config_loader]=4096 [http_request]=3072 [otlp_decoder]=65536
+  [exposition]=8192)
 
 # Crash summaries quote arbitrary input: replace what is not UTF-8 or not allowed in XML.
 xml_escape() {

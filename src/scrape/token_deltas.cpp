@@ -1,0 +1,246 @@
+#include "scrape/token_deltas.hpp"
+
+#include <openssl/sha.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <optional>
+
+#include "telemetryd/json_writer.hpp"
+
+namespace telemetryd::scrape {
+
+namespace {
+
+struct Reading {
+  std::int64_t value = 0;
+  bool present = false;
+};
+
+// A counter as read from one scrape; false (with a problem) when it cannot be counted exactly.
+bool read_counter(const std::optional<double>& counter, const char* what, const std::string& who,
+                  Reading& out, std::vector<std::string>& problems) {
+  out = {};
+  if (!counter) return true;
+  const double v = *counter;
+  if (!std::isfinite(v) || v < 0 || v > kMaxExactCounter) {
+    problems.push_back(who + ": " + what + " is " + (std::isnan(v) ? "NaN" : std::to_string(v)) +
+                       ", not a count; model skipped");
+    return false;
+  }
+  // Token counters are integral floats; rounding absorbs any float noise.
+  out.value = static_cast<std::int64_t>(std::llround(v));
+  out.present = true;
+  return true;
+}
+
+// State written by restore() is not checked there; clamp it into what a counter can be.
+std::int64_t state_count(double v) {
+  if (!(v > 0)) return 0;
+  if (v > kMaxExactCounter) return static_cast<std::int64_t>(kMaxExactCounter);
+  return static_cast<std::int64_t>(std::llround(v));
+}
+
+bool has_separator(std::string_view text) {
+  return text.find(kKeySeparator) != std::string_view::npos;
+}
+
+// The three parts of a key, or nothing when it is not of that form.
+std::optional<std::array<std::string_view, 3>> split_key(std::string_view key) {
+  const std::size_t first = key.find(kKeySeparator);
+  if (first == std::string_view::npos) return std::nullopt;
+  const std::size_t second = key.find(kKeySeparator, first + 1);
+  if (second == std::string_view::npos || has_separator(key.substr(second + 1)))
+    return std::nullopt;
+  return std::array<std::string_view, 3>{
+      key.substr(0, first), key.substr(first + 1, second - first - 1), key.substr(second + 1)};
+}
+
+Error load_error(std::size_t line, const std::string& what) {
+  return Error::permanent("token counter state line " + std::to_string(line) + ": " + what);
+}
+
+}  // namespace
+
+std::string state_key(std::string_view target, std::string_view server_kind,
+                      std::string_view model) {
+  std::string key;
+  key.reserve(target.size() + server_kind.size() + model.size() + 2);
+  key.append(target).append(1, kKeySeparator).append(server_kind);
+  key.append(1, kKeySeparator).append(model);
+  return key;
+}
+
+std::vector<TokenDelta> TokenDeltas::observe(const std::string& target, std::int64_t now_ms,
+                                             const std::vector<ModelServing>& models,
+                                             std::vector<std::string>& problems) {
+  std::vector<TokenDelta> out;
+  for (const ModelServing& model : models) {
+    const std::string who = target + " " + model.server_kind + " model " + model.model;
+    if (has_separator(target) || has_separator(model.server_kind) || has_separator(model.model)) {
+      problems.push_back(who + ": a name contains the byte 0x1f; model skipped");
+      continue;
+    }
+    if (!model.prompt_tokens_total && !model.generation_tokens_total) {
+      problems.push_back(who + ": no prompt or generation token counter; model skipped");
+      continue;
+    }
+    std::array<Reading, 3> now{};
+    if (!read_counter(model.prompt_tokens_total, "the prompt token counter", who, now[0],
+                      problems) ||
+        !read_counter(model.generation_tokens_total, "the generation token counter", who, now[1],
+                      problems) ||
+        !read_counter(model.cached_prompt_tokens_total, "the cached prompt token counter", who,
+                      now[2], problems))
+      continue;
+    const CounterState current{static_cast<double>(now[0].value), static_cast<double>(now[1].value),
+                               static_cast<double>(now[2].value), now_ms};
+    const std::string key = state_key(target, model.server_kind, model.model);
+    const auto it = state_.find(key);
+    if (it == state_.end()) {
+      state_.emplace(key, current);  // baseline: what came before it was counted by nobody here
+      continue;
+    }
+    CounterState& previous = it->second;
+    if (now_ms < previous.observed_at_ms) {
+      problems.push_back(who + ": scrape at " + std::to_string(now_ms) +
+                         " ms is older than the last one counted (" +
+                         std::to_string(previous.observed_at_ms) + " ms); model skipped");
+      continue;
+    }
+    const std::array<std::int64_t, 3> before{state_count(previous.prompt_tokens),
+                                             state_count(previous.generation_tokens),
+                                             state_count(previous.cached_prompt_tokens)};
+    bool present_decreased = false;
+    bool absent_decreased = false;
+    for (std::size_t i = 0; i < now.size(); ++i) {
+      if (now[i].value >= before[i]) continue;
+      (now[i].present ? present_decreased : absent_decreased) = true;
+    }
+    // A counter that vanished while the others kept growing is no restart (a restart resets
+    // them all); counting it as one would count every token since the start again.
+    if (absent_decreased && !present_decreased) {
+      problems.push_back(who + ": a token counter disappeared without a reset; model skipped");
+      continue;
+    }
+    const bool reset = present_decreased || absent_decreased;
+    std::array<std::int64_t, 3> delta{};
+    for (std::size_t i = 0; i < now.size(); ++i)
+      delta[i] = reset ? now[i].value : now[i].value - before[i];
+    const std::int64_t from_ms = previous.observed_at_ms;
+    previous = current;
+    if (delta[0] == 0 && delta[1] == 0 && delta[2] == 0) continue;
+
+    TokenDelta d;
+    d.target = target;
+    d.server_kind = model.server_kind;
+    d.model = model.model;
+    d.from_ms = from_ms;
+    d.to_ms = now_ms;
+    d.prompt_tokens = delta[0];
+    d.generation_tokens = delta[1];
+    d.cached_prompt_tokens = delta[2];
+    d.reset = reset;
+    // The interval identifies the delta: replaying it (after a crash) gives the same id.
+    const std::string seed =
+        key + kKeySeparator + std::to_string(from_ms) + kKeySeparator + std::to_string(now_ms);
+    d.event_id = deterministic_uuid_v7(now_ms, seed);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::string TokenDeltas::save_json() const {
+  std::string out;
+  for (const auto& [key, counters] : state_) {
+    const auto parts = split_key(key);
+    if (!parts) continue;  // only restore() can put such a key here; it names nothing
+    JsonWriter json;
+    json.begin_object()
+        .key("target")
+        .value((*parts)[0])
+        .key("server_kind")
+        .value((*parts)[1])
+        .key("model")
+        .value((*parts)[2])
+        .key("prompt_tokens")
+        .value(counters.prompt_tokens)
+        .key("generation_tokens")
+        .value(counters.generation_tokens)
+        .key("cached_prompt_tokens")
+        .value(counters.cached_prompt_tokens)
+        .key("observed_at_ms")
+        .value(counters.observed_at_ms)
+        .end_object();
+    out += json.str();
+    out += '\n';
+  }
+  return out;
+}
+
+Result<TokenDeltas> TokenDeltas::load_json(std::string_view text) {
+  TokenDeltas deltas;
+  simdjson::dom::parser parser;
+  std::size_t number = 0;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string line(text.substr(start, end - start));
+    start = end + 1;
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    simdjson::dom::object object;
+    if (parser.parse(line).get_object().get(object) != simdjson::SUCCESS)
+      return load_error(number, "not a JSON object");
+    std::array<std::string_view, 3> parts{};
+    constexpr std::array<const char*, 3> kParts{"target", "server_kind", "model"};
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      if (object[kParts[i]].get_string().get(parts[i]) != simdjson::SUCCESS)
+        return load_error(number, std::string(kParts[i]) + " must be a string");
+      if (has_separator(parts[i]))
+        return load_error(number, std::string(kParts[i]) + " contains the byte 0x1f");
+    }
+    CounterState state;
+    constexpr std::array<const char*, 3> kCounters{"prompt_tokens", "generation_tokens",
+                                                   "cached_prompt_tokens"};
+    std::array<double*, 3> counters{&state.prompt_tokens, &state.generation_tokens,
+                                    &state.cached_prompt_tokens};
+    for (std::size_t i = 0; i < counters.size(); ++i) {
+      if (object[kCounters[i]].get_double().get(*counters[i]) != simdjson::SUCCESS ||
+          !(*counters[i] >= 0 && *counters[i] <= kMaxExactCounter))
+        return load_error(number, std::string(kCounters[i]) + " must be a number 0..2^53");
+    }
+    if (object["observed_at_ms"].get_int64().get(state.observed_at_ms) != simdjson::SUCCESS)
+      return load_error(number, "observed_at_ms must be an integer");
+    if (!deltas.state_.emplace(state_key(parts[0], parts[1], parts[2]), state).second)
+      return load_error(number, "a second state for the same target, server kind and model");
+  }
+  return deltas;
+}
+
+std::string deterministic_uuid_v7(std::int64_t time_ms, std::string_view seed) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> hash{};
+  SHA256(reinterpret_cast<const unsigned char*>(seed.data()), seed.size(), hash.data());
+  constexpr std::int64_t kMaxTime = (std::int64_t{1} << 48) - 1;
+  const auto time = static_cast<std::uint64_t>(std::clamp<std::int64_t>(time_ms, 0, kMaxTime));
+  std::array<unsigned char, 16> bytes{};
+  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(time >> (8 * (5 - i)));
+  bytes[6] = static_cast<unsigned char>(0x70 | (hash[0] & 0x0f));  // version 7, 4 hash bits
+  bytes[7] = hash[1];
+  bytes[8] = static_cast<unsigned char>(0x80 | (hash[2] & 0x3f));  // variant 10, 6 hash bits
+  for (int i = 9; i < 16; ++i) bytes[i] = hash[i - 6];             // 56 hash bits
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  id.reserve(36);
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
+    id += kHex[bytes[i] >> 4];
+    id += kHex[bytes[i] & 0x0f];
+  }
+  return id;
+}
+
+}  // namespace telemetryd::scrape
