@@ -15,6 +15,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "scrape/exposition.hpp"
 #include "scrape/serving_metrics.hpp"

@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -208,6 +209,18 @@ bool parse_comment(std::string_view line, bool openmetrics, Exposition& out, Com
   return true;
 }
 
+// Sorted, not pairwise: a line of a megabyte can hold tens of thousands of labels.
+bool no_label_twice(const std::vector<Label>& labels, LineError& error) {
+  std::vector<std::string_view> names;
+  names.reserve(labels.size());
+  for (const Label& label : labels) names.push_back(label.name);
+  std::sort(names.begin(), names.end());
+  const auto twice = std::adjacent_find(names.begin(), names.end());
+  if (twice == names.end()) return true;
+  error.what = "label " + std::string(*twice) + " appears twice";
+  return false;
+}
+
 // `{a="x",b="y"}` and, from Prometheus 3's UTF-8 names, `{"my.metric", a="x"}`. The reader is at
 // the '{'.
 bool parse_labels(LineReader& in, Sample& sample, LineError& error) {
@@ -259,12 +272,6 @@ bool parse_labels(LineReader& in, Sample& sample, LineError& error) {
       return false;
     }
     if (!in.quoted(text, error)) return false;
-    for (const Label& existing : sample.labels) {
-      if (existing.name == label_name) {
-        error.what = "label " + label_name + " appears twice";
-        return false;
-      }
-    }
     sample.labels.push_back({std::move(label_name), text});
     in.skip_blanks();
     if (in.peek() == ',') {
@@ -275,7 +282,7 @@ bool parse_labels(LineReader& in, Sample& sample, LineError& error) {
     }
   }
   in.advance();  // '}'
-  return true;
+  return no_label_twice(sample.labels, error);
 }
 
 // Text format: integer milliseconds. OpenMetrics: (fractional) seconds.

@@ -186,6 +186,12 @@ TEST_CASE("exposition: limits are errors", "[scrape]") {
   CHECK(parse_error("a{b=\"" + at_limit + "v\"} 1\n") ==
         "exposition line 1: a quoted string is longer than 65536 bytes");
 
+  // Tens of thousands of labels on one line: the duplicate check is not quadratic.
+  std::string wide = "a{";
+  for (int i = 0; i < 50000; ++i) wide += "l" + std::to_string(i) + "=\"\",";
+  CHECK(parse_error(wide + "} 1\n") == "ok");
+  CHECK(parse_error(wide + "l49999=\"\"} 1\n") == "exposition line 1: label l49999 appears twice");
+
   std::string many;
   many.reserve(4 * (kMaxSamples + 1));
   for (std::size_t i = 0; i < kMaxSamples; ++i) many += "a 1\n";
