@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "telemetryd/config.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/metrics.hpp"
 #include "telemetryd/readiness.hpp"
 
@@ -35,6 +36,8 @@ struct ComponentContext {
   http::Router& admin_router;
   /// Starts the same drain as SIGTERM, then exits with `exit_code`. Thread-safe.
   std::function<void(int exit_code)> request_shutdown;
+  /// The pipeline's way in for receivers (see event_inlet.hpp).
+  EventInletSlot& inlet;
 };
 
 class Component {

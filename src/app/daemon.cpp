@@ -96,8 +96,9 @@ DaemonOutcome run_daemon(const Config& config, const LoadOptions& reload) {
     }
     asio::post(io, [&begin_drain] { begin_drain("requested by a component"); });
   };
-  ComponentContext context{io,        blocking, config,       registry,
-                           readiness, router,   admin_router, request_shutdown};
+  EventInletSlot inlet;
+  ComponentContext context{io,     blocking,     config,           registry, readiness,
+                           router, admin_router, request_shutdown, inlet};
   std::vector<std::unique_ptr<Component>> components;
   for (const auto& name : components_for_role(config.role())) {
     components.push_back(ComponentRegistry::instance().find(name)->create(context));

@@ -4,6 +4,7 @@
 // move with one command.
 
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <filesystem>
 #include <thread>
 
@@ -33,7 +34,7 @@ std::string database_path(const Config& config) {
   return (dir / "telemetryd.sqlite3").string();
 }
 
-class EmbeddedPipeline final : public Component {
+class EmbeddedPipeline final : public Component, public EventInlet {
  public:
   explicit EmbeddedPipeline(ComponentContext& ctx)
       : readiness_(ctx.readiness),
@@ -53,6 +54,7 @@ class EmbeddedPipeline final : public Component {
             ctx.metrics.gauge("embedded_queue_depth", "Events waiting in the in-process queue.")
                 .with({})) {
     readiness_.declare("embedded", "starting");
+    ctx.inlet.provide([this]() -> EventInlet& { return *this; });
     processor::add_query_routes(ctx.router, ctx.blocking, store_);
     if (auto prepared = store_.prepare(catalog_); !prepared) {
       throw StartupError("embedded: cannot prepare the database: " + prepared.error().message);
@@ -75,6 +77,21 @@ class EmbeddedPipeline final : public Component {
     stopping_ = true;
     queue_.close();
   }
+
+  // Receivers' events join the source's in the queue. Accepted means queued: the processor
+  // thread stores it within a batch interval, and the drain stores what is queued at SIGTERM.
+  boost::asio::awaitable<std::vector<Delivery>> publish(const std::vector<Event>& events) override {
+    std::vector<Event> copies = events;
+    const bool queued = !stopping_ && queue_.try_push_all(copies);
+    std::vector<Delivery> results(events.size());
+    for (auto& result : results) {
+      result.ok = queued;
+      if (!queued) result.error = stopping_ ? "stopping" : "queue_full";
+    }
+    co_return results;
+  }
+  std::int64_t in_flight() const override { return static_cast<std::int64_t>(queue_.size()); }
+  std::string token_usage_topic() const override { return kTokenUsageTopic; }
 
  private:
   void run_source() {

@@ -1,12 +1,13 @@
 #pragma once
 // A bounded multi-thread queue: push blocks while full (backpressure on the producer side),
-// pop waits up to a timeout. close() wakes everyone for shutdown.
+// try_push_all refuses instead, pop waits up to a timeout. close() wakes everyone for shutdown.
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 namespace telemetryd {
 
@@ -21,6 +22,16 @@ class BoundedQueue {
     not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
     if (closed_) return false;
     items_.push_back(std::move(item));
+    not_empty_.notify_one();
+    return true;
+  }
+
+  /// Queues every item or none, without waiting: for callers that must not block (the io
+  /// thread) and answer "busy, retry" instead. False when full or closed.
+  bool try_push_all(std::vector<T>& items) {
+    const std::lock_guard lock(mutex_);
+    if (closed_ || items_.size() + items.size() > capacity_) return false;
+    for (auto& item : items) items_.push_back(std::move(item));
     not_empty_.notify_one();
     return true;
   }

@@ -29,4 +29,9 @@ std::vector<std::string> ComponentRegistry::names() const {
   return out;
 }
 
+EventInlet& EventInletSlot::get() const {
+  if (!factory_) throw std::logic_error("no component of this role provides an event inlet");
+  return factory_();
+}
+
 }  // namespace telemetryd

@@ -104,6 +104,12 @@ class IngestComponent final : public Component {
                                       "Ingested items refused as invalid, by reason.", {"reason"})),
         in_flight_(ctx.metrics.gauge("ingest_in_flight", "Events waiting for the brokers' ack.")
                        .with({})) {
+    // The role's receivers (OTLP, scrape) publish through the same idempotent acks=all
+    // producer, built on first use so a processor without them opens none.
+    ctx.inlet.provide(
+        [this, &io = ctx.io, &config = ctx.config, &metrics = ctx.metrics]() -> EventInlet& {
+          return publisher(io, config, metrics);
+        });
     if (!enabled_) return;
     if (ctx.config.str("ingest.auth") == "bearer") {
       if (ctx.config.str("ingest.tokens_file").empty()) {
@@ -116,9 +122,7 @@ class IngestComponent final : public Component {
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
     source_prefix_ = std::string("//telemetryd/") + host + "/ingest/";
-    publisher_ = std::make_unique<IngestPublisher>(
-        ctx.io, ctx.config, ctx.metrics,
-        std::chrono::milliseconds(ctx.config.integer("ingest.ack_timeout_ms")));
+    publisher(ctx.io, ctx.config, ctx.metrics);
     ctx.router.add(beast_http::verb::post, "/metadata",
                    [this](const http::RequestContext& rc) { return post_metadata(rc); });
     ctx.router.add(beast_http::verb::post, "/v1/events",
@@ -140,6 +144,15 @@ class IngestComponent final : public Component {
   void stop() override { stopping_ = true; }
 
  private:
+  IngestPublisher& publisher(asio::io_context& io, const Config& config,
+                             metrics::Registry& metrics) {
+    if (!publisher_) {
+      publisher_ = std::make_unique<IngestPublisher>(
+          io, config, metrics, std::chrono::milliseconds(config.integer("ingest.ack_timeout_ms")));
+    }
+    return *publisher_;
+  }
+
   // Authentication, then the rate limit: a request that is refused costs the client nothing.
   // Returns the response to send instead, or nullopt with `client` set.
   std::optional<Response> admit(const http::Request& request, double cost, std::string& client) {

@@ -48,6 +48,7 @@ struct MessageTag {
 IngestPublisher::IngestPublisher(asio::io_context& io, const Config& config,
                                  metrics::Registry& metrics, std::chrono::milliseconds ack_timeout)
     : io_(io),
+      token_usage_topic_(config.str("ingest.topics.token_usage")),
       delivered_(metrics.counter("ingest_events_published_total",
                                  "Ingested events the brokers acknowledged.", {"topic"})),
       failed_(metrics.counter("ingest_publish_failures_total",
