@@ -5,6 +5,8 @@
 #pragma GCC diagnostic ignored "-Wignored-attributes"
 
 #include <algorithm>
+#include <array>
+#include <map>
 
 #include "mongo/bson_json.hpp"
 #include "mongo/mongo_errors.hpp"
@@ -272,8 +274,6 @@ Result<std::string> MongoStore::gpus_json() {
 
 Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   Client client(pool_);
-  mongoc_collection_t* collection =
-      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
   BsonPtr match(bson_new());
   if (query.from || query.to) {
     bson_t range;
@@ -283,16 +283,62 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
     bson_append_document_end(match.get(), &range);
   }
   const char* group_field = query.group_by == "tenant" ? "$tenant_id" : "$model";
-  BsonPtr pipeline(BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}", "{",
-                            "$group", "{", "_id", BCON_UTF8(group_field), "requests", "{", "$sum",
-                            BCON_INT32(1), "}", "input_tokens", "{", "$sum",
-                            BCON_UTF8("$usage.input_tokens"), "}", "output_tokens", "{", "$sum",
-                            BCON_UTF8("$usage.output_tokens"), "}", "cost_usd", "{", "$sum",
-                            BCON_UTF8("$cost.amount_usd"), "}", "}", "}", "{", "$sort", "{", "_id",
-                            BCON_INT32(1), "}", "}", "]"));
-  mongoc_cursor_t* cursor =
-      mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE, pipeline.get(), nullptr, nullptr);
-  return drain_to_json_array(cursor, collection);
+  // One $group per sum: FerretDB 1.24 answers 0 for every accumulator after the first one of a
+  // $group (seen on the test server: requests {$sum: 1} right, then input_tokens
+  // {$sum: "$usage.input_tokens"} 0). Four one-accumulator groups are right on both servers.
+  constexpr std::array<const char*, 4> kSummed{nullptr, "$usage.input_tokens",
+                                               "$usage.output_tokens", "$cost.amount_usd"};
+  std::map<std::string, std::array<double, 4>> rows;
+  for (std::size_t slot = 0; slot < kSummed.size(); ++slot) {
+    BsonPtr pipeline(
+        kSummed[slot] == nullptr
+            ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}", "{",
+                       "$group", "{", "_id", BCON_UTF8(group_field), "v", "{", "$sum",
+                       BCON_INT32(1), "}", "}", "}", "]")
+            : BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}", "{",
+                       "$group", "{", "_id", BCON_UTF8(group_field), "v", "{", "$sum",
+                       BCON_UTF8(kSummed[slot]), "}", "}", "}", "]"));
+    mongoc_collection_t* collection =
+        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
+    mongoc_cursor_t* cursor = mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE,
+                                                          pipeline.get(), nullptr, nullptr);
+    const bson_t* doc = nullptr;
+    while (mongoc_cursor_next(cursor, &doc)) {
+      bson_iter_t field;
+      std::string id;
+      if (bson_iter_init_find(&field, doc, "_id") && BSON_ITER_HOLDS_UTF8(&field)) {
+        id = bson_iter_utf8(&field, nullptr);
+      }
+      double value = 0;
+      if (bson_iter_init_find(&field, doc, "v") && BSON_ITER_HOLDS_NUMBER(&field)) {
+        value = bson_iter_as_double(&field);
+      }
+      rows[id][slot] = value;
+    }
+    bson_error_t error;
+    const bool failed = mongoc_cursor_error(cursor, &error);
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(collection);
+    if (failed) return classify(error);
+  }
+  JsonWriter json;
+  json.begin_array();
+  for (const auto& [id, sums] : rows) {
+    json.begin_object()
+        .key("_id")
+        .value(id)
+        .key("requests")
+        .value(static_cast<std::int64_t>(sums[0]))
+        .key("input_tokens")
+        .value(static_cast<std::int64_t>(sums[1]))
+        .key("output_tokens")
+        .value(static_cast<std::int64_t>(sums[2]))
+        .key("cost_usd")
+        .value(sums[3])
+        .end_object();
+  }
+  json.end_array();
+  return json.take();
 }
 
 // FerretDB 1.24, which the tests run against, groups with $sum and $count only: no date
