@@ -25,6 +25,7 @@ std::string encode_token_usage_data(const TokenUsage& u) {
   json.key("total_tokens").value(u.input_tokens + u.output_tokens);
   optional_field(json, "cache_read_tokens", u.cache_read_tokens);
   optional_field(json, "reasoning_tokens", u.reasoning_tokens);
+  optional_field(json, "cache_creation_tokens", u.cache_creation_tokens);
   json.end_object();
   optional_field(json, "request_id", u.request_id);
   optional_field(json, "deployment", u.deployment);
@@ -36,6 +37,9 @@ std::string encode_token_usage_data(const TokenUsage& u) {
   optional_field(json, "status", u.status);
   string_array(json, "gpu_uuids", u.gpu_uuids);
   optional_field(json, "host", u.host);
+  optional_field(json, "provider_cost_usd", u.provider_cost_usd);
+  optional_field(json, "source_kind", u.source_kind);
+  if (!u.serving_json.empty()) json.key("serving").raw(u.serving_json);
   json.end_object();
   return json.take();
 }

@@ -21,8 +21,25 @@ bool GpuCatalog::set_price(const std::string& name, double price_per_hour_usd) {
   return found;
 }
 
-void GpuCatalog::observe_gpu(const std::string& gpu_uuid, const std::string& model_name) {
+void GpuCatalog::observe_gpu(const std::string& gpu_uuid, const std::string& model_name,
+                             const std::string& host) {
   gpu_models_[gpu_uuid] = model_name;
+  if (host.empty()) return;
+  auto [it, inserted] = gpu_hosts_.try_emplace(gpu_uuid, host);
+  if (!inserted && it->second == host) return;
+  if (!inserted) {  // the GPU moved (a node renamed): forget it under the old host
+    auto& old = host_gpus_[it->second];
+    old.erase(std::remove(old.begin(), old.end(), gpu_uuid), old.end());
+    it->second = host;
+  }
+  auto& gpus = host_gpus_[host];
+  gpus.insert(std::upper_bound(gpus.begin(), gpus.end(), gpu_uuid), gpu_uuid);
+}
+
+const std::vector<std::string>& GpuCatalog::gpus_on_host(const std::string& host) const {
+  static const std::vector<std::string> kNone;
+  const auto it = host_gpus_.find(host);
+  return it == host_gpus_.end() ? kNone : it->second;
 }
 
 const GpuCatalog::Entry* GpuCatalog::entry_for_gpu(const std::string& gpu_uuid) const {

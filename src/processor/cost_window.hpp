@@ -27,8 +27,12 @@ class GpuCatalog {
   void add(Entry entry);
   /// Overrides a price by profile name; false when no such profile.
   bool set_price(const std::string& name, double price_per_hour_usd);
-  /// Records the model a GPU reported (from its metrics events).
-  void observe_gpu(const std::string& gpu_uuid, const std::string& model_name);
+  /// Records the model a GPU reported (from its metrics events), and the host it is on.
+  void observe_gpu(const std::string& gpu_uuid, const std::string& model_name,
+                   const std::string& host = {});
+  /// The GPUs whose metrics named `host`, sorted: usage that names only its host (a model
+  /// server's OTLP spans or scrape target) is attributed to them. Empty when none was seen.
+  const std::vector<std::string>& gpus_on_host(const std::string& host) const;
   /// The profile of a GPU, when its metrics were seen and its model is in the catalog.
   const Entry* entry_for_gpu(const std::string& gpu_uuid) const;
   const std::vector<Entry>& entries() const { return entries_; }
@@ -36,6 +40,8 @@ class GpuCatalog {
  private:
   std::vector<Entry> entries_;
   std::unordered_map<std::string, std::string> gpu_models_;  // uuid -> model_name
+  std::unordered_map<std::string, std::string> gpu_hosts_;   // uuid -> host
+  std::unordered_map<std::string, std::vector<std::string>> host_gpus_;
 };
 
 enum class CostBasis { kOutput, kInputOutput };

@@ -341,8 +341,26 @@ constexpr FieldSpec kUsageFields[] = {
     {.name = "cache_read_tokens", .type = FieldType::kInteger, .range = Range::kNonNegative},
     {.name = "reasoning_tokens", .type = FieldType::kInteger, .range = Range::kNonNegative},
     {.name = "total_tokens", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "cache_creation_tokens", .type = FieldType::kInteger, .range = Range::kNonNegative},
 };
 constexpr ObjectSpec kUsage{kUsageFields};
+// What a scraped model server reported over the interval a scrape-sourced event covers.
+constexpr FieldSpec kServingFields[] = {
+    {.name = "server_kind", .type = FieldType::kString},
+    {.name = "interval_ms", .type = FieldType::kInteger, .range = Range::kNonNegative},
+    {.name = "counter_reset", .type = FieldType::kBoolean},
+    {.name = "kv_cache_usage_ratio", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "requests_running", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "requests_waiting", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "ttft_p50_ms", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "ttft_p90_ms", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "ttft_p99_ms", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "itl_p50_ms", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "itl_p90_ms", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "itl_p99_ms", .type = FieldType::kNumber, .range = Range::kNonNegative},
+};
+constexpr ObjectSpec kServing{kServingFields};
+constexpr std::string_view kSourceKinds[] = {"synthetic", "ingest", "otlp", "scrape"};
 constexpr FieldSpec kTokenUsageFields[] = {
     {.name = "model", .type = FieldType::kString, .required = true},
     {.name = "tenant_id", .type = FieldType::kString, .required = true},
@@ -357,6 +375,9 @@ constexpr FieldSpec kTokenUsageFields[] = {
     {.name = "status", .type = FieldType::kEnum, .choices = kStatuses},
     {.name = "gpu_uuids", .type = FieldType::kNonEmptyStringArray},
     {.name = "host", .type = FieldType::kString},
+    {.name = "provider_cost_usd", .type = FieldType::kNumber, .range = Range::kNonNegative},
+    {.name = "source_kind", .type = FieldType::kEnum, .choices = kSourceKinds},
+    {.name = "serving", .type = FieldType::kObject, .object = &kServing},
 };
 
 // gpu.metadata.v1
@@ -613,6 +634,7 @@ bool extract(object data, DecodedEvent& out, DecodeError& err) {
   }
   out.model = string_at(data, "model");
   out.deployment = string_at(data, "deployment");
+  out.host = string_at(data, "host");
   out.tenant_id = string_at(data, "tenant_id");
   array uuids;
   if (data.at_key("gpu_uuids").get(uuids) == simdjson::SUCCESS) {

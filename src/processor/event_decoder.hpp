@@ -24,7 +24,7 @@ struct DecodedEvent {
   std::string type;
   std::chrono::system_clock::time_point time;
   std::string data_json;  // the `data` object, minified, as received
-  // gpu.metrics.v1 and gpu.metadata.v1
+  // gpu.metrics.v1 and gpu.metadata.v1 (host also of token.usage.v1, empty when absent)
   std::string gpu_uuid;
   std::string host;
   std::string model_name;

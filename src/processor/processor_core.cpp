@@ -113,13 +113,17 @@ void ProcessorCore::enrich() {
   // In arrival order, so a usage event sees the GPU models of metrics that came before it.
   for (Pending& p : batch_) {
     if (p.event.kind == EventKind::kGpuMetrics) {
-      catalog_.observe_gpu(p.event.gpu_uuid, p.event.model_name);
+      catalog_.observe_gpu(p.event.gpu_uuid, p.event.model_name, p.event.host);
     } else if (p.event.kind == EventKind::kTokenUsage) {
       const std::string& key = settings_.cost_by_deployment && !p.event.deployment.empty()
                                    ? p.event.deployment
                                    : p.event.model;
-      p.cost = costs_.add(key, p.event.time, p.event.input_tokens, p.event.output_tokens,
-                          p.event.gpu_uuids);
+      // Usage that names no GPU but its host (OTLP spans, scraped model servers) is served
+      // by the GPUs that host reports.
+      const std::vector<std::string>& gpus = p.event.gpu_uuids.empty() && !p.event.host.empty()
+                                                 ? catalog_.gpus_on_host(p.event.host)
+                                                 : p.event.gpu_uuids;
+      p.cost = costs_.add(key, p.event.time, p.event.input_tokens, p.event.output_tokens, gpus);
       if (p.cost->cost_per_token) cost_per_token_.with({key}).set(*p.cost->cost_per_token);
     }
   }
