@@ -30,7 +30,8 @@ std::string gzip_compress(std::string_view data, int level) {
   return out;
 }
 
-Result<std::string> gzip_decompress(std::string_view data) {
+Result<std::string> gzip_decompress(std::string_view data, std::size_t max_size, bool* too_large) {
+  if (too_large != nullptr) *too_large = false;
   std::string out;
   std::size_t consumed = 0;
   char buffer[kChunk];
@@ -48,6 +49,11 @@ Result<std::string> gzip_decompress(std::string_view data) {
         inflateEnd(&zs);
         return Error::permanent(std::string("gzip data is corrupt or truncated") +
                                 (zs.msg != nullptr ? std::string(": ") + zs.msg : ""));
+      }
+      if (out.size() + (sizeof buffer - zs.avail_out) > max_size) {
+        inflateEnd(&zs);
+        if (too_large != nullptr) *too_large = true;
+        return Error::permanent("gzip data inflates past " + std::to_string(max_size) + " bytes");
       }
       out.append(buffer, sizeof buffer - zs.avail_out);
       if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {

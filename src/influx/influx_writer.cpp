@@ -23,7 +23,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr std::size_t kReplyBodyLimit = 1 << 20;
+constexpr std::size_t kReplyBodyLimit = 16 << 20;  // scraped /metrics pages can be large
 
 std::string base64(std::string_view in) {
   static constexpr char kTable[] =
@@ -305,7 +305,8 @@ class InfluxWriter::Connection {
     if (ec) return Error::retryable(where() + ": receive: " + ec.message());
     auto res = parser.release();
     if (!res.keep_alive()) close();
-    return Reply{res.result_int(), std::move(res.body())};
+    return Reply{res.result_int(), std::move(res.body()),
+                 std::string(res[bhttp::field::content_type])};
   }
 
   ParsedUrl url_;

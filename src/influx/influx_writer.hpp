@@ -50,6 +50,7 @@ std::optional<ParsedUrl> parse_url(std::string_view url, std::string& error);
 struct Reply {
   unsigned status = 0;
   std::string body;
+  std::string content_type;
 };
 
 /// The server's error text from a JSON error body ({"error":...} in v1, {"message":...} in v2),
