@@ -98,10 +98,17 @@ std::vector<TokenDelta> TokenDeltas::observe(const std::string& target, std::int
     const CounterState current{static_cast<double>(now[0].value), static_cast<double>(now[1].value),
                                static_cast<double>(now[2].value), now_ms};
     const std::string key = state_key(target, model.server_kind, model.model);
-    const auto it = state_.find(key);
+    auto it = state_.find(key);
     if (it == state_.end()) {
-      state_.emplace(key, current);  // baseline: what came before it was counted by nobody here
-      continue;
+      const auto scraped = targets_.find(target);
+      if (scraped == targets_.end()) {
+        // The target's first scrape is the baseline: what came before was counted by nobody here.
+        state_.emplace(key, current);
+        continue;
+      }
+      // A model that appears at a later scrape started from zero since then (prometheus_client
+      // creates a labelled series at its first increment, as SGLang's collector does).
+      it = state_.emplace(key, CounterState{0, 0, 0, scraped->second}).first;
     }
     CounterState& previous = it->second;
     if (now_ms < previous.observed_at_ms) {
@@ -149,11 +156,23 @@ std::vector<TokenDelta> TokenDeltas::observe(const std::string& target, std::int
     d.event_id = deterministic_uuid_v7(now_ms, seed);
     out.push_back(std::move(d));
   }
+  if (auto& last = targets_[target]; now_ms > last) last = now_ms;
   return out;
 }
 
 std::string TokenDeltas::save_json() const {
   std::string out;
+  for (const auto& [target, scraped_at] : targets_) {
+    JsonWriter json;
+    json.begin_object()
+        .key("target")
+        .value(target)
+        .key("scraped_at_ms")
+        .value(scraped_at)
+        .end_object();
+    out += json.str();
+    out += '\n';
+  }
   for (const auto& [key, counters] : state_) {
     const auto parts = split_key(key);
     if (!parts) continue;  // only restore() can put such a key here; it names nothing
@@ -195,6 +214,15 @@ Result<TokenDeltas> TokenDeltas::load_json(std::string_view text) {
     simdjson::dom::object object;
     if (parser.parse(line).get_object().get(object) != simdjson::SUCCESS)
       return load_error(number, "not a JSON object");
+    std::int64_t scraped_at = 0;
+    if (object["scraped_at_ms"].get_int64().get(scraped_at) == simdjson::SUCCESS) {
+      std::string_view target;
+      if (object["target"].get_string().get(target) != simdjson::SUCCESS)
+        return load_error(number, "target must be a string");
+      if (!deltas.targets_.emplace(std::string(target), scraped_at).second)
+        return load_error(number, "a second scrape time for the same target");
+      continue;
+    }
     std::array<std::string_view, 3> parts{};
     constexpr std::array<const char*, 3> kParts{"target", "server_kind", "model"};
     for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -219,28 +247,6 @@ Result<TokenDeltas> TokenDeltas::load_json(std::string_view text) {
       return load_error(number, "a second state for the same target, server kind and model");
   }
   return deltas;
-}
-
-std::string deterministic_uuid_v7(std::int64_t time_ms, std::string_view seed) {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> hash{};
-  SHA256(reinterpret_cast<const unsigned char*>(seed.data()), seed.size(), hash.data());
-  constexpr std::int64_t kMaxTime = (std::int64_t{1} << 48) - 1;
-  const auto time = static_cast<std::uint64_t>(std::clamp<std::int64_t>(time_ms, 0, kMaxTime));
-  std::array<unsigned char, 16> bytes{};
-  for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(time >> (8 * (5 - i)));
-  bytes[6] = static_cast<unsigned char>(0x70 | (hash[0] & 0x0f));  // version 7, 4 hash bits
-  bytes[7] = hash[1];
-  bytes[8] = static_cast<unsigned char>(0x80 | (hash[2] & 0x3f));  // variant 10, 6 hash bits
-  for (int i = 9; i < 16; ++i) bytes[i] = hash[i - 6];             // 56 hash bits
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  id.reserve(36);
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
-    id += kHex[bytes[i] >> 4];
-    id += kHex[bytes[i] & 0x0f];
-  }
-  return id;
 }
 
 }  // namespace telemetryd::scrape

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "events/event_id.hpp"
 #include "scrape/serving_metrics.hpp"
 #include "telemetryd/result.hpp"
 
@@ -40,15 +41,16 @@ std::string state_key(std::string_view target, std::string_view server_kind,
 
 class TokenDeltas {
  public:
-  /// Feeds one scrape of `target` at `now_ms`. First sight of a (target, kind, model): baseline
-  /// only, no delta. A later scrape: delta = current - previous per counter; if any counter
-  /// decreased, reset=true and delta = current value (Prometheus' rate() convention). A delta
-  /// whose tokens are all zero produces no TokenDelta but still advances the state. Non-finite or
-  /// negative counter values are ignored for that model (state unchanged) and reported in
-  /// `problems`; so are values above 2^53, a model without a prompt or generation counter, and a
-  /// scrape older than the state (now_ms before observed_at_ms). A counter a server does not
-  /// (yet) expose counts as 0: SGLang creates cached_tokens only at the first cache hit. Models
-  /// absent from a scrape keep their state.
+  /// Feeds one scrape of `target` at `now_ms`. The target's first scrape is the baseline of
+  /// every model in it, no delta; a model first seen at a later scrape counts from zero (its
+  /// series appeared with its first increment). A later scrape: delta = current - previous per
+  /// counter; if any counter decreased, reset=true and delta = current value (Prometheus' rate()
+  /// convention). A delta whose tokens are all zero produces no TokenDelta but still advances the
+  /// state. Non-finite or negative counter values are ignored for that model (state unchanged) and
+  /// reported in `problems`; so are values above 2^53, a model without a prompt or generation
+  /// counter, and a scrape older than the state (now_ms before observed_at_ms). A counter a server
+  /// does not (yet) expose counts as 0: SGLang creates cached_tokens only at the first cache hit.
+  /// Models absent from a scrape keep their state.
   std::vector<TokenDelta> observe(const std::string& target, std::int64_t now_ms,
                                   const std::vector<ModelServing>& models,
                                   std::vector<std::string>& problems);
@@ -59,8 +61,11 @@ class TokenDeltas {
   void restore(std::map<std::string, CounterState, std::less<>> state) {
     state_ = std::move(state);
   }
+  /// When each target was last scraped (its baseline taken), also persisted.
+  const std::map<std::string, std::int64_t, std::less<>>& targets() const { return targets_; }
 
-  /// Serialise/parse the state as JSON lines, one object per key:
+  /// Serialise/parse the state as JSON lines: {"target":..,"scraped_at_ms":..} per target, then
+  /// one object per key:
   /// {"target":..,"server_kind":..,"model":..,"prompt_tokens":..,"generation_tokens":..,
   ///  "cached_prompt_tokens":..,"observed_at_ms":..}. Blank lines are skipped; anything else
   /// that is not such an object (or a key seen twice) is a permanent error naming the line.
@@ -69,11 +74,10 @@ class TokenDeltas {
 
  private:
   std::map<std::string, CounterState, std::less<>> state_;
+  std::map<std::string, std::int64_t, std::less<>> targets_;
 };
 
-/// A lowercase RFC 9562 UUIDv7: 48-bit unix ms `time_ms` (clamped to 0..2^48-1), version 7,
-/// variant 10, the remaining 74 bits from a SHA-256 of `seed`. Deterministic: same inputs, same
-/// id.
-std::string deterministic_uuid_v7(std::int64_t time_ms, std::string_view seed);
+/// The delta's event id (src/events/event_id.hpp): the same interval is always the same event.
+using events::deterministic_uuid_v7;
 
 }  // namespace telemetryd::scrape

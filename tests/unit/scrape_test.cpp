@@ -446,7 +446,7 @@ TEST_CASE("token deltas: state saved and loaded continues exactly", "[scrape]") 
   REQUIRE(first.state().size() == 3);
 
   const std::string saved = first.save_json();
-  CHECK(std::count(saved.begin(), saved.end(), '\n') == 3);
+  CHECK(std::count(saved.begin(), saved.end(), '\n') == 5);  // two targets, three models
   auto loaded = TokenDeltas::load_json(saved);
   REQUIRE(loaded);
   TokenDeltas second = std::move(loaded.value());
@@ -472,7 +472,35 @@ TEST_CASE("token deltas: state saved and loaded continues exactly", "[scrape]") 
 
   TokenDeltas restored;
   restored.restore(first.state());
-  CHECK(restored.save_json() == first.save_json());
+  CHECK(restored.state().size() == first.state().size());
+  CHECK(restored.targets().empty());
+}
+
+TEST_CASE("token deltas: a model first seen after the target's baseline counts from zero",
+          "[scrape]") {
+  TokenDeltas deltas;
+  std::vector<std::string> problems;
+  // An SGLang server before its first request exposes no labelled series at all.
+  CHECK(deltas.observe("t", 1000, {}, problems).empty());
+  CHECK(deltas.targets().at("t") == 1000);
+  auto d = deltas.observe("t", 2000, {counters("sglang", "m", 300, 40, 100)}, problems);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].from_ms == 1000);
+  CHECK(d[0].prompt_tokens == 300);
+  CHECK(d[0].generation_tokens == 40);
+  CHECK(d[0].cached_prompt_tokens == 100);
+  CHECK_FALSE(d[0].reset);
+  // Saved and loaded, the target stays known: a second new model also counts from zero.
+  auto loaded = TokenDeltas::load_json(deltas.save_json());
+  REQUIRE(loaded);
+  d = loaded.value().observe(
+      "t", 3000, {counters("sglang", "m", 300, 40, 100), counters("sglang", "n", 5, 1)}, problems);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].model == "n");
+  CHECK(d[0].prompt_tokens == 5);
+  // Another target's first scrape is still a baseline.
+  CHECK(loaded.value().observe("u", 3000, {counters("vllm", "m", 900, 90)}, problems).empty());
+  CHECK(problems.empty());
 }
 
 TEST_CASE("token deltas: load_json refuses what it cannot trust", "[scrape]") {
