@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
-# starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, runs the unit and integration
-# suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
+# starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, fetches the OpenTelemetry Python
+# SDK (the OTLP tests' client), runs the unit and integration suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
 # checks (lean first run, container image, Helm chart, cloud-init first boot), the unit suite
 # again under ASan+UBSan, each libFuzzer target for 60 s (scripts/fuzz.sh), and stops the services
 # (also on failure).
@@ -62,6 +62,14 @@ else
   echo "services failed to start: the integration suite will count as failed"
   services_up=0
   failed_steps+=("services")
+fi
+
+step "test clients: the OpenTelemetry Python SDK and prometheus_client (PyPI, cached)"
+# shellcheck disable=SC1091
+if otel_python=$(. scripts/lib/services-common.sh && . scripts/lib/test-tools.sh && td_ensure_otel_venv); then
+  export TELEMETRYD_TEST_OTEL_PYTHON=$otel_python
+else
+  echo "the OpenTelemetry SDK venv could not be made: the OTLP and scrape tests will fail"
 fi
 
 step "unit suite"

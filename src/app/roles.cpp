@@ -14,9 +14,10 @@ namespace {
 const std::map<std::string, std::vector<std::string>, std::less<>>& role_table() {
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
       {"producer", {"http", "kafka", "producer"}},
-      {"processor", {"http", "kafka", "mongodb", "influxdb", "processor", "ingest"}},
+      {"processor",
+       {"http", "kafka", "mongodb", "influxdb", "processor", "ingest", "otlp", "scrape"}},
       {"worker", {"http", "kafka", "mongodb", "worker"}},
-      {"all", {"http", "embedded"}},
+      {"all", {"http", "embedded", "otlp", "scrape"}},
       {"gpu-exporter", {"http", "gpu_exporter"}},
   };
   return table;
