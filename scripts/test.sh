@@ -3,7 +3,7 @@
 # starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, fetches the OpenTelemetry Python
 # SDK (the OTLP tests' client), runs the unit and integration suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
 # checks (lean first run, container image, Helm chart, cloud-init first boot), the unit suite
-# again under ASan+UBSan, each libFuzzer target for 60 s (scripts/fuzz.sh), and stops the services
+# again under ASan+UBSan, each libFuzzer target for 45 s (scripts/fuzz.sh), and stops the services
 # (also on failure).
 # The last line is `tests: N passed, M failed[, K skipped]`, summed over every suite.
 set -uo pipefail
@@ -109,9 +109,9 @@ else
   failed_steps+=("asan-build")
 fi
 
-step "fuzzing: each libFuzzer target for ${TELEMETRYD_FUZZ_SECONDS:-60} s (clang, ASan+UBSan)"
+step "fuzzing: each libFuzzer target for ${TELEMETRYD_FUZZ_SECONDS:-45} s (clang, ASan+UBSan)"
 # Writes build-fuzz/fuzz.junit.xml (one case per target) even when its build fails.
-scripts/fuzz.sh "${TELEMETRYD_FUZZ_SECONDS:-60}" || failed_steps+=("fuzz")
+scripts/fuzz.sh "${TELEMETRYD_FUZZ_SECONDS:-45}" || failed_steps+=("fuzz")
 
 step "summary"
 [ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"

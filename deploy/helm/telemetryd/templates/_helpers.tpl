@@ -147,6 +147,9 @@ containers:
     {{- end }}
     ports:
       - {name: http, containerPort: 8000, protocol: TCP}
+      {{- if dig "otlp" "enabled" false .values.config }}
+      - {name: otlp, containerPort: 4318, protocol: TCP}
+      {{- end }}
     livenessProbe:
       httpGet: {path: /health, port: http}
       initialDelaySeconds: 5
