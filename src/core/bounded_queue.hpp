@@ -27,10 +27,11 @@ class BoundedQueue {
   }
 
   /// Queues every item or none, without waiting: for callers that must not block (the io
-  /// thread) and answer "busy, retry" instead. False when full or closed.
+  /// thread) and answer "busy, retry" instead. False when closed or when the items do not fit;
+  /// an empty queue takes any number (a batch larger than the capacity could never fit).
   bool try_push_all(std::vector<T>& items) {
     const std::lock_guard lock(mutex_);
-    if (closed_ || items_.size() + items.size() > capacity_) return false;
+    if (closed_ || (!items_.empty() && items_.size() + items.size() > capacity_)) return false;
     for (auto& item : items) items_.push_back(std::move(item));
     not_empty_.notify_one();
     return true;

@@ -60,6 +60,7 @@ constexpr std::array kNames{
 };
 
 constexpr std::size_t kSlots = static_cast<std::size_t>(Slot::kCount);
+constexpr std::size_t kMaxTextBytes = 512;
 
 struct Found {
   const Value* value = nullptr;
@@ -164,7 +165,6 @@ GenAiMapper::GenAiMapper(MappingSettings settings) : settings_(std::move(setting
 
 TracesMapping GenAiMapper::map(const TracesRequest& request) const {
   TracesMapping out;
-  out.events.reserve(request.span_count);
   const auto lookup = [this](std::array<Found, kSlots>& found, const std::vector<KeyValue>& attrs,
                              bool from_span) {
     for (const KeyValue& kv : attrs) {
@@ -278,6 +278,25 @@ TracesMapping GenAiMapper::map(const TracesRequest& request) const {
       if (span.start_time_unix_nano != 0 && span.end_time_unix_nano >= span.start_time_unix_nano) {
         usage.duration_ms =
             static_cast<double>(span.end_time_unix_nano - span.start_time_unix_nano) / 1e6;
+      }
+      // Names become store keys, label values and parts of a Kafka message: one with a 2 MB
+      // model name would make every retry of the whole export fail, so the span is refused.
+      std::string too_long;
+      for (const auto& [what, value] :
+           {std::pair<const char*, const std::optional<std::string>*>{"model", &model},
+            {"provider", &usage.provider},
+            {"request id", &usage.request_id},
+            {"deployment", &usage.deployment},
+            {"host", &usage.host},
+            {"user id", &usage.user_id}}) {
+        if (*value && (*value)->size() > kMaxTextBytes && too_long.empty()) too_long = what;
+      }
+      if (usage.tenant_id.size() > kMaxTextBytes) too_long = "tenant";
+      if (!usage.tags.empty() && usage.tags.front().size() > kMaxTextBytes + 4) too_long = "pod";
+      if (!too_long.empty()) {
+        note_rejection(out, span,
+                       too_long + " is longer than " + std::to_string(kMaxTextBytes) + " bytes");
+        continue;
       }
       usage.status = span.status_code == 2 ? "error" : "success";
       usage.source_kind = "otlp";

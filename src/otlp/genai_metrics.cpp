@@ -9,6 +9,8 @@ namespace telemetryd::otlp {
 namespace {
 
 constexpr std::string_view kTokenUsage = "gen_ai.client.token.usage";
+// Providers are a short list (openai, anthropic, vllm, ...); past it, a label is "other".
+constexpr std::size_t kMaxProviders = 64;
 
 std::string_view string_attribute(const std::vector<KeyValue>& attrs,
                                   std::initializer_list<std::string_view> keys) {
@@ -105,6 +107,10 @@ MetricsOutcome TokenUsageMetrics::observe(const MetricsRequest& request) {
           } else if (cumulative_.size() < max_series_) {
             cumulative_.emplace(std::move(key),
                                 Cumulative{point.start_time_unix_nano, point.value});
+          } else {
+            // Untracked, its every export would add its whole running sum again.
+            ++out.untracked;
+            continue;
           }
         }
         std::string model(
@@ -119,6 +125,13 @@ MetricsOutcome TokenUsageMetrics::observe(const MetricsRequest& request) {
         }
         std::string provider(
             string_attribute(point.attributes, {"gen_ai.provider.name", "gen_ai.system"}));
+        if (!providers_.contains(provider)) {
+          if (providers_.size() >= kMaxProviders) {
+            provider = "other";
+          } else {
+            providers_.emplace(provider, true);
+          }
+        }
         std::string type(string_attribute(point.attributes, {"gen_ai.token.type"}));
         if (type != "input" && type != "output") type = "other";
         ++out.counted;

@@ -16,16 +16,18 @@
 namespace telemetryd::otlp {
 
 struct MetricsOutcome {
-  std::size_t points = 0;    // every data point in the request
-  std::size_t counted = 0;   // token-usage points that moved a counter
-  std::size_t rejected = 0;  // token-usage points with an unusable value
+  std::size_t points = 0;     // every data point in the request
+  std::size_t counted = 0;    // token-usage points that moved a counter
+  std::size_t rejected = 0;   // token-usage points with an unusable value
+  std::size_t untracked = 0;  // cumulative points of series past max_series: not counted
   std::string rejection_message;
 };
 
 class TokenUsageMetrics {
  public:
-  /// `max_series` bounds both the cumulative state kept and the label sets exported: past it,
-  /// new models are counted under model="other".
+  /// `max_series` bounds both the cumulative state kept and the models exported: past it, new
+  /// models are counted under model="other", and new cumulative series are not counted at all
+  /// (without their previous point an increase cannot be told from a running sum).
   TokenUsageMetrics(metrics::Registry& registry, std::size_t max_series = 10000);
   MetricsOutcome observe(const MetricsRequest& request);
 
@@ -38,6 +40,7 @@ class TokenUsageMetrics {
   std::size_t max_series_;
   std::map<std::string, Cumulative, std::less<>> cumulative_;
   std::map<std::string, bool, std::less<>> models_;
+  std::map<std::string, bool, std::less<>> providers_;
 };
 
 }  // namespace telemetryd::otlp

@@ -111,7 +111,9 @@ class OtlpComponent final : public Component {
             {"outcome"})),
         points_(ctx.metrics.counter("otlp_metric_points_total",
                                     "Metric data points received, by outcome: counted "
-                                    "(gen_ai.client.token.usage), rejected, other (ignored).",
+                                    "(gen_ai.client.token.usage), rejected, untracked (a "
+                                    "cumulative series past otlp.max_metric_series), other "
+                                    "(ignored).",
                                     {"outcome"})) {
     if (ctx.config.str("otlp.auth") == "bearer") {
       tokens_ = ingest::BearerTokens::load(ctx.config.str("otlp.tokens_file"), "otlp.tokens_file");
@@ -139,10 +141,16 @@ class OtlpComponent final : public Component {
       }
       server_.emplace(ctx.io, std::move(options), own_router_, ctx.metrics);
     }
+    const std::string& listen = ctx.config.str("otlp.listen").empty()
+                                    ? ctx.config.str("http.listen")
+                                    : ctx.config.str("otlp.listen");
+    if (!tokens_ && !listen.starts_with("127.") && !listen.starts_with("[::1]") &&
+        !listen.starts_with("localhost:")) {
+      log::warn("otlp", "the OTLP receiver takes usage without a token on a non-loopback address",
+                {{"listen", listen}, {"hint", "otlp.auth: bearer with otlp.tokens_file"}});
+    }
     log::info("otlp", "OTLP/HTTP receiver enabled",
-              {{"listen", ctx.config.str("otlp.listen").empty() ? ctx.config.str("http.listen")
-                                                                : ctx.config.str("otlp.listen")},
-               {"auth", ctx.config.str("otlp.auth")}});
+              {{"listen", listen}, {"auth", ctx.config.str("otlp.auth")}});
   }
 
   void start() override {
@@ -209,7 +217,8 @@ class OtlpComponent final : public Component {
                               "the export request cannot be decoded: " + decoded.error().message);
     }
     TracesMapping mapped = mapper_.map(decoded.value());
-    if (!mapped.events.empty() &&
+    // A batch larger than the limit still passes when nothing else waits, or it never would.
+    if (!mapped.events.empty() && inlet_.in_flight() > 0 &&
         inlet_.in_flight() + static_cast<std::int64_t>(mapped.events.size()) > max_in_flight_) {
       co_return retry_later(Status::service_unavailable, encoding,
                             "too many events are waiting for the pipeline", 1);
@@ -255,8 +264,10 @@ class OtlpComponent final : public Component {
     const MetricsOutcome outcome = token_metrics_.observe(decoded.value());
     points_.with({"counted"}).inc(static_cast<double>(outcome.counted));
     points_.with({"rejected"}).inc(static_cast<double>(outcome.rejected));
-    points_.with({"other"}).inc(static_cast<double>(
-        outcome.points - std::min(outcome.points, outcome.counted + outcome.rejected)));
+    points_.with({"untracked"}).inc(static_cast<double>(outcome.untracked));
+    const std::size_t seen = outcome.counted + outcome.rejected + outcome.untracked;
+    points_.with({"other"}).inc(
+        static_cast<double>(outcome.points - std::min(outcome.points, seen)));
     const auto rejected = static_cast<std::int64_t>(outcome.rejected);
     return answer(
         Status::ok, encoding,

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstddef>
 // Decoders for OTLP/HTTP export request bodies (https://opentelemetry.io/docs/specs/otlp/):
 // binary protobuf (application/x-protobuf) and OTLP/JSON (application/json), traces and metrics,
 // into the model of otlp_model.hpp.
@@ -25,6 +26,11 @@ namespace telemetryd::otlp {
 /// Deepest AnyValue nesting accepted (an attribute's value is depth 1, each arrayValue or
 /// kvlistValue inside it one more).
 inline constexpr int kMaxValueDepth = 32;
+/// Spans, attributes and data points one request may hold in all: a body of empty spans (two
+/// bytes each) would otherwise cost about 100 bytes of model per body byte. Two million bounds a
+/// request's model at about 200 MB, above any real batch (a 20 MiB batch of GenAI spans holds
+/// well under a million attributes).
+inline constexpr std::size_t kMaxItemsPerRequest = 2'000'000;
 
 /// Permanent errors only (bad data): message says what and where, e.g.
 /// "resource_spans[0].scope_spans[1].spans[3]: truncated length-delimited field 1".

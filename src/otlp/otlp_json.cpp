@@ -7,6 +7,7 @@
 // null stands for "not set" everywhere, as proto3 JSON says. A value of the wrong JSON type is an
 // error naming its place ("resourceSpans[0].scopeSpans[0].spans[2].traceId: ...").
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -219,12 +220,12 @@ class Decoder {
   bool attributes(element value, std::vector<KeyValue>& out) {
     array items;
     if (value.get(items) != simdjson::SUCCESS) return wrong("attributes", "an array");
-    out.reserve(out.size() + items.size());
+    out.reserve(out.size() + std::min<std::size_t>(items.size(), 4096));
     std::size_t index = 0;
     for (element item : items) {
       Scope scope(path_, "attributes", index++);
       KeyValue kv;
-      if (!key_value(item, kv, 1)) return false;
+      if (!count_item() || !key_value(item, kv, 1)) return false;
       if (!is_content_attribute(kv.key)) out.push_back(kv);
     }
     return true;
@@ -374,9 +375,9 @@ class Decoder {
               if (scope_obj.at_key("spans").get(spans) != simdjson::SUCCESS) return true;
               array items;
               if (spans.get(items) == simdjson::SUCCESS)
-                out.spans.reserve(out.spans.size() + items.size());
+                out.spans.reserve(out.spans.size() + std::min<std::size_t>(items.size(), 65536));
               return for_each(spans, "spans", [&](element item, std::size_t) {
-                return span(item, out.spans.emplace_back());
+                return count_item() && span(item, out.spans.emplace_back());
               });
             }))
           return false;
@@ -511,9 +512,10 @@ class Decoder {
       if (key == "dataPoints") {
         array items;
         if (decoded && field.value.get(items) == simdjson::SUCCESS)
-          out.points.reserve(out.points.size() + items.size());
+          out.points.reserve(out.points.size() + std::min<std::size_t>(items.size(), 4096));
         if (!for_each(field.value, "dataPoints", [&](element item, std::size_t) {
               ++points;
+              if (!count_item()) return false;
               if (!decoded) {
                 object ignored;
                 return members(item, ignored);
@@ -582,6 +584,13 @@ class Decoder {
     const char* end = text.data() + text.size();
     auto [ptr, ec] = std::from_chars(text.data(), end, out);
     return !text.empty() && ec == std::errc() && ptr == end;
+  }
+
+  std::size_t items_ = 0;
+  bool count_item() {
+    return ++items_ <= kMaxItemsPerRequest ||
+           fail("more than " + std::to_string(kMaxItemsPerRequest) +
+                " spans, attributes and data points in one request");
   }
 
   Path path_;

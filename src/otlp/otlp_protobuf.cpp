@@ -10,10 +10,13 @@
 // Like libprotobuf and upb, a known field number with an unexpected wire type is treated as an
 // unknown field and skipped; a repeated occurrence of a singular field overrides it (a message
 // field's repeated parts are merged, as protobuf merges messages). Strings the model exposes
-// (keys, string values, names) must be valid UTF-8, as proto3 `string` requires.
+// (keys, string values, names) that are not valid UTF-8, as proto3 `string` requires, are kept
+// out of the model (the attribute dropped, the value unusable, the name empty) rather than
+// refusing the whole request for one span's bad URL.
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "otlp/decode_support.hpp"
@@ -50,8 +53,8 @@ class Decoder {
     Field field;
     while (reader.next(field)) {
       if (is(field, 1, kLen)) {
-        if (!utf8(field.bytes, 1)) return false;
-        kv.key = field.bytes;
+        // Not UTF-8: no allow-listed key, so the attribute is dropped (attribute() below).
+        kv.key = utf8(field.bytes) ? field.bytes : std::string_view();
       } else if (is(field, 2, kLen)) {
         if (!any_value(field.bytes, kv.value, depth)) return false;
       }
@@ -62,8 +65,8 @@ class Decoder {
   bool attribute(std::string_view bytes, std::vector<KeyValue>& out, std::size_t index) {
     Scope scope(path_, "attributes", index);
     KeyValue kv;
-    if (!key_value(bytes, kv, 1)) return false;
-    if (!is_content_attribute(kv.key)) out.push_back(kv);
+    if (!count_item() || !key_value(bytes, kv, 1)) return false;
+    if (!kv.key.empty() && !is_content_attribute(kv.key)) out.push_back(kv);
     return true;
   }
 
@@ -78,10 +81,11 @@ class Decoder {
       switch (field.number) {
         case 1:
           if (field.type != kLen) break;
-          if (!utf8(field.bytes, 1)) return false;
           value = {};
-          value.kind = Value::Kind::kString;
-          value.text = field.bytes;
+          // Not UTF-8 (a truncated multibyte URL from some SDK): unusable, but not a reason to
+          // refuse the other spans of the request.
+          value.kind = utf8(field.bytes) ? Value::Kind::kString : Value::Kind::kOther;
+          if (value.kind == Value::Kind::kString) value.text = field.bytes;
           break;
         case 2:
           if (field.type != kVarint) break;
@@ -144,7 +148,7 @@ class Decoder {
   // resource.v1.Resource: attributes = 1.
   bool resource(std::string_view bytes, std::vector<KeyValue>& out) {
     Scope scope(path_, "resource");
-    out.reserve(out.size() + pb::count_fields(bytes, 1, kLen));
+    out.reserve(out.size() + std::min<std::size_t>(pb::count_fields(bytes, 1, kLen), 4096));
     Reader reader(bytes);
     Field field;
     std::size_t index = 0;
@@ -158,7 +162,7 @@ class Decoder {
 
   // ExportTraceServiceRequest: resource_spans = 1.
   bool traces(std::string_view body, TracesRequest& request) {
-    request.resources.reserve(pb::count_fields(body, 1, kLen));
+    request.resources.reserve(std::min<std::size_t>(pb::count_fields(body, 1, kLen), 4096));
     Reader reader(body);
     Field field;
     while (reader.next(field)) {
@@ -179,7 +183,7 @@ class Decoder {
       while (reader.next(field))
         if (is(field, 2, kLen)) spans += pb::count_fields(field.bytes, 2, kLen);
     }
-    out.spans.reserve(spans);
+    out.spans.reserve(std::min<std::size_t>(spans, 65536));  // no more before count_item agrees
     Reader reader(bytes);
     Field field;
     std::size_t scope_index = 0;
@@ -194,7 +198,7 @@ class Decoder {
         while (inner.next(span_field)) {
           if (!is(span_field, 2, kLen)) continue;
           Scope span_scope(path_, "spans", span_index++);
-          if (!span(span_field.bytes, out.spans.emplace_back())) return false;
+          if (!count_item() || !span(span_field.bytes, out.spans.emplace_back())) return false;
         }
         if (!done(inner)) return false;
       }
@@ -205,7 +209,7 @@ class Decoder {
   // Span: trace_id = 1, span_id = 2, name = 5, start_time_unix_nano = 7 (fixed64),
   // end_time_unix_nano = 8 (fixed64), attributes = 9, status = 15 (Status: code = 3).
   bool span(std::string_view bytes, Span& out) {
-    out.attributes.reserve(pb::count_fields(bytes, 9, kLen));
+    out.attributes.reserve(std::min<std::size_t>(pb::count_fields(bytes, 9, kLen), 4096));
     Reader reader(bytes);
     Field field;
     std::size_t attribute_index = 0;
@@ -221,8 +225,7 @@ class Decoder {
           break;
         case 5:
           if (field.type != kLen) break;
-          if (!utf8(field.bytes, 5)) return false;
-          out.name = field.bytes;
+          out.name = utf8(field.bytes) ? field.bytes : std::string_view();
           break;
         case 7:
           if (field.type == kFixed64) out.start_time_unix_nano = field.value;
@@ -274,7 +277,7 @@ class Decoder {
 
   // ExportMetricsServiceRequest: resource_metrics = 1.
   bool metrics(std::string_view body, MetricsRequest& request) {
-    request.resources.reserve(pb::count_fields(body, 1, kLen));
+    request.resources.reserve(std::min<std::size_t>(pb::count_fields(body, 1, kLen), 4096));
     Reader reader(body);
     Field field;
     while (reader.next(field)) {
@@ -296,7 +299,7 @@ class Decoder {
       while (reader.next(field))
         if (is(field, 2, kLen)) metrics += pb::count_fields(field.bytes, 2, kLen);
     }
-    out.metrics.reserve(metrics);
+    out.metrics.reserve(std::min<std::size_t>(metrics, 65536));
     Reader reader(bytes);
     Field field;
     std::size_t scope_index = 0;
@@ -332,8 +335,7 @@ class Decoder {
       const char* name;
       switch (field.number) {
         case 1:
-          if (!utf8(field.bytes, 1)) return false;
-          out.name = field.bytes;
+          out.name = utf8(field.bytes) ? field.bytes : std::string_view();
           continue;
         case 5:
           kind = Metric::Kind::kGauge, name = "gauge";
@@ -374,13 +376,16 @@ class Decoder {
   // data_points = 1, aggregation_temporality = 2.
   bool metric_data(std::string_view bytes, std::uint32_t number, Metric& out, std::size_t& points) {
     const bool decoded = number == 7 || number == 9 || number == 10;
-    if (decoded) out.points.reserve(out.points.size() + pb::count_fields(bytes, 1, kLen));
+    if (decoded)
+      out.points.reserve(out.points.size() +
+                         std::min<std::size_t>(pb::count_fields(bytes, 1, kLen), 4096));
     Reader reader(bytes);
     Field field;
     while (reader.next(field)) {
       if (is(field, 1, kLen)) {
         if (decoded) {
           Scope scope(path_, "data_points", points);
+          if (!count_item()) return false;
           NumberPoint& point = out.points.emplace_back();
           const bool ok = number == 7   ? number_point(field.bytes, point)
                           : number == 9 ? histogram_point(field.bytes, point, 9)
@@ -400,7 +405,7 @@ class Decoder {
   // NumberDataPoint: start_time_unix_nano = 2, time_unix_nano = 3 (fixed64), as_double = 4,
   // as_int = 6 (sfixed64), attributes = 7.
   bool number_point(std::string_view bytes, NumberPoint& point) {
-    point.attributes.reserve(pb::count_fields(bytes, 7, kLen));
+    point.attributes.reserve(std::min<std::size_t>(pb::count_fields(bytes, 7, kLen), 4096));
     Reader reader(bytes);
     Field field;
     std::size_t attribute_index = 0;
@@ -427,7 +432,8 @@ class Decoder {
   // HistogramDataPoint: attributes = 9; ExponentialHistogramDataPoint: attributes = 1. Both:
   // start_time_unix_nano = 2, time_unix_nano = 3, count = 4 (fixed64), optional sum = 5 (double).
   bool histogram_point(std::string_view bytes, NumberPoint& point, std::uint32_t attributes) {
-    point.attributes.reserve(pb::count_fields(bytes, attributes, kLen));
+    point.attributes.reserve(
+        std::min<std::size_t>(pb::count_fields(bytes, attributes, kLen), 4096));
     Reader reader(bytes);
     Field field;
     std::size_t attribute_index = 0;
@@ -456,9 +462,14 @@ class Decoder {
     return false;
   }
   bool done(const Reader& reader) { return !reader.failed() || fail(reader.error()); }
-  bool utf8(std::string_view text, std::uint32_t number) {
-    return simdjson::validate_utf8(text.data(), text.size()) ||
-           fail("invalid UTF-8 in string field " + std::to_string(number));
+  std::size_t items_ = 0;
+  bool count_item() {
+    return ++items_ <= kMaxItemsPerRequest ||
+           fail("more than " + std::to_string(kMaxItemsPerRequest) +
+                " spans, attributes and data points in one request");
+  }
+  static bool utf8(std::string_view text) {
+    return simdjson::validate_utf8(text.data(), text.size());
   }
 
   Path path_;

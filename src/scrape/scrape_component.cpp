@@ -9,14 +9,17 @@
 // from the saved counters, so no increase is lost or counted twice. While the pipeline refuses
 // events, scraping pauses: the servers' counters keep the increase until it takes them again.
 
+#include <fcntl.h>
 #include <simdjson.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cerrno>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -43,6 +46,9 @@ namespace asio = boost::asio;
 using Clock = std::chrono::system_clock;
 
 constexpr std::string_view kPendingMarker = "--- pending events\n";
+// Events kept while the pipeline refuses them: about a day of 20 models at 15 s. Past it,
+// scraping pauses and the servers' counters keep the increase.
+constexpr std::size_t kMaxPending = 100000;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
@@ -182,17 +188,24 @@ class ScrapeComponent final : public Component {
   }
 
   void run() {
+    auto next_scrape = Clock::now();
     while (!stopping()) {
-      if (!pending_.empty() && !publish_pending()) {
-        if (!sleep_until(Clock::now() + std::chrono::seconds(1))) return;
-        continue;
+      // Scraping goes on while the pipeline refuses events (a reset during an outage would
+      // otherwise hide the increase before it): the new intervals join the pending events,
+      // each with its own id, up to kMaxPending.
+      if (Clock::now() >= next_scrape && pending_.size() < kMaxPending) {
+        scrape_all();
+        const auto interval = std::chrono::duration_cast<Clock::duration>(interval_);
+        // Aligned to the interval's grid, so every instance scrapes at the same moments.
+        next_scrape =
+            Clock::time_point((Clock::now().time_since_epoch() / interval + 1) * interval);
       }
-      scrape_all();
-      if (!pending_.empty()) publish_pending();
-      // Aligned to the interval's grid, so every instance scrapes at the same moments.
-      const auto interval = std::chrono::duration_cast<Clock::duration>(interval_);
-      const auto now = Clock::now().time_since_epoch();
-      if (!sleep_until(Clock::time_point((now / interval + 1) * interval))) return;
+      // Nothing is published that a restart could not find again in the state file.
+      if (!pending_.empty() && (state_dirty_ ? save_state() : true)) publish_pending();
+      const auto wake = pending_.empty()
+                            ? next_scrape
+                            : std::min(next_scrape, Clock::now() + std::chrono::seconds(1));
+      if (!sleep_until(wake)) return;
     }
   }
 
@@ -206,6 +219,9 @@ class ScrapeComponent final : public Component {
     std::string failing;
     std::size_t ok = 0;
     for (std::size_t i = 0; i < targets_.size(); ++i) {
+      // A drain does not wait for the remaining targets' timeouts: their increases stay on the
+      // servers until the next start.
+      if (stopping()) break;
       std::string problem = scrape_one(targets_[i], *clients_[i], events);
       up_.with({targets_[i].url}).set(problem.empty() ? 1 : 0);
       if (problem.empty()) {
@@ -218,12 +234,8 @@ class ScrapeComponent final : public Component {
     readiness_.set("scrape", true,
                    std::to_string(ok) + " of " + std::to_string(targets_.size()) +
                        " targets scraped" + (failing.empty() ? "" : "; " + failing));
-    if (!events.empty()) {
-      pending_ = std::move(events);
-      save_state();
-    } else if (state_dirty_) {
-      save_state();
-    }
+    for (auto& event : events) pending_.push_back(std::move(event));
+    if (state_dirty_) save_state();
   }
 
   // Empty on success, else the problem (also counted and logged).
@@ -361,11 +373,17 @@ class ScrapeComponent final : public Component {
       }
     }
     pending_.clear();
+    // If this save fails the old file still lists them: a restart publishes them again under
+    // the same ids, which the stores keep once.
+    state_dirty_ = true;
     save_state();
     return true;
   }
 
-  void save_state() {
+  // Writes the counters and the pending events to a new file, syncs it and renames it over
+  // the old one (then syncs the folder), so that a crash at any moment leaves one whole state.
+  // False (logged) when the disk refuses: nothing is published until it takes the state.
+  bool save_state() {
     std::string text = deltas_.save_json();
     text += kPendingMarker;
     for (const Event& event : pending_) {
@@ -388,26 +406,44 @@ class ScrapeComponent final : public Component {
       text += '\n';
     }
     const std::filesystem::path path(state_file_);
-    const std::filesystem::path temp = path.string() + ".tmp";
+    const std::string temp = path.string() + ".tmp";
     std::error_code ec;
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-    {
-      std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-      out << text;
-      out.flush();
-      if (!out) {
-        log::error("scrape", "cannot write the state file; a restart would count again",
-                   {{"file", temp.string()}});
-        return;
+    const auto refuse = [&](const char* what) {
+      if (!state_error_logged_) {
+        log::error("scrape", "cannot save the scrape state; publishing waits until it can",
+                   {{"file", path.string()}, {"step", what}, {"error", std::strerror(errno)}});
+        state_error_logged_ = true;
       }
+      return false;
+    };
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return refuse("open");
+    std::size_t written = 0;
+    while (written < text.size()) {
+      const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fd);
+        return refuse("write");
+      }
+      written += static_cast<std::size_t>(n);
     }
-    std::filesystem::rename(temp, path, ec);
-    if (ec) {
-      log::error("scrape", "cannot replace the state file",
-                 {{"file", path.string()}, {"error", ec.message()}});
-      return;
+    if (::fsync(fd) != 0) {
+      ::close(fd);
+      return refuse("fsync");
     }
+    ::close(fd);
+    if (::rename(temp.c_str(), path.c_str()) != 0) return refuse("rename");
+    const std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
+    if (const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
+    if (state_error_logged_) log::info("scrape", "the scrape state is saved again");
+    state_error_logged_ = false;
     state_dirty_ = false;
+    return true;
   }
 
   void load_state() {
@@ -469,6 +505,7 @@ class ScrapeComponent final : public Component {
   TokenDeltas deltas_;
   std::vector<Event> pending_;
   bool state_dirty_ = false;
+  bool state_error_logged_ = false;
   std::map<std::string, std::string> last_problem_;  // target -> its current problem
   metrics::Family<metrics::Gauge>& up_;
   metrics::Family<metrics::Counter>& errors_;
@@ -489,6 +526,17 @@ class DisabledComponent final : public Component {
   void start() override {}
   void stop() override {}
 };
+
+std::vector<ConfigProblem> check_scrape(const Config& config) {
+  if (!config.flag("scrape.enabled") || !config.list("scrape.targets").empty() ||
+      !config.str("scrape.targets_file").empty()) {
+    return {};
+  }
+  return {{.file = config.source(),
+           .path = "scrape.targets",
+           .message = "lists no target while scrape.enabled is true",
+           .hint = "a /metrics URL per item, or scrape.targets_file"}};
+}
 
 std::optional<std::string> check_target(std::string_view line) {
   Result<Target> target = parse_target(line);
@@ -539,7 +587,9 @@ const ComponentRegistration kRegistration{
      [](ComponentContext& ctx) -> std::unique_ptr<Component> {
        if (!ctx.config.flag("scrape.enabled")) return std::make_unique<DisabledComponent>();
        return std::make_unique<ScrapeComponent>(ctx);
-     }}};
+     },
+     nullptr,
+     check_scrape}};
 
 }  // namespace
 }  // namespace telemetryd::scrape

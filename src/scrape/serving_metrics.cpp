@@ -56,6 +56,7 @@ constexpr std::array<ServerNames, 2> kServers{{
 
 struct Aggregate {
   double sum = 0;
+  double min = std::numeric_limits<double>::infinity();
   std::size_t samples = 0;
 };
 
@@ -114,6 +115,12 @@ std::optional<double> total(const ModelSamples& model, std::string_view name) {
   const auto it = model.values.find(name);
   if (it == model.values.end()) return std::nullopt;
   return it->second.sum;
+}
+
+std::optional<double> minimum(const ModelSamples& model, std::string_view name) {
+  const auto it = model.values.find(name);
+  if (it == model.values.end() || it->second.samples == 0) return std::nullopt;
+  return it->second.min;
 }
 
 std::optional<double> average(const ModelSamples& model, std::string_view name) {
@@ -229,6 +236,7 @@ std::vector<ModelServing> serving_by_model(const Exposition& exposition) {
     }
     Aggregate& aggregate = model.values[canonical];
     aggregate.sum += sample.value;
+    aggregate.min = std::min(aggregate.min, sample.value);
     ++aggregate.samples;
   }
 
@@ -242,6 +250,10 @@ std::vector<ModelServing> serving_by_model(const Exposition& exposition) {
     serving.server_kind = std::string(names.kind);
     serving.model = std::string(key.second);
     serving.cached_prompt_tokens_total = first_of(model, names.cached_tokens, total);
+    if (const std::string_view prompt = names.prompt_tokens; prompt.ends_with("_total")) {
+      serving.counters_created =
+          minimum(model, std::string(prompt.substr(0, prompt.size() - 6)) + "_created");
+    }
     serving.requests_total = total(model, names.requests);
     serving.kv_cache_usage_ratio = first_of(model, names.kv_usage, average);
     serving.requests_running = total(model, names.running);

@@ -32,6 +32,11 @@ struct ModelServing {
   // Counters, summed over every other label (vLLM's `engine`, SGLang's tp_rank/dp_rank...):
   // totals since the server started.
   std::optional<double> prompt_tokens_total, generation_tokens_total;
+  /// When the prompt counter's oldest series was created (prometheus_client's `_created`
+  /// samples, Unix seconds; the oldest, so an engine's series appearing later changes nothing):
+  /// a change means the server restarted even when its counters have already grown past their
+  /// old values. Absent from SGLang's multiprocess mode.
+  std::optional<double> counters_created;
   // vllm:prefix_cache_hits_total (tokens; before vLLM 0.9 vllm:gpu_prefix_cache_hits_total) or
   // sglang:cached_tokens_total, when present.
   std::optional<double> cached_prompt_tokens_total;

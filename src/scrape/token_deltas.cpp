@@ -95,8 +95,11 @@ std::vector<TokenDelta> TokenDeltas::observe(const std::string& target, std::int
         !read_counter(model.cached_prompt_tokens_total, "the cached prompt token counter", who,
                       now[2], problems))
       continue;
+    const double created = model.counters_created && std::isfinite(*model.counters_created)
+                               ? *model.counters_created
+                               : 0;
     const CounterState current{static_cast<double>(now[0].value), static_cast<double>(now[1].value),
-                               static_cast<double>(now[2].value), now_ms};
+                               static_cast<double>(now[2].value), now_ms, created};
     const std::string key = state_key(target, model.server_kind, model.model);
     auto it = state_.find(key);
     if (it == state_.end()) {
@@ -120,22 +123,19 @@ std::vector<TokenDelta> TokenDeltas::observe(const std::string& target, std::int
     const std::array<std::int64_t, 3> before{state_count(previous.prompt_tokens),
                                              state_count(previous.generation_tokens),
                                              state_count(previous.cached_prompt_tokens)};
-    bool present_decreased = false;
-    bool absent_decreased = false;
+    // A restart shows as a counter going back, or, when the counters have already grown past
+    // their old values again, as new `_created` times. A counter that vanished (SGLang started
+    // without its prefix cache) is no restart: it counts nothing and starts again from zero.
+    bool reset =
+        previous.counters_created != 0 && created != 0 && previous.counters_created != created;
     for (std::size_t i = 0; i < now.size(); ++i) {
-      if (now[i].value >= before[i]) continue;
-      (now[i].present ? present_decreased : absent_decreased) = true;
+      if (now[i].present && now[i].value < before[i]) reset = true;
     }
-    // A counter that vanished while the others kept growing is no restart (a restart resets
-    // them all); counting it as one would count every token since the start again.
-    if (absent_decreased && !present_decreased) {
-      problems.push_back(who + ": a token counter disappeared without a reset; model skipped");
-      continue;
-    }
-    const bool reset = present_decreased || absent_decreased;
     std::array<std::int64_t, 3> delta{};
-    for (std::size_t i = 0; i < now.size(); ++i)
+    for (std::size_t i = 0; i < now.size(); ++i) {
+      if (!now[i].present) continue;
       delta[i] = reset ? now[i].value : now[i].value - before[i];
+    }
     const std::int64_t from_ms = previous.observed_at_ms;
     previous = current;
     if (delta[0] == 0 && delta[1] == 0 && delta[2] == 0) continue;
@@ -192,6 +192,8 @@ std::string TokenDeltas::save_json() const {
         .value(counters.cached_prompt_tokens)
         .key("observed_at_ms")
         .value(counters.observed_at_ms)
+        .key("counters_created")
+        .value(counters.counters_created)
         .end_object();
     out += json.str();
     out += '\n';
@@ -243,6 +245,9 @@ Result<TokenDeltas> TokenDeltas::load_json(std::string_view text) {
     }
     if (object["observed_at_ms"].get_int64().get(state.observed_at_ms) != simdjson::SUCCESS)
       return load_error(number, "observed_at_ms must be an integer");
+    // Optional: state files written before it was kept have none (0: unknown).
+    if (object["counters_created"].get_double().get(state.counters_created) != simdjson::SUCCESS)
+      state.counters_created = 0;
     if (!deltas.state_.emplace(state_key(parts[0], parts[1], parts[2]), state).second)
       return load_error(number, "a second state for the same target, server kind and model");
   }

@@ -19,6 +19,7 @@ namespace telemetryd::scrape {
 struct CounterState {  // per (target, server_kind, model), persisted by the caller
   double prompt_tokens = 0, generation_tokens = 0, cached_prompt_tokens = 0;
   std::int64_t observed_at_ms = 0;  // time of the scrape that read these values
+  double counters_created = 0;      // ModelServing::counters_created; 0 when not exposed
 };
 
 struct TokenDelta {

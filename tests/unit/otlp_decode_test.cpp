@@ -402,11 +402,15 @@ TEST_CASE("otlp: protobuf errors say what and where", "[otlp]") {
   CHECK(decoded.error().message ==
         "resource_spans[0].scope_spans[0].spans[0]: span_id is 9 bytes, want 8");
 
-  // Invalid UTF-8 in an attribute key.
-  decoded = decode_traces_protobuf(traces_with_span(len(9, string_attribute("k\xff", "v"))));
-  REQUIRE_FALSE(decoded);
-  CHECK(decoded.error().message ==
-        "resource_spans[0].scope_spans[0].spans[0].attributes[0]: invalid UTF-8 in string field 1");
+  // Invalid UTF-8 in an attribute key or value: that attribute is unusable, the span stays.
+  decoded = decode_traces_protobuf(traces_with_span(len(9, string_attribute("k\xff", "v")) +
+                                                    len(9, string_attribute("url", "\xe2\x82")) +
+                                                    len(9, string_attribute("ok", "fine"))));
+  REQUIRE(decoded);
+  REQUIRE(decoded.value().resources[0].spans[0].attributes.size() == 2);
+  CHECK(decoded.value().resources[0].spans[0].attributes[0].key == "url");
+  CHECK(decoded.value().resources[0].spans[0].attributes[0].value.kind == Value::Kind::kOther);
+  CHECK(decoded.value().resources[0].spans[0].attributes[1].value.text == "fine");
 
   // Wire type 6 and 7 do not exist; a lone end-group; field number 0.
   CHECK(decode_traces_protobuf("\x0e").error().message == "invalid wire type 6 in field 1");

@@ -4,7 +4,10 @@
 
 #include <simdjson.h>
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -238,4 +241,25 @@ TEST_CASE("scrape targets: URL, host and deployment, errors with their line", "[
   const auto broken = scrape::parse_targets_file("http://a/metrics\nnot-a-url\n", "targets");
   REQUIRE_FALSE(broken);
   CHECK(broken.error().message.rfind("targets:2: ", 0) == 0);
+}
+
+TEST_CASE("check-config: a receiver without its token file, a scrape without targets",
+          "[otlp][scrape][cli]") {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("otlp-check-" + std::to_string(getpid()) + ".yaml"))
+                               .string();
+  {
+    std::ofstream out(path);
+    out << "role: all\notlp:\n  enabled: true\n  auth: bearer\nscrape:\n  enabled: true\n";
+  }
+  const auto result =
+      test_support::run_command({test_support::telemetryd_bin(), "check-config", path});
+  INFO(result.output);
+  CHECK(result.status == 78);
+  // Located at the key that made them necessary: otlp.enabled (line 3), scrape.enabled (line 6).
+  CHECK(result.output.find(path + ":3:3: otlp.tokens_file: is required") != std::string::npos);
+  CHECK(result.output.find(path + ":6:3: scrape.targets: lists no target") != std::string::npos);
+  CHECK(result.output.find("otlp.tokens_file") != std::string::npos);
+  CHECK(result.output.find("scrape.targets") != std::string::npos);
+  std::filesystem::remove(path);
 }

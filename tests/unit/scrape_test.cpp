@@ -420,7 +420,6 @@ TEST_CASE("token deltas: values that cannot be counted are reported, state kept"
   bad(counters("sglang", "m", -1, 60));
   bad(counters("sglang", "m", 110, 60, 9007199254740993.0 * 2));
   bad(counters("sglang", "m", 110, 60, 10), 999);  // older than the state
-  bad(counters("sglang", "m", 110, 60));  // cached vanished while the others grew: no reset
   ModelServing none = counters("sglang", "m", 0, 0);
   none.prompt_tokens_total.reset();
   none.generation_tokens_total.reset();
@@ -543,4 +542,57 @@ TEST_CASE("deterministic_uuid_v7: valid, deterministic, time in front", "[scrape
         "ffffffff-ffff");
   for (int i = 0; i < 200; ++i)
     CHECK(telemetryd::processor::is_uuid_v7(deterministic_uuid_v7(i * 7919, std::to_string(i))));
+}
+
+TEST_CASE("token deltas: a restart seen by _created, a vanished counter starts from zero",
+          "[scrape]") {
+  TokenDeltas deltas;
+  std::vector<std::string> problems;
+  auto with_created = [](double prompt, double generation, std::optional<double> cached,
+                         double created) {
+    ModelServing m = counters("vllm", "m", prompt, generation, cached);
+    m.counters_created = created;
+    return m;
+  };
+  CHECK(deltas.observe("t", 1000, {with_created(1000, 100, 10, 1.7e9)}, problems).empty());
+  // The server restarted and has already served more than before: only _created tells.
+  auto d = deltas.observe("t", 2000, {with_created(1200, 150, 20, 1.7e9 + 60)}, problems);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].reset);
+  CHECK(d[0].prompt_tokens == 1200);
+  CHECK(d[0].generation_tokens == 150);
+  // Saved and loaded, _created is kept: the same values again count nothing.
+  auto loaded = TokenDeltas::load_json(deltas.save_json());
+  REQUIRE(loaded);
+  CHECK(loaded.value()
+            .observe("t", 3000, {with_created(1200, 150, 20, 1.7e9 + 60)}, problems)
+            .empty());
+  // The cached counter vanishes while the others grow: it counts nothing and restarts at zero.
+  d = loaded.value().observe("t", 4000, {with_created(1300, 160, std::nullopt, 1.7e9 + 60)},
+                             problems);
+  REQUIRE(d.size() == 1);
+  CHECK_FALSE(d[0].reset);
+  CHECK(d[0].prompt_tokens == 100);
+  CHECK(d[0].cached_prompt_tokens == 0);
+  d = loaded.value().observe("t", 5000, {with_created(1300, 160, 7, 1.7e9 + 60)}, problems);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0].cached_prompt_tokens == 7);
+  CHECK(problems.empty());
+}
+
+TEST_CASE("serving_by_model reads the oldest _created of the prompt counter", "[scrape]") {
+  const auto parsed = parse_exposition(
+      "# TYPE vllm:prompt_tokens_total counter\n"
+      "vllm:prompt_tokens_total{engine=\"0\",model_name=\"m\"} 10.0\n"
+      "vllm:prompt_tokens_total{engine=\"1\",model_name=\"m\"} 5.0\n"
+      "# TYPE vllm:prompt_tokens_created gauge\n"
+      "vllm:prompt_tokens_created{engine=\"0\",model_name=\"m\"} 1.7000000005e+09\n"
+      "vllm:prompt_tokens_created{engine=\"1\",model_name=\"m\"} 1.7000000090e+09\n",
+      false);
+  REQUIRE(parsed);
+  const auto models = serving_by_model(parsed.value());
+  REQUIRE(models.size() == 1);
+  CHECK(models[0].prompt_tokens_total == 15);
+  REQUIRE(models[0].counters_created);
+  CHECK(*models[0].counters_created == Approx(1.7000000005e9));
 }
