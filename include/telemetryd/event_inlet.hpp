@@ -33,6 +33,9 @@ class EventInlet {
       const std::vector<Event>& events) = 0;
   /// Events handed over and not yet acknowledged, for backpressure (503 before the queue fills).
   virtual std::int64_t in_flight() const = 0;
+  /// The most events it holds at once (the embedded queue's capacity); unbounded for Kafka,
+  /// where the receivers' own max_in_flight decides.
+  virtual std::int64_t capacity() const { return INT64_MAX; }
   /// The topic token.usage.v1 events are published to.
   virtual std::string token_usage_topic() const = 0;
 };

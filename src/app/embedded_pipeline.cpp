@@ -45,6 +45,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
         gpu_exporter_(metrics::export_gpu_samples(*source_, ctx.config, ctx.metrics)),
         rate_(ctx.config.number("embedded.rate")),
         queue_(static_cast<std::size_t>(ctx.config.integer("embedded.queue_capacity"))),
+        queue_capacity_(ctx.config.integer("embedded.queue_capacity")),
         store_(database_path(ctx.config)),
         catalog_(processor::catalog_from(ctx.config, "embedded")),
         core_(processor::core_settings_from(ctx.config, "embedded"), store_, store_, catalog_,
@@ -91,6 +92,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
     co_return results;
   }
   std::int64_t in_flight() const override { return static_cast<std::int64_t>(queue_.size()); }
+  std::int64_t capacity() const override { return queue_capacity_; }
   std::string token_usage_topic() const override { return kTokenUsageTopic; }
 
  private:
@@ -171,6 +173,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
   std::unique_ptr<metrics::GpuExporter> gpu_exporter_;
   double rate_;
   BoundedQueue<Event> queue_;
+  std::int64_t queue_capacity_;
   sqlite::SqliteStore store_;
   processor::GpuCatalog catalog_;
   processor::ProcessorCore core_;

@@ -209,6 +209,10 @@ class OtlpComponent final : public Component {
                               "Content-Encoding must be gzip or identity");
     }
     if (signal == Signal::kMetrics) co_return receive_metrics(body, encoding);
+    // Refused before decoding when the pipeline is already full: a 503 should cost little.
+    if (inlet_.in_flight() >= std::min(max_in_flight_, inlet_.capacity())) {
+      co_return busy(encoding, "the pipeline is full");
+    }
 
     Result<TracesRequest> decoded = encoding == Encoding::kJson ? decode_traces_json(body, parser_)
                                                                 : decode_traces_protobuf(body);
@@ -220,8 +224,7 @@ class OtlpComponent final : public Component {
     // A batch larger than the limit still passes when nothing else waits, or it never would.
     if (!mapped.events.empty() && inlet_.in_flight() > 0 &&
         inlet_.in_flight() + static_cast<std::int64_t>(mapped.events.size()) > max_in_flight_) {
-      co_return retry_later(Status::service_unavailable, encoding,
-                            "too many events are waiting for the pipeline", 1);
+      co_return busy(encoding, "too many events are waiting for the pipeline");
     }
     if (!mapped.events.empty()) {
       const std::vector<Event> events = std::move(mapped.events);
@@ -229,12 +232,8 @@ class OtlpComponent final : public Component {
       for (const Delivery& delivery : deliveries) {
         if (delivery.ok) continue;
         // Some may have been taken: the retry's duplicates carry the same ids, stored once.
-        log::warn(
-            "otlp", "the pipeline did not take the spans' usage events",
-            {{"error", delivery.error}, {"events", static_cast<std::int64_t>(events.size())}});
-        co_return retry_later(
-            Status::service_unavailable, encoding,
-            "the pipeline did not take the events (" + delivery.error + "); retry the export", 1);
+        co_return busy(encoding, "the pipeline did not take the events (" + delivery.error +
+                                     "); retry the export");
       }
       spans_.with({"usage"}).inc(static_cast<double>(events.size()));
     }
@@ -251,6 +250,20 @@ class OtlpComponent final : public Component {
         encoding == Encoding::kJson
             ? encode_export_response_json(rejected, mapped.rejection_message, true)
             : encode_export_response_protobuf(rejected, mapped.rejection_message, true));
+  }
+
+  // 503 with Retry-After; logged at most every 10 s with the count since, so that a full
+  // pipeline under load does not flood the log with one line per export.
+  Response busy(Encoding encoding, const std::string& why) {
+    ++busy_since_log_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_busy_log_ >= std::chrono::seconds(10)) {
+      log::warn("otlp", "exports refused for now (503, Retry-After)",
+                {{"reason", why}, {"refused", busy_since_log_}});
+      last_busy_log_ = now;
+      busy_since_log_ = 0;
+    }
+    return retry_later(Status::service_unavailable, encoding, why, 1);
   }
 
   Response receive_metrics(std::string_view body, Encoding encoding) {
@@ -290,6 +303,8 @@ class OtlpComponent final : public Component {
   http::Router own_router_;
   std::optional<http::Server> server_;
   bool stopping_ = false;
+  std::chrono::steady_clock::time_point last_busy_log_{};
+  std::int64_t busy_since_log_ = 0;
 };
 
 std::vector<ConfigProblem> check_otlp(const Config& config) {
