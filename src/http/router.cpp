@@ -1,5 +1,7 @@
 #include "http/router.hpp"
 
+#include <cctype>
+
 #include "telemetryd/json_writer.hpp"
 
 namespace telemetryd::http {
@@ -148,6 +150,16 @@ std::map<std::string, std::string, std::less<>> parse_query(std::string_view que
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
+  return out;
+}
+
+std::string media_type(const Request& request) {
+  const std::string_view header = request[beast_http::field::content_type];
+  std::string_view type = header.substr(0, header.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  std::string out(type);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 

@@ -56,6 +56,10 @@ class Router {
 /// Splits "a=1&b=x%20y" into decoded pairs; the last duplicate wins.
 std::map<std::string, std::string, std::less<>> parse_query(std::string_view query);
 
+/// The request's media type without parameters, lowercased:
+/// "Application/JSON; charset=utf-8" -> "application/json".
+std::string media_type(const Request& request);
+
 Response json_response(beast_http::status status, std::string body);
 /// `{"error":{"code":..,"message":..,"field":..}}`; field omitted when empty.
 Response json_error(beast_http::status status, std::string_view code, std::string_view message,

@@ -38,20 +38,7 @@ namespace beast_http = boost::beast::http;
 using http::Response;
 using Status = beast_http::status;
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// The media type without parameters, lowercased: "application/json; charset=utf-8" -> json.
-std::string media_type(const http::Request& request) {
-  const std::string_view header = request[beast_http::field::content_type];
-  std::string_view type = header.substr(0, header.find(';'));
-  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  while (!type.empty() && type.front() == ' ') type.remove_prefix(1);
-  return lower(type);
-}
+using http::media_type;
 
 Response with_retry_after(Response response, int seconds) {
   response.set(beast_http::field::retry_after, std::to_string(seconds));

@@ -47,15 +47,7 @@ constexpr int kUnavailable = 14;
 enum class Encoding { kProtobuf, kJson };
 enum class Signal { kTraces, kMetrics };
 
-std::string media_type(const http::Request& request) {
-  std::string_view header = request[beast_http::field::content_type];
-  header = header.substr(0, header.find(';'));
-  while (!header.empty() && header.back() == ' ') header.remove_suffix(1);
-  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
-  std::string out(header);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using http::media_type;
 
 Response answer(Status status, Encoding encoding, std::string body) {
   Response res{status, 11};
