@@ -735,8 +735,8 @@ TEST_CASE("otlp: protobuf metric data is a oneof; gauge and summary points are o
   const std::string metric = len(1, "m") + sum + histogram + histogram;
   const std::string gauge = len(1, "g") + len(5, len(1, "") + len(1, ""));
   const std::string summary = len(1, "s") + len(11, len(1, ""));
-  auto decoded =
-      decode_metrics_protobuf(len(1, len(2, len(2, metric) + len(2, gauge) + len(2, summary))));
+  const std::string body = len(1, len(2, len(2, metric) + len(2, gauge) + len(2, summary)));
+  auto decoded = decode_metrics_protobuf(body);  // views into body: it must outlive them
   INFO((decoded ? "" : decoded.error().message));
   REQUIRE(decoded);
   CHECK(decoded->data_point_count == 2 + 2 + 1);
