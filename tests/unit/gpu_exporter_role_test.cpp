@@ -121,7 +121,10 @@ TEST_CASE("the gpu-exporter role serves the fake NVML's GPUs and nothing else",
   const auto gpus = static_cast<std::size_t>(std::stoul(m[1]));
   CHECK(gpus >= 1);
 
-  const auto metrics = wait_for_metric(port, "telemetryd_gpu_utilization_ratio");
+  // Every GPU seen, then a scrape after a whole tick (200 ms), so none is caught mid-update.
+  wait_for_metric(port, "telemetryd_gpu_utilization_ratio", gpus);
+  std::this_thread::sleep_for(400ms);
+  const auto metrics = http_get(port, "/metrics");
   INFO(metrics.body.substr(0, 4000));
   check_one_series_per_gpu(metrics.body, gpus, kEveryGpu);
   CHECK(metrics.body.find("gpu_exporter_samples_total{source=\"nvml\"}") != std::string::npos);
