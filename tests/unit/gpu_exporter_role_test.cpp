@@ -32,20 +32,30 @@ std::vector<std::string> uuids_of(const std::string& text, const std::string& na
   return out;
 }
 
-// Until `name` has `series` series (a whole tick: the first scrape can land mid-tick, seen
-// under ASan), 15 s at most.
-HttpResult wait_for_metric(int port, const std::string& name, std::size_t series = 1) {
+std::size_t series_of(const std::string& body, const std::string& name) {
+  std::size_t found = 0;
+  for (auto at = body.find("\n" + name + "{"); at != std::string::npos;
+       at = body.find("\n" + name + "{", at + 1))
+    ++found;
+  return found;
+}
+
+// Until every one of `names` has `series` series, 15 s at most: the first scrapes can land
+// mid-tick, and under ASan the first samples of some GPUs arrive without every reading yet.
+HttpResult wait_for_metrics(int port, const std::vector<std::string>& names, std::size_t series) {
   HttpResult metrics;
   for (int i = 0; i < 75; ++i) {
     metrics = http_get(port, "/metrics");
-    std::size_t found = 0;
-    for (auto at = metrics.body.find("\n" + name + "{"); at != std::string::npos;
-         at = metrics.body.find("\n" + name + "{", at + 1))
-      ++found;
-    if (found >= series) break;
+    bool all = true;
+    for (const auto& name : names) all = all && series_of(metrics.body, name) >= series;
+    if (all) break;
     std::this_thread::sleep_for(200ms);
   }
   return metrics;
+}
+
+HttpResult wait_for_metric(int port, const std::string& name, std::size_t series = 1) {
+  return wait_for_metrics(port, {name}, series);
 }
 
 // Readings every GPU has, the fake NVML's consumer card included (it has no power readings).
@@ -76,8 +86,6 @@ TEST_CASE("the all role exports one series per synthetic GPU and metric", "[gpu_
   const auto line = child.wait_for_line("\"msg\":\"listening\"", 10s);
   REQUIRE(line);
   const int port = port_from_listening_line(*line);
-  const auto metrics = wait_for_metric(port, "telemetryd_gpu_tensor_active_ratio", 6);
-  INFO(metrics.body.substr(0, 4000));
   auto names = kEveryGpu;
   for (const char* more :
        {"telemetryd_gpu_power_watts", "telemetryd_gpu_energy_joules_total",
@@ -85,6 +93,10 @@ TEST_CASE("the all role exports one series per synthetic GPU and metric", "[gpu_
         "telemetryd_gpu_sm_active_ratio", "telemetryd_gpu_tensor_active_ratio"}) {
     names.push_back(more);
   }
+  wait_for_metrics(port, names, 6);
+  std::this_thread::sleep_for(400ms);  // and a whole tick (200 ms) later
+  const auto metrics = http_get(port, "/metrics");
+  INFO(metrics.body.substr(0, 4000));
   check_one_series_per_gpu(metrics.body, 6, names);
   CHECK(uuids_of(metrics.body, "telemetryd_gpu_tensor_active_ratio").size() == 6);
   CHECK(uuids_of(metrics.body, "telemetryd_gpu_clock_event_reason").size() == 6 * 9);
