@@ -290,14 +290,13 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
                                                "$usage.output_tokens", "$cost.amount_usd"};
   std::map<std::string, std::array<double, 4>> rows;
   for (std::size_t slot = 0; slot < kSummed.size(); ++slot) {
-    BsonPtr pipeline(
-        kSummed[slot] == nullptr
-            ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}", "{",
-                       "$group", "{", "_id", BCON_UTF8(group_field), "v", "{", "$sum",
-                       BCON_INT32(1), "}", "}", "}", "]")
-            : BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}", "{",
-                       "$group", "{", "_id", BCON_UTF8(group_field), "v", "{", "$sum",
-                       BCON_UTF8(kSummed[slot]), "}", "}", "}", "]"));
+    BsonPtr pipeline(kSummed[slot] == nullptr
+                         ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}",
+                                    "{", "$group", "{", "_id", BCON_UTF8(group_field), "v", "{",
+                                    "$sum", BCON_INT32(1), "}", "}", "}", "]")
+                         : BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}",
+                                    "{", "$group", "{", "_id", BCON_UTF8(group_field), "v", "{",
+                                    "$sum", BCON_UTF8(kSummed[slot]), "}", "}", "}", "]"));
     mongoc_collection_t* collection =
         mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
     mongoc_cursor_t* cursor = mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE,
