@@ -24,11 +24,14 @@
 #include <vector>
 
 #include "app/roles.hpp"
+#include "fuzz_invariants.hpp"
 #include "telemetryd/config.hpp"
 
 extern char** environ;
 
 namespace {
+
+using fuzz::violated;
 
 using telemetryd::Config;
 using telemetryd::ConfigError;
@@ -42,12 +45,6 @@ using telemetryd::ValueType;
 constexpr const char* kEnvSecret = "Env5ecretValue42";
 
 std::string role_file_path;
-
-[[noreturn]] void violated(const char* what, std::string_view detail) {
-  std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-               detail.data());
-  std::abort();
-}
 
 std::vector<std::string> split_lines(std::string_view text) {
   std::vector<std::string> lines;

@@ -16,28 +16,19 @@
 #include <string_view>
 
 #include "events/cloudevent.hpp"
+#include "fuzz_invariants.hpp"
 #include "processor/event_decoder.hpp"
 
 namespace {
+
+using fuzz::expect;
+using fuzz::utf8;
+using fuzz::violated;
 
 using telemetryd::processor::DecodedEvent;
 using telemetryd::processor::DecodeError;
 using telemetryd::processor::DecodeResult;
 using telemetryd::processor::EventKind;
-
-[[noreturn]] void violated(const char* what, std::string_view detail) {
-  std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-               detail.data());
-  std::abort();
-}
-
-void expect(bool ok, const char* what, std::string_view detail = {}) {
-  if (!ok) violated(what, detail);
-}
-
-bool utf8(std::string_view text) {
-  return simdjson::validate_utf8(text.data(), text.size());
-}
 
 void check_error(const DecodeError& error) {
   constexpr std::string_view kReasons[] = {"invalid_json",  "bad_envelope", "unknown_type",

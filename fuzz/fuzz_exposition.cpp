@@ -18,23 +18,17 @@
 #include <tuple>
 #include <vector>
 
+#include "fuzz_invariants.hpp"
 #include "scrape/exposition.hpp"
 #include "scrape/serving_metrics.hpp"
 #include "scrape/token_deltas.hpp"
 
 namespace {
 
+using fuzz::expect;
+using fuzz::violated;
+
 using namespace telemetryd::scrape;
-
-[[noreturn]] void violated(const char* what, std::string_view detail) {
-  std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-               detail.data());
-  std::abort();
-}
-
-void expect(bool ok, const char* what, std::string_view detail = {}) {
-  if (!ok) violated(what, detail);
-}
 
 void check_exposition(const Exposition& exposition) {
   expect(exposition.samples.size() <= kMaxSamples, "too many samples");

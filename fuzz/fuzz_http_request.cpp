@@ -31,6 +31,7 @@
 #include <variant>
 
 #include "app/standard_routes.hpp"
+#include "fuzz_invariants.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "processor/event_decoder.hpp"
@@ -41,22 +42,15 @@
 
 namespace {
 
+using fuzz::expect;
+using fuzz::violated;
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace beast_http = boost::beast::http;
 using telemetryd::http::Request;
 using telemetryd::http::RequestParser;
 using telemetryd::http::Response;
-
-[[noreturn]] void violated(const char* what, std::string_view detail) {
-  std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-               detail.data());
-  std::abort();
-}
-
-void expect(bool ok, const char* what, std::string_view detail = {}) {
-  if (!ok) violated(what, detail);
-}
 
 // A SyncReadStream over the input, delivering it in reads of at most kChunk bytes the way a
 // socket would; then end of stream. beast_http::read runs the same parse loop as async_read.

@@ -13,25 +13,16 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz_invariants.hpp"
 #include "otlp/otlp_decode.hpp"
 
 namespace {
 
+using fuzz::expect;
+using fuzz::utf8;
+using fuzz::violated;
+
 using namespace telemetryd::otlp;
-
-[[noreturn]] void violated(const char* what, std::string_view detail) {
-  std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-               detail.data());
-  std::abort();
-}
-
-void expect(bool ok, const char* what, std::string_view detail = {}) {
-  if (!ok) violated(what, detail);
-}
-
-bool utf8(std::string_view text) {
-  return simdjson::validate_utf8(text.data(), text.size());
-}
 
 struct Checker {
   std::string_view body;
