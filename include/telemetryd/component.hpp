@@ -49,6 +49,14 @@ class Component {
   virtual void stop() = 0;
 };
 
+/// What a factory returns when the component's section turns it off (otlp.enabled: false):
+/// no port, no thread, nothing to stop.
+class DisabledComponent final : public Component {
+ public:
+  void start() override {}
+  void stop() override {}
+};
+
 struct ComponentInfo {
   std::string name;
   SectionSpec section;  // section.name is the role-file key

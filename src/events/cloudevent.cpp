@@ -1,5 +1,9 @@
 #include "events/cloudevent.hpp"
 
+#include <unistd.h>
+
+#include <cstring>
+
 #include <cstdio>
 
 #include "telemetryd/json_writer.hpp"
@@ -46,6 +50,12 @@ std::string encode_cloudevent(std::string_view id, std::string_view source, std:
   if (!subject.empty()) json.key("subject").value(subject);
   json.key("datacontenttype").value("application/json").key("data").raw(data_json).end_object();
   return json.take();
+}
+
+std::string local_source(std::string_view component) {
+  char host[256] = "localhost";
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "localhost");
+  return "//telemetryd/" + std::string(host) + "/" + std::string(component);
 }
 
 }  // namespace telemetryd::events

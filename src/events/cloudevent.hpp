@@ -21,6 +21,9 @@ class UuidV7Generator {
   std::mt19937_64 rng_;
 };
 
+/// The CloudEvents `source` of events this host's `component` makes: "//telemetryd/HOST/COMPONENT".
+std::string local_source(std::string_view component);
+
 /// The envelope around an already-encoded `data` object.
 std::string encode_cloudevent(std::string_view id, std::string_view source, std::string_view type,
                               std::chrono::system_clock::time_point time, std::string_view subject,

@@ -5,7 +5,6 @@
 // (with the same Idempotency-Key) without creating a duplicate. It never writes to a database.
 
 #include <simdjson.h>
-#include <unistd.h>
 
 // GCC 12 reports -Wmismatched-new-delete inside asio's awaitable frames of coroutines with several
 // co_return paths: the frame is allocated and freed by the same awaitable_frame_base operators,
@@ -106,9 +105,7 @@ class IngestComponent final : public Component {
       }
       tokens_ = BearerTokens::load(ctx.config.str("ingest.tokens_file"), "ingest.tokens_file");
     }
-    char host[256] = "localhost";
-    gethostname(host, sizeof host - 1);
-    source_prefix_ = std::string("//telemetryd/") + host + "/ingest/";
+    source_prefix_ = events::local_source("ingest") + "/";
     publisher(ctx.io, ctx.config, ctx.metrics);
     ctx.router.add(beast_http::verb::post, "/metadata",
                    [this](const http::RequestContext& rc) { return post_metadata(rc); });

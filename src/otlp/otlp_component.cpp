@@ -13,13 +13,13 @@
 #endif
 
 #include <simdjson.h>
-#include <unistd.h>
 
 #include <boost/asio/use_awaitable.hpp>
 #include <memory>
 #include <optional>
 
 #include "archive/gzip.hpp"
+#include "events/cloudevent.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "ingest/bearer_tokens.hpp"
@@ -77,9 +77,7 @@ MappingSettings mapping_settings(const Config& config, std::string topic) {
   settings.deployment_keys = config.list("otlp.deployment_attributes");
   settings.host_keys = config.list("otlp.host_attributes");
   settings.max_tokens = config.integer("otlp.max_tokens_per_span");
-  char host[256] = "localhost";
-  gethostname(host, sizeof host - 1);
-  settings.source = std::string("//telemetryd/") + host + "/otlp";
+  settings.source = events::local_source("otlp");
   settings.topic = std::move(topic);
   return settings;
 }
@@ -310,13 +308,6 @@ std::vector<ConfigProblem> check_otlp(const Config& config) {
            .hint = "a file of `name token` lines (the ingest API's format), or otlp.auth: none "
                    "on a loopback listener"}};
 }
-
-// Built only when enabled: a role file that leaves the receiver off opens no port.
-class DisabledComponent final : public Component {
- public:
-  void start() override {}
-  void stop() override {}
-};
 
 const ComponentRegistration kRegistration{
     {"otlp",

@@ -109,6 +109,7 @@ class ScrapeComponent final : public Component {
         tenant_(ctx.config.str("scrape.tenant")),
         state_file_(state_path(ctx.config)),
         topic_(inlet_.token_usage_topic()),
+        source_(events::local_source("scrape")),
         up_(ctx.metrics.gauge("scrape_target_up",
                               "1 when the target's last scrape gave a valid exposition.",
                               {"target"})),
@@ -345,11 +346,9 @@ class ScrapeComponent final : public Component {
     event.key = usage.deployment.value_or(usage.model);
     event.id = delta.event_id;
     event.time = Clock::time_point(std::chrono::milliseconds(delta.to_ms));
-    char host[256] = "localhost";
-    gethostname(host, sizeof host - 1);
-    event.payload = events::encode_cloudevent(
-        event.id, std::string("//telemetryd/") + host + "/scrape", kTokenUsageType, event.time,
-        usage.tenant_id, events::encode_token_usage_data(usage));
+    event.payload =
+        events::encode_cloudevent(event.id, source_, kTokenUsageType, event.time, usage.tenant_id,
+                                  events::encode_token_usage_data(usage));
     return event;
   }
 
@@ -502,6 +501,7 @@ class ScrapeComponent final : public Component {
   std::string tenant_;
   std::string state_file_;
   std::string topic_;
+  std::string source_;  // read once: the host name does not change under a running process
   TokenDeltas deltas_;
   std::vector<Event> pending_;
   bool state_dirty_ = false;
@@ -519,12 +519,6 @@ class ScrapeComponent final : public Component {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::thread thread_;
-};
-
-class DisabledComponent final : public Component {
- public:
-  void start() override {}
-  void stop() override {}
 };
 
 std::vector<ConfigProblem> check_scrape(const Config& config) {
