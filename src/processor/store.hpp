@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cost/cost_model.hpp"
 #include "processor/cost_window.hpp"
 #include "processor/event_decoder.hpp"
 #include "processor/gpu_series.hpp"
@@ -24,6 +25,8 @@ struct WriteOutcome {
   std::size_t gpu_metrics_inserted = 0;
   std::size_t token_usage_inserted = 0;
   std::size_t duplicates = 0;
+  /// Batch indexes of the duplicates (already stored): they count nowhere a second time.
+  std::vector<std::size_t> duplicate_indexes;
   /// Batch index and reason of documents the store refused for good (they go to the DLQ).
   std::vector<std::pair<std::size_t, std::string>> rejected;
 };
@@ -33,8 +36,17 @@ struct GpuQuery {
   std::string host;      // empty: any
 };
 
+/// A cost window with events stored since it was last priced (docs/cost.md). `nonce` tells one
+/// mark from the next: a pricer clears the mark only when it is still the one it read, so an
+/// event stored while it priced leaves the window marked.
+struct CostWindowMark {
+  std::int64_t start_ms = 0;
+  std::int64_t marked_at_ms = 0;
+  std::int64_t nonce = 0;
+};
+
 struct UsageQuery {
-  std::string group_by = "model";  // "model" or "tenant"
+  std::string group_by = "model";  // "model", "tenant" or "deployment"
   std::optional<std::chrono::system_clock::time_point> from;
   std::optional<std::chrono::system_clock::time_point> to;
 };
@@ -59,6 +71,32 @@ class Store {
   virtual Result<std::string> devices_json() = 0;
   /// False for a write-only store (InfluxDB): the query routes then answer 501.
   virtual bool supports_queries() const { return true; }
+
+  // ---- Cost (src/cost/, docs/cost.md): windows priced from what is stored ----
+  /// False for a write-only store: nothing is priced.
+  virtual bool supports_costs() const { return supports_queries(); }
+  /// Marks windows (by start) as holding newly stored events; sets marked_at and nonce even
+  /// when a window is already marked.
+  virtual Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
+                                         std::int64_t marked_at_ms, std::int64_t nonce) = 0;
+  /// Up to `limit` marks with marked_at <= marked_before_ms, oldest window first.
+  virtual Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                                   std::size_t limit) = 0;
+  /// Usage documents with ts in [start, end), GPU samples with ts in [start - lookback, end),
+  /// and every placement first seen before `end`.
+  virtual Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms,
+                                                        std::int64_t end_ms,
+                                                        std::int64_t lookback_ms) = 0;
+  /// Sets the `cost` block of each usage document (and its summed columns), then deletes
+  /// `clear` when given and its nonce is still the stored one.
+  virtual Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
+                                   const std::optional<CostWindowMark>& clear) = 0;
+  /// Upserts learned placements: first_seen keeps the minimum, last_seen the maximum.
+  virtual Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& placements) = 0;
+  /// Starts of the windows in [from, to) that hold usage documents, ascending (re-pricing).
+  virtual Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t from_ms,
+                                                                std::int64_t to_ms,
+                                                                std::int64_t window_ms) = 0;
 };
 
 }  // namespace telemetryd::processor
