@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cost/cost_model.hpp"
-#include "processor/cost_window.hpp"
+#include "processor/gpu_catalog.hpp"
 #include "processor/event_decoder.hpp"
 #include "processor/gpu_series.hpp"
 #include "telemetryd/result.hpp"
@@ -18,7 +18,6 @@ namespace telemetryd::processor {
 
 struct StoredEvent {
   const DecodedEvent* event = nullptr;
-  std::optional<Cost> cost;  // token usage only
 };
 
 struct WriteOutcome {
