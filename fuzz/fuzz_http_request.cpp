@@ -114,7 +114,7 @@ struct World {
       events.push_back(std::get<telemetryd::processor::DecodedEvent>(std::move(decoded)));
     }
     std::vector<telemetryd::processor::StoredEvent> batch;
-    for (const auto& event : events) batch.push_back({&event, std::nullopt});
+    for (const auto& event : events) batch.push_back({&event});
     expect(static_cast<bool>(store.write(batch)), "cannot store the built-in events");
     telemetryd::app::add_standard_routes(router, readiness, registry, "all");
     telemetryd::processor::add_query_routes(router, blocking, store);

@@ -1,6 +1,6 @@
 // The `embedded` component of the `all` role: a source thread feeds a bounded in-process queue,
-// and a processor thread validates, prices and stores into one SQLite file, serving the same
-// query API as the processor. No Kafka and no MongoDB, so a newcomer sees the whole pipeline
+// and a processor thread validates and stores into one SQLite file, whose cost windows a pricer
+// thread prices (docs/cost.md), serving the same query API as the processor. No Kafka and no MongoDB, so a newcomer sees the whole pipeline
 // move with one command.
 
 #include <atomic>
@@ -47,9 +47,13 @@ class EmbeddedPipeline final : public Component, public EventInlet {
         queue_(static_cast<std::size_t>(ctx.config.integer("embedded.queue_capacity"))),
         queue_capacity_(ctx.config.integer("embedded.queue_capacity")),
         store_(database_path(ctx.config)),
-        catalog_(processor::catalog_from(ctx.config, "embedded")),
-        core_(processor::core_settings_from(ctx.config, "embedded"), store_, store_, catalog_,
-              ctx.metrics),
+        prices_(processor::price_catalog_from(ctx.config, "embedded")),
+        catalog_(processor::catalog_from(ctx.config, "embedded", prices_)),
+        pricer_settings_(processor::pricer_settings_from(ctx.config, "embedded")),
+        tenants_(pricer_settings_.tenants, pricer_settings_.tenant_series),
+        core_(processor::core_settings_from(ctx.config, "embedded"), store_, store_, ctx.metrics,
+              tenants_),
+        pricer_(pricer_settings_, store_, prices_, ctx.metrics, tenants_),
         batch_size_(static_cast<std::size_t>(ctx.config.integer("embedded.batch_size"))),
         queue_depth_(
             ctx.metrics.gauge("embedded_queue_depth", "Events waiting in the in-process queue.")
@@ -64,6 +68,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
 
   ~EmbeddedPipeline() override {
     stop();
+    pricer_.stop();
     if (source_thread_.joinable()) source_thread_.join();
     if (processor_thread_.joinable()) processor_thread_.join();
   }
@@ -71,6 +76,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
   void start() override {
     source_thread_ = std::thread([this] { run_source(); });
     processor_thread_ = std::thread([this] { run_processor(); });
+    pricer_.start();
     readiness_.set("embedded", true, "running");
   }
 
@@ -175,8 +181,12 @@ class EmbeddedPipeline final : public Component, public EventInlet {
   BoundedQueue<Event> queue_;
   std::int64_t queue_capacity_;
   sqlite::SqliteStore store_;
+  cost::PriceCatalog prices_;
   processor::GpuCatalog catalog_;
+  processor::PricerSettings pricer_settings_;
+  processor::TenantLabels tenants_;
   processor::ProcessorCore core_;
+  processor::CostPricer pricer_;
   std::size_t batch_size_;
   metrics::Gauge& queue_depth_;
   std::atomic<bool> stopping_{false};

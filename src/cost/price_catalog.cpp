@@ -95,7 +95,7 @@ std::optional<double> PriceCatalog::price_for(std::string_view model_name) const
 std::optional<std::string> check_price_override(std::string_view item) {
   Item parsed;
   if (auto problem = split(item, parsed)) return problem;
-  if (builtin().find(parsed.name) == nullptr) {
+  if (PriceCatalog::builtin().find(parsed.name) == nullptr) {
     return "no GPU named '" + parsed.name +
            "' in the price catalog (docs/cost.md lists them; add one with cost.extra_gpus)";
   }
@@ -109,7 +109,7 @@ std::optional<std::string> check_extra_gpu(std::string_view item) {
 
 PriceCatalog catalog_with(const std::vector<std::string>& extra_gpus,
                           const std::vector<std::string>& prices) {
-  PriceCatalog catalog = builtin();
+  PriceCatalog catalog = PriceCatalog::builtin();
   for (const auto& item : extra_gpus) {
     Item parsed;
     if (auto problem = split(item, parsed)) {

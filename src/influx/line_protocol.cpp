@@ -261,8 +261,8 @@ std::string join_strings(simdjson::dom::array items) {
   return out;
 }
 
-std::string usage_fields(PointBuilder& p, simdjson::dom::object data,
-                         const std::optional<processor::Cost>& cost, std::string& scratch_tags,
+// Costs are not written here: they are priced later from a queryable store (docs/cost.md).
+std::string usage_fields(PointBuilder& p, simdjson::dom::object data, std::string& scratch_tags,
                          std::string& scratch_gpus) {
   std::string error;
   simdjson::dom::element v;
@@ -292,16 +292,6 @@ std::string usage_fields(PointBuilder& p, simdjson::dom::object data,
     scratch_gpus = join_strings(items);
     p.int_field("gpu_count", static_cast<std::int64_t>(items.size()));
     p.string_field("gpu_uuids", scratch_gpus);
-  }
-  if (cost) {
-    // Null costs (no tokens or no priced GPU) are omitted, like any unknown value.
-    if (cost->amount_usd) p.float_field("cost_amount_usd", *cost->amount_usd);
-    if (cost->cost_per_token) p.float_field("cost_per_token", *cost->cost_per_token);
-    p.float_field("cost_price_per_hour_usd", cost->price_per_hour_usd);
-    p.float_field("cost_window_s", cost->window_s);
-    p.int_field("cost_tokens_in_window", cost->tokens_in_window);
-    if (!cost->gpu_model.empty()) p.string_field("cost_gpu_model", cost->gpu_model);
-    if (!cost->basis.empty()) p.string_field("cost_basis", cost->basis);
   }
   return {};
 }
@@ -358,7 +348,7 @@ std::string encode_point(std::string& out, const processor::StoredEvent& stored,
       std::string_view s;
       if (!data[name].get(s)) p.tag(name, s);
     }
-    error = usage_fields(p, data, stored.cost, scratch_tags, scratch_gpus);
+    error = usage_fields(p, data, scratch_tags, scratch_gpus);
   }
   if (!error.empty()) return error;
   return p.finish(out, measurement_of(e.kind), point_time(e, precision));

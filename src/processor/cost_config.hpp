@@ -1,10 +1,15 @@
 #pragma once
-// The cost settings (window, basis, key, price overrides) that the processor and the embedded
-// role both declare under `<section>.cost.*`, and the GPU catalog they seed from the profiles.
+// The cost settings (window, token basis, energy price, settle time, placements, prices) that
+// the processor and the embedded role both declare under `<section>.cost.*`, the price catalog
+// they build from them, and the GPU catalog (/v1/gpus) seeded from the profiles.
 
 #include <string>
 #include <vector>
 
+#include "cost/cost_model.hpp"
+#include "cost/price_catalog.hpp"
+#include "processor/cost_pricer.hpp"
+#include "processor/gpu_catalog.hpp"
 #include "processor/processor_core.hpp"
 #include "telemetryd/config.hpp"
 
@@ -12,10 +17,15 @@ namespace telemetryd::processor {
 
 /// gpu_profiles_file and cost.* keys, for a section's schema.
 std::vector<KeySpec> cost_keys();
-/// Reads `<section>.cost.*`; topics are left at their defaults.
+/// Reads `<section>.cost.window_s`; topics are left at their defaults.
 CoreSettings core_settings_from(const Config& config, const std::string& section);
-/// Profiles from `<section>.gpu_profiles_file` (or built in) with `<section>.cost.prices`
-/// applied; throws StartupError for a price naming no profile.
-GpuCatalog catalog_from(const Config& config, const std::string& section);
+/// Reads `<section>.cost.*` for the pricer.
+PricerSettings pricer_settings_from(const Config& config, const std::string& section);
+/// The built-in prices, plus the profiles' models it lacks, plus `cost.extra_gpus`, with
+/// `cost.prices` applied.
+cost::PriceCatalog price_catalog_from(const Config& config, const std::string& section);
+/// The profiles from `<section>.gpu_profiles_file` (or built in), priced by `prices`.
+GpuCatalog catalog_from(const Config& config, const std::string& section,
+                        const cost::PriceCatalog& prices);
 
 }  // namespace telemetryd::processor

@@ -27,17 +27,32 @@ CoreSettings processor_settings(const Config& config) {
 class ProcessorComponent final : public Component {
  public:
   explicit ProcessorComponent(ComponentContext& ctx)
-      : catalog_(catalog_from(ctx.config, "processor")),
+      : prices_(price_catalog_from(ctx.config, "processor")),
+        catalog_(catalog_from(ctx.config, "processor", prices_)),
         store_(make_processor_store(ctx.config)),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("processor.dlq_suffix")),
-        core_(processor_settings(ctx.config), *store_, dead_letters_, catalog_, ctx.metrics),
+        pricer_settings_(pricer_settings_from(ctx.config, "processor")),
+        tenants_(pricer_settings_.tenants, pricer_settings_.tenant_series),
+        core_(processor_settings(ctx.config), *store_, dead_letters_, ctx.metrics, tenants_),
+        pricer_(pricer_settings_, *store_, prices_, ctx.metrics, tenants_),
         loop_(ctx.config, "processor", loop_settings(ctx.config), core_, ctx.readiness, ctx.metrics,
               ctx.request_shutdown, [this] { return prepare_store(); }) {
     add_query_routes(ctx.router, ctx.blocking, *store_);
   }
 
-  void start() override { loop_.start(); }
-  void stop() override { loop_.stop(); }
+  void start() override {
+    loop_.start();
+    if (store_->supports_costs()) {
+      pricer_.start();
+    } else {
+      log::warn("processor", "processor.store keeps no cost windows: usage is not priced",
+                {{"store", "influxdb"}, {"fix", "processor.store: both (costs in MongoDB)"}});
+    }
+  }
+  void stop() override {
+    loop_.stop();
+    pricer_.stop();
+  }
 
  private:
   static kafka::ConsumerLoopSettings loop_settings(const Config& config) {
@@ -55,10 +70,15 @@ class ProcessorComponent final : public Component {
     return prepared;
   }
 
+  cost::PriceCatalog prices_;
   GpuCatalog catalog_;
   std::unique_ptr<Store> store_;  // processor.store: store_factory.cpp
   KafkaDeadLetters dead_letters_;
+  PricerSettings pricer_settings_;
+  TenantLabels tenants_;
   ProcessorCore core_;
+  // Prices what the loop stored; stopped (joined) before the store goes.
+  CostPricer pricer_;
   // Last: its destructor joins the consumer thread before the core and store go.
   kafka::ConsumerLoop loop_;
 };
@@ -94,7 +114,7 @@ void check_processor_keys(const Config& config, KeyProblems& problems) {
 const ComponentRegistration kRegistration{
     {"processor",
      {"processor",
-      "Consumes events, validates, prices tokens, stores in MongoDB and/or InfluxDB and serves "
+      "Consumes events, validates, stores in MongoDB and/or InfluxDB, prices tokens and serves "
       "queries.",
       processor_keys(), check_processor_keys},
      [](ComponentContext& ctx) { return std::make_unique<ProcessorComponent>(ctx); }}};

@@ -2,18 +2,19 @@
 
 #include <cmath>
 #include <cstdint>
+#include <random>
+#include <set>
 
 #include "telemetryd/log.hpp"
 
 namespace telemetryd::processor {
 
 ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink& dead_letters,
-                             GpuCatalog& catalog, metrics::Registry& metrics)
+                             metrics::Registry& metrics, TenantLabels& tenants)
     : settings_(std::move(settings)),
       store_(store),
       dead_letters_(dead_letters),
-      catalog_(catalog),
-      costs_(settings_.cost, catalog),
+      tenants_(tenants),
       metrics_(metrics),
       consumed_(metrics.counter("processor_messages_consumed_total",
                                 "Messages received (reconciliation: received = stored + "
@@ -38,17 +39,21 @@ ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink
       in_flight_(
           metrics.gauge("processor_in_flight", "Messages received but not yet done.").with({})),
       tokens_(metrics.counter("processor_token_usage_tokens_total",
-                              "Input plus output tokens stored, by model.", {"model"})),
-      cost_per_token_(metrics.gauge("processor_cost_per_token_usd",
-                                    "Latest cost per token over the rolling window, by window key.",
-                                    {"model"})),
+                              "Input plus output tokens stored (duplicates not counted), by "
+                              "model.",
+                              {"model"})),
+      tenant_tokens_(metrics.counter("processor_tenant_tokens_total",
+                                     "Input plus output tokens stored, by tenant (bounded: "
+                                     "cost.tenant_series, the rest tenant=\"other\").",
+                                     {"tenant"})),
       write_latency_(metrics
                          .histogram("processor_batch_write_duration_seconds",
                                     "Time one batch write to the store took.")
                          .with({})),
       end_to_end_latency_(metrics
                               .histogram("processor_end_to_end_latency_seconds",
-                                         "From event time to stored.", {},
+                                         "From event time to stored (duplicates not counted).",
+                                         {},
                                          {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
                               .with({})) {}
 
@@ -94,7 +99,7 @@ bool ProcessorCore::accept(const IncomingMessage& message) {
   }
   batch_.push_back({std::move(std::get<DecodedEvent>(decoded)), std::string(message.topic),
                     std::string(message.key), std::string(message.value), message.partition,
-                    message.offset, std::nullopt});
+                    message.offset});
   update_in_flight();
   return true;
 }
@@ -109,41 +114,18 @@ bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view
   return true;
 }
 
-void ProcessorCore::enrich() {
-  // In arrival order, so a usage event sees the GPU models of metrics that came before it.
-  for (Pending& p : batch_) {
-    if (p.event.kind == EventKind::kGpuMetrics) {
-      catalog_.observe_gpu(p.event.gpu_uuid, p.event.model_name, p.event.host);
-    } else if (p.event.kind == EventKind::kTokenUsage) {
-      const std::string& key = settings_.cost_by_deployment && !p.event.deployment.empty()
-                                   ? p.event.deployment
-                                   : p.event.model;
-      // Usage that names no GPU but its host (OTLP spans, scraped model servers) is served
-      // by the GPUs that host reports.
-      const std::vector<std::string>& gpus = p.event.gpu_uuids.empty() && !p.event.host.empty()
-                                                 ? catalog_.gpus_on_host(p.event.host)
-                                                 : p.event.gpu_uuids;
-      p.cost = costs_.add(key, p.event.time, p.event.input_tokens, p.event.output_tokens, gpus);
-      if (p.cost->cost_per_token) cost_per_token_.with({key}).set(*p.cost->cost_per_token);
-    }
-  }
-}
-
 Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
   if (pending_messages_ == 0) return true;
-  // Stages resume where a retryable failure stopped them, so a retry never enriches, writes or
-  // counts twice.
-  if (stage_ == Stage::kEnrich) {
-    enrich();
-    stage_ = Stage::kWrite;
-  }
+  // Stages resume where a retryable failure stopped them, so a retry never writes or counts
+  // twice.
   if (stage_ == Stage::kWrite) {
     rejected_.clear();
     rejected_next_ = 0;
+    written_.assign(batch_.size(), false);
     if (!batch_.empty()) {
       std::vector<StoredEvent> stored;
       stored.reserve(batch_.size());
-      for (const Pending& p : batch_) stored.push_back({&p.event, p.cost});
+      for (const Pending& p : batch_) stored.push_back({&p.event});
       const auto started = std::chrono::steady_clock::now();
       Result<WriteOutcome> outcome = store_.write(stored);
       write_latency_.observe(
@@ -158,8 +140,14 @@ Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
       } else {
         count_written(outcome.value());
         rejected_ = std::move(outcome.value().rejected);
+        written_.assign(batch_.size(), true);
+        for (const auto& entry : rejected_) written_[entry.first] = false;
       }
     }
+    stage_ = Stage::kMark;
+  }
+  if (stage_ == Stage::kMark) {
+    if (Result<bool> marked = mark_cost_windows(); !marked) return marked.error();
     stage_ = Stage::kRejected;
   }
   if (stage_ == Stage::kRejected) {
@@ -183,7 +171,56 @@ Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
   rejected_.clear();
   pending_messages_ = 0;
   update_in_flight();
-  stage_ = Stage::kEnrich;
+  stage_ = Stage::kWrite;
+  return true;
+}
+
+// Stored events (duplicates too: a redelivery may follow a crash between the write and the
+// mark) mark their windows; usage that names a deployment and its GPUs or host teaches the
+// placement. Both before the offsets move, so no stored event is left unpriced by a crash.
+Result<bool> ProcessorCore::mark_cost_windows() {
+  if (!store_.supports_costs()) return true;
+  std::set<std::int64_t> starts;
+  std::map<std::pair<std::string, std::string>, cost::PlacementRow> placements;
+  for (std::size_t i = 0; i < batch_.size() && i < written_.size(); ++i) {
+    if (!written_[i]) continue;
+    const DecodedEvent& e = batch_[i].event;
+    const std::int64_t ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(e.time.time_since_epoch()).count();
+    starts.insert(cost::window_start(ms, settings_.cost_window_ms));
+    if (e.kind != EventKind::kTokenUsage || e.deployment.empty()) continue;
+    std::vector<std::string> targets;
+    for (const auto& uuid : e.gpu_uuids) targets.push_back("gpu:" + uuid);
+    if (targets.empty() && !e.host.empty()) targets.push_back("host:" + e.host);
+    for (auto& target : targets) {
+      auto [it, inserted] =
+          placements.try_emplace({e.deployment, target}, cost::PlacementRow{e.deployment, target,
+                                                                            ms, ms});
+      it->second.first_seen_ms = std::min(it->second.first_seen_ms, ms);
+      it->second.last_seen_ms = std::max(it->second.last_seen_ms, ms);
+    }
+  }
+  if (!placements.empty()) {
+    std::vector<cost::PlacementRow> rows;
+    for (auto& [key, row] : placements) rows.push_back(std::move(row));
+    if (Result<bool> r = store_.upsert_placements(rows); !r) {
+      // Never a reason to drop the batch: the store is away, or refuses for now.
+      return Error::retryable("storing placements: " + r.error().message);
+    }
+  }
+  if (starts.empty()) return true;
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  const std::int64_t nonce = static_cast<std::int64_t>(random() >> 1);
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  if (Result<bool> r =
+          store_.mark_cost_windows(std::vector<std::int64_t>(starts.begin(), starts.end()), now,
+                                   nonce);
+      !r) {
+    return Error::retryable("marking cost windows: " + r.error().message);
+  }
   return true;
 }
 
@@ -191,16 +228,21 @@ void ProcessorCore::count_written(const WriteOutcome& w) {
   db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
   db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
   duplicates_.inc(static_cast<double>(w.duplicates));
-  std::vector<bool> rejected(batch_.size(), false);
-  for (const auto& entry : w.rejected) rejected[entry.first] = true;
+  // Refused events and duplicates (stored before) count nowhere here.
+  std::vector<bool> skip(batch_.size(), false);
+  for (const auto& entry : w.rejected) skip[entry.first] = true;
+  for (const std::size_t index : w.duplicate_indexes) {
+    if (index < skip.size()) skip[index] = true;
+  }
   const auto now = std::chrono::system_clock::now();
   for (std::size_t i = 0; i < batch_.size(); ++i) {
-    if (rejected[i]) continue;
+    if (skip[i]) continue;
     const Pending& p = batch_[i];
     end_to_end_latency_.observe(std::chrono::duration<double>(now - p.event.time).count());
     if (p.event.kind == EventKind::kTokenUsage) {
-      tokens_.with({p.event.model})
-          .inc(static_cast<double>(p.event.input_tokens + p.event.output_tokens));
+      const auto tokens = static_cast<double>(p.event.input_tokens + p.event.output_tokens);
+      tokens_.with({p.event.model}).inc(tokens);
+      tenant_tokens_.with({tenants_.label(p.event.tenant_id)}).inc(tokens);
     }
   }
 }
@@ -210,11 +252,14 @@ void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revo
   // kept ones are still dead-lettered before their offsets move.
   std::vector<std::size_t> new_index(batch_.size(), SIZE_MAX);
   std::vector<Pending> kept;
+  std::vector<bool> written;
   for (std::size_t i = 0; i < batch_.size(); ++i) {
     if (revoked({batch_[i].topic, batch_[i].partition})) continue;
     new_index[i] = kept.size();
     kept.push_back(std::move(batch_[i]));
+    if (i < written_.size()) written.push_back(written_[i]);
   }
+  written_ = std::move(written);
   const std::size_t dropped = batch_.size() - kept.size();
   std::vector<std::pair<std::size_t, std::string>> rejected;
   std::size_t next = 0;
@@ -233,7 +278,7 @@ void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revo
     pending_messages_ = 0;
     rejected_.clear();
     rejected_next_ = 0;
-    stage_ = Stage::kEnrich;
+    stage_ = Stage::kWrite;
   }
   update_in_flight();
 }

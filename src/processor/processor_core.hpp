@@ -1,7 +1,8 @@
 #pragma once
 // The processor's pipeline, independent of where events come from (a Kafka consumer, or the
-// embedded role's in-process queue): decode and validate, dead-letter what is invalid, enrich
-// usage with cost per token, write idempotently, and report what is done so offsets can move.
+// embedded role's in-process queue): decode and validate, dead-letter what is invalid, write
+// idempotently, mark the cost windows the events fall in (priced later from the store:
+// cost_pricer.hpp), and report what is done so offsets can move.
 // Not thread-safe: one transport thread drives it.
 
 #include <chrono>
@@ -12,10 +13,10 @@
 #include <vector>
 
 #include "core/batch_stage.hpp"
-#include "processor/cost_window.hpp"
 #include "processor/dead_letters.hpp"
 #include "processor/event_decoder.hpp"
 #include "processor/store.hpp"
+#include "processor/tenant_labels.hpp"
 #include "telemetryd/metrics.hpp"
 #include "telemetryd/result.hpp"
 
@@ -27,15 +28,14 @@ using core::PartitionKey;
 struct CoreSettings {
   std::string gpu_metrics_topic = "gpu.metrics.v1";
   std::string token_usage_topic = "token.usage.v1";
-  CostSettings cost;
-  bool cost_by_deployment = false;  // window key: deployment (when present) instead of model
+  std::int64_t cost_window_ms = 60000;  // the windows marked for pricing (cost.window_s)
   std::chrono::milliseconds dead_letter_timeout{30000};
 };
 
 class ProcessorCore final : public core::BatchStage {
  public:
   ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink& dead_letters,
-                GpuCatalog& catalog, metrics::Registry& metrics);
+                metrics::Registry& metrics, TenantLabels& tenants);
 
   /// Takes one message into the pending batch, or dead-letters it. False when the dead letter
   /// could not be queued (the caller retries later).
@@ -45,7 +45,7 @@ class ProcessorCore final : public core::BatchStage {
   std::chrono::steady_clock::time_point oldest_pending() const override { return oldest_pending_; }
 
   /// Writes the pending batch. On a retryable error the batch is kept and the next call resumes
-  /// where this one stopped (enrichment is never repeated). On success, `done` holds the highest
+  /// where this one stopped (a written batch is not written again). On success, `done` holds the highest
   /// offset finished per partition.
   Result<bool> flush(core::DoneOffsets& done) override;
 
@@ -60,28 +60,28 @@ class ProcessorCore final : public core::BatchStage {
     std::string value;
     std::int32_t partition;
     std::int64_t offset;
-    std::optional<Cost> cost;
   };
-  enum class Stage { kEnrich, kWrite, kRejected, kDeadLetters };
+  enum class Stage { kWrite, kMark, kRejected, kDeadLetters };
 
   bool dead_letter(const IncomingMessage& message, std::string_view reason, std::string_view detail,
                    std::string_view stage);
-  void enrich();
   void count_written(const WriteOutcome& outcome);
+  Result<bool> mark_cost_windows();
   void note_done(const std::string& topic, std::int32_t partition, std::int64_t offset);
   void update_in_flight();
 
   CoreSettings settings_;
   Store& store_;
   DeadLetterSink& dead_letters_;
-  GpuCatalog& catalog_;
-  CostWindow costs_;
+  TenantLabels& tenants_;
   simdjson::dom::parser parser_;
   std::vector<Pending> batch_;
   std::map<PartitionKey, std::int64_t> offsets_;  // highest offset accepted since last flush
   std::size_t pending_messages_ = 0;
   std::chrono::steady_clock::time_point oldest_pending_{};
-  Stage stage_ = Stage::kEnrich;
+  Stage stage_ = Stage::kWrite;
+  // Batch indexes of the events the store took (not refused), for the cost marks.
+  std::vector<bool> written_;
   // Store rejections of the written batch, dead-lettered from rejected_next_ on.
   std::vector<std::pair<std::size_t, std::string>> rejected_;
   std::size_t rejected_next_ = 0;
@@ -95,7 +95,7 @@ class ProcessorCore final : public core::BatchStage {
   metrics::Counter& abandoned_;
   metrics::Gauge& in_flight_;
   metrics::Family<metrics::Counter>& tokens_;
-  metrics::Family<metrics::Gauge>& cost_per_token_;
+  metrics::Family<metrics::Counter>& tenant_tokens_;
   metrics::Histogram& write_latency_;
   metrics::Histogram& end_to_end_latency_;
 };

@@ -216,9 +216,10 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
         if (!store.supports_queries()) co_return not_supported();
         UsageQuery query;
         query.group_by = query_param(ctx, "group_by").value_or("model");
-        if (query.group_by != "model" && query.group_by != "tenant") {
+        if (query.group_by != "model" && query.group_by != "tenant" &&
+            query.group_by != "deployment") {
           co_return http::json_error(beast_http::status::bad_request, "invalid_parameter",
-                                     "group_by must be model or tenant", "group_by");
+                                     "group_by must be model, tenant or deployment", "group_by");
         }
         for (const char* name : {"from", "to"}) {
           if (auto text = query_param(ctx, name)) {

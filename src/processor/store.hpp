@@ -72,30 +72,46 @@ class Store {
   virtual bool supports_queries() const { return true; }
 
   // ---- Cost (src/cost/, docs/cost.md): windows priced from what is stored ----
-  /// False for a write-only store: nothing is priced.
+  /// False for a write-only store: nothing is priced, and the methods below answer a permanent
+  /// error.
   virtual bool supports_costs() const { return supports_queries(); }
   /// Marks windows (by start) as holding newly stored events; sets marked_at and nonce even
   /// when a window is already marked.
-  virtual Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
-                                         std::int64_t marked_at_ms, std::int64_t nonce) = 0;
+  virtual Result<bool> mark_cost_windows(const std::vector<std::int64_t>& /*starts_ms*/,
+                                         std::int64_t /*marked_at_ms*/, std::int64_t /*nonce*/) {
+    return no_costs();
+  }
   /// Up to `limit` marks with marked_at <= marked_before_ms, oldest window first.
-  virtual Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
-                                                                   std::size_t limit) = 0;
+  virtual Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t /*marked_before_ms*/,
+                                                                   std::size_t /*limit*/) {
+    return no_costs();
+  }
   /// Usage documents with ts in [start, end), GPU samples with ts in [start - lookback, end),
   /// and every placement first seen before `end`.
-  virtual Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms,
-                                                        std::int64_t end_ms,
-                                                        std::int64_t lookback_ms) = 0;
+  virtual Result<cost::WindowInputs> cost_window_inputs(std::int64_t /*start_ms*/,
+                                                        std::int64_t /*end_ms*/,
+                                                        std::int64_t /*lookback_ms*/) {
+    return no_costs();
+  }
   /// Sets the `cost` block of each usage document (and its summed columns), then deletes
   /// `clear` when given and its nonce is still the stored one.
-  virtual Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
-                                   const std::optional<CostWindowMark>& clear) = 0;
+  virtual Result<bool> write_costs(const std::vector<cost::UsageCost>& /*costs*/,
+                                   const std::optional<CostWindowMark>& /*clear*/) {
+    return no_costs();
+  }
   /// Upserts learned placements: first_seen keeps the minimum, last_seen the maximum.
-  virtual Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& placements) = 0;
+  virtual Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& /*placements*/) {
+    return no_costs();
+  }
   /// Starts of the windows in [from, to) that hold usage documents, ascending (re-pricing).
-  virtual Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t from_ms,
-                                                                std::int64_t to_ms,
-                                                                std::int64_t window_ms) = 0;
+  virtual Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t /*from_ms*/,
+                                                                std::int64_t /*to_ms*/,
+                                                                std::int64_t /*window_ms*/) {
+    return no_costs();
+  }
+
+ private:
+  static Error no_costs() { return Error::permanent("this store keeps no cost windows"); }
 };
 
 }  // namespace telemetryd::processor

@@ -31,6 +31,31 @@ class TeeStore final : public Store {
   Result<std::string> gpu_series_json(const SeriesQuery& query) override;
   Result<std::string> devices_json() override;
   bool supports_queries() const override { return primary_->supports_queries(); }
+  // Costs live beside the queried documents, in the primary.
+  bool supports_costs() const override { return primary_->supports_costs(); }
+  Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
+                                 std::int64_t marked_at_ms, std::int64_t nonce) override {
+    return primary_->mark_cost_windows(starts_ms, marked_at_ms, nonce);
+  }
+  Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                           std::size_t limit) override {
+    return primary_->settled_cost_windows(marked_before_ms, limit);
+  }
+  Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
+                                                std::int64_t lookback_ms) override {
+    return primary_->cost_window_inputs(start_ms, end_ms, lookback_ms);
+  }
+  Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
+                           const std::optional<CostWindowMark>& clear) override {
+    return primary_->write_costs(costs, clear);
+  }
+  Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& placements) override {
+    return primary_->upsert_placements(placements);
+  }
+  Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t from_ms, std::int64_t to_ms,
+                                                        std::int64_t window_ms) override {
+    return primary_->usage_window_starts(from_ms, to_ms, window_ms);
+  }
 
  private:
   std::unique_ptr<Store> primary_;

@@ -1,6 +1,9 @@
 #include "sqlite/sqlite_store.hpp"
 
+#include <simdjson.h>
+
 #include <memory>
+#include <optional>
 
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
@@ -26,7 +29,7 @@ void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
 }
 
 // The stored document, shaped like MongoStore's as the API returns it: envelope fields, then the
-// event's data fields at the top level, then the cost block.
+// event's data fields at the top level; the cost block is added when the window is priced.
 std::string document_json(const processor::StoredEvent& stored) {
   const auto& e = *stored.event;
   JsonWriter json;
@@ -44,26 +47,6 @@ std::string document_json(const processor::StoredEvent& stored) {
   if (data.size() > 2) {
     out += ',';
     out.append(data.substr(1, data.size() - 2));
-  }
-  if (stored.cost) {
-    const auto& c = *stored.cost;
-    JsonWriter cost;
-    cost.begin_object().key("amount_usd");
-    c.amount_usd ? cost.value(*c.amount_usd) : cost.null();
-    cost.key("cost_per_token");
-    c.cost_per_token ? cost.value(*c.cost_per_token) : cost.null();
-    cost.key("price_per_hour_usd")
-        .value(c.price_per_hour_usd)
-        .key("window_s")
-        .value(c.window_s)
-        .key("tokens_in_window")
-        .value(c.tokens_in_window)
-        .key("gpu_model")
-        .value(c.gpu_model)
-        .key("basis")
-        .value(c.basis)
-        .end_object();
-    out += ",\"cost\":" + cost.take();
   }
   out += '}';
   return out;
@@ -116,6 +99,15 @@ Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
            "CREATE INDEX IF NOT EXISTS token_usage_model_ts ON token_usage (model, ts)",
            "CREATE INDEX IF NOT EXISTS token_usage_tenant_ts ON token_usage (tenant_id, ts)",
            "CREATE TABLE IF NOT EXISTS gpus (name TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+           // Cost windows are read by time alone (docs/cost.md).
+           "CREATE INDEX IF NOT EXISTS gpu_metrics_ts ON gpu_metrics (ts)",
+           "CREATE INDEX IF NOT EXISTS token_usage_ts ON token_usage (ts)",
+           "CREATE TABLE IF NOT EXISTS cost_windows (start INTEGER PRIMARY KEY, marked_at INTEGER "
+           "NOT NULL, nonce INTEGER NOT NULL)",
+           "CREATE INDEX IF NOT EXISTS cost_windows_marked_at ON cost_windows (marked_at)",
+           "CREATE TABLE IF NOT EXISTS placements (deployment TEXT NOT NULL, target TEXT NOT NULL, "
+           "first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY (deployment, "
+           "target))",
            "CREATE TABLE IF NOT EXISTS dead_letters (topic TEXT, partition INTEGER, "
            "offset INTEGER, key BLOB, value BLOB, reason TEXT, detail TEXT, stage TEXT, at "
            "INTEGER)",
@@ -184,11 +176,7 @@ Result<processor::WriteOutcome> SqliteStore::write(
       bind_text(s, 4, e.tenant_id);
       sqlite3_bind_int64(s, 5, e.input_tokens);
       sqlite3_bind_int64(s, 6, e.output_tokens);
-      if (batch[i].cost && batch[i].cost->amount_usd) {
-        sqlite3_bind_double(s, 7, *batch[i].cost->amount_usd);
-      } else {
-        sqlite3_bind_null(s, 7);
-      }
+      sqlite3_bind_null(s, 7);  // amount_usd: set when the window is priced
       bind_text(s, 8, document_json(batch[i]));
     }
     if (sqlite3_step(s) != SQLITE_DONE) {
@@ -199,6 +187,7 @@ Result<processor::WriteOutcome> SqliteStore::write(
     }
     if (sqlite3_changes(db_) == 0) {
       ++outcome.duplicates;
+      outcome.duplicate_indexes.push_back(i);
     } else {
       ++(e.kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                           : outcome.token_usage_inserted);
@@ -246,11 +235,18 @@ Result<std::string> SqliteStore::gpus_json() {
 
 Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) {
   const std::lock_guard lock(mutex_);
-  const std::string column = query.group_by == "tenant" ? "tenant_id" : "model";
-  const std::string sql = "SELECT " + column +
-                          ", count(*), sum(input_tokens), sum(output_tokens), total(amount_usd) "
-                          "FROM token_usage WHERE ts >= ?1 AND ts < ?2 GROUP BY " +
-                          column + " ORDER BY " + column;
+  const std::string column = query.group_by == "tenant"       ? "tenant_id"
+                             : query.group_by == "deployment" ? "coalesce(json_extract(doc, "
+                                                                "'$.deployment'), '')"
+                                                              : "model";
+  // The cost block's sums, as MongoStore::usage_json names them; total() skips nulls.
+  const std::string sql =
+      "SELECT " + column +
+      " AS key, count(*), sum(input_tokens), sum(output_tokens), total(amount_usd), "
+      "total(json_extract(doc, '$.cost.utilization_usd')), "
+      "total(json_extract(doc, '$.cost.energy_usd')), total(json_extract(doc, "
+      "'$.cost.gpu_seconds')), total(json_extract(doc, '$.cost.energy_j')), count(amount_usd) "
+      "FROM token_usage WHERE ts >= ?1 AND ts < ?2 GROUP BY key ORDER BY key";
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
     return Error::retryable(error_message());
@@ -259,20 +255,35 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
   sqlite3_bind_int64(s.get(), 2, query.to ? to_ms(*query.to) : INT64_MAX);
   JsonWriter json;
   json.begin_array();
-  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    const auto integer = [&](int column) {
+      return static_cast<std::int64_t>(sqlite3_column_int64(s.get(), column));
+    };
     json.begin_object()
         .key("_id")
         .value(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)))
         .key("requests")
-        .value(static_cast<std::int64_t>(sqlite3_column_int64(s.get(), 1)))
+        .value(integer(1))
         .key("input_tokens")
-        .value(static_cast<std::int64_t>(sqlite3_column_int64(s.get(), 2)))
+        .value(integer(2))
         .key("output_tokens")
-        .value(static_cast<std::int64_t>(sqlite3_column_int64(s.get(), 3)))
+        .value(integer(3))
         .key("cost_usd")
         .value(sqlite3_column_double(s.get(), 4))
+        .key("cost_utilization_usd")
+        .value(sqlite3_column_double(s.get(), 5))
+        .key("cost_energy_usd")
+        .value(sqlite3_column_double(s.get(), 6))
+        .key("gpu_seconds")
+        .value(sqlite3_column_double(s.get(), 7))
+        .key("energy_j")
+        .value(sqlite3_column_double(s.get(), 8))
+        .key("priced_requests")
+        .value(integer(9))
         .end_object();
   }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
   json.end_array();
   return json.take();
 }
@@ -369,6 +380,252 @@ Result<std::string> SqliteStore::devices_json() {
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   json.end_array();
   return json.take();
+}
+
+// ---- Cost windows (docs/cost.md) ----
+
+Result<bool> SqliteStore::mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
+                                            std::int64_t marked_at_ms, std::int64_t nonce) {
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "INSERT INTO cost_windows (start, marked_at, nonce) VALUES (?1, ?2, ?3) "
+                         "ON CONFLICT(start) DO UPDATE SET marked_at = excluded.marked_at, "
+                         "nonce = excluded.nonce",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  const Statement s(raw);
+  for (const std::int64_t start : starts_ms) {
+    sqlite3_reset(s.get());
+    sqlite3_bind_int64(s.get(), 1, start);
+    sqlite3_bind_int64(s.get(), 2, marked_at_ms);
+    sqlite3_bind_int64(s.get(), 3, nonce);
+    if (sqlite3_step(s.get()) != SQLITE_DONE) return Error::retryable(error_message());
+  }
+  return true;
+}
+
+Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows(
+    std::int64_t marked_before_ms, std::size_t limit) {
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT start, marked_at, nonce FROM cost_windows WHERE marked_at <= ?1 "
+                         "ORDER BY start LIMIT ?2",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  const Statement s(raw);
+  sqlite3_bind_int64(s.get(), 1, marked_before_ms);
+  sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
+  std::vector<processor::CostWindowMark> marks;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    marks.push_back({sqlite3_column_int64(s.get(), 0), sqlite3_column_int64(s.get(), 1),
+                     sqlite3_column_int64(s.get(), 2)});
+  }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+  return marks;
+}
+
+namespace {
+
+std::string column_text(sqlite3_stmt* s, int column) {
+  const auto* text = sqlite3_column_text(s, column);
+  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
+}
+
+std::optional<double> column_double(sqlite3_stmt* s, int column) {
+  if (sqlite3_column_type(s, column) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_double(s, column);
+}
+
+// The gpu_uuids array as json_extract returns it (JSON text), or nothing.
+std::vector<std::string> uuids_of(std::string_view json, simdjson::dom::parser& parser) {
+  std::vector<std::string> out;
+  if (json.empty()) return out;
+  simdjson::dom::array array;
+  if (parser.parse(json.data(), json.size()).get(array)) return out;
+  for (const auto item : array) {
+    std::string_view uuid;
+    if (!item.get(uuid)) out.emplace_back(uuid);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms,
+                                                           std::int64_t end_ms,
+                                                           std::int64_t lookback_ms) {
+  const std::lock_guard lock(mutex_);
+  cost::WindowInputs inputs;
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(
+          db_,
+          "SELECT id, ts, model, tenant_id, json_extract(doc, '$.deployment'), json_extract(doc, "
+          "'$.host'), input_tokens, output_tokens, json_extract(doc, '$.gpu_uuids'), "
+          "json_extract(doc, '$.cost.window_start'), json_extract(doc, '$.cost.amortized_usd'), "
+          "json_extract(doc, '$.cost.utilization_usd'), json_extract(doc, '$.cost.energy_usd') "
+          "FROM token_usage WHERE ts >= ?1 AND ts < ?2",
+          -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  Statement usage(raw);
+  sqlite3_bind_int64(usage.get(), 1, start_ms);
+  sqlite3_bind_int64(usage.get(), 2, end_ms);
+  simdjson::dom::parser parser;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(usage.get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = usage.get();
+    cost::UsageRow row;
+    row.id = column_text(s, 0);
+    row.time_ms = sqlite3_column_int64(s, 1);
+    row.model = column_text(s, 2);
+    row.tenant_id = column_text(s, 3);
+    row.deployment = column_text(s, 4);
+    row.host = column_text(s, 5);
+    row.input_tokens = sqlite3_column_int64(s, 6);
+    row.output_tokens = sqlite3_column_int64(s, 7);
+    row.gpu_uuids = uuids_of(column_text(s, 8), parser);
+    row.stored.priced = sqlite3_column_type(s, 9) != SQLITE_NULL;
+    row.stored.amortized_usd = column_double(s, 10);
+    row.stored.utilization_usd = column_double(s, 11);
+    row.stored.energy_usd = column_double(s, 12);
+    inputs.usage.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+
+  raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT gpu_uuid, host, json_extract(doc, '$.model_name'), ts, "
+                         "json_extract(doc, '$.utilization_gpu_percent'), json_extract(doc, "
+                         "'$.energy_consumed_mj') FROM gpu_metrics WHERE ts >= ?1 AND ts < ?2",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  Statement samples(raw);
+  sqlite3_bind_int64(samples.get(), 1, start_ms - lookback_ms);
+  sqlite3_bind_int64(samples.get(), 2, end_ms);
+  while ((rc = sqlite3_step(samples.get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = samples.get();
+    cost::GpuSampleRow row;
+    row.gpu_uuid = column_text(s, 0);
+    row.host = column_text(s, 1);
+    row.model_name = column_text(s, 2);
+    row.time_ms = sqlite3_column_int64(s, 3);
+    row.utilization_gpu_percent = column_double(s, 4);
+    if (sqlite3_column_type(s, 5) != SQLITE_NULL) {
+      row.energy_consumed_mj = sqlite3_column_int64(s, 5);
+    }
+    inputs.samples.push_back(std::move(row));
+  }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+
+  raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT deployment, target, first_seen, last_seen FROM placements WHERE "
+                         "first_seen < ?1",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  Statement placements(raw);
+  sqlite3_bind_int64(placements.get(), 1, end_ms);
+  while ((rc = sqlite3_step(placements.get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = placements.get();
+    inputs.placements.push_back({column_text(s, 0), column_text(s, 1), sqlite3_column_int64(s, 2),
+                                 sqlite3_column_int64(s, 3)});
+  }
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+  return inputs;
+}
+
+Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
+                                      const std::optional<processor::CostWindowMark>& clear) {
+  const std::lock_guard lock(mutex_);
+  if (auto r = exec("BEGIN"); !r) return Error::retryable(r.error().message);
+  const auto fail = [&]() -> Result<bool> {
+    const std::string message = error_message();
+    exec("ROLLBACK");
+    return Error::retryable(path_ + ": " + message);
+  };
+  sqlite3_stmt* raw_update = nullptr;
+  sqlite3_stmt* raw_clear = nullptr;
+  sqlite3_prepare_v2(db_,
+                     "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', "
+                     "json(?3)) WHERE id = ?1",
+                     -1, &raw_update, nullptr);
+  sqlite3_prepare_v2(db_, "DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2", -1,
+                     &raw_clear, nullptr);
+  const Statement update(raw_update), clear_mark(raw_clear);
+  if (!update || !clear_mark) return fail();
+  for (const cost::UsageCost& c : costs) {
+    sqlite3_reset(update.get());
+    bind_text(update.get(), 1, c.id);
+    if (c.amortized_usd) {
+      sqlite3_bind_double(update.get(), 2, *c.amortized_usd);
+    } else {
+      sqlite3_bind_null(update.get(), 2);
+    }
+    bind_text(update.get(), 3, cost::cost_block_json(c));
+    if (sqlite3_step(update.get()) != SQLITE_DONE) return fail();
+  }
+  if (clear) {
+    sqlite3_bind_int64(clear_mark.get(), 1, clear->start_ms);
+    sqlite3_bind_int64(clear_mark.get(), 2, clear->nonce);
+    if (sqlite3_step(clear_mark.get()) != SQLITE_DONE) return fail();
+  }
+  if (auto r = exec("COMMIT"); !r) {
+    exec("ROLLBACK");
+    return Error::retryable(r.error().message);
+  }
+  return true;
+}
+
+Result<bool> SqliteStore::upsert_placements(const std::vector<cost::PlacementRow>& placements) {
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "INSERT INTO placements (deployment, target, first_seen, last_seen) "
+                         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(deployment, target) DO UPDATE SET "
+                         "first_seen = min(first_seen, excluded.first_seen), last_seen = "
+                         "max(last_seen, excluded.last_seen)",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  const Statement s(raw);
+  for (const cost::PlacementRow& p : placements) {
+    sqlite3_reset(s.get());
+    bind_text(s.get(), 1, p.deployment);
+    bind_text(s.get(), 2, p.target);
+    sqlite3_bind_int64(s.get(), 3, p.first_seen_ms);
+    sqlite3_bind_int64(s.get(), 4, p.last_seen_ms);
+    if (sqlite3_step(s.get()) != SQLITE_DONE) return Error::retryable(error_message());
+  }
+  return true;
+}
+
+Result<std::vector<std::int64_t>> SqliteStore::usage_window_starts(std::int64_t from_ms,
+                                                                   std::int64_t to_ms,
+                                                                   std::int64_t window_ms) {
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT DISTINCT ts - ((ts % ?3) + ?3) % ?3 AS start FROM token_usage "
+                         "WHERE ts >= ?1 AND ts < ?2 ORDER BY start",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  const Statement s(raw);
+  sqlite3_bind_int64(s.get(), 1, from_ms);
+  sqlite3_bind_int64(s.get(), 2, to_ms);
+  sqlite3_bind_int64(s.get(), 3, window_ms);
+  std::vector<std::int64_t> starts;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) starts.push_back(sqlite3_column_int64(s.get(), 0));
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+  return starts;
 }
 
 bool SqliteStore::send(const processor::DeadLetter& letter) {

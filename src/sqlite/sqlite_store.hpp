@@ -26,6 +26,17 @@ class SqliteStore final : public processor::Store, public processor::DeadLetterS
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
   Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
+  Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
+                                 std::int64_t marked_at_ms, std::int64_t nonce) override;
+  Result<std::vector<processor::CostWindowMark>> settled_cost_windows(
+      std::int64_t marked_before_ms, std::size_t limit) override;
+  Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
+                                                std::int64_t lookback_ms) override;
+  Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
+                           const std::optional<processor::CostWindowMark>& clear) override;
+  Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& placements) override;
+  Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t from_ms, std::int64_t to_ms,
+                                                        std::int64_t window_ms) override;
 
   bool send(const processor::DeadLetter& letter) override;
   bool flush(std::chrono::milliseconds) override { return true; }

@@ -77,7 +77,7 @@ inline std::vector<telemetryd::processor::DecodedEvent> history_events() {
 inline std::vector<telemetryd::processor::StoredEvent> stored(
     const std::vector<telemetryd::processor::DecodedEvent>& events) {
   std::vector<telemetryd::processor::StoredEvent> batch;
-  for (const auto& e : events) batch.push_back({&e, std::nullopt});
+  for (const auto& e : events) batch.push_back({&e});
   return batch;
 }
 

@@ -133,7 +133,7 @@ TEST_CASE(
   const std::string u = "token_usage,model=m,tenant_id=u event_id=\"x\" ";
   SlotTracker slots;
   std::vector<telemetryd::processor::StoredEvent> batch{
-      {&a, std::nullopt}, {&b, std::nullopt}, {&c, std::nullopt}, {&a, std::nullopt}};
+      {&a}, {&b}, {&c}, {&a}};
   std::vector<std::string> lines{t + "1000\n", t + "1000\n", u + "1000\n", t + "1000\n"};
   slots.assign({0, 1, 2, 3}, batch, lines);
   CHECK(lines[0] == t + "1000\n");  // first come keeps its slot
@@ -144,7 +144,7 @@ TEST_CASE(
   // Next batch: d lands on the series and time a and b took; b is redelivered.
   telemetryd::processor::DecodedEvent d;
   d.id = "01a20320-0000-7000-8000-00000000000d";
-  std::vector<telemetryd::processor::StoredEvent> next{{&d, std::nullopt}, {&b, std::nullopt}};
+  std::vector<telemetryd::processor::StoredEvent> next{{&d}, {&b}};
   std::vector<std::string> next_lines{t + "1000\n", t + "1000\n"};
   slots.assign({0, 1}, next, next_lines);
   CHECK(next_lines[0] == t + "1002\n");

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "app/roles.hpp"
+#include "processor/cost_pricer.hpp"
 #include "processor/processor_core.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "telemetryd/source.hpp"
@@ -64,7 +65,8 @@ TEST_CASE("valid, duplicate and malformed events end stored once, dead-lettered,
   catalog.add({"A100 40GB", "NVIDIA A100-SXM4-40GB", 1.29});
   REQUIRE(store.prepare(catalog));
   metrics::Registry registry;
-  ProcessorCore core(CoreSettings{}, store, store, catalog, registry);
+  TenantLabels tenants({}, 20);
+  ProcessorCore core(CoreSettings{}, store, store, registry, tenants);
 
   const auto events = synthetic(400);
   std::int64_t offset = 0;
@@ -106,28 +108,51 @@ TEST_CASE("valid, duplicate and malformed events end stored once, dead-lettered,
   CHECK(count_rows(db_path, "gpu_metrics") + count_rows(db_path, "token_usage") == 400);
 }
 
-TEST_CASE("stored usage documents carry the cost block", "[processor]") {
+TEST_CASE("stored usage documents carry the cost block once their window is priced",
+          "[processor]") {
   TempDir dir;
   sqlite::SqliteStore store((dir.path / "c.sqlite3").string());
-  GpuCatalog catalog;
-  catalog.add({"H100 80GB", "NVIDIA H100 80GB HBM3", 2.49});
-  catalog.add({"A100 40GB", "NVIDIA A100-SXM4-40GB", 1.29});
-  REQUIRE(store.prepare(catalog));
+  REQUIRE(store.prepare(GpuCatalog{}));
   metrics::Registry registry;
-  ProcessorCore core(CoreSettings{}, store, store, catalog, registry);
+  TenantLabels tenants({}, 20);
+  ProcessorCore core(CoreSettings{}, store, store, registry, tenants);
+  CostPricer pricer(PricerSettings{}, store, cost::PriceCatalog::builtin(), registry, tenants);
   std::int64_t offset = 0;
   for (const auto& e : synthetic(300))
     REQUIRE(core.accept({e.topic, 0, offset++, e.key, e.payload}));
   std::map<PartitionKey, std::int64_t> done;
   REQUIRE(core.flush(done));
-  const auto usage = store.usage_json({});
+  auto usage = store.usage_json({});
+  REQUIRE(usage);
+  CHECK(usage.value().find("\"priced_requests\":0") != std::string::npos);  // not yet priced
+  // Nothing is settled before the settle time has passed since the marks...
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const auto early = pricer.run_once(now - 60000);
+  REQUIRE(early);
+  CHECK(early.value() == 0);
+  // ...then every marked window is priced.
+  std::size_t priced = 0;
+  for (int round = 0; round < 100; ++round) {
+    const auto r = pricer.run_once(now + 3600000);
+    REQUIRE(r);
+    if (r.value() == 0) break;
+    priced += r.value();
+  }
+  CHECK(priced > 0);
+  usage = store.usage_json({});
   REQUIRE(usage);
   CHECK(usage.value().find("\"_id\":\"llama-3.1-8b-instruct\"") != std::string::npos);
-  CHECK(usage.value().find("\"cost_usd\":0,") == std::string::npos);  // metrics came first: priced
+  CHECK(usage.value().find("\"priced_requests\":0") == std::string::npos);
+  CHECK(usage.value().find("\"cost_usd\":0,") == std::string::npos);
   const auto latest = store.latest_gpu_json({"", "gpu-node-01"});
   REQUIRE(latest);
   CHECK(latest.value().find("\"host\":\"gpu-node-01\"") != std::string::npos);
-  CHECK(registry.expose().find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
+  const std::string text = registry.expose();
+  CHECK(text.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
+        std::string::npos);
+  CHECK(text.find("processor_cost_usd_total{model=\"llama-3.1-8b-instruct\",basis=\"amortized\"}") !=
         std::string::npos);
 }
 
@@ -164,7 +189,8 @@ TEST_CASE("a refused dead letter is counted nowhere; a retried flush never re-wr
   REQUIRE(store.prepare(catalog));
   metrics::Registry registry;
   RefusingDeadLetters dead_letters;
-  ProcessorCore core(CoreSettings{}, store, dead_letters, catalog, registry);
+  TenantLabels tenants({}, 20);
+  ProcessorCore core(CoreSettings{}, store, dead_letters, registry, tenants);
 
   const auto events = synthetic(50);
   std::int64_t offset = 0;

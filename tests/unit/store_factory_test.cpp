@@ -75,7 +75,7 @@ TEST_CASE(
 
   const auto events = decoded(10);
   std::vector<StoredEvent> batch;
-  for (const auto& e : events) batch.push_back({&e, std::nullopt});
+  for (const auto& e : events) batch.push_back({&e});
   Result<WriteOutcome> first = tee.write(batch);
   REQUIRE_FALSE(first);
   CHECK(first.error().kind == Error::Kind::kRetryable);

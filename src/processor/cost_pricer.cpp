@@ -1,0 +1,210 @@
+#include "processor/cost_pricer.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "telemetryd/log.hpp"
+
+namespace telemetryd::processor {
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Counters only go up: a re-pricing that lowers a cost adds nothing (docs/cost.md).
+double increase(const std::optional<double>& before, const std::optional<double>& after) {
+  return std::max(0.0, after.value_or(0) - before.value_or(0));
+}
+
+}  // namespace
+
+CostPricer::CostPricer(PricerSettings settings, Store& store, cost::PriceCatalog prices,
+                       metrics::Registry& metrics, TenantLabels& tenants)
+    : settings_(std::move(settings)),
+      store_(store),
+      prices_(std::move(prices)),
+      tenants_(tenants),
+      model_cost_(metrics.counter("processor_cost_usd_total",
+                                  "Cost of the stored token usage, by model and cost basis "
+                                  "(amortized, utilization, energy).",
+                                  {"model", "basis"})),
+      tenant_cost_(metrics.counter("processor_tenant_cost_usd_total",
+                                   "Cost of the stored token usage, by tenant (bounded: "
+                                   "cost.tenant_series, the rest tenant=\"other\") and basis.",
+                                   {"tenant", "basis"})),
+      cost_per_token_(metrics.gauge("processor_cost_per_token_usd",
+                                    "Amortised cost per token in the latest priced window, by "
+                                    "model (or deployment: cost.key).",
+                                    {"model"})),
+      unpriced_gpus_(metrics.gauge("processor_unpriced_gpus",
+                                   "GPUs that ran tokens but whose model has no price.",
+                                   {"model"})),
+      windows_priced_(metrics
+                          .counter("processor_cost_windows_priced_total",
+                                   "Cost windows priced (or priced again after new events).")
+                          .with({})),
+      failures_(metrics
+                    .counter("processor_cost_pricing_failures_total",
+                             "Rounds of pricing that failed on the store (retried).")
+                    .with({})) {}
+
+CostPricer::~CostPricer() {
+  stop();
+}
+
+void CostPricer::count_spend(const cost::UsageRow& row, const cost::UsageCost& priced) {
+  const std::string tenant = tenants_.label(row.tenant_id);
+  const std::pair<const char*, double> bases[] = {
+      {"amortized", increase(row.stored.amortized_usd, priced.amortized_usd)},
+      {"utilization", increase(row.stored.utilization_usd, priced.utilization_usd)},
+      {"energy", increase(row.stored.energy_usd, priced.energy_usd)},
+  };
+  for (const auto& [basis, amount] : bases) {
+    model_cost_.with({row.model, basis}).inc(amount);
+    tenant_cost_.with({tenant, basis}).inc(amount);
+  }
+}
+
+void CostPricer::note_unpriced(const cost::WindowResult& result) {
+  for (const auto& [uuid, model] : result.unpriced_gpus) {
+    auto& gpus = unpriced_[model];
+    if (gpus.empty()) {
+      log::warn("cost", "GPU model has no price: its tokens get a null cost",
+                {{"model", model},
+                 {"gpu_uuid", uuid},
+                 {"fix", "add it with cost.extra_gpus: 'MODEL=USD per hour'"}});
+    }
+    if (gpus.insert(uuid).second) {
+      unpriced_gpus_.with({model}).set(static_cast<double>(gpus.size()));
+    }
+  }
+}
+
+Result<PricedWindow> CostPricer::price(
+    std::int64_t start_ms, const std::optional<CostWindowMark>& mark, bool dry_run,
+    const std::function<void(const cost::UsageRow&, const cost::UsageCost&)>& on_change) {
+  const std::int64_t window = settings_.model.window_ms;
+  Result<cost::WindowInputs> inputs =
+      store_.cost_window_inputs(start_ms, start_ms + window, window);
+  if (!inputs) return inputs.error();
+  const cost::WindowResult result =
+      cost::price_window(start_ms, inputs.value(), settings_.model, prices_);
+  std::vector<cost::UsageCost> changed;
+  std::map<std::string, std::pair<double, std::int64_t>> per_key;  // amortised cost, tokens
+  for (std::size_t i = 0; i < result.costs.size(); ++i) {
+    const cost::UsageRow& row = inputs.value().usage[i];
+    const cost::UsageCost& priced = result.costs[i];
+    if (priced.amortized_usd) {
+      auto& [amount, tokens] =
+          per_key[settings_.key_by_deployment && !row.deployment.empty() ? row.deployment
+                                                                          : row.model];
+      amount += *priced.amortized_usd;
+      tokens += priced.tokens;
+    }
+    // Unchanged documents are not written again: re-pricing unchanged data changes nothing.
+    if (!cost::cost_changed(row.stored, priced)) continue;
+    if (on_change) on_change(row, priced);
+    changed.push_back(priced);
+  }
+  const PricedWindow counts{result.costs.size(), changed.size()};
+  if (dry_run) return counts;
+  if (!changed.empty() || mark) {
+    if (Result<bool> written = store_.write_costs(changed, mark); !written) {
+      return written.error();
+    }
+  }
+  // Counted once written, so a failed write that is retried counts once.
+  for (std::size_t i = 0, c = 0; i < result.costs.size() && c < changed.size(); ++i) {
+    if (result.costs[i].id != changed[c].id) continue;
+    count_spend(inputs.value().usage[i], changed[c]);
+    ++c;
+  }
+  for (const auto& [key, totals] : per_key) {
+    if (totals.second > 0) {
+      cost_per_token_.with({key}).set(totals.first / static_cast<double>(totals.second));
+    }
+  }
+  note_unpriced(result);
+  windows_priced_.inc();
+  return counts;
+}
+
+Result<std::size_t> CostPricer::run_once(std::int64_t now) {
+  Result<std::vector<CostWindowMark>> marks = store_.settled_cost_windows(
+      now - settings_.settle.count(), settings_.windows_per_round);
+  if (!marks) return marks.error();
+  std::size_t priced = 0;
+  for (const CostWindowMark& mark : marks.value()) {
+    Result<PricedWindow> done = price(mark.start_ms, mark, false, {});
+    if (!done) return done.error();
+    ++priced;
+  }
+  return priced;
+}
+
+Result<RepriceReport> CostPricer::reprice(
+    std::int64_t from_ms, std::int64_t to_ms, bool dry_run,
+    const std::function<void(const cost::UsageRow&, const cost::UsageCost&)>& on_change) {
+  const std::int64_t window = settings_.model.window_ms;
+  Result<std::vector<std::int64_t>> starts =
+      store_.usage_window_starts(cost::window_start(from_ms, window), to_ms, window);
+  if (!starts) return starts.error();
+  RepriceReport report;
+  for (const std::int64_t start : starts.value()) {
+    Result<PricedWindow> priced = price(start, std::nullopt, dry_run, on_change);
+    if (!priced) return priced.error();
+    ++report.windows;
+    report.documents += priced.value().documents;
+    report.changed += priced.value().changed;
+  }
+  return report;
+}
+
+void CostPricer::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void CostPricer::stop() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void CostPricer::run() {
+  // Often enough that a settled window waits at most half the settle time more; a store outage
+  // backs off to 30 s and logs once per outage.
+  const auto tick = std::clamp(settings_.settle / 2, std::chrono::milliseconds(100),
+                               std::chrono::milliseconds(1000));
+  auto wait = tick;
+  bool failing = false;
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, wait, [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    Result<std::size_t> priced = run_once(now_ms());
+    lock.lock();
+    if (!priced) {
+      failures_.inc();
+      if (!failing) {
+        log::warn("cost", "pricing cost windows failed; retrying",
+                  {{"error", priced.error().message}});
+      }
+      failing = true;
+      wait = std::min(wait * 2, std::chrono::milliseconds(30000));
+      continue;
+    }
+    if (failing) log::info("cost", "pricing cost windows again");
+    failing = false;
+    // A full round means more windows are waiting: go on at once.
+    wait = priced.value() >= settings_.windows_per_round ? std::chrono::milliseconds(0) : tick;
+  }
+}
+
+}  // namespace telemetryd::processor
