@@ -6,7 +6,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <map>
+#include <set>
+#include <thread>
+#include <tuple>
 
 #include "mongo/bson_json.hpp"
 #include "mongo/mongo_errors.hpp"
@@ -41,16 +45,9 @@ std::int64_t to_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-void append_optional_double(bson_t* doc, const char* key, const std::optional<double>& value) {
-  if (value) {
-    BSON_APPEND_DOUBLE(doc, key, *value);
-  } else {
-    BSON_APPEND_NULL(doc, key);
-  }
-}
-
 // The stored document: the event's data fields at the top level, with _id, ts (a BSON date for
-// range queries and TTL), source and, for usage, the cost block.
+// range queries and TTL) and source. A usage document gets its `cost` block later, when its
+// window is priced (write_costs).
 BsonPtr make_document(const processor::StoredEvent& stored, std::string& error) {
   const auto& e = *stored.event;
   bson_error_t bson_error;
@@ -67,19 +64,6 @@ BsonPtr make_document(const processor::StoredEvent& stored, std::string& error) 
   BSON_APPEND_DATE_TIME(doc.get(), "received_at", to_ms(std::chrono::system_clock::now()));
   bson_concat(doc.get(), data);
   bson_destroy(data);
-  if (stored.cost) {
-    const auto& c = *stored.cost;
-    bson_t cost;
-    BSON_APPEND_DOCUMENT_BEGIN(doc.get(), "cost", &cost);
-    append_optional_double(&cost, "amount_usd", c.amount_usd);
-    append_optional_double(&cost, "cost_per_token", c.cost_per_token);
-    BSON_APPEND_DOUBLE(&cost, "price_per_hour_usd", c.price_per_hour_usd);
-    BSON_APPEND_DOUBLE(&cost, "window_s", c.window_s);
-    BSON_APPEND_INT64(&cost, "tokens_in_window", c.tokens_in_window);
-    BSON_APPEND_UTF8(&cost, "gpu_model", c.gpu_model.c_str());
-    BSON_APPEND_UTF8(&cost, "basis", c.basis.c_str());
-    bson_append_document_end(doc.get(), &cost);
-  }
   return doc;
 }
 
@@ -96,6 +80,171 @@ Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collecti
   mongoc_collection_destroy(collection);
   if (failed) return classify(error);
   return json.take();
+}
+
+// One item of a reply's writeErrors (insert_many, bulk).
+struct WriteError {
+  std::int64_t index = -1;
+  std::int64_t code = 0;
+  std::string message;
+};
+
+std::vector<WriteError> write_errors(const bson_t* reply) {
+  std::vector<WriteError> out;
+  bson_iter_t iter, errors;
+  if (!bson_iter_init_find(&iter, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&iter) ||
+      !bson_iter_recurse(&iter, &errors)) {
+    return out;
+  }
+  while (bson_iter_next(&errors)) {
+    bson_iter_t item;
+    if (!bson_iter_recurse(&errors, &item)) continue;
+    WriteError error;
+    while (bson_iter_next(&item)) {
+      const std::string_view key = bson_iter_key(&item);
+      if (key == "index") error.index = bson_iter_as_int64(&item);
+      if (key == "code") error.code = bson_iter_as_int64(&item);
+      if (key == "errmsg" && BSON_ITER_HOLDS_UTF8(&item))
+        error.message = bson_iter_utf8(&item, nullptr);
+    }
+    out.push_back(std::move(error));
+  }
+  return out;
+}
+
+constexpr std::int64_t kDuplicateKey = 11000;
+
+struct Upsert {
+  BsonPtr selector;
+  BsonPtr update;
+};
+
+// Unordered update_one upserts. Two processors upserting the same new _id at once can both try
+// the insert, and the loser gets E11000 (MongoDB retries that itself for an equality on _id;
+// FerretDB never). Tried again, the upsert finds the document and updates it, so a race never
+// fails the batch. Two things seen on the test server (FerretDB 1.24) shape the retry:
+// - an unordered update batch ends at its first write error (the upserts after it are not
+//   applied), so the retry runs from the first failed upsert to the end (every upsert is
+//   idempotent);
+// - the same upsert keeps failing while the winner's update command runs (tens of milliseconds
+//   for 20 upserts), so a retry waits, longer each time. Still failing after kRaceRetries, it
+//   is a retryable error: a conflict, not an answer about the documents.
+constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
+
+Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
+  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
+  const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+  std::size_t from = 0;
+  int retries = 0;  // of the upsert at `from`
+  while (from < ops.size()) {
+    mongoc_bulk_operation_t* bulk =
+        mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
+    bson_error_t error;
+    for (std::size_t i = from; i < ops.size(); ++i) {
+      if (!mongoc_bulk_operation_update_one_with_opts(bulk, ops[i].selector.get(),
+                                                      ops[i].update.get(), upsert.get(), &error)) {
+        mongoc_bulk_operation_destroy(bulk);
+        return Error::permanent(error.message);  // a malformed update: a bug, not the server
+      }
+    }
+    bson_t reply;
+    const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+    mongoc_bulk_operation_destroy(bulk);
+    const std::vector<WriteError> errors = write_errors(&reply);
+    const bool concern_failed = has_write_concern_error(&reply);
+    bson_destroy(&reply);
+    if (concern_failed)
+      return Error::retryable("write concern not satisfied: " + std::string(error.message));
+    if (ok) return true;
+    // No write error: the server did not answer. Another write error: an answer to pass on.
+    if (errors.empty()) return classify(error);
+    std::size_t first_failed = ops.size();
+    for (const auto& e : errors) {
+      if (e.code != kDuplicateKey || e.index < 0 ||
+          static_cast<std::size_t>(e.index) >= ops.size() - from) {
+        return classify(error);
+      }
+      first_failed = std::min(first_failed, from + static_cast<std::size_t>(e.index));
+    }
+    retries = first_failed == from ? retries + 1 : 1;
+    if (retries > kRaceRetries)
+      return Error::retryable("upsert kept racing another writer: " + std::string(error.message));
+    std::this_thread::sleep_for(std::chrono::milliseconds(10) * (1 << (retries - 1)));
+    from = first_failed;
+  }
+  return true;
+}
+
+// Runs a find and hands every document to `each`, then frees the cursor and the collection.
+template <typename Each>
+Result<bool> find_each(mongoc_client_t* client, const std::string& database,
+                       const char* collection_name, const bson_t* filter, const bson_t* opts,
+                       Each&& each) {
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client, database.c_str(), collection_name);
+  mongoc_cursor_t* cursor = mongoc_collection_find_with_opts(collection, filter, opts, nullptr);
+  const bson_t* doc = nullptr;
+  while (mongoc_cursor_next(cursor, &doc)) each(doc);
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  mongoc_collection_destroy(collection);
+  if (failed) return classify(error);
+  return true;
+}
+
+// Field readers for the cost inputs: a field of another type than the contract's reads as
+// absent (a document the decoder accepted always has the right one).
+std::string utf8_at(const bson_t* doc, const char* path) {
+  bson_iter_t iter, field;
+  if (bson_iter_init(&iter, doc) && bson_iter_find_descendant(&iter, path, &field) &&
+      BSON_ITER_HOLDS_UTF8(&field)) {
+    return bson_iter_utf8(&field, nullptr);
+  }
+  return {};
+}
+
+std::optional<double> double_at(const bson_t* doc, const char* path) {
+  bson_iter_t iter, field;
+  if (bson_iter_init(&iter, doc) && bson_iter_find_descendant(&iter, path, &field) &&
+      BSON_ITER_HOLDS_NUMBER(&field)) {
+    return bson_iter_as_double(&field);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> int64_at(const bson_t* doc, const char* path) {
+  bson_iter_t iter, field;
+  if (bson_iter_init(&iter, doc) && bson_iter_find_descendant(&iter, path, &field) &&
+      BSON_ITER_HOLDS_NUMBER(&field)) {
+    return bson_iter_as_int64(&field);
+  }
+  return std::nullopt;
+}
+
+// ts is a BSON date in gpu_metrics and token_usage.
+std::int64_t date_at(const bson_t* doc, const char* key) {
+  bson_iter_t iter;
+  if (bson_iter_init_find(&iter, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&iter)) {
+    return bson_iter_date_time(&iter);
+  }
+  return 0;
+}
+
+// {ts: {$gte: from, $lt: to}}
+BsonPtr ts_range(std::int64_t from_ms, std::int64_t to_ms) {
+  return BsonPtr(
+      BCON_NEW("ts", "{", "$gte", BCON_DATE_TIME(from_ms), "$lt", BCON_DATE_TIME(to_ms), "}"));
+}
+
+BsonPtr projection_of(std::initializer_list<const char*> fields, bool with_id) {
+  BsonPtr opts(bson_new());
+  bson_t projection;
+  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "projection", &projection);
+  if (!with_id) BSON_APPEND_INT32(&projection, "_id", 0);
+  for (const char* field : fields) BSON_APPEND_INT32(&projection, field, 1);
+  bson_append_document_end(opts.get(), &projection);
+  return opts;
 }
 
 }  // namespace
@@ -123,6 +272,17 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
       {"token_usage", "model_ts", BsonPtr(BCON_NEW("model", BCON_INT32(1), "ts", BCON_INT32(-1)))});
   indexes.push_back({"token_usage", "tenant_id_ts",
                      BsonPtr(BCON_NEW("tenant_id", BCON_INT32(1), "ts", BCON_INT32(-1)))});
+  // The pricer's queue: settled_cost_windows reads the marks older than the settle delay.
+  indexes.push_back({"cost_windows", "marked_at", BsonPtr(BCON_NEW("marked_at", BCON_INT32(1)))});
+  // cost_window_inputs and usage_window_starts read both collections by a ts range alone, which
+  // the {gpu_uuid, ts} and {model, ts} indexes cannot serve. With a TTL, ts_ttl serves it.
+  // Descending, so that it never has the TTL index's key: turning a TTL on later would otherwise
+  // conflict with it ("index already exists with a different name").
+  if (settings_.ttl_days <= 0) {
+    for (const char* collection : {"gpu_metrics", "token_usage"}) {
+      indexes.push_back({collection, "ts_desc", BsonPtr(BCON_NEW("ts", BCON_INT32(-1)))});
+    }
+  }
   for (const auto& index : indexes) {
     Result<bool> created =
         create_index(client, settings_.database, index.collection, index.name, index.key.get());
@@ -193,28 +353,15 @@ Result<processor::WriteOutcome> MongoStore::write(
     const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
                                                   opts.get(), &reply, &error);
     mongoc_collection_destroy(collection);
-    std::size_t write_errors = 0;
-    bson_iter_t iter, errors;
-    if (bson_iter_init_find(&iter, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&iter) &&
-        bson_iter_recurse(&iter, &errors)) {
-      while (bson_iter_next(&errors)) {
-        bson_iter_t item;
-        std::int32_t index = -1, code = 0;
-        std::string message;
-        if (!bson_iter_recurse(&errors, &item)) continue;
-        while (bson_iter_next(&item)) {
-          const std::string_view key = bson_iter_key(&item);
-          if (key == "index") index = bson_iter_as_int64(&item);
-          if (key == "code") code = bson_iter_as_int64(&item);
-          if (key == "errmsg") message = bson_iter_utf8(&item, nullptr);
-        }
-        ++write_errors;
-        if (code == 11000) {
-          ++outcome.duplicates;
-        } else if (index >= 0 && static_cast<std::size_t>(index) < positions.size()) {
-          outcome.rejected.emplace_back(positions[index],
-                                        "code " + std::to_string(code) + ": " + message);
-        }
+    const std::vector<WriteError> errors = write_errors(&reply);
+    for (const auto& e : errors) {
+      const bool known = e.index >= 0 && static_cast<std::size_t>(e.index) < positions.size();
+      if (e.code == kDuplicateKey) {
+        ++outcome.duplicates;
+        if (known) outcome.duplicate_indexes.push_back(positions[e.index]);
+      } else if (known) {
+        outcome.rejected.emplace_back(positions[e.index],
+                                      "code " + std::to_string(e.code) + ": " + e.message);
       }
     }
     const bool concern_failed = has_write_concern_error(&reply);
@@ -226,13 +373,15 @@ Result<processor::WriteOutcome> MongoStore::write(
     // Write errors alone (duplicates, rejected documents) are answers; a network failure means
     // part of the batch may not have been tried, so the whole batch is retried (ids make the
     // retry idempotent).
-    if (!ok && (write_errors == 0 || classify(error).kind == Error::Kind::kRetryable)) {
+    if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
       return classify(error);
     }
-    const std::size_t inserted = docs.size() - write_errors;
+    const std::size_t inserted = docs.size() - errors.size();
     (kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                     : outcome.token_usage_inserted) += inserted;
   }
+  // Ascending, whichever collection each came from.
+  std::sort(outcome.duplicate_indexes.begin(), outcome.duplicate_indexes.end());
   return outcome;
 }
 
@@ -282,21 +431,44 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
     if (query.to) BSON_APPEND_DATE_TIME(&range, "$lt", to_ms(*query.to));
     bson_append_document_end(match.get(), &range);
   }
-  const char* group_field = query.group_by == "tenant" ? "$tenant_id" : "$model";
+  const char* group_field = query.group_by == "tenant"       ? "$tenant_id"
+                            : query.group_by == "deployment" ? "$deployment"
+                                                             : "$model";
+  // Priced requests: those whose amortised cost is a number. "number", not "double": the cost
+  // block comes from JSON, so a cost of exactly 0 is stored as an int32.
+  BsonPtr priced_match(bson_copy(match.get()));
+  BSON_APPEND_DOCUMENT(priced_match.get(), "cost.amortized_usd",
+                       BsonPtr(BCON_NEW("$type", BCON_UTF8("number"))).get());
   // One $group per sum: FerretDB 1.24 answers 0 for every accumulator after the first one of a
   // $group (seen on the test server: requests {$sum: 1} right, then input_tokens
-  // {$sum: "$usage.input_tokens"} 0). Four one-accumulator groups are right on both servers.
-  constexpr std::array<const char*, 4> kSummed{nullptr, "$usage.input_tokens",
-                                               "$usage.output_tokens", "$cost.amount_usd"};
-  std::map<std::string, std::array<double, 4>> rows;
-  for (std::size_t slot = 0; slot < kSummed.size(); ++slot) {
-    BsonPtr pipeline(kSummed[slot] == nullptr
-                         ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}",
-                                    "{", "$group", "{", "_id", BCON_UTF8(group_field), "v", "{",
-                                    "$sum", BCON_INT32(1), "}", "}", "}", "]")
-                         : BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match.get()), "}",
-                                    "{", "$group", "{", "_id", BCON_UTF8(group_field), "v", "{",
-                                    "$sum", BCON_UTF8(kSummed[slot]), "}", "}", "}", "]"));
+  // {$sum: "$usage.input_tokens"} 0). One-accumulator groups are right on both servers.
+  struct Column {
+    const char* name;
+    const char* summed;  // nullptr: count the documents
+    bool integer;
+    const bson_t* match;
+  };
+  const std::array<Column, 9> columns{{
+      {"requests", nullptr, true, match.get()},
+      {"input_tokens", "$usage.input_tokens", true, match.get()},
+      {"output_tokens", "$usage.output_tokens", true, match.get()},
+      {"cost_usd", "$cost.amortized_usd", false, match.get()},
+      {"cost_utilization_usd", "$cost.utilization_usd", false, match.get()},
+      {"cost_energy_usd", "$cost.energy_usd", false, match.get()},
+      {"gpu_seconds", "$cost.gpu_seconds", false, match.get()},
+      {"energy_j", "$cost.energy_j", false, match.get()},
+      {"priced_requests", nullptr, true, priced_match.get()},
+  }};
+  std::map<std::string, std::array<double, columns.size()>> rows;
+  for (std::size_t slot = 0; slot < columns.size(); ++slot) {
+    const Column& column = columns[slot];
+    BsonPtr pipeline(column.summed == nullptr
+                         ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(column.match),
+                                    "}", "{", "$group", "{", "_id", BCON_UTF8(group_field), "v",
+                                    "{", "$sum", BCON_INT32(1), "}", "}", "}", "]")
+                         : BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(column.match),
+                                    "}", "{", "$group", "{", "_id", BCON_UTF8(group_field), "v",
+                                    "{", "$sum", BCON_UTF8(column.summed), "}", "}", "}", "]"));
     mongoc_collection_t* collection =
         mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
     mongoc_cursor_t* cursor = mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE,
@@ -304,6 +476,8 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
     const bson_t* doc = nullptr;
     while (mongoc_cursor_next(cursor, &doc)) {
       bson_iter_t field;
+      // A document without the field (a usage event without a deployment) groups under null,
+      // answered as "": FerretDB 1.24 has no $ifNull to do it in the pipeline.
       std::string id;
       if (bson_iter_init_find(&field, doc, "_id") && BSON_ITER_HOLDS_UTF8(&field)) {
         id = bson_iter_utf8(&field, nullptr);
@@ -312,7 +486,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
       if (bson_iter_init_find(&field, doc, "v") && BSON_ITER_HOLDS_NUMBER(&field)) {
         value = bson_iter_as_double(&field);
       }
-      rows[id][slot] = value;
+      rows[id][slot] = value;  // value-initialised: a group the other columns lack reads 0
     }
     bson_error_t error;
     const bool failed = mongoc_cursor_error(cursor, &error);
@@ -323,18 +497,16 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   JsonWriter json;
   json.begin_array();
   for (const auto& [id, sums] : rows) {
-    json.begin_object()
-        .key("_id")
-        .value(id)
-        .key("requests")
-        .value(static_cast<std::int64_t>(sums[0]))
-        .key("input_tokens")
-        .value(static_cast<std::int64_t>(sums[1]))
-        .key("output_tokens")
-        .value(static_cast<std::int64_t>(sums[2]))
-        .key("cost_usd")
-        .value(sums[3])
-        .end_object();
+    json.begin_object().key("_id").value(id);
+    for (std::size_t slot = 0; slot < columns.size(); ++slot) {
+      json.key(columns[slot].name);
+      if (columns[slot].integer) {
+        json.value(static_cast<std::int64_t>(std::llround(sums[slot])));
+      } else {
+        json.value(sums[slot]);
+      }
+    }
+    json.end_object();
   }
   json.end_array();
   return json.take();
@@ -475,6 +647,245 @@ Result<std::string> MongoStore::devices_json() {
   if (!result) return result;
   json.end_array();
   return json.take();
+}
+
+// ---- Cost (docs/cost.md) ----
+
+Result<bool> MongoStore::mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
+                                           std::int64_t marked_at_ms, std::int64_t nonce) {
+  if (starts_ms.empty()) return true;
+  std::vector<Upsert> ops;
+  for (const std::int64_t start : std::set<std::int64_t>(starts_ms.begin(), starts_ms.end())) {
+    ops.push_back({BsonPtr(BCON_NEW("_id", BCON_INT64(start))),
+                   BsonPtr(BCON_NEW("$set", "{", "marked_at", BCON_INT64(marked_at_ms), "nonce",
+                                    BCON_INT64(nonce), "}"))});
+  }
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "cost_windows");
+  Result<bool> result = upsert_all(collection, ops);
+  mongoc_collection_destroy(collection);
+  return result;
+}
+
+Result<std::vector<processor::CostWindowMark>> MongoStore::settled_cost_windows(
+    std::int64_t marked_before_ms, std::size_t limit) {
+  std::vector<processor::CostWindowMark> marks;
+  if (limit == 0) return marks;  // a find's limit 0 means none
+  Client client(pool_);
+  BsonPtr filter(BCON_NEW("marked_at", "{", "$lte", BCON_INT64(marked_before_ms), "}"));
+  BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "limit",
+                        BCON_INT64(static_cast<std::int64_t>(limit))));
+  Result<bool> read = find_each(client.get(), settings_.database, "cost_windows", filter.get(),
+                                opts.get(), [&](const bson_t* doc) {
+                                  const auto start = int64_at(doc, "_id");
+                                  if (!start) return;
+                                  marks.push_back({*start, int64_at(doc, "marked_at").value_or(0),
+                                                   int64_at(doc, "nonce").value_or(0)});
+                                });
+  if (!read) return read.error();
+  return marks;
+}
+
+// Three reads: the window's usage documents, the GPU samples from a lookback before it (each
+// GPU's energy baseline) and the placements. Sorted here, so that the rows come in one order
+// whichever server and plan answered; price_window does not depend on it, readers of the rows
+// (tests, logs) do.
+Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
+                                                          std::int64_t end_ms,
+                                                          std::int64_t lookback_ms) {
+  Client client(pool_);
+  cost::WindowInputs inputs;
+
+  // usage and cost whole rather than their dotted fields: the gpu_series_json projection keeps
+  // to top-level fields too, and both subdocuments are small.
+  const BsonPtr usage_filter = ts_range(start_ms, end_ms);
+  const BsonPtr usage_opts = projection_of(
+      {"ts", "model", "tenant_id", "deployment", "host", "usage", "gpu_uuids", "cost"}, true);
+  Result<bool> read =
+      find_each(client.get(), settings_.database, "token_usage", usage_filter.get(),
+                usage_opts.get(), [&](const bson_t* doc) {
+                  cost::UsageRow row;
+                  row.id = utf8_at(doc, "_id");
+                  row.time_ms = date_at(doc, "ts");
+                  row.model = utf8_at(doc, "model");
+                  row.tenant_id = utf8_at(doc, "tenant_id");
+                  row.deployment = utf8_at(doc, "deployment");
+                  row.host = utf8_at(doc, "host");
+                  row.input_tokens = int64_at(doc, "usage.input_tokens").value_or(0);
+                  row.output_tokens = int64_at(doc, "usage.output_tokens").value_or(0);
+                  bson_iter_t iter, uuids;
+                  if (bson_iter_init_find(&iter, doc, "gpu_uuids") &&
+                      BSON_ITER_HOLDS_ARRAY(&iter) && bson_iter_recurse(&iter, &uuids)) {
+                    while (bson_iter_next(&uuids)) {
+                      if (BSON_ITER_HOLDS_UTF8(&uuids))
+                        row.gpu_uuids.emplace_back(bson_iter_utf8(&uuids, nullptr));
+                    }
+                  }
+                  // Priced once write_costs has set the block, whose window_start every block has.
+                  bson_iter_t field;
+                  row.stored.priced = bson_iter_init(&iter, doc) &&
+                                      bson_iter_find_descendant(&iter, "cost.window_start", &field);
+                  row.stored.amortized_usd = double_at(doc, "cost.amortized_usd");
+                  row.stored.utilization_usd = double_at(doc, "cost.utilization_usd");
+                  row.stored.energy_usd = double_at(doc, "cost.energy_usd");
+                  inputs.usage.push_back(std::move(row));
+                });
+  if (!read) return read.error();
+
+  const BsonPtr sample_filter = ts_range(start_ms - lookback_ms, end_ms);
+  const BsonPtr sample_opts = projection_of(
+      {"gpu_uuid", "host", "model_name", "ts", "utilization_gpu_percent", "energy_consumed_mj"},
+      false);
+  read = find_each(client.get(), settings_.database, "gpu_metrics", sample_filter.get(),
+                   sample_opts.get(), [&](const bson_t* doc) {
+                     cost::GpuSampleRow row;
+                     row.gpu_uuid = utf8_at(doc, "gpu_uuid");
+                     row.host = utf8_at(doc, "host");
+                     row.model_name = utf8_at(doc, "model_name");
+                     row.time_ms = date_at(doc, "ts");
+                     row.utilization_gpu_percent = double_at(doc, "utilization_gpu_percent");
+                     row.energy_consumed_mj = int64_at(doc, "energy_consumed_mj");
+                     inputs.samples.push_back(std::move(row));
+                   });
+  if (!read) return read.error();
+
+  const BsonPtr placement_filter(BCON_NEW("first_seen", "{", "$lt", BCON_INT64(end_ms), "}"));
+  const BsonPtr placement_opts =
+      projection_of({"deployment", "target", "first_seen", "last_seen"}, false);
+  read =
+      find_each(client.get(), settings_.database, "placements", placement_filter.get(),
+                placement_opts.get(), [&](const bson_t* doc) {
+                  inputs.placements.push_back({utf8_at(doc, "deployment"), utf8_at(doc, "target"),
+                                               int64_at(doc, "first_seen").value_or(0),
+                                               int64_at(doc, "last_seen").value_or(0)});
+                });
+  if (!read) return read.error();
+
+  std::sort(inputs.usage.begin(), inputs.usage.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.time_ms, a.id) < std::tie(b.time_ms, b.id);
+  });
+  std::sort(inputs.samples.begin(), inputs.samples.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.time_ms, a.gpu_uuid) < std::tie(b.time_ms, b.gpu_uuid);
+  });
+  std::sort(inputs.placements.begin(), inputs.placements.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.deployment, a.target) < std::tie(b.deployment, b.target);
+  });
+  return inputs;
+}
+
+Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
+                                     const std::optional<processor::CostWindowMark>& clear) {
+  Client client(pool_);
+  if (!costs.empty()) {
+    mongoc_collection_t* collection =
+        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
+    const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
+    mongoc_bulk_operation_t* bulk =
+        mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
+    Result<bool> result = true;
+    for (const auto& c : costs) {
+      const std::string json = cost::cost_block_json(c);
+      bson_error_t error;
+      const BsonPtr block(bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
+                                             static_cast<ssize_t>(json.size()), &error));
+      if (!block) {
+        result =
+            Error::permanent("cost block not convertible to BSON: " + std::string(error.message));
+        break;
+      }
+      const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(c.id.c_str())));
+      BsonPtr update(bson_new());
+      bson_t set;
+      BSON_APPEND_DOCUMENT_BEGIN(update.get(), "$set", &set);
+      BSON_APPEND_DOCUMENT(&set, "cost", block.get());
+      bson_append_document_end(update.get(), &set);
+      // No upsert: a usage document the TTL removed meanwhile stays removed.
+      if (!mongoc_bulk_operation_update_one_with_opts(bulk, selector.get(), update.get(), nullptr,
+                                                      &error)) {
+        result = Error::permanent(error.message);
+        break;
+      }
+    }
+    if (result) {
+      bson_t reply;
+      bson_error_t error;
+      const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+      const bool concern_failed = has_write_concern_error(&reply);
+      bson_destroy(&reply);
+      if (concern_failed) {
+        result = Error::retryable("write concern not satisfied: " + std::string(error.message));
+      } else if (!ok) {
+        result = classify(error);
+      }
+    }
+    mongoc_bulk_operation_destroy(bulk);
+    mongoc_collection_destroy(collection);
+    if (!result) return result;
+  }
+  if (clear) {
+    // Only the mark that was read: one set again while the window was priced has another nonce
+    // and stays, so the events stored meanwhile are priced on the next pass.
+    mongoc_collection_t* collection =
+        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "cost_windows");
+    const BsonPtr selector(
+        BCON_NEW("_id", BCON_INT64(clear->start_ms), "nonce", BCON_INT64(clear->nonce)));
+    bson_error_t error;
+    const bool ok =
+        mongoc_collection_delete_one(collection, selector.get(), nullptr, nullptr, &error);
+    mongoc_collection_destroy(collection);
+    if (!ok) return classify(error);
+  }
+  return true;
+}
+
+Result<bool> MongoStore::upsert_placements(const std::vector<cost::PlacementRow>& placements) {
+  // One upsert per placement: the same pair twice in a batch is merged here first.
+  std::map<std::string, cost::PlacementRow> merged;
+  for (const auto& p : placements) {
+    const auto [it, inserted] = merged.try_emplace(p.deployment + "\n" + p.target, p);
+    if (!inserted) {
+      it->second.first_seen_ms = std::min(it->second.first_seen_ms, p.first_seen_ms);
+      it->second.last_seen_ms = std::max(it->second.last_seen_ms, p.last_seen_ms);
+    }
+  }
+  if (merged.empty()) return true;
+  std::vector<Upsert> ops;
+  for (const auto& [id, p] : merged) {
+    ops.push_back({BsonPtr(BCON_NEW("_id", BCON_UTF8(id.c_str()))),
+                   BsonPtr(BCON_NEW("$set", "{", "deployment", BCON_UTF8(p.deployment.c_str()),
+                                    "target", BCON_UTF8(p.target.c_str()), "}", "$min", "{",
+                                    "first_seen", BCON_INT64(p.first_seen_ms), "}", "$max", "{",
+                                    "last_seen", BCON_INT64(p.last_seen_ms), "}"))});
+  }
+  Client client(pool_);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "placements");
+  Result<bool> result = upsert_all(collection, ops);
+  mongoc_collection_destroy(collection);
+  return result;
+}
+
+// The window starts are computed here from ts alone: FerretDB 1.24 has no date arithmetic to
+// group by window in the pipeline.
+Result<std::vector<std::int64_t>> MongoStore::usage_window_starts(std::int64_t from_ms,
+                                                                  std::int64_t to_ms,
+                                                                  std::int64_t window_ms) {
+  if (window_ms <= 0) return Error::permanent("window_ms must be positive");
+  Client client(pool_);
+  std::set<std::int64_t> starts;
+  const BsonPtr filter = ts_range(from_ms, to_ms);
+  const BsonPtr opts = projection_of({"ts"}, false);
+  Result<bool> read =
+      find_each(client.get(), settings_.database, "token_usage", filter.get(), opts.get(),
+                [&](const bson_t* doc) {
+                  bson_iter_t iter;
+                  if (bson_iter_init_find(&iter, doc, "ts") && BSON_ITER_HOLDS_DATE_TIME(&iter)) {
+                    starts.insert(cost::window_start(bson_iter_date_time(&iter), window_ms));
+                  }
+                });
+  if (!read) return read.error();
+  return std::vector<std::int64_t>(starts.begin(), starts.end());
 }
 
 }  // namespace telemetryd::mongo

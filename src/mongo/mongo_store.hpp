@@ -1,11 +1,17 @@
 #pragma once
 // The processor's MongoDB store (libmongoc, pooled): gpu_metrics, token_usage and gpus with the
 // event id as _id, unordered bulk inserts in which a duplicate key counts as already stored.
+// Cost (docs/cost.md): cost_windows holds the marks of windows to price ({_id: window start ms,
+// marked_at, nonce}), placements the learned deployment -> GPU/host targets, and the priced
+// block is written back as `cost` on each token_usage document.
 
 #include <mongoc/mongoc.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "mongo/mongo_uri.hpp"
 #include "processor/store.hpp"
@@ -33,6 +39,18 @@ class MongoStore final : public processor::Store {
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
   Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
+
+  Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
+                                 std::int64_t marked_at_ms, std::int64_t nonce) override;
+  Result<std::vector<processor::CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                                      std::size_t limit) override;
+  Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
+                                                std::int64_t lookback_ms) override;
+  Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
+                           const std::optional<processor::CostWindowMark>& clear) override;
+  Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& placements) override;
+  Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t from_ms, std::int64_t to_ms,
+                                                        std::int64_t window_ms) override;
 
  private:
   class Client;  // a pooled client, returned on scope exit

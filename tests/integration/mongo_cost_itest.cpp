@@ -1,0 +1,444 @@
+// The cost methods of the processor's MongoDB store against the real FerretDB (docs/cost.md):
+// window marks and their nonce, the inputs of a window read back from what write() stored,
+// priced blocks written back and summed by usage_json, learned placements, and the batch
+// indexes of a redelivery's duplicates.
+
+#include <unistd.h>
+
+#include <simdjson.h>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cost/cost_model.hpp"
+#include "mongo/mongo_store.hpp"
+#include "support/child_process.hpp"
+#include "support/mongo_probe.hpp"
+#include "telemetryd/time_format.hpp"
+
+using namespace telemetryd;
+using namespace telemetryd::processor;
+
+namespace {
+
+constexpr std::int64_t kW = 60000;
+// 2026-12-04T10:00:00Z, on the minute grid.
+constexpr std::int64_t kS = 1796378400000;
+
+struct TestDatabase {
+  std::string uri = test_support::required_env("TELEMETRYD_TEST_MONGO_URI");
+  std::string name =
+      "costitest" + std::to_string(getpid()) + "_" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
+  ~TestDatabase() { test_support::drop_database(uri, name); }
+
+  mongo::MongoStoreSettings settings() const {
+    mongo::MongoStoreSettings settings;
+    settings.connection.uri = uri;
+    settings.database = name;
+    return settings;
+  }
+};
+
+// A version-7 UUID per number, as the decoder requires.
+std::string event_id(int n) {
+  char tail[13];
+  std::snprintf(tail, sizeof tail, "%012x", n);
+  return std::string("01930000-0000-7000-8000-") + tail;
+}
+
+std::string envelope(int n, const char* type, std::int64_t time_ms, const std::string& data) {
+  const auto time = std::chrono::system_clock::time_point(std::chrono::milliseconds(time_ms));
+  return R"({"specversion":"1.0","id":")" + event_id(n) +
+         R"(","source":"//test/cost","type":"io.telemetryd.)" + type + R"(","time":")" +
+         rfc3339_utc(time) + R"(","data":)" + data + "}";
+}
+
+std::string gpu_json(int n, std::int64_t time_ms, const std::string& uuid, const std::string& host,
+                     const std::string& model_name, const std::string& fields) {
+  return envelope(n, "gpu.metrics.v1", time_ms,
+                  R"({"gpu_uuid":")" + uuid + R"(","host":")" + host + R"(","model_name":")" +
+                      model_name + R"(","collector":"synthetic")" +
+                      (fields.empty() ? "" : "," + fields) + "}");
+}
+
+std::string usage_json_event(int n, std::int64_t time_ms, const std::string& model,
+                             const std::string& tenant, std::int64_t input, std::int64_t output,
+                             const std::string& fields) {
+  return envelope(n, "token.usage.v1", time_ms,
+                  R"({"model":")" + model + R"(","tenant_id":")" + tenant +
+                      R"(","usage":{"input_tokens":)" + std::to_string(input) +
+                      R"(,"output_tokens":)" + std::to_string(output) + "}" +
+                      (fields.empty() ? "" : "," + fields) + "}");
+}
+
+std::vector<DecodedEvent> decode_all(const std::vector<std::string>& lines) {
+  simdjson::dom::parser parser;
+  std::vector<DecodedEvent> out;
+  for (const auto& line : lines) {
+    DecodeResult result = decode_event(line, parser);
+    INFO(line);
+    REQUIRE(std::holds_alternative<DecodedEvent>(result));
+    out.push_back(std::get<DecodedEvent>(std::move(result)));
+  }
+  return out;
+}
+
+std::vector<StoredEvent> batch_of(const std::vector<DecodedEvent>& events) {
+  std::vector<StoredEvent> batch;
+  for (const auto& e : events) batch.push_back({&e});
+  return batch;
+}
+
+struct UsageTotals {
+  std::vector<std::string> keys;
+  std::map<std::string, double> values;
+};
+
+// usage_json's rows by _id: the keys in order and every value as a number.
+std::map<std::string, UsageTotals> parse_usage(const std::string& json) {
+  simdjson::dom::parser parser;
+  std::map<std::string, UsageTotals> rows;
+  for (simdjson::dom::object row : parser.parse(json).get_array()) {
+    UsageTotals totals;
+    std::string id;
+    for (auto field : row) {
+      totals.keys.emplace_back(field.key);
+      if (field.value.is_string()) {
+        id = std::string(field.value.get_string().value());
+      } else if (field.value.is_int64()) {
+        totals.values[std::string(field.key)] =
+            static_cast<double>(field.value.get_int64().value());
+      } else {
+        totals.values[std::string(field.key)] = field.value.get_double().value();
+      }
+    }
+    rows[id] = std::move(totals);
+  }
+  return rows;
+}
+
+const std::vector<std::string> kUsageKeys{"_id",
+                                          "requests",
+                                          "input_tokens",
+                                          "output_tokens",
+                                          "cost_usd",
+                                          "cost_utilization_usd",
+                                          "cost_energy_usd",
+                                          "gpu_seconds",
+                                          "energy_j",
+                                          "priced_requests"};
+
+}  // namespace
+
+TEST_CASE("MongoStore cost windows: marks settle by age and clear only with their nonce",
+          "[cost][itest]") {
+  TestDatabase db;
+  mongo::MongoStore store(db.settings());
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  REQUIRE(store.mark_cost_windows({kS + 2 * kW, kS, kS + kW, kS}, 1000, 1));
+  REQUIRE(store.mark_cost_windows({kS + 3 * kW}, 2000, 1));
+  REQUIRE(store.mark_cost_windows({}, 2000, 1));
+
+  auto settled = store.settled_cost_windows(1500, 10);
+  REQUIRE(settled);
+  REQUIRE(settled.value().size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(settled.value()[i].start_ms == kS + static_cast<std::int64_t>(i) * kW);
+    CHECK(settled.value()[i].marked_at_ms == 1000);
+    CHECK(settled.value()[i].nonce == 1);
+  }
+  settled = store.settled_cost_windows(5000, 2);
+  REQUIRE(settled);
+  REQUIRE(settled.value().size() == 2);
+  CHECK(settled.value()[0].start_ms == kS);
+  CHECK(settled.value()[1].start_ms == kS + kW);
+  CHECK(store.settled_cost_windows(999, 10).value().empty());
+  CHECK(store.settled_cost_windows(5000, 0).value().empty());
+
+  // Events stored while S + W is priced mark it again, with a new nonce.
+  REQUIRE(store.mark_cost_windows({kS + kW}, 3000, 2));
+  REQUIRE(store.write_costs({}, CostWindowMark{kS, 1000, 1}));
+  REQUIRE(store.write_costs({}, CostWindowMark{kS + kW, 1000, 1}));
+  settled = store.settled_cost_windows(5000, 10);
+  REQUIRE(settled);
+  REQUIRE(settled.value().size() == 3);
+  CHECK(settled.value()[0].start_ms == kS + kW);
+  CHECK(settled.value()[0].marked_at_ms == 3000);
+  CHECK(settled.value()[0].nonce == 2);
+  CHECK(settled.value()[1].start_ms == kS + 2 * kW);
+  CHECK(settled.value()[2].start_ms == kS + 3 * kW);
+  CHECK(store.settled_cost_windows(2500, 10).value().size() == 2);
+
+  REQUIRE(store.write_costs({}, CostWindowMark{kS + kW, 3000, 2}));
+  CHECK(store.settled_cost_windows(5000, 10).value().size() == 2);
+}
+
+TEST_CASE("MongoStore prices a window from what write() stored and sums the cost blocks",
+          "[cost][itest]") {
+  TestDatabase db;
+  mongo::MongoStore store(db.settings());
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  const std::string h100 = "NVIDIA H100 80GB HBM3";
+  const std::string a100 = "NVIDIA A100-SXM4-40GB";
+  // GPU-A on node-a with an energy counter (its baseline 10 s before the window), GPU-B on
+  // node-b without one. Samples before the lookback and in the next window are left out.
+  const auto events = decode_all({
+      gpu_json(1, kS - 70000, "GPU-A", "node-a", h100,
+               R"("utilization_gpu_percent":99,"energy_consumed_mj":1)"),
+      gpu_json(2, kS - 10000, "GPU-A", "node-a", h100,
+               R"("utilization_gpu_percent":10,"energy_consumed_mj":1000000)"),
+      gpu_json(3, kS + 10000, "GPU-A", "node-a", h100,
+               R"("utilization_gpu_percent":50,"energy_consumed_mj":1500000)"),
+      gpu_json(4, kS + 40000, "GPU-A", "node-a", h100,
+               R"("utilization_gpu_percent":70,"energy_consumed_mj":2000000)"),
+      gpu_json(5, kS + 20000, "GPU-B", "node-b", a100, R"("utilization_gpu_percent":30)"),
+      gpu_json(6, kS + kW, "GPU-B", "node-b", a100, R"("utilization_gpu_percent":90)"),
+      usage_json_event(11, kS + 5000, "m1", "t1", 100, 300,
+                       R"("deployment":"d1","host":"node-a","gpu_uuids":["GPU-A"])"),
+      usage_json_event(12, kS + 15000, "m1", "t2", 50, 100, R"("deployment":"d1","host":"node-a")"),
+      usage_json_event(13, kS + 30000, "m2", "t1", 10, 50, R"("host":"node-b")"),
+      usage_json_event(14, kS + 45000, "m2", "t2", 20, 50, R"("deployment":"d2")"),
+      usage_json_event(15, kS + 50000, "m2", "t1", 5, 25, R"("deployment":"d-unplaced")"),
+      usage_json_event(16, kS + kW + 1000, "m1", "t1", 7, 9, R"("deployment":"d1")"),
+  });
+  const auto written = store.write(batch_of(events));
+  REQUIRE(written);
+  CHECK(written.value().gpu_metrics_inserted == 6);
+  CHECK(written.value().token_usage_inserted == 6);
+  CHECK(written.value().duplicate_indexes.empty());
+  // d2 runs on GPU-B; d3 is first seen after the window and is not one of its inputs.
+  REQUIRE(store.upsert_placements(
+      {{"d2", "gpu:GPU-B", kS - 3600000, kS - 3600000}, {"d3", "host:node-a", kS + kW, kS + kW}}));
+
+  auto inputs = store.cost_window_inputs(kS, kS + kW, kW);
+  INFO((inputs ? "" : inputs.error().message));
+  REQUIRE(inputs);
+  const auto& usage = inputs.value().usage;
+  REQUIRE(usage.size() == 5);
+  CHECK(usage[0].id == event_id(11));
+  CHECK(usage[0].time_ms == kS + 5000);
+  CHECK(usage[0].model == "m1");
+  CHECK(usage[0].tenant_id == "t1");
+  CHECK(usage[0].deployment == "d1");
+  CHECK(usage[0].host == "node-a");
+  CHECK(usage[0].input_tokens == 100);
+  CHECK(usage[0].output_tokens == 300);
+  CHECK(usage[0].gpu_uuids == std::vector<std::string>{"GPU-A"});
+  CHECK_FALSE(usage[0].stored.priced);
+  CHECK_FALSE(usage[0].stored.amortized_usd);
+  CHECK(usage[1].id == event_id(12));
+  CHECK(usage[1].gpu_uuids.empty());
+  CHECK(usage[2].id == event_id(13));
+  CHECK(usage[2].deployment.empty());
+  CHECK(usage[2].host == "node-b");
+  CHECK(usage[3].id == event_id(14));
+  CHECK(usage[3].deployment == "d2");
+  CHECK(usage[3].host.empty());
+  CHECK(usage[4].id == event_id(15));
+
+  const auto& samples = inputs.value().samples;
+  REQUIRE(samples.size() == 4);
+  CHECK(samples[0].gpu_uuid == "GPU-A");  // the lookback one
+  CHECK(samples[0].time_ms == kS - 10000);
+  CHECK(samples[0].host == "node-a");
+  CHECK(samples[0].model_name == h100);
+  CHECK(samples[0].energy_consumed_mj == 1000000);
+  CHECK(samples[0].utilization_gpu_percent == 10.0);
+  CHECK(samples[1].time_ms == kS + 10000);
+  CHECK(samples[2].gpu_uuid == "GPU-B");
+  CHECK(samples[2].utilization_gpu_percent == 30.0);
+  CHECK_FALSE(samples[2].energy_consumed_mj);
+  CHECK(samples[3].energy_consumed_mj == 2000000);
+
+  REQUIRE(inputs.value().placements.size() == 1);
+  CHECK(inputs.value().placements[0].deployment == "d2");
+  CHECK(inputs.value().placements[0].target == "gpu:GPU-B");
+  CHECK(inputs.value().placements[0].first_seen_ms == kS - 3600000);
+
+  const cost::Settings settings;  // 60 s windows, output tokens, 0.12 USD/kWh
+  const cost::WindowResult priced =
+      cost::price_window(kS, inputs.value(), settings, cost::PriceCatalog::builtin());
+  REQUIRE(priced.costs.size() == 5);
+  // GPU-A: 400 output tokens (events 11 and 12), 1000 J in the window; event 11 has 3/4.
+  REQUIRE(priced.costs[0].amortized_usd);
+  CHECK(*priced.costs[0].amortized_usd == Approx(0.75 * 2.49 / 60));
+  CHECK(*priced.costs[0].energy_j == Approx(750));
+  CHECK_FALSE(priced.costs[4].amortized_usd);  // d-unplaced
+  REQUIRE(store.write_costs(priced.costs, std::nullopt));
+
+  inputs = store.cost_window_inputs(kS, kS + kW, kW);
+  REQUIRE(inputs);
+  REQUIRE(inputs.value().usage.size() == 5);
+  for (std::size_t i = 0; i < 5; ++i) {
+    const auto& stored = inputs.value().usage[i].stored;
+    const auto& c = priced.costs[i];
+    INFO(c.id);
+    CHECK(stored.priced);
+    CHECK(stored.amortized_usd == c.amortized_usd);
+    CHECK(stored.utilization_usd == c.utilization_usd);
+    CHECK(stored.energy_usd == c.energy_usd);
+    CHECK_FALSE(cost::cost_changed(stored, c));
+  }
+
+  // Expected sums per group from the priced blocks.
+  const auto expect = [&](auto key_of) {
+    std::map<std::string, std::map<std::string, double>> sums;
+    for (std::size_t i = 0; i < 5; ++i) {
+      const auto& u = inputs.value().usage[i];
+      const auto& c = priced.costs[i];
+      auto& row = sums[key_of(u)];
+      row["requests"] += 1;
+      row["input_tokens"] += static_cast<double>(u.input_tokens);
+      row["output_tokens"] += static_cast<double>(u.output_tokens);
+      row["cost_usd"] += c.amortized_usd.value_or(0);
+      row["cost_utilization_usd"] += c.utilization_usd.value_or(0);
+      row["cost_energy_usd"] += c.energy_usd.value_or(0);
+      row["gpu_seconds"] += c.gpu_seconds.value_or(0);
+      row["energy_j"] += c.energy_j.value_or(0);
+      row["priced_requests"] += c.amortized_usd ? 1 : 0;
+    }
+    return sums;
+  };
+  const auto check_group = [&](const std::string& group_by, auto key_of) {
+    UsageQuery query;
+    query.group_by = group_by;
+    query.from = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS));
+    query.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + kW));
+    const auto json = store.usage_json(query);
+    REQUIRE(json);
+    INFO(group_by << ": " << json.value());
+    const auto rows = parse_usage(json.value());
+    const auto sums = expect(key_of);
+    REQUIRE(rows.size() == sums.size());
+    for (const auto& [id, expected] : sums) {
+      INFO(id);
+      REQUIRE(rows.count(id) == 1);
+      const UsageTotals& row = rows.at(id);
+      CHECK(row.keys == kUsageKeys);
+      for (const auto& [key, value] : expected) {
+        INFO(key);
+        CHECK(row.values.at(key) == Approx(value).margin(1e-12));
+      }
+    }
+  };
+  check_group("model", [](const cost::UsageRow& u) { return u.model; });
+  check_group("tenant", [](const cost::UsageRow& u) { return u.tenant_id; });
+  check_group("deployment", [](const cost::UsageRow& u) { return u.deployment; });
+
+  // Without a range: event 16 of the next window counts as a request, not as a priced one.
+  UsageQuery all;
+  const auto json = store.usage_json(all);
+  REQUIRE(json);
+  const auto rows = parse_usage(json.value());
+  CHECK(rows.at("m1").values.at("requests") == 3);
+  CHECK(rows.at("m1").values.at("priced_requests") == 2);
+  CHECK(rows.at("m1").values.at("input_tokens") == 157);
+  CHECK(rows.at("m2").values.at("requests") == 3);
+  CHECK(rows.at("m2").values.at("priced_requests") == 2);
+  CHECK(json.value().find(R"("requests":3,"input_tokens":157,"output_tokens":409,"cost_usd":)") !=
+        std::string::npos);
+
+  const auto starts = store.usage_window_starts(kS - kW, kS + 2 * kW, kW);
+  REQUIRE(starts);
+  CHECK(starts.value() == std::vector<std::int64_t>{kS, kS + kW});
+  CHECK(store.usage_window_starts(kS + 2 * kW, kS + 3 * kW, kW).value().empty());
+}
+
+TEST_CASE("MongoStore placements keep the earliest first_seen and the latest last_seen",
+          "[cost][itest]") {
+  TestDatabase db;
+  mongo::MongoStore store(db.settings());
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  REQUIRE(store.upsert_placements({{"d", "gpu:X", 100, 200}, {"d", "host:h", 500, 600}}));
+  // Earlier and later than what is stored, the same pair twice in one batch.
+  REQUIRE(store.upsert_placements(
+      {{"d", "gpu:X", 50, 150}, {"d", "gpu:X", 120, 300}, {"e", "gpu:X", 10, 10}}));
+  auto inputs = store.cost_window_inputs(0, 101, 0);
+  REQUIRE(inputs);
+  auto& placements = inputs.value().placements;
+  REQUIRE(placements.size() == 2);
+  CHECK(placements[0].deployment == "d");
+  CHECK(placements[0].target == "gpu:X");
+  CHECK(placements[0].first_seen_ms == 50);
+  CHECK(placements[0].last_seen_ms == 300);
+  CHECK(placements[1].deployment == "e");
+  inputs = store.cost_window_inputs(0, 1000, 0);
+  REQUIRE(inputs);
+  REQUIRE(inputs.value().placements.size() == 3);
+  CHECK(inputs.value().placements[1].target == "host:h");
+  CHECK(inputs.value().placements[1].first_seen_ms == 500);
+  CHECK(inputs.value().placements[1].last_seen_ms == 600);
+
+  // Two processors learning the same new placements at once: none fails, and every upsert of
+  // both is applied (FerretDB ends an update batch at its first E11000, so the retry must run
+  // the rest too).
+  mongo::MongoStore other(db.settings());
+  for (int round = 0; round < 5; ++round) {
+    const std::string deployment = "race" + std::to_string(round);
+    std::vector<cost::PlacementRow> mine, theirs;
+    for (int i = 0; i < 20; ++i) {
+      const std::string target = "gpu:" + std::to_string(i);
+      mine.push_back({deployment, target, 1000 + i, 2000 + i});
+      theirs.push_back({deployment, target, 900 + i, 2100 + i});
+    }
+    Result<bool> first = true, second = true;
+    std::thread t([&] { first = store.upsert_placements(mine); });
+    second = other.upsert_placements(theirs);
+    t.join();
+    INFO((first ? "" : first.error().message) << (second ? "" : second.error().message));
+    CHECK(first);
+    CHECK(second);
+  }
+  CHECK(test_support::count_documents(db.uri, db.name, "placements") == 3 + 5 * 20);
+  inputs = store.cost_window_inputs(0, 1000000, 0);
+  REQUIRE(inputs);
+  int raced = 0;
+  for (const auto& p : inputs.value().placements) {
+    if (p.deployment.rfind("race", 0) != 0) continue;
+    ++raced;
+    const int i = std::stoi(p.target.substr(4));
+    INFO(p.deployment << " " << p.target);
+    CHECK(p.first_seen_ms == 900 + i);
+    CHECK(p.last_seen_ms == 2100 + i);
+  }
+  CHECK(raced == 5 * 20);
+}
+
+TEST_CASE("MongoStore reports the batch indexes of a redelivery's duplicates", "[cost][itest]") {
+  TestDatabase db;
+  mongo::MongoStore store(db.settings());
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  const std::string sample1 = gpu_json(1, kS, "GPU-A", "node-a", "NVIDIA H100 80GB HBM3", "");
+  const std::string usage11 = usage_json_event(11, kS, "m1", "t1", 1, 2, "");
+  const std::string usage12 = usage_json_event(12, kS, "m1", "t1", 3, 4, "");
+  const auto first = decode_all({sample1, usage11, usage12});
+  auto written = store.write(batch_of(first));
+  REQUIRE(written);
+  CHECK(written.value().duplicates == 0);
+  CHECK(written.value().duplicate_indexes.empty());
+
+  // Usage 12, a new sample, usage 11, a new usage, sample 1.
+  const auto second = decode_all({
+      usage12,
+      gpu_json(2, kS + 1000, "GPU-A", "node-a", "NVIDIA H100 80GB HBM3", ""),
+      usage11,
+      usage_json_event(13, kS, "m1", "t1", 5, 6, ""),
+      sample1,
+  });
+  written = store.write(batch_of(second));
+  REQUIRE(written);
+  CHECK(written.value().duplicates == 3);
+  CHECK(written.value().duplicate_indexes == std::vector<std::size_t>{0, 2, 4});
+  CHECK(written.value().gpu_metrics_inserted == 1);
+  CHECK(written.value().token_usage_inserted == 1);
+  CHECK(written.value().rejected.empty());
+}
