@@ -240,7 +240,7 @@ TEST_CASE("re-pricing unchanged data changes nothing; new prices change only wit
 
   auto unchanged = p.pricer.reprice(kStart - 60000, kStart + 3600000, false, {});
   REQUIRE(unchanged);
-  CHECK(unchanged.value().windows == 4);
+  CHECK(unchanged.value().windows == 3);
   CHECK(unchanged.value().documents == 200);
   CHECK(unchanged.value().changed == 0);
   CHECK(p.costs(path) == before);
