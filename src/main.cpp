@@ -9,6 +9,7 @@
 #include "app/config_reference.hpp"
 #include "app/daemon.hpp"
 #include "app/reload.hpp"
+#include "app/reprice_command.hpp"
 #include "app/roles.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/errors.hpp"
@@ -86,6 +87,22 @@ int main(int argc, char** argv) {
       "check-config", "Validate role files; exit 78 listing every problem as file:line:col");
   check_cmd->add_option("files", check_files, "Role files")->required();
 
+  app::RepriceOptions reprice_options;
+  auto* reprice_cmd = cli.add_subcommand(
+      "reprice", "Recompute the stored costs of [--from, --to) from stored GPU metrics and usage");
+  reprice_cmd->add_option("--config,-c", reprice_options.config_file, "Processor or all role file")
+      ->check(CLI::ExistingFile);
+  reprice_cmd->add_option("--role", reprice_options.role, "processor or all (default: the file's)")
+      ->check(CLI::IsMember({"processor", "all"}));
+  reprice_cmd->add_option("--set", reprice_options.overrides, "Override a key: key.path=value");
+  reprice_cmd->add_option("--from", reprice_options.from, "Start, RFC 3339")->required();
+  reprice_cmd->add_option("--to", reprice_options.to, "End (excluded), RFC 3339")->required();
+  reprice_cmd
+      ->add_option("--prices", reprice_options.prices_file,
+                   "File of 'MODEL=USD per hour' lines applied over the catalog")
+      ->check(CLI::ExistingFile);
+  reprice_cmd->add_flag("--dry-run", reprice_options.dry_run, "Print the changes, write nothing");
+
   auto* version_cmd = cli.add_subcommand("version", "Print the version");
   auto* reference_cmd = cli.add_subcommand(
       "config-reference", "Print the role file reference (Markdown) from the built-in schemas");
@@ -101,6 +118,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check_cmd) return check_config(check_files);
+  if (*reprice_cmd) {
+    if (reprice_options.role.empty() && reprice_options.config_file.empty()) {
+      std::cerr << "reprice: give --config, --role, or both\n";
+      return kExitConfig;
+    }
+    mongoc_log_set_handler(mongoc_log_to_json, nullptr);
+    mongoc_init();
+    const int code = app::reprice(reprice_options);
+    mongoc_cleanup();
+    return code;
+  }
   if (role.empty() && config_file.empty()) {
     std::cerr << "run: give --role, --config, or both\n";
     return kExitConfig;

@@ -53,7 +53,7 @@ TEST_CASE("docs/config-reference.md matches the built-in schemas", "[cli][config
 }
 
 TEST_CASE("--help works on every command", "[cli]") {
-  for (const char* command : {"run", "check-config", "version", "config-reference"}) {
+  for (const char* command : {"run", "check-config", "reprice", "version", "config-reference"}) {
     INFO(command);
     const auto result = run_command({telemetryd_bin(), command, "--help"});
     CHECK(result.status == 0);

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 
 #include "cost/cost_model.hpp"
 #include "events/cloudevent.hpp"
@@ -16,6 +17,7 @@
 #include "processor/cost_pricer.hpp"
 #include "processor/processor_core.hpp"
 #include "sqlite/sqlite_store.hpp"
+#include "support/child_process.hpp"
 
 using namespace telemetryd;
 using namespace telemetryd::processor;
@@ -291,4 +293,50 @@ TEST_CASE("a window marked again while it was priced stays marked", "[cost][stor
   settled = store.settled_cost_windows(5000, 10);
   REQUIRE(settled);
   CHECK(settled.value().size() == 1);
+}
+
+TEST_CASE("telemetryd reprice: unchanged data changes nothing, --dry-run writes nothing",
+          "[cost][cli]") {
+  TempDir dir;
+  const std::string path = (dir.path / "telemetryd.sqlite3").string();
+  std::map<std::string, std::string> before;
+  {
+    Pipeline p(path);
+    p.feed(workload());
+    p.price_all();
+    before = p.costs(path);
+  }
+  const std::vector<std::string> base{test_support::telemetryd_bin(),
+                                      "reprice",
+                                      "--role",
+                                      "all",
+                                      "--set",
+                                      "embedded.data_dir=" + dir.path.string(),
+                                      "--from",
+                                      "2026-12-01T11:00:00Z",
+                                      "--to",
+                                      "2026-12-01T13:00:00Z"};
+  auto unchanged = test_support::run_command(base);
+  INFO(unchanged.output);
+  CHECK(unchanged.status == 0);
+  CHECK(unchanged.output.find("{\"windows\":3,\"documents\":200,\"changed\":0,\"dry_run\":false}") !=
+        std::string::npos);
+
+  const std::string prices = (dir.path / "prices.txt").string();
+  std::ofstream(prices) << "# cheaper H200s\nNVIDIA H200=1.00\n";
+  auto dry_argv = base;
+  dry_argv.insert(dry_argv.end(), {"--prices", prices, "--dry-run"});
+  auto dry = test_support::run_command(dry_argv);
+  INFO(dry.output);
+  CHECK(dry.status == 0);
+  CHECK(dry.output.find("\"changed\":200,\"dry_run\":true}") != std::string::npos);
+  CHECK(dry.output.find("\"before\":{\"amortized_usd\":") != std::string::npos);
+  Pipeline check(path);
+  CHECK(check.costs(path) == before);
+
+  auto bad = base;
+  bad[7] = "yesterday";
+  const auto refused = test_support::run_command(bad);
+  CHECK(refused.status == 78);
+  CHECK(refused.output.find("--from: 'yesterday' is not an RFC 3339 time") != std::string::npos);
 }
