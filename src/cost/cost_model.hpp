@@ -25,6 +25,8 @@ struct StoredCost {
   std::optional<double> amortized_usd;
   std::optional<double> utilization_usd;
   std::optional<double> energy_usd;
+  std::optional<double> gpu_seconds;
+  std::optional<double> energy_j;
 };
 
 struct UsageRow {

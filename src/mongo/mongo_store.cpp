@@ -669,7 +669,7 @@ Result<bool> MongoStore::mark_cost_windows(const std::vector<std::int64_t>& star
 }
 
 Result<std::vector<processor::CostWindowMark>> MongoStore::settled_cost_windows(
-    std::int64_t marked_before_ms, std::size_t limit) {
+    std::int64_t marked_before_ms, std::int64_t /*now_ms*/, std::size_t limit) {
   std::vector<processor::CostWindowMark> marks;
   if (limit == 0) return marks;  // a find's limit 0 means none
   Client client(pool_);

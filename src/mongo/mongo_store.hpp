@@ -43,6 +43,7 @@ class MongoStore final : public processor::Store {
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;
   Result<std::vector<processor::CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                                      std::int64_t now_ms,
                                                                       std::size_t limit) override;
   Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
                                                 std::int64_t lookback_ms) override;

@@ -37,11 +37,14 @@ struct GpuQuery {
 
 /// A cost window with events stored since it was last priced (docs/cost.md). `nonce` tells one
 /// mark from the next: a pricer clears the mark only when it is still the one it read, so an
-/// event stored while it priced leaves the window marked.
+/// event stored while it priced leaves the window marked. A pricer claims a mark (claim token,
+/// lease until claimed_until) before pricing it, so two processors never price one window at
+/// once, and a pricer whose lease was taken over writes nothing.
 struct CostWindowMark {
   std::int64_t start_ms = 0;
   std::int64_t marked_at_ms = 0;
   std::int64_t nonce = 0;
+  std::int64_t claim_token = 0;  // set by claim_cost_window
 };
 
 struct UsageQuery {
@@ -81,9 +84,16 @@ class Store {
                                          std::int64_t /*marked_at_ms*/, std::int64_t /*nonce*/) {
     return no_costs();
   }
-  /// Up to `limit` marks with marked_at <= marked_before_ms, oldest window first.
-  virtual Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t /*marked_before_ms*/,
-                                                                   std::size_t /*limit*/) {
+  /// Up to `limit` marks with marked_at <= marked_before_ms and no claim whose lease runs past
+  /// now_ms, oldest window first.
+  virtual Result<std::vector<CostWindowMark>> settled_cost_windows(
+      std::int64_t /*marked_before_ms*/, std::int64_t /*now_ms*/, std::size_t /*limit*/) {
+    return no_costs();
+  }
+  /// Claims a mark for pricing: true when the stored mark still has this nonce and no claim
+  /// with a lease past now_ms; it then holds `token` until `until_ms`. Sets mark.claim_token.
+  virtual Result<bool> claim_cost_window(CostWindowMark& /*mark*/, std::int64_t /*token*/,
+                                         std::int64_t /*now_ms*/, std::int64_t /*until_ms*/) {
     return no_costs();
   }
   /// Usage documents with ts in [start, end), GPU samples with ts in [start - lookback, end),
@@ -93,8 +103,10 @@ class Store {
                                                         std::int64_t /*lookback_ms*/) {
     return no_costs();
   }
-  /// Sets the `cost` block of each usage document (and its summed columns), then deletes
-  /// `clear` when given and its nonce is still the stored one.
+  /// Sets the `cost` block of each usage document (and its summed columns). With `clear` (a
+  /// claimed mark): writes only while the claim is still clear->claim_token's (false, nothing
+  /// written, when it is not), then deletes the mark when its nonce is still clear->nonce, else
+  /// releases the claim so the newer mark is priced again. Without: writes unconditionally.
   virtual Result<bool> write_costs(const std::vector<cost::UsageCost>& /*costs*/,
                                    const std::optional<CostWindowMark>& /*clear*/) {
     return no_costs();

@@ -38,8 +38,13 @@ class TeeStore final : public Store {
     return primary_->mark_cost_windows(starts_ms, marked_at_ms, nonce);
   }
   Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                           std::int64_t now_ms,
                                                            std::size_t limit) override {
-    return primary_->settled_cost_windows(marked_before_ms, limit);
+    return primary_->settled_cost_windows(marked_before_ms, now_ms, limit);
+  }
+  Result<bool> claim_cost_window(CostWindowMark& mark, std::int64_t token, std::int64_t now_ms,
+                                 std::int64_t until_ms) override {
+    return primary_->claim_cost_window(mark, token, now_ms, until_ms);
   }
   Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
                                                 std::int64_t lookback_ms) override {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <simdjson.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -97,6 +98,20 @@ std::map<std::string, Totals> wait_for_usage(int port, const std::map<std::strin
   return got;
 }
 
+// Polls until every model of `want` has a cost (its windows priced), at most 30 s.
+std::map<std::string, Totals> wait_for_costs(int port, const std::map<std::string, Totals>& want) {
+  std::map<std::string, Totals> got;
+  for (int i = 0; i < 150; ++i) {
+    got = usage_of(port, want);
+    if (got == want && std::all_of(got.begin(), got.end(),
+                                   [](const auto& entry) { return entry.second.cost > 0; })) {
+      break;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  return got;
+}
+
 std::string describe(const std::map<std::string, Totals>& totals) {
   std::string out;
   for (const auto& [model, t] : totals) {
@@ -132,7 +147,10 @@ struct AllRole {
     child = std::make_unique<ChildProcess>(std::vector<std::string>{
         telemetryd_bin(), "run", "--config", source_root() + "/config/roles/all.yaml", "--set",
         "http.listen=127.0.0.1:0", "--set", "otlp.listen=127.0.0.1:0", "--set",
-        "embedded.data_dir=" + dir.string(), "--set", "synthetic.sample_interval_ms=200"});
+        "embedded.data_dir=" + dir.string(), "--set", "synthetic.sample_interval_ms=200",
+        // One-second cost windows priced half a second after their last event, so the test
+        // sees costs within seconds (docs/cost.md).
+        "--set", "embedded.cost.window_s=1", "--set", "embedded.cost.settle_s=0.5"});
     const auto main_line = child->wait_for_line("\"listener\":\"main\"", 10s);
     const auto otlp_line = child->wait_for_line("\"listener\":\"otlp\"", 10s);
     REQUIRE(main_line);
@@ -166,7 +184,10 @@ TEST_CASE("the all role stores exactly the usage the OpenTelemetry SDK exported,
     auto got = wait_for_usage(all.port, want);
     INFO("sent:\n" << describe(want) << "stored:\n" << describe(got));
     REQUIRE(got == want);
-    // Both models ran on gpu-node-01 (the spans' host.name), whose synthetic GPUs are priced.
+    // Both models ran on gpu-node-01 (the spans' host.name), whose synthetic GPUs are priced
+    // once their cost windows settle.
+    got = wait_for_costs(all.port, want);
+    INFO("priced:\n" << describe(got));
     for (const auto& [model, totals] : got) CHECK(totals.cost > 0);
     std::this_thread::sleep_for(1s);
     CHECK(usage_of(all.port, want) == want);  // the second export stored nothing new

@@ -46,7 +46,8 @@ struct Fixture {
             "--set",          "processor.topics.gpu_metrics=" + gpu_topic,
             "--set",          "processor.topics.token_usage=" + usage_topic,
             "--set",          "mongodb.check_interval_ms=500",
-            "--set",          "processor.retry_backoff_max_ms=1000"};
+            "--set",          "processor.retry_backoff_max_ms=1000",
+            "--set",          "processor.cost.settle_s=1"};
   }
 
   std::int64_t stored() const {
@@ -180,7 +181,16 @@ TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, r
   CHECK(duplicates == 2500);
   CHECK(received == stored + dead + duplicates + in_flight + abandoned);
   CHECK(metric(text, "processor_invalid_events_total") == 500);
-  CHECK(text.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
+  // Costs come once the events' windows settle (processor.cost.settle_s after the last store).
+  std::string priced = text;
+  for (int i = 0;
+       i < 60 && priced.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") ==
+                     std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(500ms);
+    priced = http_get(port, "/metrics").body;
+  }
+  CHECK(priced.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
         std::string::npos);
 
   const auto usage = http_get(port, "/v1/usage?group_by=model");
