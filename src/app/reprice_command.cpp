@@ -36,9 +36,15 @@ void apply_prices_file(const std::string& path, cost::PriceCatalog& catalog) {
       throw StartupError(path + ":" + std::to_string(number) + ": " + *problem);
     }
     const auto eq = item.rfind('=');
-    const std::string name = item.substr(0, eq);
+    std::string name = item.substr(0, eq);
+    name.erase(name.find_last_not_of(" \t") + 1);
     const double price = std::stod(item.substr(eq + 1));
-    if (!catalog.set_price(name, price)) catalog.add({name, name, price});
+    if (!catalog.set_price(name, price)) {
+      // Maybe a typo, maybe a GPU the catalog lacks: priced either way, and said.
+      std::cerr << path << ":" << number << ": '" << name
+                << "' is not in the price catalog: added as a new GPU model\n";
+      catalog.add({name, name, price});
+    }
   }
 }
 
@@ -100,6 +106,14 @@ int reprice(const RepriceOptions& options) {
                          " keeps no costs (use mongodb or both)");
     }
     cost::PriceCatalog prices = processor::price_catalog_from(config, section);
+    // A database last written by an older release lacks the cost tables: create them (and
+    // nothing else) as the daemon would.
+    if (Result<bool> prepared =
+            store->prepare(processor::catalog_from(config, section, prices));
+        !prepared) {
+      std::cerr << "reprice: cannot prepare the store: " << prepared.error().message << "\n";
+      return kExitStartup;
+    }
     if (!options.prices_file.empty()) apply_prices_file(options.prices_file, prices);
 
     metrics::Registry registry;

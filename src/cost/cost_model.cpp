@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
@@ -15,10 +16,8 @@ constexpr double kJoulesPerKwh = 3.6e6;
 
 // What the window knows of one GPU from its samples.
 struct GpuWindow {
-  std::string model_name;  // of its latest sample up to the window's end
-  std::string host;        // of its latest sample inside the window (empty: none inside)
-  std::int64_t model_time = INT64_MIN;
-  std::int64_t host_time = INT64_MIN;
+  std::string model_name;  // of its latest sample inside the window
+  std::string host;        // of its latest sample inside the window
   double utilization_sum = 0;
   int utilization_samples = 0;
   std::optional<double> energy_j;  // sum of the counter's increments that end in the window
@@ -29,22 +28,20 @@ struct GpuWindow {
 // Energy: the counter's increments between consecutive samples, each counted in the window of
 // its later sample, so adjacent windows split a GPU's energy without overlap. A decrease (the
 // driver reloaded) starts over from the new value.
-void add_energy(std::map<std::string, std::vector<const GpuSampleRow*>>& by_gpu,
+void add_energy(const std::map<std::string, std::vector<const GpuSampleRow*>>& by_gpu,
                 std::map<std::string, GpuWindow>& gpus, std::int64_t start) {
-  for (auto& [uuid, samples] : by_gpu) {
-    std::sort(samples.begin(), samples.end(), [](const GpuSampleRow* a, const GpuSampleRow* b) {
-      if (a->time_ms != b->time_ms) return a->time_ms < b->time_ms;
-      return a->energy_consumed_mj.value_or(-1) < b->energy_consumed_mj.value_or(-1);
-    });
+  for (const auto& [uuid, samples] : by_gpu) {
+    const auto gpu = gpus.find(uuid);
+    if (gpu == gpus.end()) continue;  // no sample inside the window: not present
     const GpuSampleRow* previous = nullptr;
-    for (const GpuSampleRow* s : samples) {
+    for (const GpuSampleRow* s : samples) {  // sorted by time
       if (!s->energy_consumed_mj) continue;
-      if (s->time_ms >= start && previous != nullptr) {
-        const std::int64_t delta = *s->energy_consumed_mj - *previous->energy_consumed_mj;
-        auto& energy = gpus[uuid].energy_j;
+      if (s->time_ms >= start) {
+        auto& energy = gpu->second.energy_j;
+        const std::int64_t delta =
+            previous != nullptr ? *s->energy_consumed_mj - *previous->energy_consumed_mj : 0;
+        // No baseline yet: the counter is there, its first increment is not known.
         energy = energy.value_or(0) + (delta > 0 ? static_cast<double>(delta) / 1000.0 : 0.0);
-      } else if (s->time_ms >= start) {
-        gpus[uuid].energy_j = gpus[uuid].energy_j.value_or(0);  // a counter, no baseline yet
       }
       previous = s;
     }
@@ -71,26 +68,29 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
   const std::int64_t end = start + settings.window_ms;
   const double window_s = static_cast<double>(settings.window_ms) / 1000.0;
 
-  // GPUs seen in the window (samples inside it) and their baselines (samples before it).
-  std::map<std::string, GpuWindow> gpus;
-  std::map<std::string, std::vector<const GpuSampleRow*>> by_gpu;
-  std::map<std::string, std::set<std::string>> host_gpus;  // host -> GPUs sampled inside
+  // GPUs seen in the window (samples inside it) and their baselines (samples before it). Rows
+  // are sorted first so that every sum runs in the same order whatever order the store returned
+  // them in: the result is a function of the rows as a set.
+  std::vector<const GpuSampleRow*> rows;
   for (const GpuSampleRow& s : inputs.samples) {
-    if (s.time_ms >= end) continue;
-    by_gpu[s.gpu_uuid].push_back(&s);
-    GpuWindow& g = gpus[s.gpu_uuid];
-    // Ties are broken by value so that the result does not depend on the rows' order.
-    if (s.time_ms > g.model_time || (s.time_ms == g.model_time && s.model_name > g.model_name)) {
-      g.model_time = s.time_ms;
-      g.model_name = s.model_name;
-    }
-    if (s.time_ms < start) continue;
-    if (s.time_ms > g.host_time || (s.time_ms == g.host_time && s.host > g.host)) {
-      g.host_time = s.time_ms;
-      g.host = s.host;
-    }
-    if (s.utilization_gpu_percent) {
-      g.utilization_sum += std::clamp(*s.utilization_gpu_percent, 0.0, 100.0);
+    if (s.time_ms < end) rows.push_back(&s);
+  }
+  std::sort(rows.begin(), rows.end(), [](const GpuSampleRow* a, const GpuSampleRow* b) {
+    return std::tie(a->gpu_uuid, a->time_ms, a->host, a->model_name) <
+           std::tie(b->gpu_uuid, b->time_ms, b->host, b->model_name);
+  });
+  std::map<std::string, GpuWindow> gpus;  // only GPUs with a sample inside the window
+  std::map<std::string, std::vector<const GpuSampleRow*>> by_gpu;  // baselines too
+  std::map<std::string, std::set<std::string>> host_gpus;  // host -> GPUs sampled inside
+  for (const GpuSampleRow* s : rows) {
+    by_gpu[s->gpu_uuid].push_back(s);
+    if (s->time_ms < start) continue;
+    GpuWindow& g = gpus[s->gpu_uuid];
+    // The latest sample names the model and host (rows are sorted by time).
+    g.model_name = s->model_name;
+    g.host = s->host;
+    if (s->utilization_gpu_percent && std::isfinite(*s->utilization_gpu_percent)) {
+      g.utilization_sum += std::clamp(*s->utilization_gpu_percent, 0.0, 100.0);
       ++g.utilization_samples;
     }
   }
@@ -162,14 +162,14 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
     UsageCost& c = result.costs[i];
     c.gpus = sets[i];
     if (c.gpus.empty()) {
-      const std::string reason = c.placement == "none" || c.placement == "deployment" ||
-                                         c.placement == "configured"
-                                     ? "no_placement"
-                                     : "no_gpu_metrics";
+      // A placement whose hosts sent nothing in the window is a lack of metrics, not of
+      // placement.
+      const std::string reason = c.placement == "none" ? "no_placement" : "no_gpu_metrics";
       c.amortized_reason = c.utilization_reason = c.energy_reason = reason;
       continue;
     }
     double amortized = 0, utilization = 0, gpu_seconds = 0, energy_j = 0, tokens_in_window = 0;
+    std::size_t present = 0;
     std::set<std::string> names;
     for (const auto& uuid : c.gpus) {
       const auto it = gpus.find(uuid);
@@ -179,7 +179,17 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
       }
       const GpuWindow& g = it->second;
       tokens_in_window += static_cast<double>(g.tokens);
-      if (!g.price) {
+      ++present;
+      // An event with no tokens takes no share; a GPU whose events have none shares nothing.
+      const double share =
+          g.tokens > 0 ? static_cast<double>(c.tokens) / static_cast<double>(g.tokens) : 0.0;
+      // Energy needs no price: it is counted for every GPU that has the counter.
+      if (g.energy_j) {
+        energy_j += share * *g.energy_j;
+      } else if (c.energy_reason.empty()) {
+        c.energy_reason = "no_energy_counter";
+      }
+      if (!g.price || !std::isfinite(*g.price)) {
         unpriced.emplace(uuid, g.model_name);
         if (c.amortized_reason.empty()) c.amortized_reason = "unpriced_gpu";
         continue;
@@ -187,9 +197,6 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
       const GpuPrice* entry = catalog.find(g.model_name);
       names.insert(entry != nullptr ? entry->name : g.model_name);
       c.price_per_hour_usd += *g.price;
-      // An event with no tokens takes no share; a GPU whose events have none shares nothing.
-      const double share =
-          g.tokens > 0 ? static_cast<double>(c.tokens) / static_cast<double>(g.tokens) : 0.0;
       amortized += share * *g.price * window_s / 3600.0;
       if (g.utilization_samples > 0) {
         const double busy_s = window_s * g.utilization_sum / g.utilization_samples / 100.0;
@@ -198,24 +205,21 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
       } else if (c.utilization_reason.empty()) {
         c.utilization_reason = "no_utilization";
       }
-      if (g.energy_j) {
-        energy_j += share * *g.energy_j;
-      } else if (c.energy_reason.empty()) {
-        c.energy_reason = "no_energy_counter";
-      }
     }
-    c.tokens_in_window = static_cast<std::int64_t>(
-        std::llround(tokens_in_window / static_cast<double>(c.gpus.size())));
+    if (present > 0) {
+      c.tokens_in_window = static_cast<std::int64_t>(
+          std::llround(tokens_in_window / static_cast<double>(present)));
+    }
     for (const auto& name : names) {
       if (!c.gpu_model.empty()) c.gpu_model += '+';
       c.gpu_model += name;
     }
     // A basis is all or nothing: a partial sum over some of the GPUs would understate it.
+    // Utilisation is priced, so an unpriced GPU nulls it too; energy only lacks a GPU's
+    // metrics.
     if (!c.amortized_reason.empty()) {
-      if (c.utilization_reason.empty()) c.utilization_reason = c.amortized_reason;
-      if (c.energy_reason.empty() && c.amortized_reason == "no_gpu_metrics") {
-        c.energy_reason = c.amortized_reason;
-      }
+      c.utilization_reason = c.amortized_reason;
+      if (c.amortized_reason == "no_gpu_metrics") c.energy_reason = c.amortized_reason;
     } else {
       c.amortized_usd = amortized;
     }
@@ -283,6 +287,8 @@ std::string cost_block_json(const UsageCost& c) {
 
 bool cost_changed(const StoredCost& stored, const UsageCost& priced) {
   if (!stored.priced) return true;
+  // The money and the quantities behind it: a change of GPU-seconds or joules matters even when
+  // a zero price keeps the money equal.
   const auto differs = [](const std::optional<double>& a, const std::optional<double>& b) {
     if (a.has_value() != b.has_value()) return true;
     if (!a) return false;
@@ -290,7 +296,8 @@ bool cost_changed(const StoredCost& stored, const UsageCost& priced) {
   };
   return differs(stored.amortized_usd, priced.amortized_usd) ||
          differs(stored.utilization_usd, priced.utilization_usd) ||
-         differs(stored.energy_usd, priced.energy_usd);
+         differs(stored.energy_usd, priced.energy_usd) ||
+         differs(stored.gpu_seconds, priced.gpu_seconds) || differs(stored.energy_j, priced.energy_j);
 }
 
 }  // namespace telemetryd::cost

@@ -5,6 +5,8 @@
 
 #include "telemetryd/log.hpp"
 
+#include <random>
+
 namespace telemetryd::processor {
 namespace {
 
@@ -12,11 +14,6 @@ std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// Counters only go up: a re-pricing that lowers a cost adds nothing (docs/cost.md).
-double increase(const std::optional<double>& before, const std::optional<double>& after) {
-  return std::max(0.0, after.value_or(0) - before.value_or(0));
 }
 
 }  // namespace
@@ -51,20 +48,42 @@ CostPricer::CostPricer(PricerSettings settings, Store& store, cost::PriceCatalog
                              "Rounds of pricing that failed on the store (retried).")
                     .with({})) {}
 
+// A new token per claim: a pricer that lost its lease and claims again is a new holder.
+std::int64_t CostPricer::claim_token() {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  return static_cast<std::int64_t>(random() >> 1) | 1;
+}
+
 CostPricer::~CostPricer() {
   stop();
 }
 
-void CostPricer::count_spend(const cost::UsageRow& row, const cost::UsageCost& priced) {
-  const std::string tenant = tenants_.label(row.tenant_id);
-  const std::pair<const char*, double> bases[] = {
-      {"amortized", increase(row.stored.amortized_usd, priced.amortized_usd)},
-      {"utilization", increase(row.stored.utilization_usd, priced.utilization_usd)},
-      {"energy", increase(row.stored.energy_usd, priced.energy_usd)},
-  };
-  for (const auto& [basis, amount] : bases) {
-    model_cost_.with({row.model, basis}).inc(amount);
-    tenant_cost_.with({tenant, basis}).inc(amount);
+// Spend moves by the net change of a window per series: when a late request joins a priced
+// window the others' shares shrink as much as its own grows, so the counters move by nothing
+// and the window is counted once. A net decrease (cheaper re-pricing) is not taken back:
+// counters only go up.
+void CostPricer::count_spend(const std::vector<const cost::UsageRow*>& rows,
+                             const std::vector<const cost::UsageCost*>& priced) {
+  std::map<std::pair<std::string, std::string>, double> by_model, by_tenant;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const cost::UsageRow& row = *rows[i];
+    const cost::UsageCost& now = *priced[i];
+    const std::string tenant = tenants_.label(row.tenant_id);
+    const std::pair<const char*, double> bases[] = {
+        {"amortized", now.amortized_usd.value_or(0) - row.stored.amortized_usd.value_or(0)},
+        {"utilization", now.utilization_usd.value_or(0) - row.stored.utilization_usd.value_or(0)},
+        {"energy", now.energy_usd.value_or(0) - row.stored.energy_usd.value_or(0)},
+    };
+    for (const auto& [basis, change] : bases) {
+      by_model[{row.model, basis}] += change;
+      by_tenant[{tenant, basis}] += change;
+    }
+  }
+  for (const auto& [key, change] : by_model) {
+    model_cost_.with({key.first, key.second}).inc(std::max(0.0, change));
+  }
+  for (const auto& [key, change] : by_tenant) {
+    tenant_cost_.with({key.first, key.second}).inc(std::max(0.0, change));
   }
 }
 
@@ -93,6 +112,7 @@ Result<PricedWindow> CostPricer::price(
   const cost::WindowResult result =
       cost::price_window(start_ms, inputs.value(), settings_.model, prices_);
   std::vector<cost::UsageCost> changed;
+  std::vector<const cost::UsageRow*> changed_rows;
   std::map<std::string, std::pair<double, std::int64_t>> per_key;  // amortised cost, tokens
   for (std::size_t i = 0; i < result.costs.size(); ++i) {
     const cost::UsageRow& row = inputs.value().usage[i];
@@ -106,22 +126,30 @@ Result<PricedWindow> CostPricer::price(
     }
     // Unchanged documents are not written again: re-pricing unchanged data changes nothing.
     if (!cost::cost_changed(row.stored, priced)) continue;
-    if (on_change) on_change(row, priced);
     changed.push_back(priced);
+    changed_rows.push_back(&row);
   }
   const PricedWindow counts{result.costs.size(), changed.size()};
-  if (dry_run) return counts;
+  const auto report = [&] {
+    if (!on_change) return;
+    for (std::size_t i = 0; i < changed.size(); ++i) on_change(*changed_rows[i], changed[i]);
+  };
+  if (dry_run) {
+    report();
+    return counts;
+  }
   if (!changed.empty() || mark) {
-    if (Result<bool> written = store_.write_costs(changed, mark); !written) {
-      return written.error();
+    Result<bool> written = store_.write_costs(changed, mark);
+    if (!written) return written.error();
+    if (!written.value()) {
+      // Another pricer took the window over (our lease ran out): it counts, not us.
+      return PricedWindow{result.costs.size(), 0};
     }
   }
-  // Counted once written, so a failed write that is retried counts once.
-  for (std::size_t i = 0, c = 0; i < result.costs.size() && c < changed.size(); ++i) {
-    if (result.costs[i].id != changed[c].id) continue;
-    count_spend(inputs.value().usage[i], changed[c]);
-    ++c;
-  }
+  report();
+  std::vector<const cost::UsageCost*> priced;
+  for (const auto& c : changed) priced.push_back(&c);
+  count_spend(changed_rows, priced);
   for (const auto& [key, totals] : per_key) {
     if (totals.second > 0) {
       cost_per_token_.with({key}).set(totals.first / static_cast<double>(totals.second));
@@ -134,12 +162,28 @@ Result<PricedWindow> CostPricer::price(
 
 Result<std::size_t> CostPricer::run_once(std::int64_t now) {
   Result<std::vector<CostWindowMark>> marks = store_.settled_cost_windows(
-      now - settings_.settle.count(), settings_.windows_per_round);
+      now - settings_.settle.count(), now, settings_.windows_per_round);
   if (!marks) return marks.error();
   std::size_t priced = 0;
-  for (const CostWindowMark& mark : marks.value()) {
+  for (CostWindowMark mark : marks.value()) {
+    // A window is priced once it has ended and settled; an earlier quiet spell would only mean
+    // pricing it again.
+    if (mark.start_ms + settings_.model.window_ms > now - settings_.settle.count()) continue;
+    const std::int64_t lease = std::max<std::int64_t>(30000, 3 * settings_.settle.count());
+    Result<bool> claimed = store_.claim_cost_window(mark, claim_token(), now, now + lease);
+    if (!claimed) return claimed.error();
+    if (!claimed.value()) continue;  // another processor prices it
     Result<PricedWindow> done = price(mark.start_ms, mark, false, {});
-    if (!done) return done.error();
+    if (!done) {
+      if (done.error().kind == Error::Kind::kRetryable) return done.error();
+      // A window the store refuses for good must not block the others: leave it unpriced,
+      // say which, and let `telemetryd reprice` retry it once the cause is fixed.
+      failures_.inc();
+      log::error("cost", "cannot price a cost window; skipping it",
+                 {{"window_start", mark.start_ms}, {"error", done.error().message}});
+      if (Result<bool> cleared = store_.write_costs({}, mark); !cleared) return cleared.error();
+      continue;
+    }
     ++priced;
   }
   return priced;
@@ -197,7 +241,7 @@ void CostPricer::run() {
                   {{"error", priced.error().message}});
       }
       failing = true;
-      wait = std::min(wait * 2, std::chrono::milliseconds(30000));
+      wait = std::min(std::max(wait * 2, tick), std::chrono::milliseconds(30000));
       continue;
     }
     if (failing) log::info("cost", "pricing cost windows again");

@@ -187,7 +187,10 @@ Result<bool> ProcessorCore::mark_cost_windows() {
     const DecodedEvent& e = batch_[i].event;
     const std::int64_t ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(e.time.time_since_epoch()).count();
-    starts.insert(cost::window_start(ms, settings_.cost_window_ms));
+    const std::int64_t start = cost::window_start(ms, settings_.cost_window_ms);
+    starts.insert(start);
+    // A GPU sample is also the energy baseline of the next window: a late one changes it too.
+    if (e.kind == EventKind::kGpuMetrics) starts.insert(start + settings_.cost_window_ms);
     if (e.kind != EventKind::kTokenUsage || e.deployment.empty()) continue;
     std::vector<std::string> targets;
     for (const auto& uuid : e.gpu_uuids) targets.push_back("gpu:" + uuid);

@@ -103,7 +103,7 @@ Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
            "CREATE INDEX IF NOT EXISTS gpu_metrics_ts ON gpu_metrics (ts)",
            "CREATE INDEX IF NOT EXISTS token_usage_ts ON token_usage (ts)",
            "CREATE TABLE IF NOT EXISTS cost_windows (start INTEGER PRIMARY KEY, marked_at INTEGER "
-           "NOT NULL, nonce INTEGER NOT NULL)",
+           "NOT NULL, nonce INTEGER NOT NULL, claim_token INTEGER, claim_until INTEGER)",
            "CREATE INDEX IF NOT EXISTS cost_windows_marked_at ON cost_windows (marked_at)",
            "CREATE TABLE IF NOT EXISTS placements (deployment TEXT NOT NULL, target TEXT NOT NULL, "
            "first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY (deployment, "
@@ -407,26 +407,50 @@ Result<bool> SqliteStore::mark_cost_windows(const std::vector<std::int64_t>& sta
 }
 
 Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows(
-    std::int64_t marked_before_ms, std::size_t limit) {
+    std::int64_t marked_before_ms, std::int64_t now_ms, std::size_t limit) {
   const std::lock_guard lock(mutex_);
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db_,
-                         "SELECT start, marked_at, nonce FROM cost_windows WHERE marked_at <= ?1 "
-                         "ORDER BY start LIMIT ?2",
+                         "SELECT start, marked_at, nonce, coalesce(claim_token, 0) FROM "
+                         "cost_windows WHERE marked_at <= ?1 AND (claim_until IS NULL OR "
+                         "claim_until < ?3) ORDER BY start LIMIT ?2",
                          -1, &raw, nullptr) != SQLITE_OK) {
     return Error::retryable(error_message());
   }
   const Statement s(raw);
   sqlite3_bind_int64(s.get(), 1, marked_before_ms);
   sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
+  sqlite3_bind_int64(s.get(), 3, now_ms);
   std::vector<processor::CostWindowMark> marks;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     marks.push_back({sqlite3_column_int64(s.get(), 0), sqlite3_column_int64(s.get(), 1),
-                     sqlite3_column_int64(s.get(), 2)});
+                     sqlite3_column_int64(s.get(), 2), sqlite3_column_int64(s.get(), 3)});
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   return marks;
+}
+
+Result<bool> SqliteStore::claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
+                                            std::int64_t now_ms, std::int64_t until_ms) {
+  const std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "UPDATE cost_windows SET claim_token = ?3, claim_until = ?4 WHERE start = "
+                         "?1 AND nonce = ?2 AND (claim_until IS NULL OR claim_until < ?5)",
+                         -1, &raw, nullptr) != SQLITE_OK) {
+    return Error::retryable(error_message());
+  }
+  const Statement s(raw);
+  sqlite3_bind_int64(s.get(), 1, mark.start_ms);
+  sqlite3_bind_int64(s.get(), 2, mark.nonce);
+  sqlite3_bind_int64(s.get(), 3, token);
+  sqlite3_bind_int64(s.get(), 4, until_ms);
+  sqlite3_bind_int64(s.get(), 5, now_ms);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Error::retryable(error_message());
+  if (sqlite3_changes(db_) != 1) return false;
+  mark.claim_token = token;
+  return true;
 }
 
 namespace {
@@ -467,7 +491,8 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
           "SELECT id, ts, model, tenant_id, json_extract(doc, '$.deployment'), json_extract(doc, "
           "'$.host'), input_tokens, output_tokens, json_extract(doc, '$.gpu_uuids'), "
           "json_extract(doc, '$.cost.window_start'), json_extract(doc, '$.cost.amortized_usd'), "
-          "json_extract(doc, '$.cost.utilization_usd'), json_extract(doc, '$.cost.energy_usd') "
+          "json_extract(doc, '$.cost.utilization_usd'), json_extract(doc, '$.cost.energy_usd'), "
+          "json_extract(doc, '$.cost.gpu_seconds'), json_extract(doc, '$.cost.energy_j') "
           "FROM token_usage WHERE ts >= ?1 AND ts < ?2",
           -1, &raw, nullptr) != SQLITE_OK) {
     return Error::retryable(error_message());
@@ -493,6 +518,8 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
     row.stored.amortized_usd = column_double(s, 10);
     row.stored.utilization_usd = column_double(s, 11);
     row.stored.energy_usd = column_double(s, 12);
+    row.stored.gpu_seconds = column_double(s, 13);
+    row.stored.energy_j = column_double(s, 14);
     inputs.usage.push_back(std::move(row));
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
@@ -544,22 +571,36 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
 Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
                                       const std::optional<processor::CostWindowMark>& clear) {
   const std::lock_guard lock(mutex_);
-  if (auto r = exec("BEGIN"); !r) return Error::retryable(r.error().message);
+  if (auto r = exec("BEGIN IMMEDIATE"); !r) return Error::retryable(r.error().message);
   const auto fail = [&]() -> Result<bool> {
     const std::string message = error_message();
     exec("ROLLBACK");
     return Error::retryable(path_ + ": " + message);
   };
-  sqlite3_stmt* raw_update = nullptr;
-  sqlite3_stmt* raw_clear = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', "
-                     "json(?3)) WHERE id = ?1",
-                     -1, &raw_update, nullptr);
-  sqlite3_prepare_v2(db_, "DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2", -1,
-                     &raw_clear, nullptr);
-  const Statement update(raw_update), clear_mark(raw_clear);
-  if (!update || !clear_mark) return fail();
+  const auto prepare = [&](const char* sql) {
+    sqlite3_stmt* raw = nullptr;
+    sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
+    return Statement(raw);
+  };
+  if (clear) {
+    // Only the holder of the claim writes: a pricer whose lease was taken over would write
+    // costs older than the ones its successor wrote.
+    const Statement ours =
+        prepare("SELECT 1 FROM cost_windows WHERE start = ?1 AND claim_token = ?2");
+    if (!ours) return fail();
+    sqlite3_bind_int64(ours.get(), 1, clear->start_ms);
+    sqlite3_bind_int64(ours.get(), 2, clear->claim_token);
+    const int rc = sqlite3_step(ours.get());
+    if (rc == SQLITE_DONE) {
+      exec("ROLLBACK");
+      return false;
+    }
+    if (rc != SQLITE_ROW) return fail();
+  }
+  const Statement update = prepare(
+      "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', json(?3)) WHERE id "
+      "= ?1");
+  if (!update) return fail();
   for (const cost::UsageCost& c : costs) {
     sqlite3_reset(update.get());
     bind_text(update.get(), 1, c.id);
@@ -572,9 +613,22 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
     if (sqlite3_step(update.get()) != SQLITE_DONE) return fail();
   }
   if (clear) {
-    sqlite3_bind_int64(clear_mark.get(), 1, clear->start_ms);
-    sqlite3_bind_int64(clear_mark.get(), 2, clear->nonce);
-    if (sqlite3_step(clear_mark.get()) != SQLITE_DONE) return fail();
+    const Statement remove = prepare(
+        "DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2 AND claim_token = ?3");
+    if (!remove) return fail();
+    sqlite3_bind_int64(remove.get(), 1, clear->start_ms);
+    sqlite3_bind_int64(remove.get(), 2, clear->nonce);
+    sqlite3_bind_int64(remove.get(), 3, clear->claim_token);
+    if (sqlite3_step(remove.get()) != SQLITE_DONE) return fail();
+    if (sqlite3_changes(db_) == 0) {
+      // Marked again while it was priced: release the claim so the new mark is priced.
+      const Statement release =
+          prepare("UPDATE cost_windows SET claim_until = 0 WHERE start = ?1 AND claim_token = ?2");
+      if (!release) return fail();
+      sqlite3_bind_int64(release.get(), 1, clear->start_ms);
+      sqlite3_bind_int64(release.get(), 2, clear->claim_token);
+      if (sqlite3_step(release.get()) != SQLITE_DONE) return fail();
+    }
   }
   if (auto r = exec("COMMIT"); !r) {
     exec("ROLLBACK");

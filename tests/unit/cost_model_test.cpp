@@ -156,6 +156,39 @@ TEST_CASE("an unpriced GPU makes the basis null with a reason and is reported", 
   CHECK(priced.unpriced_models.empty());
 }
 
+TEST_CASE("a GPU sampled only before the window is not there; an unpriced one still has energy",
+          "[cost]") {
+  WindowInputs in;
+  in.samples = {sample("GPU-1", "n", -20, 50, 1000000),  // before the window only
+                sample("GPU-2", "n", -20, 50, 0, "NVIDIA Mystery 9000"),
+                sample("GPU-2", "n", 20, 50, 6000000, "NVIDIA Mystery 9000")};
+  UsageRow named = usage("a", 10);
+  named.gpu_uuids = {"GPU-1"};
+  UsageRow unpriced = usage("b", 10);
+  unpriced.gpu_uuids = {"GPU-2"};
+  in.usage = {named, unpriced};
+  const auto result = price_window(kStart, in, Settings{}, PriceCatalog::builtin());
+  const UsageCost& a = result.costs[0];
+  CHECK(a.amortized_reason == "no_gpu_metrics");
+  CHECK(a.utilization_reason == "no_gpu_metrics");
+  CHECK(a.energy_reason == "no_gpu_metrics");
+  CHECK_FALSE(a.amortized_usd);
+  const UsageCost& b = result.costs[1];
+  CHECK(b.amortized_reason == "unpriced_gpu");
+  CHECK(b.utilization_reason == "unpriced_gpu");
+  REQUIRE(b.energy_j);  // energy needs no GPU price
+  CHECK(close_to(*b.energy_j, 6000.0));
+  CHECK(b.energy_usd);
+  CHECK(b.energy_reason.empty());
+  // A placement whose host sent nothing in the window lacks metrics, not a placement.
+  UsageRow placed = usage("c", 10);
+  placed.deployment = "chat";
+  in.usage = {placed};
+  in.placements = {{"chat", "host:elsewhere", kStart - 1000, kStart}};
+  CHECK(price_window(kStart, in, Settings{}, PriceCatalog::builtin()).costs[0].amortized_reason ==
+        "no_gpu_metrics");
+}
+
 TEST_CASE("energy counts the counter's increases ending in the window; a reset starts over",
           "[cost]") {
   WindowInputs in;

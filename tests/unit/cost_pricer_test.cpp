@@ -217,7 +217,7 @@ TEST_CASE("after a restart, deployment-only usage is priced through the stored p
               gpu_event("GPU-0", "node-1", later + 11000, 50, 9000),
               usage_event("only-deployment", later + 2000, "t", "chat", "", 10),
               usage_event("unknown", later + 3000, "t", "elsewhere", "", 10)});
-  CHECK(after.price_all() == 1);
+  CHECK(after.price_all() == 2);  // the usage's window, and the next (the samples' baselines)
   const auto costs = after.costs(path);
   const std::string& priced =
       costs.at(events::deterministic_uuid_v7(later + 2000, "only-deployment"));
@@ -270,29 +270,94 @@ TEST_CASE("re-pricing unchanged data changes nothing; new prices change only wit
   CHECK(again.value().changed == 0);
 }
 
-TEST_CASE("a window marked again while it was priced stays marked", "[cost][store]") {
+TEST_CASE("cost window marks: one claimant at a time, a new mark outlives the pricing",
+          "[cost][store]") {
   TempDir dir;
   sqlite::SqliteStore store((dir.path / "marks.sqlite3").string());
   REQUIRE(store.prepare(GpuCatalog{}));
   REQUIRE(store.mark_cost_windows({kStart, kStart + 60000}, 1000, 1));
-  auto settled = store.settled_cost_windows(999, 10);
+  auto settled = store.settled_cost_windows(999, 2000, 10);
   REQUIRE(settled);
   CHECK(settled.value().empty());  // marked after the cut-off
-  settled = store.settled_cost_windows(1000, 1);
+  settled = store.settled_cost_windows(1000, 2000, 1);
   REQUIRE(settled);
   REQUIRE(settled.value().size() == 1);  // the limit, oldest window first
-  const CostWindowMark read = settled.value()[0];
-  CHECK(read.start_ms == kStart);
-  REQUIRE(store.mark_cost_windows({kStart}, 1001, 2));  // an event stored meanwhile
-  REQUIRE(store.write_costs({}, read));
-  settled = store.settled_cost_windows(5000, 10);
+  CostWindowMark mine = settled.value()[0];
+  CostWindowMark theirs = mine;
+  CHECK(mine.start_ms == kStart);
+  REQUIRE(store.claim_cost_window(mine, 7, 2000, 5000).value());
+  CHECK(mine.claim_token == 7);
+  CHECK_FALSE(store.claim_cost_window(theirs, 8, 2000, 5000).value());  // held until 5000
+  settled = store.settled_cost_windows(5000, 3000, 10);
   REQUIRE(settled);
-  REQUIRE(settled.value().size() == 2);  // still marked, with the new nonce
-  CHECK(settled.value()[0].nonce == 2);
-  REQUIRE(store.write_costs({}, settled.value()[0]));
-  settled = store.settled_cost_windows(5000, 10);
+  REQUIRE(settled.value().size() == 1);  // the claimed window is not offered
+  CHECK(settled.value()[0].start_ms == kStart + 60000);
+
+  REQUIRE(store.mark_cost_windows({kStart}, 1001, 2));  // an event stored meanwhile
+  REQUIRE(store.write_costs({}, mine).value());
+  settled = store.settled_cost_windows(5000, 3000, 10);
+  REQUIRE(settled);
+  REQUIRE(settled.value().size() == 2);  // still marked, with the new nonce, claim released
+  CostWindowMark again = settled.value()[0];
+  CHECK(again.nonce == 2);
+  REQUIRE(store.claim_cost_window(again, 9, 3000, 6000).value());
+  CHECK_FALSE(store.write_costs({}, mine).value());  // a stale claimant writes nothing
+  REQUIRE(store.write_costs({}, again).value());
+  settled = store.settled_cost_windows(5000, 3000, 10);
   REQUIRE(settled);
   CHECK(settled.value().size() == 1);
+  // A lease that ran out can be taken over.
+  CostWindowMark late = settled.value()[0];
+  REQUIRE(store.claim_cost_window(late, 10, 3000, 4000).value());
+  CostWindowMark takeover = settled.value()[0];
+  CHECK_FALSE(store.claim_cost_window(takeover, 11, 3999, 9000).value());
+  CHECK(store.claim_cost_window(takeover, 11, 4001, 9000).value());
+}
+
+TEST_CASE("two pricers on one store price each window once and count spend once",
+          "[cost][processor]") {
+  TempDir dir;
+  const std::string path = (dir.path / "two.sqlite3").string();
+  Pipeline p(path);
+  p.feed(workload());
+  CostPricer other(PricerSettings{}, p.store, cost::PriceCatalog::builtin(), p.registry,
+                   p.tenants);
+  std::size_t windows = 0;
+  for (int round = 0; round < 100; ++round) {
+    const auto a = p.pricer.run_once(kFarFuture);
+    const auto b = other.run_once(kFarFuture);
+    REQUIRE(a);
+    REQUIRE(b);
+    if (a.value() + b.value() == 0) break;
+    windows += a.value() + b.value();
+  }
+  // Five windows are marked (the first GPU samples fall in the window before the usage, and
+  // the last samples mark the window after them, whose energy baseline they are), each priced
+  // by exactly one of the two.
+  CHECK(windows == 5);
+  const double spend = value_of(p.registry.expose(),
+                                "processor_cost_usd_total{model=\"llama\",basis=\"amortized\"}");
+  CHECK(spend == Approx(3.79 * 2 * 3 * 60 / 3600).epsilon(1e-9));
+}
+
+TEST_CASE("a late request joining a priced window moves spend by nothing", "[cost][processor]") {
+  TempDir dir;
+  const std::string path = (dir.path / "late.sqlite3").string();
+  Pipeline p(path);
+  p.feed({gpu_event("GPU-0", "node-1", kStart + 1000, 50, 1000),
+          usage_event("a", kStart + 2000, "t", "chat", "node-1", 10)});
+  CHECK(p.price_all() == 2);  // the window and the next (the sample is its energy baseline)
+  const std::string series = "processor_cost_usd_total{model=\"llama\",basis=\"amortized\"}";
+  const double first = value_of(p.registry.expose(), series);
+  CHECK(first == Approx(3.79 * 60 / 3600).epsilon(1e-9));  // one request pays the whole GPU
+  p.feed({usage_event("b", kStart + 3000, "t", "chat", "node-1", 30)});  // late: same window
+  CHECK(p.price_all() == 1);
+  CHECK(value_of(p.registry.expose(), series) == Approx(first).epsilon(1e-9));
+  const auto costs = p.costs(path);
+  const std::string& late = costs.at(events::deterministic_uuid_v7(kStart + 3000, "b"));
+  INFO(late);
+  CHECK(late.find("\"amortized_usd\":null") == std::string::npos);
+  CHECK(late.find("\"tokens_in_window\":40") != std::string::npos);
 }
 
 TEST_CASE("telemetryd reprice: unchanged data changes nothing, --dry-run writes nothing",
