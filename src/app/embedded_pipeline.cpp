@@ -1,7 +1,7 @@
 // The `embedded` component of the `all` role: a source thread feeds a bounded in-process queue,
 // and a processor thread validates and stores into one SQLite file, whose cost windows a pricer
-// thread prices (docs/cost.md), serving the same query API as the processor. No Kafka and no MongoDB, so a newcomer sees the whole pipeline
-// move with one command.
+// thread prices (docs/cost.md), serving the same query API as the processor. No Kafka and no
+// MongoDB, so a newcomer sees the whole pipeline move with one command.
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>

@@ -75,9 +75,9 @@ void write_cost(JsonWriter& json, const std::optional<double>& amortized,
 int reprice(const RepriceOptions& options) {
   Config config;
   try {
-    config = load_config({.file = options.config_file, .role = options.role,
-                          .overrides = options.overrides},
-                         role_catalog());
+    config = load_config(
+        {.file = options.config_file, .role = options.role, .overrides = options.overrides},
+        role_catalog());
   } catch (const ConfigError& e) {
     log_config_problems(e);
     return kExitConfig;
@@ -94,7 +94,8 @@ int reprice(const RepriceOptions& options) {
 
     std::unique_ptr<processor::Store> store;
     if (role == "all") {
-      const auto path = std::filesystem::path(config.str("embedded.data_dir")) / "telemetryd.sqlite3";
+      const auto path =
+          std::filesystem::path(config.str("embedded.data_dir")) / "telemetryd.sqlite3";
       // Never create an empty database here: a wrong data_dir must say so.
       if (!std::filesystem::exists(path)) throw StartupError(path.string() + ": no such database");
       store = std::make_unique<sqlite::SqliteStore>(path.string());
@@ -108,8 +109,7 @@ int reprice(const RepriceOptions& options) {
     cost::PriceCatalog prices = processor::price_catalog_from(config, section);
     // A database last written by an older release lacks the cost tables: create them (and
     // nothing else) as the daemon would.
-    if (Result<bool> prepared =
-            store->prepare(processor::catalog_from(config, section, prices));
+    if (Result<bool> prepared = store->prepare(processor::catalog_from(config, section, prices));
         !prepared) {
       std::cerr << "reprice: cannot prepare the store: " << prepared.error().message << "\n";
       return kExitStartup;

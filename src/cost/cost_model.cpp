@@ -81,7 +81,7 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
   });
   std::map<std::string, GpuWindow> gpus;  // only GPUs with a sample inside the window
   std::map<std::string, std::vector<const GpuSampleRow*>> by_gpu;  // baselines too
-  std::map<std::string, std::set<std::string>> host_gpus;  // host -> GPUs sampled inside
+  std::map<std::string, std::set<std::string>> host_gpus;          // host -> GPUs sampled inside
   for (const GpuSampleRow* s : rows) {
     by_gpu[s->gpu_uuid].push_back(s);
     if (s->time_ms < start) continue;
@@ -133,8 +133,8 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
     c.window_start_ms = start;
     c.window_s = window_s;
     c.basis = output_only ? "output" : "input+output";
-    c.tokens = std::max<std::int64_t>(0, output_only ? u.output_tokens
-                                                      : u.input_tokens + u.output_tokens);
+    c.tokens =
+        std::max<std::int64_t>(0, output_only ? u.output_tokens : u.input_tokens + u.output_tokens);
     c.energy_price_usd_per_kwh = settings.energy_price_usd_per_kwh;
     std::set<std::string> set;
     if (!u.gpu_uuids.empty()) {
@@ -207,8 +207,8 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
       }
     }
     if (present > 0) {
-      c.tokens_in_window = static_cast<std::int64_t>(
-          std::llround(tokens_in_window / static_cast<double>(present)));
+      c.tokens_in_window =
+          static_cast<std::int64_t>(std::llround(tokens_in_window / static_cast<double>(present)));
     }
     for (const auto& name : names) {
       if (!c.gpu_model.empty()) c.gpu_model += '+';
@@ -255,8 +255,8 @@ std::string cost_block_json(const UsageCost& c) {
       .key("window_s")
       .value(c.window_s)
       .key("window_start")
-      .value(rfc3339_utc(std::chrono::system_clock::time_point(
-          std::chrono::milliseconds(c.window_start_ms))))
+      .value(rfc3339_utc(
+          std::chrono::system_clock::time_point(std::chrono::milliseconds(c.window_start_ms))))
       .key("tokens")
       .value(c.tokens)
       .key("tokens_in_window")
@@ -297,7 +297,8 @@ bool cost_changed(const StoredCost& stored, const UsageCost& priced) {
   return differs(stored.amortized_usd, priced.amortized_usd) ||
          differs(stored.utilization_usd, priced.utilization_usd) ||
          differs(stored.energy_usd, priced.energy_usd) ||
-         differs(stored.gpu_seconds, priced.gpu_seconds) || differs(stored.energy_j, priced.energy_j);
+         differs(stored.gpu_seconds, priced.gpu_seconds) ||
+         differs(stored.energy_j, priced.energy_j);
 }
 
 }  // namespace telemetryd::cost

@@ -94,7 +94,7 @@ struct UsageCost {
   std::int64_t tokens_in_window = 0;
   std::string placement;  // gpu_uuids, host, deployment, configured, or none
   std::vector<std::string> gpus;
-  std::string gpu_model;  // short names of the priced models, sorted, '+'-joined
+  std::string gpu_model;          // short names of the priced models, sorted, '+'-joined
   double price_per_hour_usd = 0;  // summed over the GPUs
   double energy_price_usd_per_kwh = 0;
   std::optional<double> gpu_seconds;  // utilisation-weighted, this event's share

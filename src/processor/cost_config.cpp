@@ -107,13 +107,12 @@ PricerSettings pricer_settings_from(const Config& config, const std::string& sec
   s.model.basis = config.str(p + "basis") == "input+output" ? cost::TokenBasis::kInputOutput
                                                             : cost::TokenBasis::kOutput;
   s.model.energy_price_usd_per_kwh = config.number(p + "energy_price_usd_per_kwh");
-  s.model.placement_ttl_ms =
-      static_cast<std::int64_t>(config.number(p + "placement_ttl_s") * 1000);
+  s.model.placement_ttl_ms = static_cast<std::int64_t>(config.number(p + "placement_ttl_s") * 1000);
   for (const auto& item : config.list(p + "placements")) {
     if (auto placement = parse_placement(item)) s.model.configured.push_back(*placement);
   }
-  s.settle = std::chrono::milliseconds(
-      static_cast<std::int64_t>(config.number(p + "settle_s") * 1000));
+  s.settle =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.number(p + "settle_s") * 1000));
   s.key_by_deployment = config.str(p + "key") == "deployment";
   s.tenant_series = static_cast<std::size_t>(config.integer(p + "tenant_series"));
   s.tenants = config.list(p + "tenants");

@@ -120,7 +120,7 @@ Result<PricedWindow> CostPricer::price(
     if (priced.amortized_usd) {
       auto& [amount, tokens] =
           per_key[settings_.key_by_deployment && !row.deployment.empty() ? row.deployment
-                                                                          : row.model];
+                                                                         : row.model];
       amount += *priced.amortized_usd;
       tokens += priced.tokens;
     }
@@ -161,8 +161,8 @@ Result<PricedWindow> CostPricer::price(
 }
 
 Result<std::size_t> CostPricer::run_once(std::int64_t now) {
-  Result<std::vector<CostWindowMark>> marks = store_.settled_cost_windows(
-      now - settings_.settle.count(), now, settings_.windows_per_round);
+  Result<std::vector<CostWindowMark>> marks =
+      store_.settled_cost_windows(now - settings_.settle.count(), now, settings_.windows_per_round);
   if (!marks) return marks.error();
   std::size_t priced = 0;
   for (CostWindowMark mark : marks.value()) {

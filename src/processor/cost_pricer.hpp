@@ -69,10 +69,9 @@ class CostPricer {
   const PricerSettings& settings() const { return settings_; }
 
  private:
-  Result<PricedWindow> price(std::int64_t start_ms, const std::optional<CostWindowMark>& mark,
-                            bool dry_run,
-                            const std::function<void(const cost::UsageRow&,
-                                                     const cost::UsageCost&)>& on_change);
+  Result<PricedWindow> price(
+      std::int64_t start_ms, const std::optional<CostWindowMark>& mark, bool dry_run,
+      const std::function<void(const cost::UsageRow&, const cost::UsageCost&)>& on_change);
   void count_spend(const std::vector<const cost::UsageRow*>& rows,
                    const std::vector<const cost::UsageCost*>& priced);
   static std::int64_t claim_token();

@@ -52,8 +52,7 @@ ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink
                          .with({})),
       end_to_end_latency_(metrics
                               .histogram("processor_end_to_end_latency_seconds",
-                                         "From event time to stored (duplicates not counted).",
-                                         {},
+                                         "From event time to stored (duplicates not counted).", {},
                                          {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
                               .with({})) {}
 
@@ -196,9 +195,8 @@ Result<bool> ProcessorCore::mark_cost_windows() {
     for (const auto& uuid : e.gpu_uuids) targets.push_back("gpu:" + uuid);
     if (targets.empty() && !e.host.empty()) targets.push_back("host:" + e.host);
     for (auto& target : targets) {
-      auto [it, inserted] =
-          placements.try_emplace({e.deployment, target}, cost::PlacementRow{e.deployment, target,
-                                                                            ms, ms});
+      auto [it, inserted] = placements.try_emplace(
+          {e.deployment, target}, cost::PlacementRow{e.deployment, target, ms, ms});
       it->second.first_seen_ms = std::min(it->second.first_seen_ms, ms);
       it->second.last_seen_ms = std::max(it->second.last_seen_ms, ms);
     }
@@ -214,13 +212,11 @@ Result<bool> ProcessorCore::mark_cost_windows() {
   if (starts.empty()) return true;
   static thread_local std::mt19937_64 random{std::random_device{}()};
   const std::int64_t nonce = static_cast<std::int64_t>(random() >> 1);
-  const std::int64_t now =
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count();
-  if (Result<bool> r =
-          store_.mark_cost_windows(std::vector<std::int64_t>(starts.begin(), starts.end()), now,
-                                   nonce);
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  if (Result<bool> r = store_.mark_cost_windows(
+          std::vector<std::int64_t>(starts.begin(), starts.end()), now, nonce);
       !r) {
     return Error::retryable("marking cost windows: " + r.error().message);
   }

@@ -45,8 +45,8 @@ class ProcessorCore final : public core::BatchStage {
   std::chrono::steady_clock::time_point oldest_pending() const override { return oldest_pending_; }
 
   /// Writes the pending batch. On a retryable error the batch is kept and the next call resumes
-  /// where this one stopped (a written batch is not written again). On success, `done` holds the highest
-  /// offset finished per partition.
+  /// where this one stopped (a written batch is not written again). On success, `done` holds the
+  /// highest offset finished per partition.
   Result<bool> flush(core::DoneOffsets& done) override;
 
   /// Forgets pending messages of partitions this process no longer owns; Kafka redelivers them.

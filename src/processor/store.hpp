@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "cost/cost_model.hpp"
-#include "processor/gpu_catalog.hpp"
 #include "processor/event_decoder.hpp"
+#include "processor/gpu_catalog.hpp"
 #include "processor/gpu_series.hpp"
 #include "telemetryd/result.hpp"
 

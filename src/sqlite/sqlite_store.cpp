@@ -613,8 +613,8 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
     if (sqlite3_step(update.get()) != SQLITE_DONE) return fail();
   }
   if (clear) {
-    const Statement remove = prepare(
-        "DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2 AND claim_token = ?3");
+    const Statement remove =
+        prepare("DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2 AND claim_token = ?3");
     if (!remove) return fail();
     sqlite3_bind_int64(remove.get(), 1, clear->start_ms);
     sqlite3_bind_int64(remove.get(), 2, clear->nonce);
@@ -677,7 +677,8 @@ Result<std::vector<std::int64_t>> SqliteStore::usage_window_starts(std::int64_t 
   sqlite3_bind_int64(s.get(), 3, window_ms);
   std::vector<std::int64_t> starts;
   int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) starts.push_back(sqlite3_column_int64(s.get(), 0));
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW)
+    starts.push_back(sqlite3_column_int64(s.get(), 0));
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   return starts;
 }

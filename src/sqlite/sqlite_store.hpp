@@ -28,8 +28,9 @@ class SqliteStore final : public processor::Store, public processor::DeadLetterS
   Result<std::string> devices_json() override;
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;
-  Result<std::vector<processor::CostWindowMark>> settled_cost_windows(
-      std::int64_t marked_before_ms, std::int64_t now_ms, std::size_t limit) override;
+  Result<std::vector<processor::CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                                      std::int64_t now_ms,
+                                                                      std::size_t limit) override;
   Result<bool> claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
                                  std::int64_t now_ms, std::int64_t until_ms) override;
   Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,

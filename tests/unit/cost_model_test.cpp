@@ -24,9 +24,8 @@ bool close_to(double a, double b, double relative = 1e-9) {
   return std::abs(a - b) <= relative * std::max({1e-12, std::abs(a), std::abs(b)});
 }
 
-GpuSampleRow sample(const std::string& gpu, const std::string& host, std::int64_t t_s,
-                    double util, std::int64_t energy_mj,
-                    const std::string& model = "NVIDIA H200") {
+GpuSampleRow sample(const std::string& gpu, const std::string& host, std::int64_t t_s, double util,
+                    std::int64_t energy_mj, const std::string& model = "NVIDIA H200") {
   return {gpu, host, model, kStart + t_s * 1000, util, energy_mj};
 }
 
@@ -42,10 +41,10 @@ UsageRow usage(const std::string& id, std::int64_t output_tokens) {
 
 }  // namespace
 
-TEST_CASE("a deployment-only event is priced on all three bases through its placement",
-          "[cost]") {
+TEST_CASE("a deployment-only event is priced on all three bases through its placement", "[cost]") {
   WindowInputs in;
-  in.samples = {sample("GPU-1", "node-1", -5, 40, 1000000), sample("GPU-1", "node-1", 20, 60, 2000000)};
+  in.samples = {sample("GPU-1", "node-1", -5, 40, 1000000),
+                sample("GPU-1", "node-1", 20, 60, 2000000)};
   in.placements = {{"chat", "host:node-1", kStart - 3600000, kStart - 1000}};
   UsageRow known = usage("a", 100);
   known.deployment = "chat";
@@ -76,8 +75,9 @@ TEST_CASE("a deployment-only event is priced on all three bases through its plac
         std::string::npos);
 }
 
-TEST_CASE("a placement serves only its time: first seen before the window, last seen within the ttl",
-          "[cost]") {
+TEST_CASE(
+    "a placement serves only its time: first seen before the window, last seen within the ttl",
+    "[cost]") {
   WindowInputs in;
   in.samples = {sample("GPU-1", "node-1", 10, 50, 1)};
   UsageRow u = usage("a", 10);
@@ -107,8 +107,8 @@ TEST_CASE("models sharing a GPU split its window; nothing is counted twice", "[c
   for (int i = 0; i < 30; ++i) {
     UsageRow u = usage("a" + std::to_string(i), 10 + i);
     u.model = i % 3 == 0 ? "small" : "large";
-    u.gpu_uuids = i % 3 == 0 ? std::vector<std::string>{"GPU-1"}
-                             : std::vector<std::string>{"GPU-1", "GPU-2"};
+    u.gpu_uuids =
+        i % 3 == 0 ? std::vector<std::string>{"GPU-1"} : std::vector<std::string>{"GPU-1", "GPU-2"};
     in.usage.push_back(u);
   }
   const auto result = price_window(kStart, in, Settings{}, PriceCatalog::builtin());
@@ -150,8 +150,8 @@ TEST_CASE("an unpriced GPU makes the basis null with a reason and is reported", 
   CHECK(result.costs[0].utilization_reason == "unpriced_gpu");
   CHECK(result.unpriced_models == std::vector<std::string>{"NVIDIA Mystery 9000"});
   // Priced once the catalog knows it.
-  const auto priced = price_window(kStart, in, Settings{},
-                                   catalog_with({"NVIDIA Mystery 9000=1.5"}, {}));
+  const auto priced =
+      price_window(kStart, in, Settings{}, catalog_with({"NVIDIA Mystery 9000=1.5"}, {}));
   CHECK(priced.costs[0].amortized_usd);
   CHECK(priced.unpriced_models.empty());
 }
@@ -246,8 +246,7 @@ TEST_CASE("docs/cost.md's worked example is what the model computes", "[cost][do
   }
   for (auto p : root["placements"].get_array()) {
     in.placements.push_back({std::string(p["deployment"].get_string().value()),
-                             std::string(p["target"].get_string().value()), start - 1000,
-                             start});
+                             std::string(p["target"].get_string().value()), start - 1000, start});
   }
   for (auto u : root["usage"].get_array()) {
     UsageRow row;
@@ -312,8 +311,7 @@ TEST_CASE("docs/cost.md's worked example is what the model computes", "[cost][do
   CHECK(rows == 4);
 }
 
-TEST_CASE("the price catalog knows current GPUs by NVML's names; overrides are checked",
-          "[cost]") {
+TEST_CASE("the price catalog knows current GPUs by NVML's names; overrides are checked", "[cost]") {
   const PriceCatalog catalog = PriceCatalog::builtin();
   for (const char* model :
        {"NVIDIA H200", "NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA A100-SXM4-40GB",

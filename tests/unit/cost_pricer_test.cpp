@@ -28,8 +28,8 @@ constexpr std::int64_t kStart = 1796126400000;  // 2026-12-01T12:00:00Z, a windo
 constexpr std::int64_t kFarFuture = 4102444800000;
 
 struct TempDir {
-  std::filesystem::path path = std::filesystem::temp_directory_path() /
-                               ("telemetryd-pricer-" + std::to_string(getpid()));
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("telemetryd-pricer-" + std::to_string(getpid()));
   TempDir() { std::filesystem::create_directories(path); }
   ~TempDir() { std::filesystem::remove_all(path); }
 };
@@ -106,7 +106,8 @@ struct Pipeline {
   CostPricer pricer;
   std::int64_t offset = 0;
 
-  explicit Pipeline(const std::string& path, cost::PriceCatalog prices = cost::PriceCatalog::builtin())
+  explicit Pipeline(const std::string& path,
+                    cost::PriceCatalog prices = cost::PriceCatalog::builtin())
       : store(path),
         core(CoreSettings{}, store, store, registry, tenants),
         pricer(PricerSettings{}, store, std::move(prices), registry, tenants) {
@@ -320,8 +321,7 @@ TEST_CASE("two pricers on one store price each window once and count spend once"
   const std::string path = (dir.path / "two.sqlite3").string();
   Pipeline p(path);
   p.feed(workload());
-  CostPricer other(PricerSettings{}, p.store, cost::PriceCatalog::builtin(), p.registry,
-                   p.tenants);
+  CostPricer other(PricerSettings{}, p.store, cost::PriceCatalog::builtin(), p.registry, p.tenants);
   std::size_t windows = 0;
   for (int round = 0; round < 100; ++round) {
     const auto a = p.pricer.run_once(kFarFuture);
@@ -384,8 +384,9 @@ TEST_CASE("telemetryd reprice: unchanged data changes nothing, --dry-run writes 
   auto unchanged = test_support::run_command(base);
   INFO(unchanged.output);
   CHECK(unchanged.status == 0);
-  CHECK(unchanged.output.find("{\"windows\":3,\"documents\":200,\"changed\":0,\"dry_run\":false}") !=
-        std::string::npos);
+  CHECK(
+      unchanged.output.find("{\"windows\":3,\"documents\":200,\"changed\":0,\"dry_run\":false}") !=
+      std::string::npos);
 
   const std::string prices = (dir.path / "prices.txt").string();
   std::ofstream(prices) << "# cheaper H200s\nNVIDIA H200=1.00\n";

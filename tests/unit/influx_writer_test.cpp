@@ -132,8 +132,7 @@ TEST_CASE(
   const std::string t = "token_usage,model=m,tenant_id=t event_id=\"x\" ";
   const std::string u = "token_usage,model=m,tenant_id=u event_id=\"x\" ";
   SlotTracker slots;
-  std::vector<telemetryd::processor::StoredEvent> batch{
-      {&a}, {&b}, {&c}, {&a}};
+  std::vector<telemetryd::processor::StoredEvent> batch{{&a}, {&b}, {&c}, {&a}};
   std::vector<std::string> lines{t + "1000\n", t + "1000\n", u + "1000\n", t + "1000\n"};
   slots.assign({0, 1, 2, 3}, batch, lines);
   CHECK(lines[0] == t + "1000\n");  // first come keeps its slot

@@ -152,8 +152,9 @@ TEST_CASE("stored usage documents carry the cost block once their window is pric
   const std::string text = registry.expose();
   CHECK(text.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
         std::string::npos);
-  CHECK(text.find("processor_cost_usd_total{model=\"llama-3.1-8b-instruct\",basis=\"amortized\"}") !=
-        std::string::npos);
+  CHECK(
+      text.find("processor_cost_usd_total{model=\"llama-3.1-8b-instruct\",basis=\"amortized\"}") !=
+      std::string::npos);
 }
 
 namespace {
