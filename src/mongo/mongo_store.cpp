@@ -439,6 +439,8 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   BsonPtr priced_match(bson_copy(match.get()));
   BSON_APPEND_DOCUMENT(priced_match.get(), "cost.amortized_usd",
                        BsonPtr(BCON_NEW("$type", BCON_UTF8("number"))).get());
+  // cost_usd sums amount_usd, as SQLite sums its amount_usd column: equal to amortized_usd in a
+  // block written now, and the only one in the blocks of the previous release.
   // One $group per sum: FerretDB 1.24 answers 0 for every accumulator after the first one of a
   // $group (seen on the test server: requests {$sum: 1} right, then input_tokens
   // {$sum: "$usage.input_tokens"} 0). One-accumulator groups are right on both servers.
@@ -452,7 +454,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
       {"requests", nullptr, true, match.get()},
       {"input_tokens", "$usage.input_tokens", true, match.get()},
       {"output_tokens", "$usage.output_tokens", true, match.get()},
-      {"cost_usd", "$cost.amortized_usd", false, match.get()},
+      {"cost_usd", "$cost.amount_usd", false, match.get()},
       {"cost_utilization_usd", "$cost.utilization_usd", false, match.get()},
       {"cost_energy_usd", "$cost.energy_usd", false, match.get()},
       {"gpu_seconds", "$cost.gpu_seconds", false, match.get()},
@@ -668,12 +670,24 @@ Result<bool> MongoStore::mark_cost_windows(const std::vector<std::int64_t>& star
   return result;
 }
 
+namespace {
+
+// Not claimed, or claimed with a lease that ended before now_ms. $or and $exists work on
+// FerretDB 1.24 as on MongoDB.
+BsonPtr unclaimed_since(std::int64_t now_ms) {
+  return BsonPtr(BCON_NEW("$or", "[", "{", "claim_until", "{", "$exists", BCON_BOOL(false), "}",
+                          "}", "{", "claim_until", "{", "$lt", BCON_INT64(now_ms), "}", "}", "]"));
+}
+
+}  // namespace
+
 Result<std::vector<processor::CostWindowMark>> MongoStore::settled_cost_windows(
-    std::int64_t marked_before_ms, std::int64_t /*now_ms*/, std::size_t limit) {
+    std::int64_t marked_before_ms, std::int64_t now_ms, std::size_t limit) {
   std::vector<processor::CostWindowMark> marks;
   if (limit == 0) return marks;  // a find's limit 0 means none
   Client client(pool_);
   BsonPtr filter(BCON_NEW("marked_at", "{", "$lte", BCON_INT64(marked_before_ms), "}"));
+  bson_concat(filter.get(), unclaimed_since(now_ms).get());
   BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "limit",
                         BCON_INT64(static_cast<std::int64_t>(limit))));
   Result<bool> read = find_each(client.get(), settings_.database, "cost_windows", filter.get(),
@@ -681,10 +695,40 @@ Result<std::vector<processor::CostWindowMark>> MongoStore::settled_cost_windows(
                                   const auto start = int64_at(doc, "_id");
                                   if (!start) return;
                                   marks.push_back({*start, int64_at(doc, "marked_at").value_or(0),
-                                                   int64_at(doc, "nonce").value_or(0)});
+                                                   int64_at(doc, "nonce").value_or(0),
+                                                   int64_at(doc, "claim_token").value_or(0)});
                                 });
   if (!read) return read.error();
   return marks;
+}
+
+Result<bool> MongoStore::claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
+                                           std::int64_t now_ms, std::int64_t until_ms) {
+  Client client(pool_);
+  BsonPtr filter(BCON_NEW("_id", BCON_INT64(mark.start_ms), "nonce", BCON_INT64(mark.nonce)));
+  bson_concat(filter.get(), unclaimed_since(now_ms).get());
+  const BsonPtr update(BCON_NEW("$set", "{", "claim_token", BCON_INT64(token), "claim_until",
+                                BCON_INT64(until_ms), "}"));
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "cost_windows");
+  bson_t reply;
+  bson_error_t error;
+  const bool ok =
+      mongoc_collection_update_one(collection, filter.get(), update.get(), nullptr, &reply, &error);
+  mongoc_collection_destroy(collection);
+  const bool concern_failed = ok && has_write_concern_error(&reply);
+  const std::int64_t matched = ok ? int64_at(&reply, "matchedCount").value_or(0) : 0;
+  bson_destroy(&reply);
+  if (!ok) return classify(error);
+  // Claimed but not durably: another pricer may claim it after a failover, so not ours.
+  if (concern_failed) return Error::retryable("write concern not satisfied claiming a window");
+  if (matched != 1) return false;  // another pricer holds it, or the mark changed or is gone
+  // MongoDB applies the filter and the $set atomically: one of two claimers matches. FerretDB
+  // 1.24 reads the document, then replaces it, so two claimers at once can both match (reading
+  // the token back does not tell them apart): write_costs then lets only the one whose token
+  // is stored write.
+  mark.claim_token = token;
+  return true;
 }
 
 // Three reads: the window's usage documents, the GPU samples from a lookback before it (each
@@ -729,6 +773,8 @@ Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
                   row.stored.amortized_usd = double_at(doc, "cost.amortized_usd");
                   row.stored.utilization_usd = double_at(doc, "cost.utilization_usd");
                   row.stored.energy_usd = double_at(doc, "cost.energy_usd");
+                  row.stored.gpu_seconds = double_at(doc, "cost.gpu_seconds");
+                  row.stored.energy_j = double_at(doc, "cost.energy_j");
                   inputs.usage.push_back(std::move(row));
                 });
   if (!read) return read.error();
@@ -774,69 +820,154 @@ Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
   return inputs;
 }
 
+namespace {
+
+// The update of a cost block refused for what it is, not for the moment: retrying it cannot help.
+bool permanent_write_error(std::int64_t code) {
+  static constexpr std::int64_t kCodes[] = {
+      2,      // BadValue
+      9,      // FailedToParse
+      14,     // TypeMismatch
+      52,     // DollarPrefixedFieldName
+      56,     // EmptyFieldName
+      57,     // DottedFieldName
+      121,    // DocumentValidationFailure
+      10334,  // BSONObjectTooLarge
+      17419,  // the document grew past the size limit
+  };
+  return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
+}
+
+// One unordered bulk of update_one by _id, none an upsert (a usage document the TTL removed
+// meanwhile stays removed). Every update must be applied: FerretDB 1.24 ends an unordered update
+// batch at its first write error, so a write error fails the whole call (retryable unless the
+// update itself is refused), and fewer matches than updates fail it unless the documents not
+// matched are gone.
+Result<bool> update_cost_blocks(mongoc_collection_t* collection,
+                                const std::vector<cost::UsageCost>& costs) {
+  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
+  mongoc_bulk_operation_t* bulk =
+      mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
+  for (const auto& c : costs) {
+    const std::string json = cost::cost_block_json(c);
+    bson_error_t error;
+    const BsonPtr block(bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
+                                           static_cast<ssize_t>(json.size()), &error));
+    if (!block) {
+      mongoc_bulk_operation_destroy(bulk);
+      return Error::permanent("cost block not convertible to BSON: " + std::string(error.message));
+    }
+    const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(c.id.c_str())));
+    BsonPtr update(bson_new());
+    bson_t set;
+    BSON_APPEND_DOCUMENT_BEGIN(update.get(), "$set", &set);
+    BSON_APPEND_DOCUMENT(&set, "cost", block.get());
+    bson_append_document_end(update.get(), &set);
+    if (!mongoc_bulk_operation_update_one_with_opts(bulk, selector.get(), update.get(), nullptr,
+                                                    &error)) {
+      mongoc_bulk_operation_destroy(bulk);
+      return Error::permanent(error.message);  // a malformed update: a bug, not the server
+    }
+  }
+  bson_t reply;
+  bson_error_t error;
+  const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+  mongoc_bulk_operation_destroy(bulk);
+  const std::vector<WriteError> errors = write_errors(&reply);
+  const bool concern_failed = has_write_concern_error(&reply);
+  const std::int64_t matched = int64_at(&reply, "nMatched").value_or(0);
+  bson_destroy(&reply);
+  if (!errors.empty()) {
+    const WriteError& first = errors.front();
+    const std::string message = std::to_string(errors.size()) + " of " +
+                                std::to_string(costs.size()) +
+                                " cost updates failed, the first with code " +
+                                std::to_string(first.code) + ": " + first.message;
+    return permanent_write_error(first.code) ? Error::permanent(message)
+                                             : Error::retryable(message);
+  }
+  if (concern_failed)
+    return Error::retryable("write concern not satisfied: " + std::string(error.message));
+  if (!ok) return classify(error);
+  if (matched >= static_cast<std::int64_t>(costs.size())) return true;
+  // Fewer matches: the documents not matched must be gone (the TTL), else an update was lost.
+  BsonPtr filter(bson_new());
+  bson_t id, in;
+  BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &id);
+  BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+  std::set<std::string> ids;
+  for (const auto& c : costs) {
+    if (!ids.insert(c.id).second) continue;
+    const std::string key = std::to_string(ids.size() - 1);
+    BSON_APPEND_UTF8(&in, key.c_str(), c.id.c_str());
+  }
+  bson_append_array_end(&id, &in);
+  bson_append_document_end(filter.get(), &id);
+  const std::int64_t present = mongoc_collection_count_documents(collection, filter.get(), nullptr,
+                                                                 nullptr, nullptr, &error);
+  if (present < 0) return classify(error);
+  if (present > matched) {
+    return Error::retryable(std::to_string(present - matched) + " of " +
+                            std::to_string(costs.size()) + " cost updates not applied");
+  }
+  return true;
+}
+
+}  // namespace
+
 Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
                                      const std::optional<processor::CostWindowMark>& clear) {
   Client client(pool_);
+  mongoc_collection_t* windows =
+      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "cost_windows");
+  const auto done = [&](Result<bool> result) {
+    mongoc_collection_destroy(windows);
+    return result;
+  };
+  if (clear) {
+    // Only while the claim is ours: a pricer whose lease ran out and was taken over writes
+    // nothing (the one that took it prices the window whole).
+    const BsonPtr claimed(BCON_NEW("_id", BCON_INT64(clear->start_ms), "claim_token",
+                                   BCON_INT64(clear->claim_token)));
+    bson_error_t error;
+    const std::int64_t held = mongoc_collection_count_documents(windows, claimed.get(), nullptr,
+                                                                nullptr, nullptr, &error);
+    if (held < 0) return done(classify(error));
+    if (held == 0) return done(false);
+  }
   if (!costs.empty()) {
-    mongoc_collection_t* collection =
+    mongoc_collection_t* usage =
         mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
-    const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
-    mongoc_bulk_operation_t* bulk =
-        mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
-    Result<bool> result = true;
-    for (const auto& c : costs) {
-      const std::string json = cost::cost_block_json(c);
-      bson_error_t error;
-      const BsonPtr block(bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
-                                             static_cast<ssize_t>(json.size()), &error));
-      if (!block) {
-        result =
-            Error::permanent("cost block not convertible to BSON: " + std::string(error.message));
-        break;
-      }
-      const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(c.id.c_str())));
-      BsonPtr update(bson_new());
-      bson_t set;
-      BSON_APPEND_DOCUMENT_BEGIN(update.get(), "$set", &set);
-      BSON_APPEND_DOCUMENT(&set, "cost", block.get());
-      bson_append_document_end(update.get(), &set);
-      // No upsert: a usage document the TTL removed meanwhile stays removed.
-      if (!mongoc_bulk_operation_update_one_with_opts(bulk, selector.get(), update.get(), nullptr,
-                                                      &error)) {
-        result = Error::permanent(error.message);
-        break;
-      }
-    }
-    if (result) {
-      bson_t reply;
-      bson_error_t error;
-      const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
-      const bool concern_failed = has_write_concern_error(&reply);
-      bson_destroy(&reply);
-      if (concern_failed) {
-        result = Error::retryable("write concern not satisfied: " + std::string(error.message));
-      } else if (!ok) {
-        result = classify(error);
-      }
-    }
-    mongoc_bulk_operation_destroy(bulk);
-    mongoc_collection_destroy(collection);
-    if (!result) return result;
+    Result<bool> updated = update_cost_blocks(usage, costs);
+    mongoc_collection_destroy(usage);
+    if (!updated) return done(updated);
   }
   if (clear) {
     // Only the mark that was read: one set again while the window was priced has another nonce
-    // and stays, so the events stored meanwhile are priced on the next pass.
-    mongoc_collection_t* collection =
-        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "cost_windows");
-    const BsonPtr selector(
-        BCON_NEW("_id", BCON_INT64(clear->start_ms), "nonce", BCON_INT64(clear->nonce)));
+    // and stays, its claim released so that the events stored meanwhile are priced on the next
+    // pass (claim_token stays, claim_until 0 is in the past).
+    const BsonPtr selector(BCON_NEW("_id", BCON_INT64(clear->start_ms), "nonce",
+                                    BCON_INT64(clear->nonce), "claim_token",
+                                    BCON_INT64(clear->claim_token)));
+    bson_t reply;
     bson_error_t error;
-    const bool ok =
-        mongoc_collection_delete_one(collection, selector.get(), nullptr, nullptr, &error);
-    mongoc_collection_destroy(collection);
-    if (!ok) return classify(error);
+    if (!mongoc_collection_delete_one(windows, selector.get(), nullptr, &reply, &error)) {
+      bson_destroy(&reply);
+      return done(classify(error));
+    }
+    const std::int64_t deleted = int64_at(&reply, "deletedCount").value_or(0);
+    bson_destroy(&reply);
+    if (deleted == 0) {
+      const BsonPtr ours(BCON_NEW("_id", BCON_INT64(clear->start_ms), "claim_token",
+                                  BCON_INT64(clear->claim_token)));
+      const BsonPtr release(BCON_NEW("$set", "{", "claim_until", BCON_INT64(0), "}"));
+      if (!mongoc_collection_update_one(windows, ours.get(), release.get(), nullptr, nullptr,
+                                        &error)) {
+        return done(classify(error));
+      }
+    }
   }
-  return true;
+  return done(true);
 }
 
 Result<bool> MongoStore::upsert_placements(const std::vector<cost::PlacementRow>& placements) {

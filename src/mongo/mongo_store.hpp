@@ -2,8 +2,9 @@
 // The processor's MongoDB store (libmongoc, pooled): gpu_metrics, token_usage and gpus with the
 // event id as _id, unordered bulk inserts in which a duplicate key counts as already stored.
 // Cost (docs/cost.md): cost_windows holds the marks of windows to price ({_id: window start ms,
-// marked_at, nonce}), placements the learned deployment -> GPU/host targets, and the priced
-// block is written back as `cost` on each token_usage document.
+// marked_at, nonce}, and claim_token and claim_until once a pricer claimed one), placements the
+// learned deployment -> GPU/host targets, and the priced block is written back as `cost` on each
+// token_usage document.
 
 #include <mongoc/mongoc.h>
 
@@ -45,6 +46,8 @@ class MongoStore final : public processor::Store {
   Result<std::vector<processor::CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
                                                                       std::int64_t now_ms,
                                                                       std::size_t limit) override;
+  Result<bool> claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
+                                 std::int64_t now_ms, std::int64_t until_ms) override;
   Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
                                                 std::int64_t lookback_ms) override;
   Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,

@@ -122,6 +122,26 @@ std::map<std::string, UsageTotals> parse_usage(const std::string& json) {
   return rows;
 }
 
+// Removes a field of one document, as a document written by an earlier release lacks it.
+void unset_field(const std::string& uri, const std::string& database, const char* collection_name,
+                 const std::string& id, const char* field) {
+  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  REQUIRE(client != nullptr);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client, database.c_str(), collection_name);
+  bson_t* selector = BCON_NEW("_id", BCON_UTF8(id.c_str()));
+  bson_t* update = BCON_NEW("$unset", "{", field, BCON_INT32(1), "}");
+  bson_error_t error;
+  const bool ok =
+      mongoc_collection_update_one(collection, selector, update, nullptr, nullptr, &error);
+  bson_destroy(update);
+  bson_destroy(selector);
+  mongoc_collection_destroy(collection);
+  mongoc_client_destroy(client);
+  INFO(error.message);
+  REQUIRE(ok);
+}
+
 const std::vector<std::string> kUsageKeys{"_id",
                                           "requests",
                                           "input_tokens",
@@ -145,38 +165,205 @@ TEST_CASE("MongoStore cost windows: marks settle by age and clear only with thei
   REQUIRE(store.mark_cost_windows({kS + 3 * kW}, 2000, 1));
   REQUIRE(store.mark_cost_windows({}, 2000, 1));
 
-  auto settled = store.settled_cost_windows(1500, 10);
+  auto settled = store.settled_cost_windows(1500, 1500, 10);
   REQUIRE(settled);
   REQUIRE(settled.value().size() == 3);
   for (std::size_t i = 0; i < 3; ++i) {
     CHECK(settled.value()[i].start_ms == kS + static_cast<std::int64_t>(i) * kW);
     CHECK(settled.value()[i].marked_at_ms == 1000);
     CHECK(settled.value()[i].nonce == 1);
+    CHECK(settled.value()[i].claim_token == 0);
   }
-  settled = store.settled_cost_windows(5000, 2);
+  settled = store.settled_cost_windows(5000, 5000, 2);
   REQUIRE(settled);
   REQUIRE(settled.value().size() == 2);
   CHECK(settled.value()[0].start_ms == kS);
   CHECK(settled.value()[1].start_ms == kS + kW);
-  CHECK(store.settled_cost_windows(999, 10).value().empty());
-  CHECK(store.settled_cost_windows(5000, 0).value().empty());
+  CHECK(store.settled_cost_windows(999, 5000, 10).value().empty());
+  CHECK(store.settled_cost_windows(5000, 5000, 0).value().empty());
 
-  // Events stored while S + W is priced mark it again, with a new nonce.
+  // An unclaimed mark is not cleared: nothing is written for it.
+  CHECK_FALSE(store.write_costs({}, CostWindowMark{kS, 1000, 1}).value());
+  CostWindowMark first = settled.value()[0], second = settled.value()[1];
+  REQUIRE(store.claim_cost_window(first, 7, 5000, 65000).value());
+  REQUIRE(store.claim_cost_window(second, 7, 5000, 65000).value());
+  CHECK(first.claim_token == 7);
+  // Claimed marks are not settled while their lease runs.
+  CHECK(store.settled_cost_windows(5000, 6000, 10).value().size() == 2);
+  // Events stored while S + W is priced mark it again, with a new nonce, keeping the claim.
   REQUIRE(store.mark_cost_windows({kS + kW}, 3000, 2));
-  REQUIRE(store.write_costs({}, CostWindowMark{kS, 1000, 1}));
-  REQUIRE(store.write_costs({}, CostWindowMark{kS + kW, 1000, 1}));
-  settled = store.settled_cost_windows(5000, 10);
+  CHECK(store.settled_cost_windows(5000, 6000, 10).value().size() == 2);
+  REQUIRE(store.write_costs({}, first).value());
+  REQUIRE(store.write_costs({}, second).value());  // kept, its claim released
+  settled = store.settled_cost_windows(5000, 6000, 10);
   REQUIRE(settled);
   REQUIRE(settled.value().size() == 3);
   CHECK(settled.value()[0].start_ms == kS + kW);
   CHECK(settled.value()[0].marked_at_ms == 3000);
   CHECK(settled.value()[0].nonce == 2);
+  CHECK(settled.value()[0].claim_token == 7);  // the released claim's token stays
   CHECK(settled.value()[1].start_ms == kS + 2 * kW);
   CHECK(settled.value()[2].start_ms == kS + 3 * kW);
-  CHECK(store.settled_cost_windows(2500, 10).value().size() == 2);
+  CHECK(store.settled_cost_windows(2500, 6000, 10).value().size() == 2);
 
-  REQUIRE(store.write_costs({}, CostWindowMark{kS + kW, 3000, 2}));
-  CHECK(store.settled_cost_windows(5000, 10).value().size() == 2);
+  CostWindowMark again = settled.value()[0];
+  REQUIRE(store.claim_cost_window(again, 8, 6000, 66000).value());
+  REQUIRE(store.write_costs({}, again).value());
+  CHECK(store.settled_cost_windows(5000, 6000, 10).value().size() == 2);
+}
+
+TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pricer writes nothing",
+          "[cost][itest]") {
+  TestDatabase db;
+  mongo::MongoStore store(db.settings());
+  mongo::MongoStore other(db.settings());
+  REQUIRE(store.prepare(GpuCatalog{}));
+
+  const auto events = decode_all({
+      usage_json_event(11, kS + 5000, "m1", "t1", 10, 30, R"("deployment":"d1")"),
+      usage_json_event(12, kS + kW + 5000, "m1", "t1", 10, 60, R"("deployment":"d1")"),
+  });
+  REQUIRE(store.write(batch_of(events)));
+  // A cost of each document, first written unconditionally (reprice).
+  const auto cost_of = [](const std::string& id, std::int64_t start, double usd) {
+    cost::UsageCost c;
+    c.id = id;
+    c.window_start_ms = start;
+    c.window_s = 60;
+    c.basis = "output";
+    c.tokens = 30;
+    c.tokens_in_window = 30;
+    c.placement = "configured";
+    c.gpus = {"GPU-A"};
+    c.gpu_model = "H100";
+    c.price_per_hour_usd = 2.49;
+    c.energy_price_usd_per_kwh = 0.12;
+    c.gpu_seconds = 12;
+    c.energy_j = 3000;
+    c.amortized_usd = usd;
+    c.utilization_usd = usd / 2;
+    c.energy_usd = usd / 4;
+    return c;
+  };
+  REQUIRE(store.write_costs({cost_of(event_id(11), kS, 1.0)}, std::nullopt).value());
+  const auto stored_usd = [&](std::int64_t start) {
+    auto inputs = store.cost_window_inputs(start, start + kW, 0);
+    REQUIRE(inputs);
+    REQUIRE(inputs.value().usage.size() == 1);
+    return inputs.value().usage[0].stored.amortized_usd;
+  };
+  CHECK(stored_usd(kS) == 1.0);
+
+  // (a) Two pricers read the same mark: the first claim wins, the second gets false, until the
+  // lease ends (claim_until < now).
+  REQUIRE(store.mark_cost_windows({kS}, 1000, 1));
+  auto settled = store.settled_cost_windows(1000, 2000, 10);
+  REQUIRE(settled);
+  REQUIRE(settled.value().size() == 1);
+  CostWindowMark mine = settled.value()[0], theirs = settled.value()[0];
+  auto claimed = store.claim_cost_window(mine, 11, 2000, 62000);
+  REQUIRE(claimed);
+  CHECK(claimed.value());
+  CHECK(mine.claim_token == 11);
+  claimed = other.claim_cost_window(theirs, 12, 2000, 62000);
+  REQUIRE(claimed);
+  CHECK_FALSE(claimed.value());
+  CHECK(theirs.claim_token == 0);
+  CHECK_FALSE(other.claim_cost_window(theirs, 12, 62000, 122000).value());  // lease until 62000
+  // A mark read before a re-mark (another nonce) cannot be claimed.
+  CostWindowMark stale = theirs;
+  stale.nonce = 99;
+  CHECK_FALSE(other.claim_cost_window(stale, 12, 62001, 122001).value());
+  CHECK_FALSE(stale.claim_token == 12);
+
+  // (d) Not settled while a lease runs past now; settled again once it ended, with its token.
+  CHECK(store.settled_cost_windows(1000, 62000, 10).value().empty());
+  settled = store.settled_cost_windows(1000, 62001, 10);
+  REQUIRE(settled.value().size() == 1);
+  CHECK(settled.value()[0].claim_token == 11);
+
+  // The lease ended: another pricer takes it over.
+  claimed = other.claim_cost_window(theirs, 12, 62001, 122001);
+  REQUIRE(claimed);
+  CHECK(claimed.value());
+  CHECK(theirs.claim_token == 12);
+  CHECK(store.settled_cost_windows(1000, 122001, 10).value().empty());
+
+  // (b) The pricer whose lease was taken over writes nothing and is told so.
+  auto written = store.write_costs({cost_of(event_id(11), kS, 2.0)}, mine);
+  REQUIRE(written);
+  CHECK_FALSE(written.value());
+  CHECK(stored_usd(kS) == 1.0);
+  CHECK(store.settled_cost_windows(1000, 122002, 10).value().size() == 1);  // still marked
+  // The one holding it writes and clears the mark.
+  written = other.write_costs({cost_of(event_id(11), kS, 3.0)}, theirs);
+  REQUIRE(written);
+  CHECK(written.value());
+  CHECK(stored_usd(kS) == 3.0);
+  CHECK(store.settled_cost_windows(1000, 122002, 10).value().empty());
+  CHECK(test_support::count_documents(db.uri, db.name, "cost_windows") == 0);
+
+  // (c) Events stored while the window is priced: the costs are written, the new mark stays
+  // with its claim released (claim_until 0; claim_token stays the releasing pricer's), and it
+  // is settled and claimable at once, not after the lease.
+  REQUIRE(store.mark_cost_windows({kS + kW}, 2000, 5));
+  CostWindowMark pricing{kS + kW, 2000, 5};
+  REQUIRE(store.claim_cost_window(pricing, 21, 3000, 63000).value());
+  REQUIRE(other.mark_cost_windows({kS + kW}, 4000, 6));
+  CHECK(store.settled_cost_windows(5000, 4000, 10).value().empty());  // the claim holds
+  written = store.write_costs({cost_of(event_id(12), kS + kW, 4.0)}, pricing);
+  REQUIRE(written);
+  CHECK(written.value());
+  CHECK(stored_usd(kS + kW) == 4.0);
+  settled = store.settled_cost_windows(5000, 4000, 10);
+  REQUIRE(settled);
+  REQUIRE(settled.value().size() == 1);
+  CHECK(settled.value()[0].start_ms == kS + kW);
+  CHECK(settled.value()[0].marked_at_ms == 4000);
+  CHECK(settled.value()[0].nonce == 6);
+  CHECK(settled.value()[0].claim_token == 21);
+  CostWindowMark next = settled.value()[0];
+  REQUIRE(other.claim_cost_window(next, 22, 4000, 64000).value());
+  REQUIRE(other.write_costs({cost_of(event_id(12), kS + kW, 5.0)}, next).value());
+  CHECK(stored_usd(kS + kW) == 5.0);
+  CHECK(test_support::count_documents(db.uri, db.name, "cost_windows") == 0);
+
+  // A document gone meanwhile (the TTL) is no failure; the others are written.
+  REQUIRE(store
+              .write_costs({cost_of(event_id(99), kS, 6.0), cost_of(event_id(11), kS, 6.0)},
+                           std::nullopt)
+              .value());
+  CHECK(stored_usd(kS) == 6.0);
+}
+
+TEST_CASE("MongoStore claims race: of two concurrent claimers, one writes", "[cost][itest]") {
+  TestDatabase db;
+  mongo::MongoStore store(db.settings());
+  mongo::MongoStore other(db.settings());
+  REQUIRE(store.prepare(GpuCatalog{}));
+  // MongoDB lets one claim win. FerretDB 1.24 applies a filtered update as a read and then a
+  // replacement, so both can win; the stored token then lets exactly one of them write.
+  int both = 0;
+  constexpr int kRounds = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::int64_t start = kS + round * kW;
+    REQUIRE(store.mark_cost_windows({start}, 1000, 1));
+    CostWindowMark a{start, 1000, 1}, b{start, 1000, 1};
+    Result<bool> first = false, second = false;
+    std::thread t([&] { first = store.claim_cost_window(a, 100 + round, 2000, 62000); });
+    second = other.claim_cost_window(b, 200 + round, 2000, 62000);
+    t.join();
+    REQUIRE(first);
+    REQUIRE(second);
+    REQUIRE((first.value() || second.value()));
+    if (first.value() && second.value()) ++both;
+    int wrote = 0;
+    if (first.value()) wrote += store.write_costs({}, a).value() ? 1 : 0;
+    if (second.value()) wrote += other.write_costs({}, b).value() ? 1 : 0;
+    CHECK(wrote == 1);
+  }
+  WARN("both claims matched in " << both << " of " << kRounds << " rounds");
+  CHECK(test_support::count_documents(db.uri, db.name, "cost_windows") == 0);
 }
 
 TEST_CASE("MongoStore prices a window from what write() stored and sums the cost blocks",
@@ -284,6 +471,8 @@ TEST_CASE("MongoStore prices a window from what write() stored and sums the cost
     CHECK(stored.amortized_usd == c.amortized_usd);
     CHECK(stored.utilization_usd == c.utilization_usd);
     CHECK(stored.energy_usd == c.energy_usd);
+    CHECK(stored.gpu_seconds == c.gpu_seconds);
+    CHECK(stored.energy_j == c.energy_j);
     CHECK_FALSE(cost::cost_changed(stored, c));
   }
 
@@ -349,6 +538,18 @@ TEST_CASE("MongoStore prices a window from what write() stored and sums the cost
   REQUIRE(starts);
   CHECK(starts.value() == std::vector<std::int64_t>{kS, kS + kW});
   CHECK(store.usage_window_starts(kS + 2 * kW, kS + 3 * kW, kW).value().empty());
+
+  // A block of the previous release has amount_usd and no amortized_usd: cost_usd sums it.
+  unset_field(db.uri, db.name, "token_usage", event_id(11), "cost.amortized_usd");
+  UsageQuery by_model;
+  by_model.from = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS));
+  by_model.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + kW));
+  const auto old_rows = parse_usage(store.usage_json(by_model).value());
+  const auto expected = expect([](const cost::UsageRow& u) { return u.model; });
+  CHECK(old_rows.at("m1").values.at("cost_usd") ==
+        Approx(expected.at("m1").at("cost_usd")).margin(1e-12));
+  CHECK(old_rows.at("m2").values.at("cost_usd") ==
+        Approx(expected.at("m2").at("cost_usd")).margin(1e-12));
 }
 
 TEST_CASE("MongoStore placements keep the earliest first_seen and the latest last_seen",
