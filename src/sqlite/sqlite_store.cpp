@@ -245,7 +245,8 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
       " AS key, count(*), sum(input_tokens), sum(output_tokens), total(amount_usd), "
       "total(json_extract(doc, '$.cost.utilization_usd')), "
       "total(json_extract(doc, '$.cost.energy_usd')), total(json_extract(doc, "
-      "'$.cost.gpu_seconds')), total(json_extract(doc, '$.cost.energy_j')), count(amount_usd) "
+      "'$.cost.gpu_seconds')), total(json_extract(doc, '$.cost.energy_j')), "
+      "count(json_extract(doc, '$.cost.amortized_usd')) "
       "FROM token_usage WHERE ts >= ?1 AND ts < ?2 GROUP BY key ORDER BY key";
   sqlite3_stmt* raw = nullptr;
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
