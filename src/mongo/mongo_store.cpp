@@ -302,22 +302,19 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
 Result<bool> MongoStore::prepare(const processor::GpuCatalog& catalog) {
   Client client(pool_);
   if (auto indexes = ensure_indexes(client.get()); !indexes) return indexes.error();
+  // Through upsert_all: processors started together on a new database upsert the same entries
+  // at once, and FerretDB answers the loser of each race with E11000, which must not stop it.
+  std::vector<Upsert> ops;
+  for (const auto& entry : catalog.entries()) {
+    ops.push_back(
+        {BsonPtr(BCON_NEW("_id", BCON_UTF8(entry.name.c_str()))),
+         BsonPtr(BCON_NEW("$set", "{", "name", BCON_UTF8(entry.name.c_str()), "model_name",
+                          BCON_UTF8(entry.model_name.c_str()), "price_per_hour_usd",
+                          BCON_DOUBLE(entry.price_per_hour_usd), "}"))});
+  }
   mongoc_collection_t* gpus =
       mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpus");
-  Result<bool> result = true;
-  for (const auto& entry : catalog.entries()) {
-    BsonPtr selector(BCON_NEW("_id", BCON_UTF8(entry.name.c_str())));
-    BsonPtr update(BCON_NEW("$set", "{", "name", BCON_UTF8(entry.name.c_str()), "model_name",
-                            BCON_UTF8(entry.model_name.c_str()), "price_per_hour_usd",
-                            BCON_DOUBLE(entry.price_per_hour_usd), "}"));
-    BsonPtr opts(BCON_NEW("upsert", BCON_BOOL(true)));
-    bson_error_t error;
-    if (!mongoc_collection_update_one(gpus, selector.get(), update.get(), opts.get(), nullptr,
-                                      &error)) {
-      result = classify(error);
-      break;
-    }
-  }
+  Result<bool> result = upsert_all(gpus, ops);
   mongoc_collection_destroy(gpus);
   return result;
 }
