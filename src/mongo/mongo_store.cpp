@@ -119,7 +119,7 @@ struct Upsert {
   BsonPtr update;
 };
 
-// Unordered update_one upserts. Two processors upserting the same new _id at once can both try
+// Unordered upserts, one per _id. Two processors upserting the same new _id at once can both try
 // the insert, and the loser gets E11000 (MongoDB retries that itself for an equality on _id;
 // FerretDB never). Tried again, the upsert finds the document and updates it, so a race never
 // fails the batch. Two things seen on the test server (FerretDB 1.24) shape the retry:
@@ -131,6 +131,14 @@ struct Upsert {
 //   is a retryable error: a conflict, not an answer about the documents.
 constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
 
+// Every update here is an update_many on an _id (so it changes one document at most), never an
+// update_one: FerretDB 1.24 (SQLite backend) keeps the query of an update_one statement open
+// until its whole update command ends, holding one of the database's 100 pooled connections,
+// while each statement's write takes another. A command of about 100 update_one statements, or
+// a few such commands at once (three processors writing costs), then waits forever for a
+// connection that it holds itself, and every later request to that database waits behind it.
+// An update_many statement reads its query to the end, which frees the connection at once.
+
 Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
   const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
   const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
@@ -141,8 +149,8 @@ Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upser
         mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
     bson_error_t error;
     for (std::size_t i = from; i < ops.size(); ++i) {
-      if (!mongoc_bulk_operation_update_one_with_opts(bulk, ops[i].selector.get(),
-                                                      ops[i].update.get(), upsert.get(), &error)) {
+      if (!mongoc_bulk_operation_update_many_with_opts(bulk, ops[i].selector.get(),
+                                                       ops[i].update.get(), upsert.get(), &error)) {
         mongoc_bulk_operation_destroy(bulk);
         return Error::permanent(error.message);  // a malformed update: a bug, not the server
       }
@@ -797,9 +805,10 @@ Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
       BSON_APPEND_DOCUMENT_BEGIN(update.get(), "$set", &set);
       BSON_APPEND_DOCUMENT(&set, "cost", block.get());
       bson_append_document_end(update.get(), &set);
-      // No upsert: a usage document the TTL removed meanwhile stays removed.
-      if (!mongoc_bulk_operation_update_one_with_opts(bulk, selector.get(), update.get(), nullptr,
-                                                      &error)) {
+      // No upsert: a usage document the TTL removed meanwhile stays removed. update_many on
+      // the _id: see upsert_all (FerretDB hangs on a window's worth of update_one).
+      if (!mongoc_bulk_operation_update_many_with_opts(bulk, selector.get(), update.get(), nullptr,
+                                                       &error)) {
         result = Error::permanent(error.message);
         break;
       }
