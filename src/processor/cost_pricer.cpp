@@ -100,7 +100,7 @@ Result<PricedWindow> CostPricer::price(
     if (priced.amortized_usd) {
       auto& [amount, tokens] =
           per_key[settings_.key_by_deployment && !row.deployment.empty() ? row.deployment
-                                                                          : row.model];
+                                                                         : row.model];
       amount += *priced.amortized_usd;
       tokens += priced.tokens;
     }
@@ -133,11 +133,14 @@ Result<PricedWindow> CostPricer::price(
 }
 
 Result<std::size_t> CostPricer::run_once(std::int64_t now) {
-  Result<std::vector<CostWindowMark>> marks = store_.settled_cost_windows(
-      now - settings_.settle.count(), settings_.windows_per_round);
+  Result<std::vector<CostWindowMark>> marks =
+      store_.settled_cost_windows(now - settings_.settle.count(), settings_.windows_per_round);
   if (!marks) return marks.error();
   std::size_t priced = 0;
   for (const CostWindowMark& mark : marks.value()) {
+    // A round can take minutes on a slow store: a stop waits for one window at most. The
+    // windows left keep their marks, for the next start or another processor.
+    if (stop_requested()) break;
     Result<PricedWindow> done = price(mark.start_ms, mark, false, {});
     if (!done) return done.error();
     ++priced;
@@ -161,6 +164,11 @@ Result<RepriceReport> CostPricer::reprice(
     report.changed += priced.value().changed;
   }
   return report;
+}
+
+bool CostPricer::stop_requested() {
+  const std::lock_guard lock(mutex_);
+  return stopping_;
 }
 
 void CostPricer::start() {

@@ -69,13 +69,13 @@ class CostPricer {
   const PricerSettings& settings() const { return settings_; }
 
  private:
-  Result<PricedWindow> price(std::int64_t start_ms, const std::optional<CostWindowMark>& mark,
-                            bool dry_run,
-                            const std::function<void(const cost::UsageRow&,
-                                                     const cost::UsageCost&)>& on_change);
+  Result<PricedWindow> price(
+      std::int64_t start_ms, const std::optional<CostWindowMark>& mark, bool dry_run,
+      const std::function<void(const cost::UsageRow&, const cost::UsageCost&)>& on_change);
   void count_spend(const cost::UsageRow& row, const cost::UsageCost& priced);
   void note_unpriced(const cost::WindowResult& result);
   void run();
+  bool stop_requested();
 
   PricerSettings settings_;
   Store& store_;
