@@ -130,6 +130,10 @@ WindowResult price_window(std::int64_t start, const WindowInputs& inputs, const 
     const UsageRow& u = inputs.usage[i];
     UsageCost c;
     c.id = u.id;
+    c.time_ms = u.time_ms;
+    c.model = u.model;
+    c.tenant_id = u.tenant_id;
+    c.deployment = u.deployment;
     c.window_start_ms = start;
     c.window_s = window_s;
     c.basis = output_only ? "output" : "input+output";

@@ -85,6 +85,11 @@ struct Settings {
 /// The cost block written on one usage document (`cost` in MongoDB and SQLite).
 struct UsageCost {
   std::string id;
+  // The usage document's own fields, for a store that keeps costs beside the documents.
+  std::int64_t time_ms = 0;
+  std::string model;
+  std::string tenant_id;
+  std::string deployment;
   std::int64_t window_start_ms = 0;
   double window_s = 0;
   std::string basis;  // "output" or "input+output"

@@ -41,6 +41,11 @@ struct BsonDeleter {
 };
 using BsonPtr = std::unique_ptr<bson_t, BsonDeleter>;
 
+// Where MongoStore keeps the cost of each usage document (docs/cost.md): one document per usage
+// document, same _id, with its ts, window, model, tenant and deployment and the `cost` block.
+// Beside the usage documents rather than on them: see replace_cost_documents.
+constexpr const char* kCostCollection = "token_usage_costs";
+
 std::int64_t to_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -119,7 +124,7 @@ struct Upsert {
   BsonPtr update;
 };
 
-// Unordered update_one upserts. Two processors upserting the same new _id at once can both try
+// Unordered upserts, one per _id. Two processors upserting the same new _id at once can both try
 // the insert, and the loser gets E11000 (MongoDB retries that itself for an equality on _id;
 // FerretDB never). Tried again, the upsert finds the document and updates it, so a race never
 // fails the batch. Two things seen on the test server (FerretDB 1.24) shape the retry:
@@ -131,6 +136,14 @@ struct Upsert {
 //   is a retryable error: a conflict, not an answer about the documents.
 constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
 
+// Every update here is an update_many on an _id (so it changes one document at most), never an
+// update_one: FerretDB 1.24 (SQLite backend) keeps the query of an update_one statement open
+// until its whole update command ends, holding one of the database's 100 pooled connections,
+// while each statement's write takes another. A command of about 100 update_one statements, or
+// a few such commands at once (three processors writing costs), then waits forever for a
+// connection that it holds itself, and every later request to that database waits behind it.
+// An update_many statement reads its query to the end, which frees the connection at once.
+
 Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
   const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
   const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
@@ -141,8 +154,8 @@ Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upser
         mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
     bson_error_t error;
     for (std::size_t i = from; i < ops.size(); ++i) {
-      if (!mongoc_bulk_operation_update_one_with_opts(bulk, ops[i].selector.get(),
-                                                      ops[i].update.get(), upsert.get(), &error)) {
+      if (!mongoc_bulk_operation_update_many_with_opts(bulk, ops[i].selector.get(),
+                                                       ops[i].update.get(), upsert.get(), &error)) {
         mongoc_bulk_operation_destroy(bulk);
         return Error::permanent(error.message);  // a malformed update: a bug, not the server
       }
@@ -279,7 +292,7 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
   // Descending, so that it never has the TTL index's key: turning a TTL on later would otherwise
   // conflict with it ("index already exists with a different name").
   if (settings_.ttl_days <= 0) {
-    for (const char* collection : {"gpu_metrics", "token_usage"}) {
+    for (const char* collection : {"gpu_metrics", "token_usage", kCostCollection}) {
       indexes.push_back({collection, "ts_desc", BsonPtr(BCON_NEW("ts", BCON_INT32(-1)))});
     }
   }
@@ -290,7 +303,7 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
   }
   if (settings_.ttl_days > 0) {
     const BsonPtr ts(BCON_NEW("ts", BCON_INT32(1)));
-    for (const char* collection : {"gpu_metrics", "token_usage"}) {
+    for (const char* collection : {"gpu_metrics", "token_usage", kCostCollection}) {
       Result<bool> created = create_index(client, settings_.database, collection, "ts_ttl",
                                           ts.get(), settings_.ttl_days * 86400);
       if (!created) return created;
@@ -302,22 +315,19 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
 Result<bool> MongoStore::prepare(const processor::GpuCatalog& catalog) {
   Client client(pool_);
   if (auto indexes = ensure_indexes(client.get()); !indexes) return indexes.error();
+  // Through upsert_all: processors started together on a new database upsert the same entries
+  // at once, and FerretDB answers the loser of each race with E11000, which must not stop it.
+  std::vector<Upsert> ops;
+  for (const auto& entry : catalog.entries()) {
+    ops.push_back(
+        {BsonPtr(BCON_NEW("_id", BCON_UTF8(entry.name.c_str()))),
+         BsonPtr(BCON_NEW("$set", "{", "name", BCON_UTF8(entry.name.c_str()), "model_name",
+                          BCON_UTF8(entry.model_name.c_str()), "price_per_hour_usd",
+                          BCON_DOUBLE(entry.price_per_hour_usd), "}"))});
+  }
   mongoc_collection_t* gpus =
       mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpus");
-  Result<bool> result = true;
-  for (const auto& entry : catalog.entries()) {
-    BsonPtr selector(BCON_NEW("_id", BCON_UTF8(entry.name.c_str())));
-    BsonPtr update(BCON_NEW("$set", "{", "name", BCON_UTF8(entry.name.c_str()), "model_name",
-                            BCON_UTF8(entry.model_name.c_str()), "price_per_hour_usd",
-                            BCON_DOUBLE(entry.price_per_hour_usd), "}"));
-    BsonPtr opts(BCON_NEW("upsert", BCON_BOOL(true)));
-    bson_error_t error;
-    if (!mongoc_collection_update_one(gpus, selector.get(), update.get(), opts.get(), nullptr,
-                                      &error)) {
-      result = classify(error);
-      break;
-    }
-  }
+  Result<bool> result = upsert_all(gpus, ops);
   mongoc_collection_destroy(gpus);
   return result;
 }
@@ -439,8 +449,10 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   BsonPtr priced_match(bson_copy(match.get()));
   BSON_APPEND_DOCUMENT(priced_match.get(), "cost.amortized_usd",
                        BsonPtr(BCON_NEW("$type", BCON_UTF8("number"))).get());
-  // cost_usd sums amount_usd, as SQLite sums its amount_usd column: equal to amortized_usd in a
-  // block written now, and the only one in the blocks of the previous release.
+  // Counts from the usage documents, costs from their cost documents (kCostCollection), both
+  // matched on the usage time and grouped by the same field. cost_usd adds the amount_usd of the
+  // blocks that the previous release wrote on the usage documents themselves (never both: the
+  // cost documents are new).
   // One $group per sum: FerretDB 1.24 answers 0 for every accumulator after the first one of a
   // $group (seen on the test server: requests {$sum: 1} right, then input_tokens
   // {$sum: "$usage.input_tokens"} 0). One-accumulator groups are right on both servers.
@@ -449,21 +461,24 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
     const char* summed;  // nullptr: count the documents
     bool integer;
     const bson_t* match;
+    const char* collection;
+    int slot;  // the output column it adds to
   };
-  const std::array<Column, 9> columns{{
-      {"requests", nullptr, true, match.get()},
-      {"input_tokens", "$usage.input_tokens", true, match.get()},
-      {"output_tokens", "$usage.output_tokens", true, match.get()},
-      {"cost_usd", "$cost.amount_usd", false, match.get()},
-      {"cost_utilization_usd", "$cost.utilization_usd", false, match.get()},
-      {"cost_energy_usd", "$cost.energy_usd", false, match.get()},
-      {"gpu_seconds", "$cost.gpu_seconds", false, match.get()},
-      {"energy_j", "$cost.energy_j", false, match.get()},
-      {"priced_requests", nullptr, true, priced_match.get()},
+  const std::array<Column, 10> columns{{
+      {"requests", nullptr, true, match.get(), "token_usage", 0},
+      {"input_tokens", "$usage.input_tokens", true, match.get(), "token_usage", 1},
+      {"output_tokens", "$usage.output_tokens", true, match.get(), "token_usage", 2},
+      {"cost_usd", "$cost.amortized_usd", false, match.get(), kCostCollection, 3},
+      {"cost_utilization_usd", "$cost.utilization_usd", false, match.get(), kCostCollection, 4},
+      {"cost_energy_usd", "$cost.energy_usd", false, match.get(), kCostCollection, 5},
+      {"gpu_seconds", "$cost.gpu_seconds", false, match.get(), kCostCollection, 6},
+      {"energy_j", "$cost.energy_j", false, match.get(), kCostCollection, 7},
+      {"priced_requests", nullptr, true, priced_match.get(), kCostCollection, 8},
+      {"cost_usd", "$cost.amount_usd", false, match.get(), "token_usage", 3},
   }};
-  std::map<std::string, std::array<double, columns.size()>> rows;
-  for (std::size_t slot = 0; slot < columns.size(); ++slot) {
-    const Column& column = columns[slot];
+  constexpr std::size_t kOutputs = 9;
+  std::map<std::string, std::array<double, kOutputs>> rows;
+  for (const Column& column : columns) {
     BsonPtr pipeline(column.summed == nullptr
                          ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(column.match),
                                     "}", "{", "$group", "{", "_id", BCON_UTF8(group_field), "v",
@@ -472,7 +487,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
                                     "}", "{", "$group", "{", "_id", BCON_UTF8(group_field), "v",
                                     "{", "$sum", BCON_UTF8(column.summed), "}", "}", "}", "]"));
     mongoc_collection_t* collection =
-        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
+        mongoc_client_get_collection(client.get(), settings_.database.c_str(), column.collection);
     mongoc_cursor_t* cursor = mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE,
                                                           pipeline.get(), nullptr, nullptr);
     const bson_t* doc = nullptr;
@@ -488,7 +503,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
       if (bson_iter_init_find(&field, doc, "v") && BSON_ITER_HOLDS_NUMBER(&field)) {
         value = bson_iter_as_double(&field);
       }
-      rows[id][slot] = value;  // value-initialised: a group the other columns lack reads 0
+      rows[id][column.slot] += value;  // value-initialised: a group others lack reads 0
     }
     bson_error_t error;
     const bool failed = mongoc_cursor_error(cursor, &error);
@@ -500,7 +515,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   json.begin_array();
   for (const auto& [id, sums] : rows) {
     json.begin_object().key("_id").value(id);
-    for (std::size_t slot = 0; slot < columns.size(); ++slot) {
+    for (std::size_t slot = 0; slot < kOutputs; ++slot) {
       json.key(columns[slot].name);
       if (columns[slot].integer) {
         json.value(static_cast<std::int64_t>(std::llround(sums[slot])));
@@ -741,11 +756,11 @@ Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
   Client client(pool_);
   cost::WindowInputs inputs;
 
-  // usage and cost whole rather than their dotted fields: the gpu_series_json projection keeps
-  // to top-level fields too, and both subdocuments are small.
+  // usage whole rather than its dotted fields: the gpu_series_json projection keeps to top-level
+  // fields too, and the subdocument is small.
   const BsonPtr usage_filter = ts_range(start_ms, end_ms);
   const BsonPtr usage_opts = projection_of(
-      {"ts", "model", "tenant_id", "deployment", "host", "usage", "gpu_uuids", "cost"}, true);
+      {"ts", "model", "tenant_id", "deployment", "host", "usage", "gpu_uuids"}, true);
   Result<bool> read =
       find_each(client.get(), settings_.database, "token_usage", usage_filter.get(),
                 usage_opts.get(), [&](const bson_t* doc) {
@@ -766,18 +781,27 @@ Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
                         row.gpu_uuids.emplace_back(bson_iter_utf8(&uuids, nullptr));
                     }
                   }
-                  // Priced once write_costs has set the block, whose window_start every block has.
-                  bson_iter_t field;
-                  row.stored.priced = bson_iter_init(&iter, doc) &&
-                                      bson_iter_find_descendant(&iter, "cost.window_start", &field);
-                  row.stored.amortized_usd = double_at(doc, "cost.amortized_usd");
-                  row.stored.utilization_usd = double_at(doc, "cost.utilization_usd");
-                  row.stored.energy_usd = double_at(doc, "cost.energy_usd");
-                  row.stored.gpu_seconds = double_at(doc, "cost.gpu_seconds");
-                  row.stored.energy_j = double_at(doc, "cost.energy_j");
                   inputs.usage.push_back(std::move(row));
                 });
   if (!read) return read.error();
+
+  // What was priced before: the cost documents of the same usage times (kCostCollection).
+  std::map<std::string, cost::StoredCost> stored;
+  const BsonPtr cost_opts = projection_of({"cost"}, true);
+  read = find_each(client.get(), settings_.database, kCostCollection, usage_filter.get(),
+                   cost_opts.get(), [&](const bson_t* doc) {
+                     cost::StoredCost& c = stored[utf8_at(doc, "_id")];
+                     c.priced = true;
+                     c.amortized_usd = double_at(doc, "cost.amortized_usd");
+                     c.utilization_usd = double_at(doc, "cost.utilization_usd");
+                     c.energy_usd = double_at(doc, "cost.energy_usd");
+                     c.gpu_seconds = double_at(doc, "cost.gpu_seconds");
+                     c.energy_j = double_at(doc, "cost.energy_j");
+                   });
+  if (!read) return read.error();
+  for (cost::UsageRow& row : inputs.usage) {
+    if (const auto it = stored.find(row.id); it != stored.end()) row.stored = it->second;
+  }
 
   const BsonPtr sample_filter = ts_range(start_ms - lookback_ms, end_ms);
   const BsonPtr sample_opts = projection_of(
@@ -838,59 +862,14 @@ bool permanent_write_error(std::int64_t code) {
   return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
 }
 
-// One unordered bulk of update_one by _id, none an upsert (a usage document the TTL removed
-// meanwhile stays removed). Every update must be applied: FerretDB 1.24 ends an unordered update
-// batch at its first write error, so a write error fails the whole call (retryable unless the
-// update itself is refused), and fewer matches than updates fail it unless the documents not
-// matched are gone.
-Result<bool> update_cost_blocks(mongoc_collection_t* collection,
-                                const std::vector<cost::UsageCost>& costs) {
-  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
-  mongoc_bulk_operation_t* bulk =
-      mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
-  for (const auto& c : costs) {
-    const std::string json = cost::cost_block_json(c);
-    bson_error_t error;
-    const BsonPtr block(bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
-                                           static_cast<ssize_t>(json.size()), &error));
-    if (!block) {
-      mongoc_bulk_operation_destroy(bulk);
-      return Error::permanent("cost block not convertible to BSON: " + std::string(error.message));
-    }
-    const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(c.id.c_str())));
-    BsonPtr update(bson_new());
-    bson_t set;
-    BSON_APPEND_DOCUMENT_BEGIN(update.get(), "$set", &set);
-    BSON_APPEND_DOCUMENT(&set, "cost", block.get());
-    bson_append_document_end(update.get(), &set);
-    if (!mongoc_bulk_operation_update_one_with_opts(bulk, selector.get(), update.get(), nullptr,
-                                                    &error)) {
-      mongoc_bulk_operation_destroy(bulk);
-      return Error::permanent(error.message);  // a malformed update: a bug, not the server
-    }
-  }
-  bson_t reply;
-  bson_error_t error;
-  const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
-  mongoc_bulk_operation_destroy(bulk);
-  const std::vector<WriteError> errors = write_errors(&reply);
-  const bool concern_failed = has_write_concern_error(&reply);
-  const std::int64_t matched = int64_at(&reply, "nMatched").value_or(0);
-  bson_destroy(&reply);
-  if (!errors.empty()) {
-    const WriteError& first = errors.front();
-    const std::string message = std::to_string(errors.size()) + " of " +
-                                std::to_string(costs.size()) +
-                                " cost updates failed, the first with code " +
-                                std::to_string(first.code) + ": " + first.message;
-    return permanent_write_error(first.code) ? Error::permanent(message)
-                                             : Error::retryable(message);
-  }
-  if (concern_failed)
-    return Error::retryable("write concern not satisfied: " + std::string(error.message));
-  if (!ok) return classify(error);
-  if (matched >= static_cast<std::int64_t>(costs.size())) return true;
-  // Fewer matches: the documents not matched must be gone (the TTL), else an update was lost.
+// The cost documents of `costs` (kCostCollection), replaced: one delete_many of their ids, then
+// unordered inserts. Not updates: FerretDB 1.24 scans the whole collection for every update
+// statement (measured: about 2 us per stored document per update, so a window of 20,000 usage
+// documents in a collection of 100,000 took over an hour), where one delete_many by $in scans
+// it once and inserts do not scan at all. A crash between the two leaves the window's mark in
+// place, so the window is priced again.
+Result<bool> replace_cost_documents(mongoc_collection_t* collection,
+                                    const std::vector<cost::UsageCost>& costs) {
   BsonPtr filter(bson_new());
   bson_t id, in;
   BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &id);
@@ -903,12 +882,64 @@ Result<bool> update_cost_blocks(mongoc_collection_t* collection,
   }
   bson_append_array_end(&id, &in);
   bson_append_document_end(filter.get(), &id);
-  const std::int64_t present = mongoc_collection_count_documents(collection, filter.get(), nullptr,
-                                                                 nullptr, nullptr, &error);
-  if (present < 0) return classify(error);
-  if (present > matched) {
-    return Error::retryable(std::to_string(present - matched) + " of " +
-                            std::to_string(costs.size()) + " cost updates not applied");
+  bson_error_t error;
+  bson_t reply;
+  const bool deleted = mongoc_collection_delete_many(collection, filter.get(), nullptr, &reply,
+                                                     &error);
+  const bool concern_failed = has_write_concern_error(&reply);
+  bson_destroy(&reply);
+  if (!deleted) return classify(error);
+  if (concern_failed)
+    return Error::retryable("write concern not satisfied: " + std::string(error.message));
+
+  std::vector<BsonPtr> docs;
+  docs.reserve(costs.size());
+  std::set<std::string> inserted;
+  for (const auto& c : costs) {
+    if (!inserted.insert(c.id).second) continue;
+    const std::string json = cost::cost_block_json(c);
+    const BsonPtr block(bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
+                                           static_cast<ssize_t>(json.size()), &error));
+    if (!block) {
+      return Error::permanent("cost block not convertible to BSON: " + std::string(error.message));
+    }
+    BsonPtr doc(bson_new());
+    BSON_APPEND_UTF8(doc.get(), "_id", c.id.c_str());
+    BSON_APPEND_DATE_TIME(doc.get(), "ts", c.time_ms);
+    BSON_APPEND_INT64(doc.get(), "window_start", c.window_start_ms);
+    BSON_APPEND_UTF8(doc.get(), "model", c.model.c_str());
+    BSON_APPEND_UTF8(doc.get(), "tenant_id", c.tenant_id.c_str());
+    if (!c.deployment.empty()) BSON_APPEND_UTF8(doc.get(), "deployment", c.deployment.c_str());
+    BSON_APPEND_DOCUMENT(doc.get(), "cost", block.get());
+    docs.push_back(std::move(doc));
+  }
+  constexpr std::size_t kChunk = 1000;
+  for (std::size_t from = 0; from < docs.size(); from += kChunk) {
+    std::vector<const bson_t*> pointers;
+    for (std::size_t i = from; i < std::min(docs.size(), from + kChunk); ++i) {
+      pointers.push_back(docs[i].get());
+    }
+    const BsonPtr opts(BCON_NEW("ordered", BCON_BOOL(false)));
+    bson_t insert_reply;
+    const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
+                                                  opts.get(), &insert_reply, &error);
+    const std::vector<WriteError> errors = write_errors(&insert_reply);
+    const bool insert_concern_failed = has_write_concern_error(&insert_reply);
+    bson_destroy(&insert_reply);
+    if (!errors.empty()) {
+      const WriteError& first = errors.front();
+      // A duplicate means another pricer wrote the same document between our delete and
+      // insert (only possible when its claim raced ours): price the window again.
+      const std::string message = std::to_string(errors.size()) + " of " +
+                                  std::to_string(pointers.size()) +
+                                  " cost documents not inserted, the first with code " +
+                                  std::to_string(first.code) + ": " + first.message;
+      return permanent_write_error(first.code) ? Error::permanent(message)
+                                               : Error::retryable(message);
+    }
+    if (insert_concern_failed)
+      return Error::retryable("write concern not satisfied: " + std::string(error.message));
+    if (!ok) return classify(error);
   }
   return true;
 }
@@ -936,11 +967,11 @@ Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
     if (held == 0) return done(false);
   }
   if (!costs.empty()) {
-    mongoc_collection_t* usage =
-        mongoc_client_get_collection(client.get(), settings_.database.c_str(), "token_usage");
-    Result<bool> updated = update_cost_blocks(usage, costs);
-    mongoc_collection_destroy(usage);
-    if (!updated) return done(updated);
+    mongoc_collection_t* collection =
+        mongoc_client_get_collection(client.get(), settings_.database.c_str(), kCostCollection);
+    Result<bool> replaced = replace_cost_documents(collection, costs);
+    mongoc_collection_destroy(collection);
+    if (!replaced) return done(replaced);
   }
   if (clear) {
     // Only the mark that was read: one set again while the window was priced has another nonce

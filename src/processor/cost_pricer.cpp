@@ -166,6 +166,9 @@ Result<std::size_t> CostPricer::run_once(std::int64_t now) {
   if (!marks) return marks.error();
   std::size_t priced = 0;
   for (CostWindowMark mark : marks.value()) {
+    // A round can take minutes on a slow store: a stop waits for one window at most. The
+    // windows left keep their marks, for the next start or another processor.
+    if (stop_requested()) break;
     // A window is priced once it has ended and settled; an earlier quiet spell would only mean
     // pricing it again.
     if (mark.start_ms + settings_.model.window_ms > now - settings_.settle.count()) continue;
@@ -205,6 +208,11 @@ Result<RepriceReport> CostPricer::reprice(
     report.changed += priced.value().changed;
   }
   return report;
+}
+
+bool CostPricer::stop_requested() {
+  const std::lock_guard lock(mutex_);
+  return stopping_;
 }
 
 void CostPricer::start() {

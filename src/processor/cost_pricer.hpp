@@ -77,6 +77,7 @@ class CostPricer {
   static std::int64_t claim_token();
   void note_unpriced(const cost::WindowResult& result);
   void run();
+  bool stop_requested();
 
   PricerSettings settings_;
   Store& store_;
