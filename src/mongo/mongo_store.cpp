@@ -759,8 +759,8 @@ Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
   // usage whole rather than its dotted fields: the gpu_series_json projection keeps to top-level
   // fields too, and the subdocument is small.
   const BsonPtr usage_filter = ts_range(start_ms, end_ms);
-  const BsonPtr usage_opts = projection_of(
-      {"ts", "model", "tenant_id", "deployment", "host", "usage", "gpu_uuids"}, true);
+  const BsonPtr usage_opts =
+      projection_of({"ts", "model", "tenant_id", "deployment", "host", "usage", "gpu_uuids"}, true);
   Result<bool> read =
       find_each(client.get(), settings_.database, "token_usage", usage_filter.get(),
                 usage_opts.get(), [&](const bson_t* doc) {
@@ -884,8 +884,8 @@ Result<bool> replace_cost_documents(mongoc_collection_t* collection,
   bson_append_document_end(filter.get(), &id);
   bson_error_t error;
   bson_t reply;
-  const bool deleted = mongoc_collection_delete_many(collection, filter.get(), nullptr, &reply,
-                                                     &error);
+  const bool deleted =
+      mongoc_collection_delete_many(collection, filter.get(), nullptr, &reply, &error);
   const bool concern_failed = has_write_concern_error(&reply);
   bson_destroy(&reply);
   if (!deleted) return classify(error);

@@ -267,7 +267,9 @@ struct Run {
       }
       if (stored == usage && gpu == samples) {
         marks = count("cost_windows");
-        if (marks == 0) priced = count("token_usage", R"({"cost.window_start":{"$exists":true}})");
+        if (marks == 0) {
+          priced = count("token_usage_costs", R"({"cost.window_start":{"$exists":true}})");
+        }
       }
       std::ostringstream state;
       state << database << ": token_usage " << stored << "/" << usage << ", gpu_metrics " << gpu
@@ -323,11 +325,12 @@ std::optional<double> number_of(simdjson::dom::element e) {
   return std::nullopt;
 }
 
-// Every usage document's cost block, by id.
+// Every usage document's cost block, by id (MongoDB keeps them in token_usage_costs).
 std::map<std::string, StoredCost> stored_costs(const Run& run) {
   std::map<std::string, StoredCost> out;
   simdjson::dom::parser parser;
-  for (const std::string& json : find_documents_json(run.mongo, run.database, "token_usage")) {
+  for (const std::string& json :
+       find_documents_json(run.mongo, run.database, "token_usage_costs")) {
     simdjson::dom::object doc;
     REQUIRE(!parser.parse(json).get(doc));
     std::string_view id;

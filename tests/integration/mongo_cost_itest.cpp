@@ -122,6 +122,26 @@ std::map<std::string, UsageTotals> parse_usage(const std::string& json) {
   return rows;
 }
 
+// Sets a number field of one document, as an earlier release wrote it.
+void set_double(const std::string& uri, const std::string& database, const char* collection_name,
+                const std::string& id, const char* field, double value) {
+  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  REQUIRE(client != nullptr);
+  mongoc_collection_t* collection =
+      mongoc_client_get_collection(client, database.c_str(), collection_name);
+  bson_t* selector = BCON_NEW("_id", BCON_UTF8(id.c_str()));
+  bson_t* update = BCON_NEW("$set", "{", field, BCON_DOUBLE(value), "}");
+  bson_error_t error;
+  const bool ok =
+      mongoc_collection_update_one(collection, selector, update, nullptr, nullptr, &error);
+  bson_destroy(update);
+  bson_destroy(selector);
+  mongoc_collection_destroy(collection);
+  mongoc_client_destroy(client);
+  INFO(error.message);
+  REQUIRE(ok);
+}
+
 // Removes a field of one document, as a document written by an earlier release lacks it.
 void unset_field(const std::string& uri, const std::string& database, const char* collection_name,
                  const std::string& id, const char* field) {
@@ -228,6 +248,10 @@ TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pri
   const auto cost_of = [](const std::string& id, std::int64_t start, double usd) {
     cost::UsageCost c;
     c.id = id;
+    c.time_ms = start + 5000;  // the usage document's time, as price_window copies it
+    c.model = "m1";
+    c.tenant_id = "t1";
+    c.deployment = "d1";
     c.window_start_ms = start;
     c.window_s = 60;
     c.basis = "output";
@@ -539,8 +563,11 @@ TEST_CASE("MongoStore prices a window from what write() stored and sums the cost
   CHECK(starts.value() == std::vector<std::int64_t>{kS, kS + kW});
   CHECK(store.usage_window_starts(kS + 2 * kW, kS + 3 * kW, kW).value().empty());
 
-  // A block of the previous release has amount_usd and no amortized_usd: cost_usd sums it.
-  unset_field(db.uri, db.name, "token_usage", event_id(11), "cost.amortized_usd");
+  // The previous release wrote `cost: {amount_usd}` on the usage document itself: cost_usd sums
+  // it too. Event 11's cost moved there from its cost document leaves every sum as it was.
+  unset_field(db.uri, db.name, "token_usage_costs", event_id(11), "cost.amortized_usd");
+  set_double(db.uri, db.name, "token_usage", event_id(11), "cost.amount_usd",
+             *priced.costs[0].amortized_usd);
   UsageQuery by_model;
   by_model.from = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS));
   by_model.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + kW));
