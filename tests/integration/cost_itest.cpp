@@ -25,6 +25,7 @@
 #include "events/gpu_metrics.hpp"
 #include "events/token_usage.hpp"
 #include "support/child_process.hpp"
+#include "support/daemon_probe.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
@@ -178,24 +179,6 @@ std::map<std::string, std::set<std::int32_t>> produce(const std::string& brokers
   rd_kafka_destroy(producer);
   REQUIRE(delivered.failed == 0);
   return delivered.partitions;
-}
-
-// The sum of a series over its label sets, from a /metrics text.
-double metric(const std::string& text, const std::string& series) {
-  double total = 0;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(series, 0) == 0 && (line[series.size()] == ' ' || line[series.size()] == '{')) {
-      total += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return total;
-}
-
-int listening_port(const ChildProcess& child) {
-  const auto line = child.wait_for_line("\"msg\":\"listening\"", 30s);
-  REQUIRE(line);
-  return port_from_listening_line(*line);
 }
 
 std::string log_tail(const ChildProcess& child) {

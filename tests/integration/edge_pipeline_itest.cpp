@@ -25,6 +25,7 @@
 #include "archive/gzip.hpp"
 #include "archive/s3_store.hpp"
 #include "support/child_process.hpp"
+#include "support/daemon_probe.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
@@ -113,12 +114,6 @@ struct EdgeFixture {
     return logged();
   }
 };
-
-int listening_port(const ChildProcess& child) {
-  const auto line = child.wait_for_line("\"msg\":\"listening\"", 15s);
-  REQUIRE(line);
-  return port_from_listening_line(*line);
-}
 
 struct Request {
   std::string key;

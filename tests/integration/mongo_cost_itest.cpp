@@ -122,15 +122,14 @@ std::map<std::string, UsageTotals> parse_usage(const std::string& json) {
   return rows;
 }
 
-// Sets a number field of one document, as an earlier release wrote it.
-void set_double(const std::string& uri, const std::string& database, const char* collection_name,
-                const std::string& id, const char* field, double value) {
+// Applies `update` to one document, as an earlier release would have written it.
+void update_document(const std::string& uri, const std::string& database,
+                     const char* collection_name, const std::string& id, bson_t* update) {
   mongoc_client_t* client = mongoc_client_new(uri.c_str());
   REQUIRE(client != nullptr);
   mongoc_collection_t* collection =
       mongoc_client_get_collection(client, database.c_str(), collection_name);
   bson_t* selector = BCON_NEW("_id", BCON_UTF8(id.c_str()));
-  bson_t* update = BCON_NEW("$set", "{", field, BCON_DOUBLE(value), "}");
   bson_error_t error;
   const bool ok =
       mongoc_collection_update_one(collection, selector, update, nullptr, nullptr, &error);
@@ -145,21 +144,15 @@ void set_double(const std::string& uri, const std::string& database, const char*
 // Removes a field of one document, as a document written by an earlier release lacks it.
 void unset_field(const std::string& uri, const std::string& database, const char* collection_name,
                  const std::string& id, const char* field) {
-  mongoc_client_t* client = mongoc_client_new(uri.c_str());
-  REQUIRE(client != nullptr);
-  mongoc_collection_t* collection =
-      mongoc_client_get_collection(client, database.c_str(), collection_name);
-  bson_t* selector = BCON_NEW("_id", BCON_UTF8(id.c_str()));
-  bson_t* update = BCON_NEW("$unset", "{", field, BCON_INT32(1), "}");
-  bson_error_t error;
-  const bool ok =
-      mongoc_collection_update_one(collection, selector, update, nullptr, nullptr, &error);
-  bson_destroy(update);
-  bson_destroy(selector);
-  mongoc_collection_destroy(collection);
-  mongoc_client_destroy(client);
-  INFO(error.message);
-  REQUIRE(ok);
+  update_document(uri, database, collection_name, id,
+                  BCON_NEW("$unset", "{", field, BCON_INT32(1), "}"));
+}
+
+// Sets a number field of one document.
+void set_double(const std::string& uri, const std::string& database, const char* collection_name,
+                const std::string& id, const char* field, double value) {
+  update_document(uri, database, collection_name, id,
+                  BCON_NEW("$set", "{", field, BCON_DOUBLE(value), "}"));
 }
 
 const std::vector<std::string> kUsageKeys{"_id",

@@ -14,6 +14,7 @@
 
 #include "app/roles.hpp"
 #include "support/child_process.hpp"
+#include "support/daemon_probe.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
@@ -112,23 +113,6 @@ void produce(const std::string& brokers, const std::vector<Message>& messages) {
   }
   REQUIRE(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_destroy(producer);
-}
-
-double metric(const std::string& text, const std::string& series) {
-  double total = 0;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(series, 0) == 0 && (line[series.size()] == ' ' || line[series.size()] == '{')) {
-      total += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return total;
-}
-
-int listening_port(const ChildProcess& child) {
-  const auto line = child.wait_for_line("\"msg\":\"listening\"", 15s);
-  REQUIRE(line);
-  return port_from_listening_line(*line);
 }
 
 }  // namespace

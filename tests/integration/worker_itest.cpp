@@ -18,6 +18,7 @@
 
 #include "events/cloudevent.hpp"
 #include "support/child_process.hpp"
+#include "support/daemon_probe.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
@@ -149,23 +150,6 @@ std::vector<Message> as_messages(const std::vector<Observation>& all) {
   std::vector<Message> out;
   for (const auto& o : all) out.push_back({o.gpu_uuid, o.value});
   return out;
-}
-
-double metric(const std::string& text, const std::string& series) {
-  double total = 0;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(series, 0) == 0 && (line[series.size()] == ' ' || line[series.size()] == '{')) {
-      total += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return total;
-}
-
-int listening_port(const ChildProcess& child) {
-  const auto line = child.wait_for_line("\"msg\":\"listening\"", 15s);
-  REQUIRE(line);
-  return port_from_listening_line(*line);
 }
 
 // Every gpu_devices document names the newest observation of its device.
