@@ -54,7 +54,7 @@ std::int64_t parse_time(const std::string& text, const char* option) {
     throw StartupError(std::string(option) + ": '" + text +
                        "' is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)");
   }
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  return unix_ms(t);
 }
 
 void write_cost(JsonWriter& json, const std::optional<double>& amortized,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 #include <set>
 #include <tuple>
 
@@ -53,6 +54,11 @@ std::string host_target(const std::string& host) {
 }
 
 }  // namespace
+
+std::int64_t random_token() {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  return static_cast<std::int64_t>(random() >> 1) | 1;
+}
 
 std::int64_t window_start(std::int64_t time_ms, std::int64_t window_ms) {
   return time_ms - (((time_ms % window_ms) + window_ms) % window_ms);

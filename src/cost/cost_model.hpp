@@ -128,6 +128,9 @@ struct WindowResult {
 WindowResult price_window(std::int64_t window_start_ms, const WindowInputs& inputs,
                           const Settings& settings, const PriceCatalog& catalog);
 
+/// A random positive 63-bit number: the nonce of a window mark, the token of a claim.
+std::int64_t random_token();
+
 /// The window start that holds `time_ms` (the epoch-aligned floor).
 std::int64_t window_start(std::int64_t time_ms, std::int64_t window_ms);
 

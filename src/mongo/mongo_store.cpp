@@ -17,6 +17,7 @@
 #include "mongo/mongo_index.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
+#include "telemetryd/time_format.hpp"
 
 namespace telemetryd::mongo {
 
@@ -46,10 +47,6 @@ using BsonPtr = std::unique_ptr<bson_t, BsonDeleter>;
 // Beside the usage documents rather than on them: see replace_cost_documents.
 constexpr const char* kCostCollection = "token_usage_costs";
 
-std::int64_t to_ms(std::chrono::system_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
 // The stored document: the event's data fields at the top level, with _id, ts (a BSON date for
 // range queries and TTL) and source. A usage document gets its `cost` block later, when its
 // window is priced (write_costs).
@@ -64,9 +61,9 @@ BsonPtr make_document(const processor::StoredEvent& stored, std::string& error) 
   }
   BsonPtr doc(bson_new());
   BSON_APPEND_UTF8(doc.get(), "_id", e.id.c_str());
-  BSON_APPEND_DATE_TIME(doc.get(), "ts", to_ms(e.time));
+  BSON_APPEND_DATE_TIME(doc.get(), "ts", unix_ms(e.time));
   BSON_APPEND_UTF8(doc.get(), "source", e.source.c_str());
-  BSON_APPEND_DATE_TIME(doc.get(), "received_at", to_ms(std::chrono::system_clock::now()));
+  BSON_APPEND_DATE_TIME(doc.get(), "received_at", unix_ms(std::chrono::system_clock::now()));
   bson_concat(doc.get(), data);
   bson_destroy(data);
   return doc;
@@ -437,8 +434,8 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
   if (query.from || query.to) {
     bson_t range;
     BSON_APPEND_DOCUMENT_BEGIN(match.get(), "ts", &range);
-    if (query.from) BSON_APPEND_DATE_TIME(&range, "$gte", to_ms(*query.from));
-    if (query.to) BSON_APPEND_DATE_TIME(&range, "$lt", to_ms(*query.to));
+    if (query.from) BSON_APPEND_DATE_TIME(&range, "$gte", unix_ms(*query.from));
+    if (query.to) BSON_APPEND_DATE_TIME(&range, "$lt", unix_ms(*query.to));
     bson_append_document_end(match.get(), &range);
   }
   const char* group_field = query.group_by == "tenant"       ? "$tenant_id"
@@ -537,8 +534,8 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
   mongoc_collection_t* collection =
       mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
   BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(query.gpu_uuid.c_str()), "ts", "{", "$gte",
-                          BCON_DATE_TIME(to_ms(query.from)), "$lt", BCON_DATE_TIME(to_ms(query.to)),
-                          "}"));
+                          BCON_DATE_TIME(unix_ms(query.from)), "$lt",
+                          BCON_DATE_TIME(unix_ms(query.to)), "}"));
   BsonPtr opts(bson_new());
   bson_t projection;
   BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "projection", &projection);

@@ -4,19 +4,10 @@
 #include <map>
 
 #include "telemetryd/log.hpp"
-
-#include <random>
+#include "telemetryd/time_format.hpp"
 
 namespace telemetryd::processor {
-namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 CostPricer::CostPricer(PricerSettings settings, Store& store, cost::PriceCatalog prices,
                        metrics::Registry& metrics, TenantLabels& tenants)
@@ -47,12 +38,6 @@ CostPricer::CostPricer(PricerSettings settings, Store& store, cost::PriceCatalog
                     .counter("processor_cost_pricing_failures_total",
                              "Rounds of pricing that failed on the store (retried).")
                     .with({})) {}
-
-// A new token per claim: a pricer that lost its lease and claims again is a new holder.
-std::int64_t CostPricer::claim_token() {
-  static thread_local std::mt19937_64 random{std::random_device{}()};
-  return static_cast<std::int64_t>(random() >> 1) | 1;
-}
 
 CostPricer::~CostPricer() {
   stop();
@@ -173,7 +158,8 @@ Result<std::size_t> CostPricer::run_once(std::int64_t now) {
     // pricing it again.
     if (mark.start_ms + settings_.model.window_ms > now - settings_.settle.count()) continue;
     const std::int64_t lease = std::max<std::int64_t>(30000, 3 * settings_.settle.count());
-    Result<bool> claimed = store_.claim_cost_window(mark, claim_token(), now, now + lease);
+    // A new token per claim: a pricer that lost its lease and claims again is a new holder.
+    Result<bool> claimed = store_.claim_cost_window(mark, cost::random_token(), now, now + lease);
     if (!claimed) return claimed.error();
     if (!claimed.value()) continue;  // another processor prices it
     Result<PricedWindow> done = price(mark.start_ms, mark, false, {});
@@ -240,7 +226,7 @@ void CostPricer::run() {
     wake_.wait_for(lock, wait, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
-    Result<std::size_t> priced = run_once(now_ms());
+    Result<std::size_t> priced = run_once(unix_ms(std::chrono::system_clock::now()));
     lock.lock();
     if (!priced) {
       failures_.inc();

@@ -74,7 +74,6 @@ class CostPricer {
       const std::function<void(const cost::UsageRow&, const cost::UsageCost&)>& on_change);
   void count_spend(const std::vector<const cost::UsageRow*>& rows,
                    const std::vector<const cost::UsageCost*>& priced);
-  static std::int64_t claim_token();
   void note_unpriced(const cost::WindowResult& result);
   void run();
   bool stop_requested();

@@ -2,10 +2,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <set>
 
 #include "telemetryd/log.hpp"
+#include "telemetryd/time_format.hpp"
 
 namespace telemetryd::processor {
 
@@ -184,8 +184,7 @@ Result<bool> ProcessorCore::mark_cost_windows() {
   for (std::size_t i = 0; i < batch_.size() && i < written_.size(); ++i) {
     if (!written_[i]) continue;
     const DecodedEvent& e = batch_[i].event;
-    const std::int64_t ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(e.time.time_since_epoch()).count();
+    const std::int64_t ms = unix_ms(e.time);
     const std::int64_t start = cost::window_start(ms, settings_.cost_window_ms);
     starts.insert(start);
     // A GPU sample is also the energy baseline of the next window: a late one changes it too.
@@ -210,13 +209,9 @@ Result<bool> ProcessorCore::mark_cost_windows() {
     }
   }
   if (starts.empty()) return true;
-  static thread_local std::mt19937_64 random{std::random_device{}()};
-  const std::int64_t nonce = static_cast<std::int64_t>(random() >> 1);
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
-  if (Result<bool> r = store_.mark_cost_windows(
-          std::vector<std::int64_t>(starts.begin(), starts.end()), now, nonce);
+  if (Result<bool> r =
+          store_.mark_cost_windows(std::vector<std::int64_t>(starts.begin(), starts.end()),
+                                   unix_ms(std::chrono::system_clock::now()), cost::random_token());
       !r) {
     return Error::retryable("marking cost windows: " + r.error().message);
   }

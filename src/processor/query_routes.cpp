@@ -135,10 +135,9 @@ std::optional<http::Response> parse_series_query(const http::RequestContext& ctx
   if (query.from < kEpoch) {
     return invalid("from (by default 1 h before to) must not be before 1970-01-01", "from");
   }
-  const auto ms = [](std::chrono::system_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-  };
-  if (ms(query.to) <= ms(query.from)) return invalid("from must be earlier than to", "from");
+  if (unix_ms(query.to) <= unix_ms(query.from)) {
+    return invalid("from must be earlier than to", "from");
+  }
   if (query.to - query.from > kMaxSeriesRange) {
     return invalid("the range from..to must not be longer than " +
                        std::to_string(kMaxSeriesRange.count()) + " days",
@@ -152,9 +151,9 @@ std::optional<http::Response> parse_series_query(const http::RequestContext& ctx
           "step");
     }
   } else {
-    query.step_ms = default_step(ms(query.from), ms(query.to));
+    query.step_ms = default_step(unix_ms(query.from), unix_ms(query.to));
   }
-  if (const auto points = bucket_count(ms(query.from), ms(query.to), query.step_ms);
+  if (const auto points = bucket_count(unix_ms(query.from), unix_ms(query.to), query.step_ms);
       points > kMaxSeriesPoints) {
     return invalid("step " + format_step(query.step_ms) + " gives " + std::to_string(points) +
                        " points over this range, more than " + std::to_string(kMaxSeriesPoints) +

@@ -20,10 +20,6 @@ struct StatementDeleter {
 };
 using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
 
-std::int64_t to_ms(std::chrono::system_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
 void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
 }
@@ -166,7 +162,7 @@ Result<processor::WriteOutcome> SqliteStore::write(
     if (e.kind != EventKind::kGpuMetrics && e.kind != EventKind::kTokenUsage) continue;
     sqlite3_reset(s);
     bind_text(s, 1, e.id);
-    sqlite3_bind_int64(s, 2, to_ms(e.time));
+    sqlite3_bind_int64(s, 2, unix_ms(e.time));
     if (e.kind == EventKind::kGpuMetrics) {
       bind_text(s, 3, e.gpu_uuid);
       bind_text(s, 4, e.host);
@@ -252,8 +248,8 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
   if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
     return Error::retryable(error_message());
   const Statement s(raw);
-  sqlite3_bind_int64(s.get(), 1, query.from ? to_ms(*query.from) : INT64_MIN);
-  sqlite3_bind_int64(s.get(), 2, query.to ? to_ms(*query.to) : INT64_MAX);
+  sqlite3_bind_int64(s.get(), 1, query.from ? unix_ms(*query.from) : INT64_MIN);
+  sqlite3_bind_int64(s.get(), 2, query.to ? unix_ms(*query.to) : INT64_MAX);
   JsonWriter json;
   json.begin_array();
   int rc = SQLITE_ROW;
@@ -306,9 +302,9 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
     return Error::retryable(error_message());
   const Statement s(raw);
   bind_text(s.get(), 1, query.gpu_uuid);
-  sqlite3_bind_int64(s.get(), 2, to_ms(query.from));
+  sqlite3_bind_int64(s.get(), 2, unix_ms(query.from));
   sqlite3_bind_int64(s.get(), 3, query.step_ms);
-  sqlite3_bind_int64(s.get(), 4, to_ms(query.to));
+  sqlite3_bind_int64(s.get(), 4, unix_ms(query.to));
   std::vector<processor::SeriesPoint> points;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
@@ -700,7 +696,7 @@ bool SqliteStore::send(const processor::DeadLetter& letter) {
   bind_text(s.get(), 6, letter.reason);
   bind_text(s.get(), 7, letter.detail);
   bind_text(s.get(), 8, letter.stage);
-  sqlite3_bind_int64(s.get(), 9, to_ms(std::chrono::system_clock::now()));
+  sqlite3_bind_int64(s.get(), 9, unix_ms(std::chrono::system_clock::now()));
   return sqlite3_step(s.get()) == SQLITE_DONE;
 }
 
