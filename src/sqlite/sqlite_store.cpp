@@ -20,6 +20,13 @@ struct StatementDeleter {
 };
 using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
 
+// A prepared statement, or null when SQLite refused it (error_message() says why).
+Statement prepare_statement(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* raw = nullptr;
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr);
+  return Statement(raw);
+}
+
 void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
 }
@@ -244,10 +251,8 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
       "'$.cost.gpu_seconds')), total(json_extract(doc, '$.cost.energy_j')), "
       "count(json_extract(doc, '$.cost.amortized_usd')) "
       "FROM token_usage WHERE ts >= ?1 AND ts < ?2 GROUP BY key ORDER BY key";
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
-    return Error::retryable(error_message());
-  const Statement s(raw);
+  const Statement s = prepare_statement(db_, sql);
+  if (!s) return Error::retryable(error_message());
   sqlite3_bind_int64(s.get(), 1, query.from ? unix_ms(*query.from) : INT64_MIN);
   sqlite3_bind_int64(s.get(), 2, query.to ? unix_ms(*query.to) : INT64_MAX);
   JsonWriter json;
@@ -297,10 +302,8 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
       " FROM gpu_metrics WHERE gpu_uuid = ?1 AND ts >= ?2 AND ts < ?4 GROUP BY bucket ORDER BY "
       "bucket";
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
-    return Error::retryable(error_message());
-  const Statement s(raw);
+  const Statement s = prepare_statement(db_, sql);
+  if (!s) return Error::retryable(error_message());
   bind_text(s.get(), 1, query.gpu_uuid);
   sqlite3_bind_int64(s.get(), 2, unix_ms(query.from));
   sqlite3_bind_int64(s.get(), 3, query.step_ms);
@@ -321,12 +324,9 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   if (points.empty()) {
-    sqlite3_stmt* raw_any = nullptr;
-    if (sqlite3_prepare_v2(db_, "SELECT 1 FROM gpu_metrics WHERE gpu_uuid = ?1 LIMIT 1", -1,
-                           &raw_any, nullptr) != SQLITE_OK) {
-      return Error::retryable(error_message());
-    }
-    const Statement any(raw_any);
+    const Statement any =
+        prepare_statement(db_, "SELECT 1 FROM gpu_metrics WHERE gpu_uuid = ?1 LIMIT 1");
+    if (!any) return Error::retryable(error_message());
     bind_text(any.get(), 1, query.gpu_uuid);
     rc = sqlite3_step(any.get());
     if (rc == SQLITE_DONE) return std::string("null");
@@ -345,10 +345,8 @@ Result<std::string> SqliteStore::devices_json() {
   }
   sql += " FROM gpu_metrics GROUP BY gpu_uuid ORDER BY gpu_uuid";
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK)
-    return Error::retryable(error_message());
-  const Statement s(raw);
+  const Statement s = prepare_statement(db_, sql);
+  if (!s) return Error::retryable(error_message());
   JsonWriter json;
   json.begin_array();
   int rc = SQLITE_ROW;
@@ -384,15 +382,12 @@ Result<std::string> SqliteStore::devices_json() {
 Result<bool> SqliteStore::mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                             std::int64_t marked_at_ms, std::int64_t nonce) {
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "INSERT INTO cost_windows (start, marked_at, nonce) VALUES (?1, ?2, ?3) "
-                         "ON CONFLICT(start) DO UPDATE SET marked_at = excluded.marked_at, "
-                         "nonce = excluded.nonce",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  const Statement s(raw);
+  const Statement s =
+      prepare_statement(db_,
+                        "INSERT INTO cost_windows (start, marked_at, nonce) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT(start) DO UPDATE SET marked_at = excluded.marked_at, "
+                        "nonce = excluded.nonce");
+  if (!s) return Error::retryable(error_message());
   for (const std::int64_t start : starts_ms) {
     sqlite3_reset(s.get());
     sqlite3_bind_int64(s.get(), 1, start);
@@ -406,15 +401,12 @@ Result<bool> SqliteStore::mark_cost_windows(const std::vector<std::int64_t>& sta
 Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows(
     std::int64_t marked_before_ms, std::int64_t now_ms, std::size_t limit) {
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT start, marked_at, nonce, coalesce(claim_token, 0) FROM "
-                         "cost_windows WHERE marked_at <= ?1 AND (claim_until IS NULL OR "
-                         "claim_until < ?3) ORDER BY start LIMIT ?2",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  const Statement s(raw);
+  const Statement s =
+      prepare_statement(db_,
+                        "SELECT start, marked_at, nonce, coalesce(claim_token, 0) FROM "
+                        "cost_windows WHERE marked_at <= ?1 AND (claim_until IS NULL OR "
+                        "claim_until < ?3) ORDER BY start LIMIT ?2");
+  if (!s) return Error::retryable(error_message());
   sqlite3_bind_int64(s.get(), 1, marked_before_ms);
   sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
   sqlite3_bind_int64(s.get(), 3, now_ms);
@@ -431,14 +423,11 @@ Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows
 Result<bool> SqliteStore::claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
                                             std::int64_t now_ms, std::int64_t until_ms) {
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "UPDATE cost_windows SET claim_token = ?3, claim_until = ?4 WHERE start = "
-                         "?1 AND nonce = ?2 AND (claim_until IS NULL OR claim_until < ?5)",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  const Statement s(raw);
+  const Statement s =
+      prepare_statement(db_,
+                        "UPDATE cost_windows SET claim_token = ?3, claim_until = ?4 WHERE start = "
+                        "?1 AND nonce = ?2 AND (claim_until IS NULL OR claim_until < ?5)");
+  if (!s) return Error::retryable(error_message());
   sqlite3_bind_int64(s.get(), 1, mark.start_ms);
   sqlite3_bind_int64(s.get(), 2, mark.nonce);
   sqlite3_bind_int64(s.get(), 3, token);
@@ -482,19 +471,15 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
                                                            std::int64_t lookback_ms) {
   const std::lock_guard lock(mutex_);
   cost::WindowInputs inputs;
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(
-          db_,
-          "SELECT id, ts, model, tenant_id, json_extract(doc, '$.deployment'), json_extract(doc, "
-          "'$.host'), input_tokens, output_tokens, json_extract(doc, '$.gpu_uuids'), "
-          "json_extract(doc, '$.cost.window_start'), json_extract(doc, '$.cost.amortized_usd'), "
-          "json_extract(doc, '$.cost.utilization_usd'), json_extract(doc, '$.cost.energy_usd'), "
-          "json_extract(doc, '$.cost.gpu_seconds'), json_extract(doc, '$.cost.energy_j') "
-          "FROM token_usage WHERE ts >= ?1 AND ts < ?2",
-          -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  Statement usage(raw);
+  Statement usage = prepare_statement(
+      db_,
+      "SELECT id, ts, model, tenant_id, json_extract(doc, '$.deployment'), json_extract(doc, "
+      "'$.host'), input_tokens, output_tokens, json_extract(doc, '$.gpu_uuids'), "
+      "json_extract(doc, '$.cost.window_start'), json_extract(doc, '$.cost.amortized_usd'), "
+      "json_extract(doc, '$.cost.utilization_usd'), json_extract(doc, '$.cost.energy_usd'), "
+      "json_extract(doc, '$.cost.gpu_seconds'), json_extract(doc, '$.cost.energy_j') "
+      "FROM token_usage WHERE ts >= ?1 AND ts < ?2");
+  if (!usage) return Error::retryable(error_message());
   sqlite3_bind_int64(usage.get(), 1, start_ms);
   sqlite3_bind_int64(usage.get(), 2, end_ms);
   simdjson::dom::parser parser;
@@ -521,15 +506,12 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
 
-  raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT gpu_uuid, host, json_extract(doc, '$.model_name'), ts, "
-                         "json_extract(doc, '$.utilization_gpu_percent'), json_extract(doc, "
-                         "'$.energy_consumed_mj') FROM gpu_metrics WHERE ts >= ?1 AND ts < ?2",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  Statement samples(raw);
+  Statement samples =
+      prepare_statement(db_,
+                        "SELECT gpu_uuid, host, json_extract(doc, '$.model_name'), ts, "
+                        "json_extract(doc, '$.utilization_gpu_percent'), json_extract(doc, "
+                        "'$.energy_consumed_mj') FROM gpu_metrics WHERE ts >= ?1 AND ts < ?2");
+  if (!samples) return Error::retryable(error_message());
   sqlite3_bind_int64(samples.get(), 1, start_ms - lookback_ms);
   sqlite3_bind_int64(samples.get(), 2, end_ms);
   while ((rc = sqlite3_step(samples.get())) == SQLITE_ROW) {
@@ -547,14 +529,11 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
 
-  raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT deployment, target, first_seen, last_seen FROM placements WHERE "
-                         "first_seen < ?1",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  Statement placements(raw);
+  Statement placements =
+      prepare_statement(db_,
+                        "SELECT deployment, target, first_seen, last_seen FROM placements WHERE "
+                        "first_seen < ?1");
+  if (!placements) return Error::retryable(error_message());
   sqlite3_bind_int64(placements.get(), 1, end_ms);
   while ((rc = sqlite3_step(placements.get())) == SQLITE_ROW) {
     sqlite3_stmt* s = placements.get();
@@ -574,16 +553,11 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
     exec("ROLLBACK");
     return Error::retryable(path_ + ": " + message);
   };
-  const auto prepare = [&](const char* sql) {
-    sqlite3_stmt* raw = nullptr;
-    sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr);
-    return Statement(raw);
-  };
   if (clear) {
     // Only the holder of the claim writes: a pricer whose lease was taken over would write
     // costs older than the ones its successor wrote.
     const Statement ours =
-        prepare("SELECT 1 FROM cost_windows WHERE start = ?1 AND claim_token = ?2");
+        prepare_statement(db_, "SELECT 1 FROM cost_windows WHERE start = ?1 AND claim_token = ?2");
     if (!ours) return fail();
     sqlite3_bind_int64(ours.get(), 1, clear->start_ms);
     sqlite3_bind_int64(ours.get(), 2, clear->claim_token);
@@ -594,7 +568,8 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
     }
     if (rc != SQLITE_ROW) return fail();
   }
-  const Statement update = prepare(
+  const Statement update = prepare_statement(
+      db_,
       "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', json(?3)) WHERE id "
       "= ?1");
   if (!update) return fail();
@@ -610,8 +585,8 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
     if (sqlite3_step(update.get()) != SQLITE_DONE) return fail();
   }
   if (clear) {
-    const Statement remove =
-        prepare("DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2 AND claim_token = ?3");
+    const Statement remove = prepare_statement(
+        db_, "DELETE FROM cost_windows WHERE start = ?1 AND nonce = ?2 AND claim_token = ?3");
     if (!remove) return fail();
     sqlite3_bind_int64(remove.get(), 1, clear->start_ms);
     sqlite3_bind_int64(remove.get(), 2, clear->nonce);
@@ -619,8 +594,8 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
     if (sqlite3_step(remove.get()) != SQLITE_DONE) return fail();
     if (sqlite3_changes(db_) == 0) {
       // Marked again while it was priced: release the claim so the new mark is priced.
-      const Statement release =
-          prepare("UPDATE cost_windows SET claim_until = 0 WHERE start = ?1 AND claim_token = ?2");
+      const Statement release = prepare_statement(
+          db_, "UPDATE cost_windows SET claim_until = 0 WHERE start = ?1 AND claim_token = ?2");
       if (!release) return fail();
       sqlite3_bind_int64(release.get(), 1, clear->start_ms);
       sqlite3_bind_int64(release.get(), 2, clear->claim_token);
@@ -636,16 +611,13 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
 
 Result<bool> SqliteStore::upsert_placements(const std::vector<cost::PlacementRow>& placements) {
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "INSERT INTO placements (deployment, target, first_seen, last_seen) "
-                         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(deployment, target) DO UPDATE SET "
-                         "first_seen = min(first_seen, excluded.first_seen), last_seen = "
-                         "max(last_seen, excluded.last_seen)",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  const Statement s(raw);
+  const Statement s =
+      prepare_statement(db_,
+                        "INSERT INTO placements (deployment, target, first_seen, last_seen) "
+                        "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(deployment, target) DO UPDATE SET "
+                        "first_seen = min(first_seen, excluded.first_seen), last_seen = "
+                        "max(last_seen, excluded.last_seen)");
+  if (!s) return Error::retryable(error_message());
   for (const cost::PlacementRow& p : placements) {
     sqlite3_reset(s.get());
     bind_text(s.get(), 1, p.deployment);
@@ -661,14 +633,11 @@ Result<std::vector<std::int64_t>> SqliteStore::usage_window_starts(std::int64_t 
                                                                    std::int64_t to_ms,
                                                                    std::int64_t window_ms) {
   const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  if (sqlite3_prepare_v2(db_,
-                         "SELECT DISTINCT ts - ((ts % ?3) + ?3) % ?3 AS start FROM token_usage "
-                         "WHERE ts >= ?1 AND ts < ?2 ORDER BY start",
-                         -1, &raw, nullptr) != SQLITE_OK) {
-    return Error::retryable(error_message());
-  }
-  const Statement s(raw);
+  const Statement s =
+      prepare_statement(db_,
+                        "SELECT DISTINCT ts - ((ts % ?3) + ?3) % ?3 AS start FROM token_usage "
+                        "WHERE ts >= ?1 AND ts < ?2 ORDER BY start");
+  if (!s) return Error::retryable(error_message());
   sqlite3_bind_int64(s.get(), 1, from_ms);
   sqlite3_bind_int64(s.get(), 2, to_ms);
   sqlite3_bind_int64(s.get(), 3, window_ms);
