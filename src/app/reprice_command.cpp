@@ -32,18 +32,15 @@ void apply_prices_file(const std::string& path, cost::PriceCatalog& catalog) {
     if (first == std::string::npos || line[first] == '#') continue;
     const auto last = line.find_last_not_of(" \t\r");
     const std::string item = line.substr(first, last - first + 1);
-    if (auto problem = cost::check_extra_gpu(item)) {
+    cost::PriceItem parsed;
+    if (auto problem = cost::parse_price_item(item, parsed)) {
       throw StartupError(path + ":" + std::to_string(number) + ": " + *problem);
     }
-    const auto eq = item.rfind('=');
-    std::string name = item.substr(0, eq);
-    name.erase(name.find_last_not_of(" \t") + 1);
-    const double price = std::stod(item.substr(eq + 1));
-    if (!catalog.set_price(name, price)) {
+    parsed.name.erase(parsed.name.find_last_not_of(" \t") + 1);
+    if (catalog.set_or_add(parsed.name, parsed.price)) {
       // Maybe a typo, maybe a GPU the catalog lacks: priced either way, and said.
-      std::cerr << path << ":" << number << ": '" << name
+      std::cerr << path << ":" << number << ": '" << parsed.name
                 << "' is not in the price catalog: added as a new GPU model\n";
-      catalog.add({name, name, price});
     }
   }
 }

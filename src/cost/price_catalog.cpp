@@ -30,13 +30,10 @@ const GpuPrice kBuiltin[] = {
     {"RTX 3090", "NVIDIA GeForce RTX 3090", 0.44},
 };
 
-struct Item {
-  std::string name;
-  double price = 0;
-};
+}  // namespace
 
 // "NAME=PRICE"; the last '=' splits, so a name may hold one.
-std::optional<std::string> split(std::string_view item, Item& out) {
+std::optional<std::string> parse_price_item(std::string_view item, PriceItem& out) {
   const auto eq = item.rfind('=');
   if (eq == std::string_view::npos || eq == 0) return "expected 'GPU=USD per hour'";
   out.name = std::string(item.substr(0, eq));
@@ -51,8 +48,6 @@ std::optional<std::string> split(std::string_view item, Item& out) {
   if (out.price < 0) return "price must not be negative";
   return std::nullopt;
 }
-
-}  // namespace
 
 PriceCatalog PriceCatalog::builtin() {
   PriceCatalog catalog;
@@ -75,6 +70,12 @@ bool PriceCatalog::set_price(std::string_view name, double price_per_hour_usd) {
   return found;
 }
 
+bool PriceCatalog::set_or_add(std::string_view name, double price_per_hour_usd) {
+  if (set_price(name, price_per_hour_usd)) return false;
+  add({std::string(name), std::string(name), price_per_hour_usd});
+  return true;
+}
+
 const GpuPrice* PriceCatalog::find(std::string_view name) const {
   for (const auto& entry : entries_) {
     if (entry.model_name == name) return &entry;
@@ -93,8 +94,8 @@ std::optional<double> PriceCatalog::price_for(std::string_view model_name) const
 }
 
 std::optional<std::string> check_price_override(std::string_view item) {
-  Item parsed;
-  if (auto problem = split(item, parsed)) return problem;
+  PriceItem parsed;
+  if (auto problem = parse_price_item(item, parsed)) return problem;
   if (PriceCatalog::builtin().find(parsed.name) == nullptr) {
     return "no GPU named '" + parsed.name +
            "' in the price catalog (docs/cost.md lists them; add one with cost.extra_gpus)";
@@ -103,25 +104,23 @@ std::optional<std::string> check_price_override(std::string_view item) {
 }
 
 std::optional<std::string> check_extra_gpu(std::string_view item) {
-  Item parsed;
-  return split(item, parsed);
+  PriceItem parsed;
+  return parse_price_item(item, parsed);
 }
 
 PriceCatalog catalog_with(const std::vector<std::string>& extra_gpus,
                           const std::vector<std::string>& prices) {
   PriceCatalog catalog = PriceCatalog::builtin();
   for (const auto& item : extra_gpus) {
-    Item parsed;
-    if (auto problem = split(item, parsed)) {
+    PriceItem parsed;
+    if (auto problem = parse_price_item(item, parsed)) {
       throw StartupError("cost.extra_gpus: '" + item + "': " + *problem);
     }
-    if (!catalog.set_price(parsed.name, parsed.price)) {
-      catalog.add({parsed.name, parsed.name, parsed.price});
-    }
+    catalog.set_or_add(parsed.name, parsed.price);
   }
   for (const auto& item : prices) {
-    Item parsed;
-    if (auto problem = split(item, parsed)) {
+    PriceItem parsed;
+    if (auto problem = parse_price_item(item, parsed)) {
       throw StartupError("cost.prices: '" + item + "': " + *problem);
     }
     if (!catalog.set_price(parsed.name, parsed.price)) {

@@ -25,6 +25,8 @@ class PriceCatalog {
   void add(GpuPrice price);
   /// Sets the price of the entry whose name or model_name is `name`; false when none is.
   bool set_price(std::string_view name, double price_per_hour_usd);
+  /// set_price, or else adds `name` as a model of its own; true when it added one.
+  bool set_or_add(std::string_view name, double price_per_hour_usd);
   /// The price of a GPU by the model name its metrics report (or a short name); nullopt when
   /// the catalog does not know the model.
   std::optional<double> price_for(std::string_view model_name) const;
@@ -35,6 +37,14 @@ class PriceCatalog {
  private:
   std::vector<GpuPrice> entries_;
 };
+
+/// One "GPU=USD per hour" item, split at its last '='.
+struct PriceItem {
+  std::string name;
+  double price = 0;
+};
+/// Parses an item; the problem as text, or nullopt when `out` holds it.
+std::optional<std::string> parse_price_item(std::string_view item, PriceItem& out);
 
 /// Checks one `cost.prices` item, "GPU=USD per hour" where GPU is a model or short name of the
 /// built-in catalog; the problem as text, or nullopt when it is fine.
