@@ -867,33 +867,20 @@ bool permanent_write_error(std::int64_t code) {
 // place, so the window is priced again.
 Result<bool> replace_cost_documents(mongoc_collection_t* collection,
                                     const std::vector<cost::UsageCost>& costs) {
+  // Every document is built before anything is deleted: a block that cannot be converted
+  // leaves the stored costs as they were.
   BsonPtr filter(bson_new());
   bson_t id, in;
   BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &id);
   BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+  std::vector<BsonPtr> docs;
+  docs.reserve(costs.size());
   std::set<std::string> ids;
+  bson_error_t error;
   for (const auto& c : costs) {
     if (!ids.insert(c.id).second) continue;
     const std::string key = std::to_string(ids.size() - 1);
     BSON_APPEND_UTF8(&in, key.c_str(), c.id.c_str());
-  }
-  bson_append_array_end(&id, &in);
-  bson_append_document_end(filter.get(), &id);
-  bson_error_t error;
-  bson_t reply;
-  const bool deleted =
-      mongoc_collection_delete_many(collection, filter.get(), nullptr, &reply, &error);
-  const bool concern_failed = has_write_concern_error(&reply);
-  bson_destroy(&reply);
-  if (!deleted) return classify(error);
-  if (concern_failed)
-    return Error::retryable("write concern not satisfied: " + std::string(error.message));
-
-  std::vector<BsonPtr> docs;
-  docs.reserve(costs.size());
-  std::set<std::string> inserted;
-  for (const auto& c : costs) {
-    if (!inserted.insert(c.id).second) continue;
     const std::string json = cost::cost_block_json(c);
     const BsonPtr block(bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
                                            static_cast<ssize_t>(json.size()), &error));
@@ -910,6 +897,17 @@ Result<bool> replace_cost_documents(mongoc_collection_t* collection,
     BSON_APPEND_DOCUMENT(doc.get(), "cost", block.get());
     docs.push_back(std::move(doc));
   }
+  bson_append_array_end(&id, &in);
+  bson_append_document_end(filter.get(), &id);
+  bson_t reply;
+  const bool deleted =
+      mongoc_collection_delete_many(collection, filter.get(), nullptr, &reply, &error);
+  const bool concern_failed = has_write_concern_error(&reply);
+  bson_destroy(&reply);
+  if (!deleted) return classify(error);
+  if (concern_failed)
+    return Error::retryable("write concern not satisfied: " + std::string(error.message));
+
   constexpr std::size_t kChunk = 1000;
   for (std::size_t from = 0; from < docs.size(); from += kChunk) {
     std::vector<const bson_t*> pointers;
