@@ -1,5 +1,6 @@
 #include "processor/kafka_dead_letters.hpp"
 
+#include "processor/dead_letter_replay.hpp"
 #include "telemetryd/log.hpp"
 
 namespace telemetryd::processor {
@@ -28,12 +29,12 @@ bool KafkaDeadLetters::send(const DeadLetter& letter) {
   event.key = letter.key;
   event.payload = letter.value;
   event.cloudevent = false;
-  event.headers = {{"x-telemetryd-reason", std::string(letter.reason)},
-                   {"x-telemetryd-detail", std::string(letter.detail)},
-                   {"x-telemetryd-stage", std::string(letter.stage)},
-                   {"x-telemetryd-source-topic", std::string(letter.topic)},
-                   {"x-telemetryd-source-partition", std::to_string(letter.partition)},
-                   {"x-telemetryd-source-offset", std::to_string(letter.offset)}};
+  event.headers = {{std::string(kDeadLetterReasonHeader), std::string(letter.reason)},
+                   {std::string(kDeadLetterDetailHeader), std::string(letter.detail)},
+                   {std::string(kDeadLetterStageHeader), std::string(letter.stage)},
+                   {std::string(kDeadLetterTopicHeader), std::string(letter.topic)},
+                   {std::string(kDeadLetterPartitionHeader), std::to_string(letter.partition)},
+                   {std::string(kDeadLetterOffsetHeader), std::to_string(letter.offset)}};
   if (!produce(event)) return false;
   unacknowledged_.push_back(std::move(event));
   return true;
