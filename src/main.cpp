@@ -8,6 +8,7 @@
 
 #include "app/config_reference.hpp"
 #include "app/daemon.hpp"
+#include "app/dlq_replay_command.hpp"
 #include "app/reload.hpp"
 #include "app/reprice_command.hpp"
 #include "app/roles.hpp"
@@ -103,6 +104,38 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   reprice_cmd->add_flag("--dry-run", reprice_options.dry_run, "Print the changes, write nothing");
 
+  app::DlqReplayOptions replay_options;
+  auto* dlq_cmd = cli.add_subcommand("dlq", "Dead-letter topics of the processor");
+  dlq_cmd->require_subcommand(1);
+  auto* replay_cmd = dlq_cmd->add_subcommand(
+      "replay",
+      "Send the selected dead letters (original bytes and key) back to their source topic; "
+      "reads each dead-letter topic up to its end at start");
+  replay_cmd->add_option("--config,-c", replay_options.config_file, "Processor role file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  replay_cmd->add_option("--set", replay_options.overrides, "Override a key: key.path=value");
+  replay_cmd->add_option("--topic", replay_options.topics,
+                         "Dead-letter topic (repeatable; default: both <topic><dlq_suffix>)");
+  replay_cmd->add_option("--to", replay_options.to,
+                         "Destination topic (default: each letter's source topic)");
+  replay_cmd->add_option("--reason", replay_options.reasons,
+                         "Only letters with this reason, e.g. store_rejected (repeatable)");
+  replay_cmd->add_option("--stage", replay_options.stages,
+                         "Only letters of this stage: validate or store (repeatable)");
+  replay_cmd->add_option("--partition", replay_options.partition, "Only this source partition")
+      ->check(CLI::NonNegativeNumber);
+  replay_cmd->add_option("--from-offset", replay_options.from_offset, "Only source offsets >= this")
+      ->check(CLI::NonNegativeNumber);
+  replay_cmd->add_option("--to-offset", replay_options.to_offset, "Only source offsets <= this")
+      ->check(CLI::NonNegativeNumber);
+  replay_cmd->add_option("--since", replay_options.since,
+                         "Only letters dead-lettered at or after this time, RFC 3339");
+  replay_cmd->add_option("--until", replay_options.until,
+                         "Only letters dead-lettered before this time, RFC 3339");
+  replay_cmd->add_flag("--dry-run", replay_options.dry_run,
+                       "Print what would be sent, send nothing");
+
   auto* version_cmd = cli.add_subcommand("version", "Print the version");
   auto* reference_cmd = cli.add_subcommand(
       "config-reference", "Print the role file reference (Markdown) from the built-in schemas");
@@ -129,6 +162,7 @@ int main(int argc, char** argv) {
     mongoc_cleanup();
     return code;
   }
+  if (*replay_cmd) return app::dlq_replay(replay_options);
   if (role.empty() && config_file.empty()) {
     std::cerr << "run: give --role, --config, or both\n";
     return kExitConfig;

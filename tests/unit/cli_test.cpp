@@ -53,11 +53,34 @@ TEST_CASE("docs/config-reference.md matches the built-in schemas", "[cli][config
 }
 
 TEST_CASE("--help works on every command", "[cli]") {
-  for (const char* command : {"run", "check-config", "reprice", "version", "config-reference"}) {
+  for (const char* command :
+       {"run", "check-config", "reprice", "dlq", "version", "config-reference"}) {
     INFO(command);
     const auto result = run_command({telemetryd_bin(), command, "--help"});
     CHECK(result.status == 0);
     CHECK(result.output.find("Usage") != std::string::npos);
+  }
+}
+
+TEST_CASE("dlq replay: bad times, ranges and role files exit 78 before connecting", "[cli][dlq]") {
+  const std::string processor = source_root() + "/config/roles/processor.yaml";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--config", processor, "--since", "yesterday"}, "--since: 'yesterday' is not an RFC 3339"},
+      {{"--config", processor, "--since", "2026-12-02T00:00:00Z", "--until",
+        "2026-12-01T00:00:00Z"},
+       "--until must be after --since"},
+      {{"--config", processor, "--from-offset", "5", "--to-offset", "1"},
+       "--to-offset must not be below --from-offset"},
+      {{"--config", source_root() + "/config/roles/all.yaml"}, "file is for role 'all'"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> argv{telemetryd_bin(), "dlq", "replay", "--set",
+                                  "kafka.brokers=127.0.0.1:1"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto result = run_command(argv);
+    INFO(result.output);
+    CHECK(result.status == 78);
+    CHECK(result.output.find(message) != std::string::npos);
   }
 }
 
