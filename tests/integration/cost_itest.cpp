@@ -26,6 +26,7 @@
 #include "events/token_usage.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
+#include "support/event_feed.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
@@ -40,10 +41,6 @@ constexpr std::int64_t kW = 60000;
 // 2026-12-01T12:00:00Z, a window start: days in the past, so every window is closed at once.
 constexpr std::int64_t kStart = 1796126400000;
 constexpr double kH200PerHour = 3.79;  // the catalog's NVIDIA H200 (docs/cost.md)
-
-struct Message {
-  std::string topic, key, value;
-};
 
 std::chrono::system_clock::time_point at(std::int64_t ms) {
   return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
@@ -65,8 +62,8 @@ std::string host_name(int host) {
 }
 
 // One sample, keyed by its GPU as docs/events.md says.
-Message gpu_event(const std::string& topic, int host, int gpu, std::int64_t ms, double util,
-                  std::int64_t energy_mj) {
+KafkaMessage gpu_event(const std::string& topic, int host, int gpu, std::int64_t ms, double util,
+                       std::int64_t energy_mj) {
   events::GpuSample s;
   s.gpu_uuid = gpu_uuid(host, gpu);
   s.host = host_name(host);
@@ -82,8 +79,8 @@ Message gpu_event(const std::string& topic, int host, int gpu, std::int64_t ms, 
 }
 
 // One request, keyed by its deployment (its model when it has none).
-Message usage_event(const std::string& topic, const std::string& seed, std::int64_t ms,
-                    const events::TokenUsage& u) {
+KafkaMessage usage_event(const std::string& topic, const std::string& seed, std::int64_t ms,
+                         const events::TokenUsage& u) {
   const std::string id = events::deterministic_uuid_v7(ms, seed);
   return {topic, u.deployment.value_or(u.model),
           events::encode_cloudevent(id, "//test/cost", "io.telemetryd.token.usage.v1", at(ms),
@@ -92,7 +89,7 @@ Message usage_event(const std::string& topic, const std::string& seed, std::int6
 
 // Samples every 5 s of the GPUs of `hosts` over [from_s, to_s) after kStart, from one sample
 // before (each GPU's energy baseline). Utilisation varies; the energy counter only grows.
-void add_gpu_samples(std::vector<Message>& out, const std::string& topic,
+void add_gpu_samples(std::vector<KafkaMessage>& out, const std::string& topic,
                      const std::vector<int>& hosts, int from_s, int to_s) {
   for (const int h : hosts) {
     for (int g = 0; g < 2; ++g) {
@@ -139,46 +136,6 @@ void create_topics(const std::string& brokers, const std::vector<std::string>& n
   rd_kafka_queue_destroy(queue);
   for (auto* t : topics) rd_kafka_NewTopic_destroy(t);
   rd_kafka_destroy(admin);
-}
-
-// Produces with the default partitioner (by key); returns the partitions each topic got.
-std::map<std::string, std::set<std::int32_t>> produce(const std::string& brokers,
-                                                      const std::vector<Message>& messages) {
-  struct Delivered {
-    std::map<std::string, std::set<std::int32_t>> partitions;
-    std::size_t failed = 0;
-  } delivered;
-  char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof errstr);
-  rd_kafka_conf_set_opaque(conf, &delivered);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-    auto* d = static_cast<Delivered*>(opaque);
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      ++d->failed;
-      return;
-    }
-    d->partitions[rd_kafka_topic_name(m->rkt)].insert(m->partition);
-  });
-  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  REQUIRE(producer != nullptr);
-  for (const auto& m : messages) {
-    for (;;) {
-      const auto err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      REQUIRE(err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-      rd_kafka_poll(producer, 50);
-    }
-  }
-  REQUIRE(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_destroy(producer);
-  REQUIRE(delivered.failed == 0);
-  return delivered.partitions;
 }
 
 std::string log_tail(const ChildProcess& child) {
@@ -369,7 +326,7 @@ TEST_CASE("3 processors and 1 processor price every usage document the same", "[
   // deployments (deployment d runs on hosts d and d + 1) and 5 tenants. A third name their
   // GPUs, a third their host, a third only their deployment (priced through the placement the
   // others teach).
-  std::vector<Message> messages;
+  std::vector<KafkaMessage> messages;
   add_gpu_samples(messages, gpu_topic, {0, 1, 2, 3}, 0, 360);
   const std::int64_t samples = static_cast<std::int64_t>(messages.size());
   const std::vector<std::string> models{"llama-3.1-70b", "llama-3.1-8b", "mixtral-8x7b"};
@@ -532,7 +489,7 @@ TEST_CASE(
   const std::vector<std::string> node_gpus{gpu_uuid(7, 0), gpu_uuid(7, 1)};
 
   // First minute: usage of deployment "chat" naming its host teaches chat -> host:cost-node-7.
-  std::vector<Message> first;
+  std::vector<KafkaMessage> first;
   add_gpu_samples(first, gpu_topic, {7}, 0, 60);
   const auto first_samples = static_cast<std::int64_t>(first.size());
   for (int i = 0; i < 20; ++i) {
@@ -561,7 +518,7 @@ TEST_CASE(
 
   // Two windows later, after the restart: usage of "chat" naming nothing else, and of a
   // deployment that nothing ever placed.
-  std::vector<Message> second;
+  std::vector<KafkaMessage> second;
   add_gpu_samples(second, gpu_topic, {7}, 120, 180);
   const auto second_samples = static_cast<std::int64_t>(second.size());
   std::set<std::string> chat_ids;

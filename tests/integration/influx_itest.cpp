@@ -3,7 +3,6 @@
 // MongoDB not needed for /ready, an InfluxDB outage paused and recovered without loss; the v2
 // write API with a token against InfluxDB 1.8.10 when services.sh started influxdb18.
 
-#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <unistd.h>
@@ -14,23 +13,18 @@
 #include <random>
 #include <thread>
 
-#include "app/roles.hpp"
 #include "influx/influx_writer.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
+#include "support/event_feed.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
-#include "telemetryd/source.hpp"
 
 using namespace test_support;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct Message {
-  std::string topic, key, value;
-};
 
 int port_of(const std::string& url) {
   return std::stoi(url.substr(url.rfind(':') + 1));
@@ -107,44 +101,6 @@ struct Fixture {
   }
 };
 
-std::vector<Message> synthetic_events(const Fixture& f, std::size_t count) {
-  const telemetryd::Config config =
-      telemetryd::load_config({.role = "producer"}, telemetryd::app::role_catalog());
-  auto source = telemetryd::SourceRegistry::instance()
-                    .find("synthetic")
-                    ->create(config, telemetryd::Topics{f.gpu_topic, f.usage_topic});
-  std::vector<telemetryd::Event> events;
-  std::string error;
-  while (events.size() < count) source->sample(events, error);
-  events.resize(count);
-  std::vector<Message> out;
-  for (auto& e : events) out.push_back({e.topic, e.key, e.payload});
-  return out;
-}
-
-void produce(const std::string& brokers, const std::vector<Message>& messages) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char errstr[512];
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof errstr);
-  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  REQUIRE(producer != nullptr);
-  for (const auto& m : messages) {
-    for (;;) {
-      const auto err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      REQUIRE(err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-      rd_kafka_poll(producer, 50);
-    }
-  }
-  REQUIRE(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_destroy(producer);
-}
-
 HttpResult wait_ready(int port, std::chrono::seconds timeout) {
   HttpResult ready;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -161,7 +117,7 @@ struct Expected {
 };
 
 // Counts per measurement and the token sum of the distinct events, from the produced bytes.
-Expected expected_of(const std::vector<Message>& events, const Fixture& f) {
+Expected expected_of(const std::vector<KafkaMessage>& events, const Fixture& f) {
   Expected e;
   simdjson::dom::parser parser;
   for (const auto& m : events) {
@@ -182,9 +138,9 @@ TEST_CASE(
     "no MongoDB needed",
     "[influx][itest]") {
   Fixture f;
-  auto events = synthetic_events(f, 20000);
+  auto events = synthetic_events(f.gpu_topic, f.usage_topic, 20000);
   const Expected want = expected_of(events, f);
-  std::vector<Message> all = events;
+  std::vector<KafkaMessage> all = events;
   std::mt19937 rng(11);
   for (int i = 0; i < 1000; ++i) all.push_back(events[rng() % events.size()]);  // redeliveries
   std::shuffle(all.begin() + 500, all.end(), rng);
@@ -255,7 +211,7 @@ TEST_CASE(
 TEST_CASE("store both: MongoDB and InfluxDB hold every event; queries from MongoDB",
           "[influx][itest]") {
   Fixture f;
-  const auto events = synthetic_events(f, 6000);
+  const auto events = synthetic_events(f.gpu_topic, f.usage_topic, 6000);
   produce(f.brokers, events);
   ChildProcess processor(f.processor_argv("both"));
   const int port = listening_port(processor);
@@ -351,7 +307,7 @@ TEST_CASE(
   Fixture f;
   // InfluxDB 1.8 maps the v2 bucket to a database.
   curl_query(url, ca, token, "", "CREATE DATABASE \"" + f.database + "\"");
-  const auto events = synthetic_events(f, 3000);
+  const auto events = synthetic_events(f.gpu_topic, f.usage_topic, 3000);
   produce(f.brokers, events);
 
   char token_path[] = "/tmp/telemetryd-influx-token-XXXXXX";
@@ -437,7 +393,7 @@ TEST_CASE("events/s into InfluxDB vs the same events into FerretDB", "[influx][b
   constexpr std::size_t kEvents = 40000;
   for (const std::string store : {"influxdb", "mongodb"}) {
     Fixture f;
-    const auto events = synthetic_events(f, kEvents);
+    const auto events = synthetic_events(f.gpu_topic, f.usage_topic, kEvents);
     produce(f.brokers, events);
     const auto started = std::chrono::steady_clock::now();
     ChildProcess processor(f.processor_argv(store));

@@ -2,9 +2,7 @@
 // events stored, malformed ones dead-lettered with reasons, the reconciliation balanced; and the
 // same guarantees across kill -9 and a database outage.
 
-#include <librdkafka/rdkafka.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <random>
@@ -12,116 +10,21 @@
 #include <set>
 #include <thread>
 
-#include "app/roles.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
+#include "support/event_feed.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
-#include "support/mongo_probe.hpp"
-#include "telemetryd/source.hpp"
+#include "support/processor_fixture.hpp"
 
 using namespace test_support;
 using namespace std::chrono_literals;
 
-namespace {
-
-struct Fixture {
-  std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
-  std::string mongo = required_env("TELEMETRYD_TEST_MONGO_URI");
-  std::string gpu_topic = unique_topic("pitest-gpu");
-  std::string usage_topic = unique_topic("pitest-usage");
-  std::string database =
-      "pitest" + std::to_string(getpid()) + "_" +
-      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
-  std::string group = unique_topic("pitest-group");
-  ~Fixture() { drop_database(mongo, database); }
-
-  std::vector<std::string> processor_argv() const {
-    return {telemetryd_bin(), "run",
-            "--role",         "processor",
-            "--set",          "http.listen=127.0.0.1:0",
-            "--set",          "kafka.brokers=" + brokers,
-            "--set",          "mongodb.uri=" + mongo,
-            "--set",          "mongodb.database=" + database,
-            "--set",          "processor.group_id=" + group,
-            "--set",          "processor.topics.gpu_metrics=" + gpu_topic,
-            "--set",          "processor.topics.token_usage=" + usage_topic,
-            "--set",          "mongodb.check_interval_ms=500",
-            "--set",          "processor.retry_backoff_max_ms=1000",
-            "--set",          "processor.cost.settle_s=1"};
-  }
-
-  std::int64_t stored() const {
-    const auto a = count_documents(mongo, database, "gpu_metrics");
-    const auto b = count_documents(mongo, database, "token_usage");
-    return a < 0 || b < 0 ? -1 : a + b;
-  }
-
-  // Waits until the store holds `expected` documents; returns the last count seen.
-  std::int64_t wait_stored(std::int64_t expected, std::chrono::seconds timeout) const {
-    std::int64_t n = -1;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      n = stored();
-      if (n >= expected) break;
-      std::this_thread::sleep_for(250ms);
-    }
-    // Give a late duplicate the chance to show up as an extra document.
-    std::this_thread::sleep_for(1s);
-    return stored();
-  }
-};
-
-struct Message {
-  std::string topic, key, value;
-};
-
-// Valid synthetic events from the real synthetic source, routed to the fixture's topics.
-std::vector<Message> synthetic_events(const Fixture& f, std::size_t count) {
-  const telemetryd::Config config =
-      telemetryd::load_config({.role = "producer"}, telemetryd::app::role_catalog());
-  auto source = telemetryd::SourceRegistry::instance()
-                    .find("synthetic")
-                    ->create(config, telemetryd::Topics{f.gpu_topic, f.usage_topic});
-  std::vector<telemetryd::Event> events;
-  std::string error;
-  while (events.size() < count) source->sample(events, error);
-  events.resize(count);
-  std::vector<Message> out;
-  for (auto& e : events) out.push_back({e.topic, e.key, e.payload});
-  return out;
-}
-
-void produce(const std::string& brokers, const std::vector<Message>& messages) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char errstr[512];
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof errstr);
-  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  REQUIRE(producer != nullptr);
-  for (const auto& m : messages) {
-    for (;;) {
-      const auto err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      REQUIRE(err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-      rd_kafka_poll(producer, 50);
-    }
-  }
-  REQUIRE(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_destroy(producer);
-}
-
-}  // namespace
-
 TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, reconciliation",
           "[processor][itest]") {
-  Fixture f;
-  auto valid = synthetic_events(f, 47000);
-  std::vector<Message> all = valid;
+  ProcessorFixture f;
+  auto valid = synthetic_events(f.gpu_topic, f.usage_topic, 47000);
+  std::vector<KafkaMessage> all = valid;
   std::mt19937 rng(7);
   for (int i = 0; i < 2500; ++i) all.push_back(valid[rng() % valid.size()]);  // same id again
   const std::vector<std::string> broken = {
@@ -193,8 +96,8 @@ TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, r
 
 TEST_CASE("kill -9 mid-stream, then restart: every event stored exactly once",
           "[processor][itest]") {
-  Fixture f;
-  const auto events = synthetic_events(f, 30000);
+  ProcessorFixture f;
+  const auto events = synthetic_events(f.gpu_topic, f.usage_topic, 30000);
   produce(f.brokers, events);
   {
     ChildProcess first(f.processor_argv());
@@ -216,7 +119,7 @@ TEST_CASE("kill -9 mid-stream, then restart: every event stored exactly once",
 
 TEST_CASE("FerretDB down for 20 s mid-stream: nothing lost, /ready reports it, resumes itself",
           "[processor][itest]") {
-  Fixture f;
+  ProcessorFixture f;
   ChildProcess processor(f.processor_argv());
   const int port = listening_port(processor);
   // A producer run that outlasts the outage: 36000 events at 1200/s take about 30 s.

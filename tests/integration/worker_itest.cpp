@@ -3,7 +3,6 @@
 // malformed messages dead-lettered byte for byte with reasons; and the same across kill -9 and a
 // database outage.
 
-#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include "events/cloudevent.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
+#include "support/event_feed.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
@@ -118,37 +118,10 @@ std::map<std::string, const Observation*> newest(const std::vector<Observation>&
   return out;
 }
 
-struct Message {
-  std::string key, value;
-};
-
-void produce(const std::string& brokers, const std::string& topic,
-             const std::vector<Message>& messages) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char errstr[512];
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr);
-  rd_kafka_conf_set(conf, "linger.ms", "20", errstr, sizeof errstr);
-  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  REQUIRE(producer != nullptr);
-  for (const auto& m : messages) {
-    for (;;) {
-      const auto err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      REQUIRE(err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-      rd_kafka_poll(producer, 50);
-    }
-  }
-  REQUIRE(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  rd_kafka_destroy(producer);
-}
-
-std::vector<Message> as_messages(const std::vector<Observation>& all) {
-  std::vector<Message> out;
-  for (const auto& o : all) out.push_back({o.gpu_uuid, o.value});
+std::vector<KafkaMessage> as_messages(const std::string& topic,
+                                      const std::vector<Observation>& all) {
+  std::vector<KafkaMessage> out;
+  for (const auto& o : all) out.push_back({topic, o.gpu_uuid, o.value});
   return out;
 }
 
@@ -187,7 +160,7 @@ TEST_CASE("repeated ids and out-of-order observations: exact log, newest state, 
   Fixture f;
   std::mt19937 rng(11);
   const auto distinct = observations("a", 8, 300, rng);  // 2400 events
-  std::vector<Message> all = as_messages(distinct);
+  std::vector<KafkaMessage> all = as_messages(f.topic, distinct);
   for (int i = 0; i < 600; ++i) {  // the same event again, same bytes
     const auto& o = distinct[rng() % distinct.size()];
     all.push_back({o.gpu_uuid, o.value});
@@ -212,7 +185,7 @@ TEST_CASE("repeated ids and out-of-order observations: exact log, newest state, 
   }
   std::shuffle(all.begin(), all.end(), rng);
   REQUIRE(all.size() == 3050);
-  produce(f.brokers, f.topic, all);
+  produce(f.brokers, all);
 
   ChildProcess worker(f.worker_argv());
   const int port = listening_port(worker);
@@ -278,7 +251,7 @@ TEST_CASE("worker kill -9 mid-stream, then restart: every event stored exactly o
   std::mt19937 rng(12);
   auto events = observations("k", 200, 100, rng);  // 20000 events
   std::shuffle(events.begin(), events.end(), rng);
-  produce(f.brokers, f.topic, as_messages(events));
+  produce(f.brokers, as_messages(f.topic, events));
   {
     ChildProcess first(f.worker_argv());
     const auto deadline = std::chrono::steady_clock::now() + 120s;
@@ -308,18 +281,18 @@ TEST_CASE("worker: FerretDB down for 20 s mid-stream: /ready 503, nothing lost, 
   // worker starts, so the topic exists when it subscribes (librdkafka looks for a topic created
   // later only at its next metadata refresh, up to 5 minutes on).
   std::atomic<bool> produced{false};
-  const auto messages = as_messages(events);
+  const auto messages = as_messages(f.topic, events);
   const auto slice = [&](std::size_t i) {
-    return std::vector<Message>(
+    return std::vector<KafkaMessage>(
         messages.begin() + static_cast<std::ptrdiff_t>(i),
         messages.begin() + static_cast<std::ptrdiff_t>(std::min(i + 400, messages.size())));
   };
-  produce(f.brokers, f.topic, slice(0));
+  produce(f.brokers, slice(0));
   ChildProcess worker(f.worker_argv());
   const int port = listening_port(worker);
   std::thread producer([&] {
     for (std::size_t i = 400; i < messages.size(); i += 400) {
-      produce(f.brokers, f.topic, slice(i));
+      produce(f.brokers, slice(i));
       std::this_thread::sleep_for(500ms);
     }
     produced = true;

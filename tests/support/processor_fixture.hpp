@@ -1,0 +1,69 @@
+#pragma once
+// A processor under test against the real broker and FerretDB: unique topics, database and
+// group, the command line that runs it, and the stored count. Header-only: it lives with
+// Catch2.
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/kafka_reader.hpp"
+#include "support/mongo_probe.hpp"
+
+namespace test_support {
+
+using namespace std::chrono_literals;
+
+struct ProcessorFixture {
+  std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
+  std::string mongo = required_env("TELEMETRYD_TEST_MONGO_URI");
+  std::string gpu_topic = unique_topic("pitest-gpu");
+  std::string usage_topic = unique_topic("pitest-usage");
+  std::string database =
+      "pitest" + std::to_string(getpid()) + "_" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
+  std::string group = unique_topic("pitest-group");
+  ~ProcessorFixture() { drop_database(mongo, database); }
+
+  std::vector<std::string> processor_argv() const {
+    return {telemetryd_bin(), "run",
+            "--role",         "processor",
+            "--set",          "http.listen=127.0.0.1:0",
+            "--set",          "kafka.brokers=" + brokers,
+            "--set",          "mongodb.uri=" + mongo,
+            "--set",          "mongodb.database=" + database,
+            "--set",          "processor.group_id=" + group,
+            "--set",          "processor.topics.gpu_metrics=" + gpu_topic,
+            "--set",          "processor.topics.token_usage=" + usage_topic,
+            "--set",          "mongodb.check_interval_ms=500",
+            "--set",          "processor.retry_backoff_max_ms=1000",
+            "--set",          "processor.cost.settle_s=1"};
+  }
+
+  std::int64_t stored() const {
+    const auto a = count_documents(mongo, database, "gpu_metrics");
+    const auto b = count_documents(mongo, database, "token_usage");
+    return a < 0 || b < 0 ? -1 : a + b;
+  }
+
+  // Waits until the store holds `expected` documents; returns the last count seen.
+  std::int64_t wait_stored(std::int64_t expected, std::chrono::seconds timeout) const {
+    std::int64_t n = -1;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      n = stored();
+      if (n >= expected) break;
+      std::this_thread::sleep_for(250ms);
+    }
+    // Give a late duplicate the chance to show up as an extra document.
+    std::this_thread::sleep_for(1s);
+    return stored();
+  }
+};
+
+}  // namespace test_support
