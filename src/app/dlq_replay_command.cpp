@@ -323,6 +323,9 @@ int dlq_replay(const DlqReplayOptions& options) {
     properties["enable.auto.commit"] = "false";
     properties["enable.auto.offset.store"] = "false";
     properties["enable.partition.eof"] = "true";
+    // Retention may remove the low watermark's letters before the read reaches them: go on from
+    // the oldest left, never skip to the end (librdkafka's default).
+    properties["auto.offset.reset"] = "earliest";
     kafka::HandlePtr consumer = kafka::make_handle(RD_KAFKA_CONSUMER, properties);
     rd_kafka_poll_set_consumer(consumer.get());
     read_to_end(consumer.get(), partition_ends(consumer.get(), topics), replayer);
