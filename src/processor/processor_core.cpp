@@ -27,6 +27,11 @@ ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink
                                      {"topic", "stage"})),
       db_writes_(
           metrics.counter("processor_db_writes_total", "Documents inserted.", {"collection"})),
+      store_errors_(metrics.counter(
+          "processor_store_errors_total",
+          "Batch writes that failed and are retried, by error code and class (retryable, "
+          "permanent, unclassified); none of them dead-letters an event.",
+          {"code", "class"})),
       duplicates_(metrics
                       .counter("processor_duplicates_total",
                                "Events already stored (same id), counted as done.")
@@ -113,6 +118,24 @@ bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view
   return true;
 }
 
+// A batch the store did not take, whatever the reason, is retried: only the per-document
+// refusals of a write that answered go to the dead-letter topic. A whole batch refused "for good"
+// is nearly always the store's condition (credentials, a missing bucket, a server state nobody
+// classified), not the events': dead-lettering it lost valid events, and retrying costs nothing
+// but the pause, which the error counter and its alert make visible.
+Error ProcessorCore::failed_write(Error error) {
+  const char* error_class = error.unclassified                      ? "unclassified"
+                            : error.kind == Error::Kind::kPermanent ? "permanent"
+                                                                    : "retryable";
+  store_errors_.with({error.code.empty() ? "unknown" : error.code, error_class}).inc();
+  if (error.kind == Error::Kind::kPermanent || error.unclassified) {
+    log::error("processor", "store refused a batch; retrying it",
+               {{"error", error.message}, {"code", error.code}, {"class", error_class}});
+  }
+  error.kind = Error::Kind::kRetryable;
+  return error;
+}
+
 Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
   if (pending_messages_ == 0) return true;
   // Stages resume where a retryable failure stopped them, so a retry never writes or counts
@@ -129,19 +152,11 @@ Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
       Result<WriteOutcome> outcome = store_.write(stored);
       write_latency_.observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      if (!outcome) {
-        if (outcome.error().kind == Error::Kind::kRetryable) return outcome.error();
-        // The store refused the whole batch for good: keep the events, in the dead-letter topic.
-        log::error("processor", "store refused a batch", {{"error", outcome.error().message}});
-        for (std::size_t i = 0; i < batch_.size(); ++i) {
-          rejected_.emplace_back(i, outcome.error().message);
-        }
-      } else {
-        count_written(outcome.value());
-        rejected_ = std::move(outcome.value().rejected);
-        written_.assign(batch_.size(), true);
-        for (const auto& entry : rejected_) written_[entry.first] = false;
-      }
+      if (!outcome) return failed_write(outcome.error());
+      count_written(outcome.value());
+      rejected_ = std::move(outcome.value().rejected);
+      written_.assign(batch_.size(), true);
+      for (const auto& entry : rejected_) written_[entry.first] = false;
     }
     stage_ = Stage::kMark;
   }

@@ -66,6 +66,7 @@ class ProcessorCore final : public core::BatchStage {
   bool dead_letter(const IncomingMessage& message, std::string_view reason, std::string_view detail,
                    std::string_view stage);
   void count_written(const WriteOutcome& outcome);
+  Error failed_write(Error error);
   Result<bool> mark_cost_windows();
   void note_done(const std::string& topic, std::int32_t partition, std::int64_t offset);
   void update_in_flight();
@@ -91,6 +92,7 @@ class ProcessorCore final : public core::BatchStage {
   metrics::Family<metrics::Counter>& invalid_;
   metrics::Family<metrics::Counter>& dead_lettered_;
   metrics::Family<metrics::Counter>& db_writes_;
+  metrics::Family<metrics::Counter>& store_errors_;
   metrics::Counter& duplicates_;
   metrics::Counter& abandoned_;
   metrics::Gauge& in_flight_;

@@ -184,9 +184,10 @@ Result<processor::WriteOutcome> SqliteStore::write(
     }
     if (sqlite3_step(s) != SQLITE_DONE) {
       const std::string message = error_message();
+      const std::string code = "sqlite:" + std::to_string(sqlite3_extended_errcode(db_));
       exec("ROLLBACK");
       // A full disk or a locked file may pass; retrying keeps the events.
-      return Error::retryable(path_ + ": " + message);
+      return Error::retryable(path_ + ": " + message, code);
     }
     if (sqlite3_changes(db_) == 0) {
       ++outcome.duplicates;

@@ -19,7 +19,8 @@ namespace telemetryd::worker {
 namespace {
 
 using mongo::classify;
-using mongo::is_transient_server_code;
+using mongo::classify_write_error;
+using mongo::is_permanent_server_code;
 
 constexpr std::int64_t kDuplicateKey = 11000;
 
@@ -150,8 +151,9 @@ Result<LogOutcome> MongoMetadataStore::insert_log(
   for (const WriteError& e : errors) {
     if (e.code == kDuplicateKey) {
       ++outcome.duplicates;
-    } else if (is_transient_server_code(e.code)) {
-      return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+    } else if (!is_permanent_server_code(e.code)) {
+      // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
+      return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
     } else if (e.index >= 0 && static_cast<std::size_t>(e.index) < batch.size()) {
       outcome.rejected.emplace_back(static_cast<std::size_t>(e.index),
                                     "code " + std::to_string(e.code) + ": " + e.message);
@@ -246,8 +248,9 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         const std::size_t i = inserts[static_cast<std::size_t>(e.index)];
         if (e.code == kDuplicateKey) {
           again.push_back(i);  // stored meanwhile by another consumer: compare again
-        } else if (is_transient_server_code(e.code)) {
-          return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+        } else if (!is_permanent_server_code(e.code)) {
+          // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
+          return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
         } else {
           outcome.rejected.emplace_back(i, "code " + std::to_string(e.code) + ": " + e.message);
         }
@@ -291,8 +294,10 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         std::size_t ran = positions.size();
         if (!errors.empty()) {
           const WriteError& e = errors.front();
-          if (is_transient_server_code(e.code)) {
-            return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+          if (!is_permanent_server_code(e.code)) {
+            // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
+            return classify_write_error(e.code,
+                                        "code " + std::to_string(e.code) + ": " + e.message);
           }
           ran = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(e.index, 0)),
                                       positions.size());
