@@ -75,6 +75,12 @@ Error classify_write_error(std::int64_t code, std::string message) {
   return error;
 }
 
+bool only_write_errors(const bson_error_t& error, std::size_t write_errors) {
+  return write_errors > 0 &&
+         (error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
+          error.domain == MONGOC_ERROR_COMMAND);
+}
+
 bool has_write_concern_error(const bson_t* reply) {
   bson_iter_t iter;
   bson_iter_t errors;

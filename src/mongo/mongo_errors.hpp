@@ -30,6 +30,11 @@ Error classify(const bson_error_t& error);
 /// The same rule for one item of a reply's writeErrors (a per-document answer).
 Error classify_write_error(std::int64_t code, std::string message);
 
+/// True when a failed write's error only sums up its `write_errors` per-document errors (the
+/// server answered each document; the caller reads those), false when the call itself failed
+/// (no reply, a dropped connection: part of the batch may not have been tried).
+bool only_write_errors(const bson_error_t& error, std::size_t write_errors);
+
 /// True when an insert/update reply carries writeConcernErrors: written, but not as durably as
 /// asked, so not done.
 bool has_write_concern_error(const bson_t* reply);

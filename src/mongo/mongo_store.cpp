@@ -394,7 +394,7 @@ Result<processor::WriteOutcome> MongoStore::write(
     // Write errors alone (duplicates, rejected documents) are answers; a network failure means
     // part of the batch may not have been tried, so the whole batch is retried (ids make the
     // retry idempotent).
-    if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+    if (!ok && !only_write_errors(error, errors.size())) {
       return classify(error);
     }
     const std::size_t inserted = docs.size() - errors.size();

@@ -61,6 +61,19 @@ ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink
                                          {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
                               .with({})) {}
 
+// The last word of a processor that stops (its counters die with it): the reconciliation terms
+// of its whole life, so runs that stop members (a scale-in, a rolling restart) can still be
+// summed exactly across the group.
+ProcessorCore::~ProcessorCore() {
+  log::info("processor", "final counts",
+            {{"consumed", totals_.consumed},
+             {"stored", totals_.stored},
+             {"duplicates", totals_.duplicates},
+             {"dead_lettered", totals_.dead_lettered},
+             {"abandoned", totals_.abandoned},
+             {"in_flight", static_cast<std::int64_t>(batch_.size())}});
+}
+
 // Dead letters count as done once sent, so only valid events waiting for the store are in
 // flight; that keeps received = stored + dead-lettered + duplicates + in flight + abandoned.
 void ProcessorCore::update_in_flight() {
@@ -96,6 +109,7 @@ bool ProcessorCore::accept(const IncomingMessage& message) {
   if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
   ++pending_messages_;
   consumed_.with({std::string(message.topic)}).inc();
+  ++totals_.consumed;
   note_done(std::string(message.topic), message.partition, message.offset);
   if (!reason.empty()) {
     invalid_.with({std::string(message.topic), reason}).inc();
@@ -115,6 +129,7 @@ bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view
     return false;
   }
   dead_lettered_.with({std::string(message.topic), std::string(stage)}).inc();
+  ++totals_.dead_lettered;
   return true;
 }
 
@@ -237,6 +252,8 @@ void ProcessorCore::count_written(const WriteOutcome& w) {
   db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
   db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
   duplicates_.inc(static_cast<double>(w.duplicates));
+  totals_.stored += static_cast<std::int64_t>(w.gpu_metrics_inserted + w.token_usage_inserted);
+  totals_.duplicates += static_cast<std::int64_t>(w.duplicates);
   // Refused events and duplicates (stored before) count nowhere here.
   std::vector<bool> skip(batch_.size(), false);
   for (const auto& entry : w.rejected) skip[entry.first] = true;
@@ -282,6 +299,7 @@ void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revo
   rejected_next_ = next;
   std::erase_if(offsets_, [&](const auto& entry) { return revoked(entry.first); });
   abandoned_.inc(static_cast<double>(dropped));
+  totals_.abandoned += static_cast<std::int64_t>(dropped);
   pending_messages_ -= std::min(pending_messages_, dropped);
   if (batch_.empty() && offsets_.empty()) {
     pending_messages_ = 0;

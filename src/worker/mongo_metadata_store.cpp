@@ -21,6 +21,7 @@ namespace {
 using mongo::classify;
 using mongo::classify_write_error;
 using mongo::is_permanent_server_code;
+using mongo::only_write_errors;
 
 constexpr std::int64_t kDuplicateKey = 11000;
 
@@ -79,7 +80,7 @@ Result<std::vector<WriteError>> insert_unordered(mongoc_client_t* client,
   std::vector<WriteError> errors = write_errors(&reply, concern_failed);
   bson_destroy(&reply);
   if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-  if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+  if (!ok && !only_write_errors(error, errors.size())) {
     return classify(error);
   }
   return errors;
@@ -286,7 +287,7 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         mongoc_bulk_operation_destroy(bulk);
         mongoc_collection_destroy(collection);
         if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-        if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+        if (!ok && !only_write_errors(error, errors.size())) {
           return classify(error);
         }
         // Ordered (as FerretDB runs it anyway): everything before the first error ran, the one

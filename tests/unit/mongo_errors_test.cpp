@@ -72,3 +72,14 @@ TEST_CASE("per-document write errors: only known refusals are permanent", "[mong
   CHECK(unknown.unclassified);
   CHECK(unknown.code == "mongo:write:1");
 }
+
+TEST_CASE("a failed write that only sums up its per-document errors is an answer", "[mongo]") {
+  // insert_many with duplicates fails with the first write error as a server error (11000): the
+  // write errors are the answer, not a reason to retry the batch.
+  const bson_error_t duplicate = error_of(MONGOC_ERROR_SERVER, 11000, "E11000 duplicate key");
+  CHECK(mongo::only_write_errors(duplicate, 3));
+  CHECK_FALSE(mongo::only_write_errors(duplicate, 0));
+  // A dropped connection mid-batch: part of it may not have been tried, whatever errors came.
+  CHECK_FALSE(mongo::only_write_errors(
+      error_of(MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET, "socket error"), 2));
+}
