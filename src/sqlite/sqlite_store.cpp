@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "sqlite/statement.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
@@ -14,18 +15,6 @@ namespace telemetryd::sqlite {
 using processor::EventKind;
 
 namespace {
-
-struct StatementDeleter {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
-
-// A prepared statement, or null when SQLite refused it (error_message() says why).
-Statement prepare_statement(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr);
-  return Statement(raw);
-}
 
 void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
