@@ -79,6 +79,10 @@ Result<bool> SqliteStore::exec(const char* sql) {
 Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
   const std::lock_guard lock(mutex_);
   for (const char* sql : {
+           // Lets retention give deleted pages back to the file system (PRAGMA
+           // incremental_vacuum). It only takes on a new, empty file: older files keep reusing
+           // freed pages, so they stop growing but do not shrink (README, the `all` role).
+           "PRAGMA auto_vacuum=INCREMENTAL",
            "PRAGMA journal_mode=WAL",
            "PRAGMA synchronous=NORMAL",
            "CREATE TABLE IF NOT EXISTS gpu_metrics (id TEXT PRIMARY KEY, ts INTEGER NOT NULL, "
