@@ -1,6 +1,9 @@
 #pragma once
 // Hot-path and I/O results (std::expected is C++23; GCC 12 lacks it). Errors say whether retrying
-// can help: retryable ones pause and retry, permanent ones go to the dead-letter topic.
+// can help: retryable ones pause and retry; permanent ones are answers (a refused document goes
+// to the dead-letter topic, a refused start-up stops the process). An error that nothing
+// recognised is retryable and says so (`unclassified`), so it is retried and counted, never taken
+// for a refusal of valid events.
 
 #include <string>
 #include <utility>
@@ -12,8 +15,17 @@ struct Error {
   enum class Kind { kRetryable, kPermanent };
   Kind kind = Kind::kRetryable;
   std::string message;
-  static Error retryable(std::string message) { return {Kind::kRetryable, std::move(message)}; }
-  static Error permanent(std::string message) { return {Kind::kPermanent, std::move(message)}; }
+  /// Where it came from, for counting: "mongo:server:11600", "sqlite:13", "http:503"; empty when
+  /// the producer of the error names none.
+  std::string code;
+  /// True when no rule recognised the error (it is then retryable, and alerts).
+  bool unclassified = false;
+  static Error retryable(std::string message, std::string code = {}) {
+    return {Kind::kRetryable, std::move(message), std::move(code)};
+  }
+  static Error permanent(std::string message, std::string code = {}) {
+    return {Kind::kPermanent, std::move(message), std::move(code)};
+  }
 };
 
 template <typename T>

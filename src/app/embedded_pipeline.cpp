@@ -14,6 +14,7 @@
 #include "processor/cost_config.hpp"
 #include "processor/processor_core.hpp"
 #include "processor/query_routes.hpp"
+#include "sqlite/retention_task.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
@@ -32,6 +33,16 @@ std::string database_path(const Config& config) {
   if (ec)
     throw StartupError("embedded.data_dir: cannot create " + dir.string() + ": " + ec.message());
   return (dir / "telemetryd.sqlite3").string();
+}
+
+sqlite::RetentionSettings retention_from(const Config& config,
+                                         const processor::PricerSettings& pricer) {
+  sqlite::RetentionSettings s;
+  s.max_age_ms = config.integer("embedded.retention_days") * 86400 * 1000;
+  s.max_bytes = config.integer("embedded.max_size_mb") * 1024 * 1024;
+  s.lookback_ms = pricer.model.window_ms;
+  s.placement_ttl_ms = pricer.model.placement_ttl_ms;
+  return s;
 }
 
 class EmbeddedPipeline final : public Component, public EventInlet {
@@ -54,6 +65,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
         core_(processor::core_settings_from(ctx.config, "embedded"), store_, store_, ctx.metrics,
               tenants_),
         pricer_(pricer_settings_, store_, prices_, ctx.metrics, tenants_),
+        retention_(store_, retention_from(ctx.config, pricer_settings_), ctx.metrics),
         batch_size_(static_cast<std::size_t>(ctx.config.integer("embedded.batch_size"))),
         queue_depth_(
             ctx.metrics.gauge("embedded_queue_depth", "Events waiting in the in-process queue.")
@@ -68,6 +80,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
 
   ~EmbeddedPipeline() override {
     stop();
+    retention_.stop();
     pricer_.stop();
     if (source_thread_.joinable()) source_thread_.join();
     if (processor_thread_.joinable()) processor_thread_.join();
@@ -77,6 +90,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
     source_thread_ = std::thread([this] { run_source(); });
     processor_thread_ = std::thread([this] { run_processor(); });
     pricer_.start();
+    retention_.start();
     readiness_.set("embedded", true, "running");
   }
 
@@ -187,6 +201,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
   processor::TenantLabels tenants_;
   processor::ProcessorCore core_;
   processor::CostPricer pricer_;
+  sqlite::RetentionTask retention_;
   std::size_t batch_size_;
   metrics::Gauge& queue_depth_;
   std::atomic<bool> stopping_{false};
@@ -221,6 +236,21 @@ std::vector<KeySpec> embedded_keys() {
        .default_value = "500",
        .min = 1,
        .max = 100000},
+      // Days, as mongodb.ttl_days says the same of the processor's store.
+      {.name = "retention_days",
+       .type = ValueType::kInt,
+       .description = "Delete events (and their cost windows) older than this, in small "
+                      "batches once a minute; 0 keeps them.",
+       .default_value = "7",
+       .min = 0,
+       .max = 36500},
+      {.name = "max_size_mb",
+       .type = ValueType::kInt,
+       .description = "Delete the oldest events while the database holds more than this "
+                      "(never the last hour nor unpriced cost windows); 0 for no bound.",
+       .default_value = "1024",
+       .min = 0,
+       .max = 16777216},
   };
   for (auto& key : processor::cost_keys()) keys.push_back(std::move(key));
   return keys;

@@ -254,7 +254,7 @@ Result<bool> InfluxStore::write_points(std::vector<std::size_t> indices,
           --round;
           continue;
         }
-        return Error::retryable(what);
+        return Error::retryable(what, "http:" + std::to_string(status));
       case WriteVerdict::kPermanent:
         if (status == 413 && indices.size() > 1) {
           // Too large for the server's max-body-size: halve until it fits.

@@ -129,7 +129,11 @@ WriteVerdict classify_write(unsigned status, std::string_view message) {
   if (status == 401 || status == 403 || status == 404) return WriteVerdict::kRetryable;
   if ((status == 400 || status == 422) && message.find("partial write") != std::string_view::npos)
     return WriteVerdict::kPartial;
-  return WriteVerdict::kPermanent;
+  // Only answers about the points themselves refuse them (bad line protocol, too large, a field
+  // type conflict); any other status is the server's condition, retried rather than taken for a
+  // refusal of valid points.
+  if (status == 400 || status == 413 || status == 422) return WriteVerdict::kPermanent;
+  return WriteVerdict::kRetryable;
 }
 
 PartialWrite parse_partial_write(std::string_view message) {

@@ -1,8 +1,11 @@
 #include "kafka/consumer_loop.hpp"
 
+#include <charconv>
+#include <cstring>
 #include <set>
 
 #include "telemetryd/log.hpp"
+#include "telemetryd/time_format.hpp"
 
 namespace telemetryd::kafka {
 
@@ -45,6 +48,14 @@ std::vector<KeySpec> consumer_loop_keys(const std::string& default_group_id) {
        .default_value = "5000",
        .min = 10,
        .max = 300000},
+      {.name = "stall_timeout_s",
+       .type = ValueType::kInt,
+       .description = "/ready answers 503 when a store call has not returned for this long, or "
+                      "when messages wait (lag above 0) and no batch was stored for this long: "
+                      "a stalled consumer is not ready even when its store answers pings.",
+       .default_value = "60",
+       .min = 5,
+       .max = 3600},
   };
 }
 
@@ -73,6 +84,7 @@ ConsumerLoopSettings consumer_loop_settings(const Config& config, const std::str
   s.backoff_initial =
       std::chrono::milliseconds(config.integer(section + ".retry_backoff_initial_ms"));
   s.backoff_max = std::chrono::milliseconds(config.integer(section + ".retry_backoff_max_ms"));
+  s.stall_timeout = std::chrono::seconds(config.integer(section + ".stall_timeout_s"));
   return s;
 }
 
@@ -84,7 +96,7 @@ void remove_partition_lag(metrics::Family<metrics::Gauge>& lag,
 }
 
 void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser& parser,
-                     std::string_view json) {
+                     std::string_view json, const LagVisitor& visit) {
   simdjson::dom::element doc;
   if (parser.parse(json.data(), json.size()).get(doc)) return;
   simdjson::dom::object topics;
@@ -99,12 +111,41 @@ void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser
         // Unknown (not assigned here any more, or no position yet): no value rather than a
         // stale one.
         lag.remove({std::string(topic), std::string(partition)});
-        continue;
+        value = -1;
+      } else {
+        lag.with({std::string(topic), std::string(partition)}).set(static_cast<double>(value));
       }
-      lag.with({std::string(topic), std::string(partition)}).set(static_cast<double>(value));
+      std::int32_t number = 0;
+      if (visit &&
+          std::from_chars(partition.data(), partition.data() + partition.size(), number).ec ==
+              std::errc{}) {
+        visit(topic, number, value);
+      }
     }
   }
 }
+
+std::optional<double> lag_age_seconds(std::int64_t lag, std::int64_t last_event_ms,
+                                      std::int64_t assigned_ms, std::int64_t now_ms) {
+  if (lag < 0) return std::nullopt;
+  if (lag == 0) return 0.0;
+  const std::int64_t since = last_event_ms >= 0 ? last_event_ms : assigned_ms;
+  return static_cast<double>(std::max<std::int64_t>(0, now_ms - since)) / 1000.0;
+}
+
+namespace {
+
+std::int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t wall_ms() {
+  return unix_ms(std::chrono::system_clock::now());
+}
+
+}  // namespace
 
 ConsumerLoop::ConsumerLoop(const Config& config, const std::string& section,
                            ConsumerLoopSettings settings, core::BatchStage& stage,
@@ -117,8 +158,14 @@ ConsumerLoop::ConsumerLoop(const Config& config, const std::string& section,
       prepare_(std::move(prepare)),
       lag_(metrics.gauge(settings_.name + "_kafka_consumer_lag",
                          "Messages behind the partition's high watermark.",
-                         {"topic", "partition"})) {
+                         {"topic", "partition"})),
+      lag_seconds_(metrics.gauge(
+          settings_.name + "_kafka_consumer_lag_seconds",
+          "Age of the partition's oldest unconsumed event (0 when caught up): what an "
+          "autoscaler should scale on, since messages differ in cost and rate.",
+          {"topic", "partition"})) {
   readiness_.declare(settings_.name, "starting");
+  readiness_.guard(settings_.name, [this] { return stalled(); });
   rd_kafka_conf_t* conf = make_conf(consumer_properties(config, section));
   rd_kafka_conf_set_opaque(conf, this);
   rd_kafka_conf_set_rebalance_cb(conf, &ConsumerLoop::on_rebalance);
@@ -130,6 +177,26 @@ ConsumerLoop::ConsumerLoop(const Config& config, const std::string& section,
 ConsumerLoop::~ConsumerLoop() {
   stopping_ = true;
   if (thread_.joinable()) thread_.join();
+  readiness_.guard(settings_.name, {});
+}
+
+// Read from HTTP threads: only atomics.
+std::optional<std::string> ConsumerLoop::stalled() const {
+  const std::int64_t now = steady_ms();
+  const std::int64_t limit =
+      std::chrono::duration_cast<std::chrono::milliseconds>(settings_.stall_timeout).count();
+  const std::int64_t call_since = in_store_call_since_ms_.load();
+  if (call_since != 0 && now - call_since > limit) {
+    return "stalled: a store call has not returned for " +
+           std::to_string((now - call_since) / 1000) + " s";
+  }
+  const std::int64_t progress = progress_ms_.load();
+  const std::int64_t lag = lag_total_.load();
+  if (progress != 0 && lag > 0 && now - progress > limit) {
+    return "stalled: " + std::to_string(lag) + " messages wait and nothing was stored for " +
+           std::to_string((now - progress) / 1000) + " s";
+  }
+  return std::nullopt;
 }
 
 void ConsumerLoop::start() {
@@ -139,32 +206,109 @@ void ConsumerLoop::start() {
 void ConsumerLoop::on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* partitions, void* opaque) {
   auto* self = static_cast<ConsumerLoop*>(opaque);
-  const std::string& name = self->settings_.name;
+  // Cooperative (cooperative-sticky): the lists are increments to add or take away, and the
+  // rest of the assignment keeps consuming. Eager: every rebalance revokes the whole assignment
+  // and assigns a new one.
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    log::info(name, "partitions assigned", {{"count", partitions->cnt}});
-    // paused_ is left as it is: during an outage flush_until_done pauses the new assignment at
-    // its next failure and resumes it all once the store answers again.
-    rd_kafka_assign(rk, partitions);
-    return;
+    self->assigned(rk, partitions, cooperative);
+  } else {
+    self->revoked(rk, partitions, cooperative);
   }
-  // Revoked: finish what can be finished, commit it, and forget the rest (it is redelivered to
-  // the partitions' next owner, and stored once thanks to the event id).
-  if (self->stage_.pending() > 0) self->flush_once();
-  rd_kafka_commit(rk, nullptr, 0);
+}
+
+void ConsumerLoop::assigned(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions,
+                            bool cooperative) {
+  log::info(settings_.name, "partitions assigned",
+            {{"count", partitions->cnt}, {"protocol", cooperative ? "cooperative" : "eager"}});
+  if (cooperative) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_assign(rk, partitions)) {
+      log::error(settings_.name, "incremental assign failed",
+                 {{"error", rd_kafka_error_string(error)}});
+      rd_kafka_error_destroy(error);
+    }
+  } else {
+    rd_kafka_assign(rk, partitions);
+  }
+  const std::int64_t now = wall_ms();
+  for (int i = 0; i < partitions->cnt; ++i) {
+    clocks_[{partitions->elems[i].topic, partitions->elems[i].partition}] = {now, -1};
+  }
+  clock_ = nullptr;  // map nodes are stable, but a reassigned partition starts a new clock
+  // During an outage the new partitions wait too (the store cannot take their events); the
+  // next successful flush resumes the whole assignment.
+  if (paused_) rd_kafka_pause_partitions(rk, partitions);
+}
+
+void ConsumerLoop::revoked(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions,
+                           bool cooperative) {
+  // Finish what can be finished and commit it, then forget the revoked partitions' rest (it is
+  // redelivered to their next owner, and stored once thanks to the event id). A lost assignment
+  // (session timed out) can no longer commit: others may own the partitions already.
+  const bool lost = rd_kafka_assignment_lost(rk) != 0;
+  if (!lost) {
+    if (stage_.pending() > 0) flush_once();
+    rd_kafka_commit(rk, nullptr, 0);
+  }
   std::set<core::PartitionKey> revoked;
   for (int i = 0; i < partitions->cnt; ++i) {
     revoked.insert({partitions->elems[i].topic, partitions->elems[i].partition});
   }
-  self->stage_.abandon([&](const core::PartitionKey& key) { return revoked.count(key) > 0; });
-  remove_partition_lag(self->lag_, *partitions);
-  log::info(name, "partitions revoked", {{"count", partitions->cnt}});
-  rd_kafka_assign(rk, nullptr);
+  stage_.abandon([&](const core::PartitionKey& key) { return revoked.count(key) > 0; });
+  remove_partition_lag(lag_, *partitions);
+  remove_partition_lag(lag_seconds_, *partitions);
+  for (const auto& key : revoked) clocks_.erase(key);
+  clock_ = nullptr;
+  log::info(settings_.name, lost ? "partitions lost" : "partitions revoked",
+            {{"count", partitions->cnt}, {"protocol", cooperative ? "cooperative" : "eager"}});
+  if (cooperative) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk, partitions)) {
+      log::error(settings_.name, "incremental unassign failed",
+                 {{"error", rd_kafka_error_string(error)}});
+      rd_kafka_error_destroy(error);
+    }
+  } else {
+    rd_kafka_assign(rk, nullptr);
+  }
 }
 
+// Served by rd_kafka_consumer_poll, so on the loop's own thread, like the rebalance callback.
 int ConsumerLoop::on_stats(rd_kafka_t*, char* json, size_t json_len, void* opaque) {
   auto* self = static_cast<ConsumerLoop*>(opaque);
-  apply_lag_stats(self->lag_, self->stats_parser_, std::string_view(json, json_len));
+  const std::int64_t now = wall_ms();
+  std::int64_t total = 0;
+  apply_lag_stats(
+      self->lag_, self->stats_parser_, std::string_view(json, json_len),
+      [&](std::string_view topic, std::int32_t partition, std::int64_t lag) {
+        const auto it = self->clocks_.find({std::string(topic), partition});
+        std::optional<double> age;
+        if (it != self->clocks_.end()) {
+          age = lag_age_seconds(lag, it->second.last_event_ms, it->second.assigned_ms, now);
+        }
+        if (age) {
+          self->lag_seconds_.with({std::string(topic), std::to_string(partition)}).set(*age);
+          total += lag;
+        } else {
+          self->lag_seconds_.remove({std::string(topic), std::to_string(partition)});
+        }
+      });
+  self->lag_total_ = total;
+  // Caught up is progress too: nothing waits, so nothing can be stalled.
+  if (total == 0) self->progress_ms_ = steady_ms();
   return 0;  // librdkafka frees json
+}
+
+void ConsumerLoop::note_event_time(const rd_kafka_message_t* msg) {
+  if (clock_ == nullptr || clock_topic_ != msg->rkt || clock_partition_ != msg->partition) {
+    const auto it = clocks_.find({rd_kafka_topic_name(msg->rkt), msg->partition});
+    if (it == clocks_.end()) return;
+    clock_ = &it->second;
+    clock_topic_ = msg->rkt;
+    clock_partition_ = msg->partition;
+  }
+  rd_kafka_timestamp_type_t type;
+  const std::int64_t ts = rd_kafka_message_timestamp(msg, &type);
+  if (ts >= 0) clock_->last_event_ms = ts;
 }
 
 void ConsumerLoop::set_partitions_paused(bool pause) {
@@ -182,8 +326,11 @@ void ConsumerLoop::set_partitions_paused(bool pause) {
 // One attempt; on success stores the offsets of everything done.
 Result<bool> ConsumerLoop::flush_once() {
   core::DoneOffsets done;
+  in_store_call_since_ms_ = steady_ms();
   Result<bool> result = stage_.flush(done);
+  in_store_call_since_ms_ = 0;
   if (!result) return result;
+  progress_ms_ = steady_ms();
   rd_kafka_topic_partition_list_t* offsets =
       rd_kafka_topic_partition_list_new(static_cast<int>(done.size()));
   for (const auto& [key, offset] : done) {
@@ -233,6 +380,7 @@ void ConsumerLoop::flush_until_done() {
 }
 
 void ConsumerLoop::accept(rd_kafka_message_t* msg) {
+  note_event_time(msg);
   const core::IncomingMessage message{
       rd_kafka_topic_name(msg->rkt), msg->partition, msg->offset,
       std::string_view(static_cast<const char*>(msg->key), msg->key_len),
@@ -288,6 +436,7 @@ void ConsumerLoop::run() {
     return;
   }
   readiness_.set(name, true, "consuming");
+  progress_ms_ = steady_ms();
   while (!stopping_) {
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer_.get(), 100);
     if (msg != nullptr) {

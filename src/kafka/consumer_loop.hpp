@@ -6,6 +6,10 @@
 // flush pauses the assignment, keeps polling (group membership stays alive), backs off and
 // retries the same batch; partitions assigned during an outage are paused too. Nothing is dropped
 // or skipped: what is not done when a partition is revoked or the process stops is redelivered.
+// Both rebalance protocols work: eager (every rebalance revokes everything) and cooperative
+// (`partition.assignment.strategy: cooperative-sticky` through extra_properties: only the
+// partitions that move are revoked, incrementally). Readiness also watches progress: a store call
+// that does not return, or lag that waits while nothing is stored, makes /ready say 503.
 
 #include <librdkafka/rdkafka.h>
 #include <simdjson.h>
@@ -13,6 +17,8 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -28,8 +34,8 @@
 namespace telemetryd::kafka {
 
 /// The consumer keys every consuming component declares in its own section: group_id,
-/// session_timeout_ms, batch_size, batch_timeout_ms, retry_backoff_initial_ms and
-/// retry_backoff_max_ms.
+/// session_timeout_ms, batch_size, batch_timeout_ms, retry_backoff_initial_ms,
+/// retry_backoff_max_ms and stall_timeout_s.
 std::vector<KeySpec> consumer_loop_keys(const std::string& default_group_id);
 
 /// client_properties plus the consumer settings both consumers need: group.id and
@@ -46,6 +52,8 @@ struct ConsumerLoopSettings {
   std::chrono::milliseconds batch_timeout{200};
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{5000};
+  /// How long lag may wait with nothing stored (or a store call may last) before /ready fails.
+  std::chrono::seconds stall_timeout{60};
 };
 
 /// The loop settings from the keys of consumer_loop_keys() in `section`; topics are left empty.
@@ -57,10 +65,22 @@ ConsumerLoopSettings consumer_loop_settings(const Config& config, const std::str
 void remove_partition_lag(metrics::Family<metrics::Gauge>& lag,
                           const rd_kafka_topic_partition_list_t& partitions);
 
+/// One partition's lag from a statistics document: messages behind, or -1 when unknown.
+using LagVisitor =
+    std::function<void(std::string_view topic, std::int32_t partition, std::int64_t lag)>;
+
 /// Sets the lag series from a librdkafka statistics document; a partition whose lag is unknown
-/// (-1, as after a revoke) loses its series rather than keeping the last value.
+/// (-1, as after a revoke) loses its series rather than keeping the last value. `visit`, when
+/// given, sees every partition's lag (-1 included).
 void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser& parser,
-                     std::string_view json);
+                     std::string_view json, const LagVisitor& visit = {});
+
+/// The age of the oldest unconsumed event of a partition, in seconds: 0 when nothing waits
+/// (lag 0); else the age of the last event consumed from it (the next one is at most that old),
+/// or, before any, the time since the partition was assigned (a lower bound that keeps growing
+/// while nothing is consumed). nullopt when the lag is unknown.
+std::optional<double> lag_age_seconds(std::int64_t lag, std::int64_t last_event_ms,
+                                      std::int64_t assigned_ms, std::int64_t now_ms);
 
 class ConsumerLoop {
  public:
@@ -83,9 +103,20 @@ class ConsumerLoop {
   void stop() { stopping_ = true; }
 
  private:
+  // Per assigned partition: when it was assigned and the event time of the last message taken
+  // from it (wall-clock ms), for the lag age.
+  struct PartitionClock {
+    std::int64_t assigned_ms = 0;
+    std::int64_t last_event_ms = -1;
+  };
+
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* partitions, void* opaque);
   static int on_stats(rd_kafka_t*, char* json, size_t json_len, void* opaque);
+  void assigned(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions, bool cooperative);
+  void revoked(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions, bool cooperative);
+  void note_event_time(const rd_kafka_message_t* msg);
+  std::optional<std::string> stalled() const;
   void run();
   void prepare();
   void accept(rd_kafka_message_t* msg);
@@ -100,7 +131,17 @@ class ConsumerLoop {
   std::function<void(int)> request_shutdown_;
   Prepare prepare_;
   metrics::Family<metrics::Gauge>& lag_;
+  metrics::Family<metrics::Gauge>& lag_seconds_;
   simdjson::dom::parser stats_parser_;
+  std::map<core::PartitionKey, PartitionClock> clocks_;  // the poll thread's only
+  // The last message's partition, so consecutive messages of one partition skip the lookup.
+  const rd_kafka_topic_t* clock_topic_ = nullptr;
+  std::int32_t clock_partition_ = -1;
+  PartitionClock* clock_ = nullptr;
+  // Progress, read by the readiness guard from HTTP threads (steady-clock ms; 0 = none).
+  std::atomic<std::int64_t> progress_ms_{0};
+  std::atomic<std::int64_t> in_store_call_since_ms_{0};
+  std::atomic<std::int64_t> lag_total_{0};
   HandlePtr consumer_;
   std::atomic<bool> stopping_{false};
   bool paused_ = false;

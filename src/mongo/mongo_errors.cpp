@@ -27,15 +27,58 @@ bool is_transient_server_code(std::int64_t code) {
   return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
 }
 
+bool is_permanent_server_code(std::int64_t code) {
+  static constexpr std::int64_t kCodes[] = {
+      2,      // BadValue
+      9,      // FailedToParse
+      13,     // Unauthorized
+      14,     // TypeMismatch
+      18,     // AuthenticationFailed
+      52,     // DollarPrefixedFieldName
+      56,     // EmptyFieldName
+      57,     // DottedFieldName
+      73,     // InvalidNamespace
+      121,    // DocumentValidationFailure
+      10334,  // BSONObjectTooLarge
+      17419,  // the document grew past the size limit
+  };
+  return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
+}
+
 Error classify(const bson_error_t& error) {
+  std::string code = "mongo:" + std::to_string(error.domain) + ":" + std::to_string(error.code);
+  const bool server_answer = error.domain == MONGOC_ERROR_SERVER ||
+                             error.domain == MONGOC_ERROR_QUERY ||
+                             error.domain == MONGOC_ERROR_COMMAND;
   const bool transient =
       error.domain == MONGOC_ERROR_SERVER_SELECTION || error.domain == MONGOC_ERROR_STREAM ||
       error.domain == MONGOC_ERROR_CLIENT || error.domain == MONGOC_ERROR_WRITE_CONCERN ||
       error.code == MONGOC_ERROR_STREAM_SOCKET ||
-      ((error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
-        error.domain == MONGOC_ERROR_COMMAND) &&
-       is_transient_server_code(error.code));
-  return transient ? Error::retryable(error.message) : Error::permanent(error.message);
+      (server_answer && is_transient_server_code(error.code));
+  if (transient) return Error::retryable(error.message, std::move(code));
+  // A request libmongoc refused to build (a bug here) or one the server refuses for good.
+  const bool refused =
+      error.domain == MONGOC_ERROR_BSON ||
+      (error.domain == MONGOC_ERROR_COMMAND && error.code == MONGOC_ERROR_COMMAND_INVALID_ARG) ||
+      (server_answer && is_permanent_server_code(error.code));
+  if (refused) return Error::permanent(error.message, std::move(code));
+  Error unknown = Error::retryable(error.message, std::move(code));
+  unknown.unclassified = true;
+  return unknown;
+}
+
+Error classify_write_error(std::int64_t code, std::string message) {
+  std::string label = "mongo:write:" + std::to_string(code);
+  if (is_permanent_server_code(code)) return Error::permanent(std::move(message), std::move(label));
+  Error error = Error::retryable(std::move(message), std::move(label));
+  error.unclassified = !is_transient_server_code(code);
+  return error;
+}
+
+bool only_write_errors(const bson_error_t& error, std::size_t write_errors) {
+  return write_errors > 0 &&
+         (error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
+          error.domain == MONGOC_ERROR_COMMAND);
 }
 
 bool has_write_concern_error(const bson_t* reply) {

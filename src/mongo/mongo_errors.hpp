@@ -2,7 +2,9 @@
 // One rule for every MongoDB store: is a libmongoc error worth retrying (the server is away,
 // stepping down, or did not reach the write concern) or is it an answer (the document is
 // refused)? Retrying is what keeps an outage from becoming data loss; a refusal goes to the
-// dead-letter topic.
+// dead-letter topic. Only codes known to be answers are permanent: anything else is retried
+// (and marked unclassified, so it is counted and alerts), because taking an unknown server
+// condition for a refusal dead-letters valid events.
 
 #include <mongoc/mongoc.h>
 
@@ -15,9 +17,23 @@ namespace telemetryd::mongo {
 /// Server error codes that mean "try again": network, elections, shutdown, write concern.
 bool is_transient_server_code(std::int64_t code);
 
+/// Server codes that refuse the request itself (bad value, a document the server will never
+/// take, authorisation): retrying cannot help.
+bool is_permanent_server_code(std::int64_t code);
+
 /// Retryable for no reply (selection, socket, client), write-concern failures and transient
-/// server codes; permanent otherwise. The message is libmongoc's (never a URI or password).
+/// server codes; permanent for permanent server codes and client-side BSON or argument errors;
+/// retryable and unclassified otherwise. The message is libmongoc's (never a URI or password);
+/// the code is "mongo:<domain>:<code>".
 Error classify(const bson_error_t& error);
+
+/// The same rule for one item of a reply's writeErrors (a per-document answer).
+Error classify_write_error(std::int64_t code, std::string message);
+
+/// True when a failed write's error only sums up its `write_errors` per-document errors (the
+/// server answered each document; the caller reads those), false when the call itself failed
+/// (no reply, a dropped connection: part of the batch may not have been tried).
+bool only_write_errors(const bson_error_t& error, std::size_t write_errors);
 
 /// True when an insert/update reply carries writeConcernErrors: written, but not as durably as
 /// asked, so not done.

@@ -361,18 +361,32 @@ Result<processor::WriteOutcome> MongoStore::write(
                                                   opts.get(), &reply, &error);
     mongoc_collection_destroy(collection);
     const std::vector<WriteError> errors = write_errors(&reply);
+    const bool concern_failed = has_write_concern_error(&reply);
+    bson_destroy(&reply);
+    // Only a document the server refuses for good is dead-lettered. Any other per-document
+    // error (transient, or a code nobody classified) retries the whole batch: the ids make the
+    // retry idempotent, and an unknown condition never costs valid events.
+    for (const auto& e : errors) {
+      if (e.code == kDuplicateKey) continue;
+      Error verdict =
+          classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
+      const bool known = e.index >= 0 && static_cast<std::size_t>(e.index) < positions.size();
+      if (verdict.kind != Error::Kind::kPermanent || !known) {
+        verdict.message = "a document was not written, " + verdict.message;
+        verdict.kind = Error::Kind::kRetryable;
+        return verdict;
+      }
+    }
     for (const auto& e : errors) {
       const bool known = e.index >= 0 && static_cast<std::size_t>(e.index) < positions.size();
       if (e.code == kDuplicateKey) {
         ++outcome.duplicates;
         if (known) outcome.duplicate_indexes.push_back(positions[e.index]);
-      } else if (known) {
+      } else {
         outcome.rejected.emplace_back(positions[e.index],
                                       "code " + std::to_string(e.code) + ": " + e.message);
       }
     }
-    const bool concern_failed = has_write_concern_error(&reply);
-    bson_destroy(&reply);
     // Written, but not as durably as asked (majority not reached, a step-down): not done, and
     // the retry is idempotent by _id.
     if (concern_failed)
@@ -380,7 +394,7 @@ Result<processor::WriteOutcome> MongoStore::write(
     // Write errors alone (duplicates, rejected documents) are answers; a network failure means
     // part of the batch may not have been tried, so the whole batch is retried (ids make the
     // retry idempotent).
-    if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+    if (!ok && !only_write_errors(error, errors.size())) {
       return classify(error);
     }
     const std::size_t inserted = docs.size() - errors.size();
@@ -843,22 +857,6 @@ Result<cost::WindowInputs> MongoStore::cost_window_inputs(std::int64_t start_ms,
 
 namespace {
 
-// The update of a cost block refused for what it is, not for the moment: retrying it cannot help.
-bool permanent_write_error(std::int64_t code) {
-  static constexpr std::int64_t kCodes[] = {
-      2,      // BadValue
-      9,      // FailedToParse
-      14,     // TypeMismatch
-      52,     // DollarPrefixedFieldName
-      56,     // EmptyFieldName
-      57,     // DottedFieldName
-      121,    // DocumentValidationFailure
-      10334,  // BSONObjectTooLarge
-      17419,  // the document grew past the size limit
-  };
-  return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
-}
-
 // The cost documents of `costs` (kCostCollection), replaced: one delete_many of their ids, then
 // unordered inserts. Not updates: FerretDB 1.24 scans the whole collection for every update
 // statement (measured: about 2 us per stored document per update, so a window of 20,000 usage
@@ -929,8 +927,7 @@ Result<bool> replace_cost_documents(mongoc_collection_t* collection,
                                   std::to_string(pointers.size()) +
                                   " cost documents not inserted, the first with code " +
                                   std::to_string(first.code) + ": " + first.message;
-      return permanent_write_error(first.code) ? Error::permanent(message)
-                                               : Error::retryable(message);
+      return classify_write_error(first.code, message);
     }
     if (insert_concern_failed)
       return Error::retryable("write concern not satisfied: " + std::string(error.message));

@@ -27,6 +27,11 @@ ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink
                                      {"topic", "stage"})),
       db_writes_(
           metrics.counter("processor_db_writes_total", "Documents inserted.", {"collection"})),
+      store_errors_(metrics.counter(
+          "processor_store_errors_total",
+          "Batch writes that failed and are retried, by error code and class (retryable, "
+          "permanent, unclassified); none of them dead-letters an event.",
+          {"code", "class"})),
       duplicates_(metrics
                       .counter("processor_duplicates_total",
                                "Events already stored (same id), counted as done.")
@@ -55,6 +60,19 @@ ProcessorCore::ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink
                                          "From event time to stored (duplicates not counted).", {},
                                          {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
                               .with({})) {}
+
+// The last word of a processor that stops (its counters die with it): the reconciliation terms
+// of its whole life, so runs that stop members (a scale-in, a rolling restart) can still be
+// summed exactly across the group.
+ProcessorCore::~ProcessorCore() {
+  log::info("processor", "final counts",
+            {{"consumed", totals_.consumed},
+             {"stored", totals_.stored},
+             {"duplicates", totals_.duplicates},
+             {"dead_lettered", totals_.dead_lettered},
+             {"abandoned", totals_.abandoned},
+             {"in_flight", static_cast<std::int64_t>(batch_.size())}});
+}
 
 // Dead letters count as done once sent, so only valid events waiting for the store are in
 // flight; that keeps received = stored + dead-lettered + duplicates + in flight + abandoned.
@@ -91,6 +109,7 @@ bool ProcessorCore::accept(const IncomingMessage& message) {
   if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
   ++pending_messages_;
   consumed_.with({std::string(message.topic)}).inc();
+  ++totals_.consumed;
   note_done(std::string(message.topic), message.partition, message.offset);
   if (!reason.empty()) {
     invalid_.with({std::string(message.topic), reason}).inc();
@@ -110,7 +129,26 @@ bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view
     return false;
   }
   dead_lettered_.with({std::string(message.topic), std::string(stage)}).inc();
+  ++totals_.dead_lettered;
   return true;
+}
+
+// A batch the store did not take, whatever the reason, is retried: only the per-document
+// refusals of a write that answered go to the dead-letter topic. A whole batch refused "for good"
+// is nearly always the store's condition (credentials, a missing bucket, a server state nobody
+// classified), not the events': dead-lettering it lost valid events, and retrying costs nothing
+// but the pause, which the error counter and its alert make visible.
+Error ProcessorCore::failed_write(Error error) {
+  const char* error_class = error.unclassified                      ? "unclassified"
+                            : error.kind == Error::Kind::kPermanent ? "permanent"
+                                                                    : "retryable";
+  store_errors_.with({error.code.empty() ? "unknown" : error.code, error_class}).inc();
+  if (error.kind == Error::Kind::kPermanent || error.unclassified) {
+    log::error("processor", "store refused a batch; retrying it",
+               {{"error", error.message}, {"code", error.code}, {"class", error_class}});
+  }
+  error.kind = Error::Kind::kRetryable;
+  return error;
 }
 
 Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
@@ -129,19 +167,11 @@ Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
       Result<WriteOutcome> outcome = store_.write(stored);
       write_latency_.observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      if (!outcome) {
-        if (outcome.error().kind == Error::Kind::kRetryable) return outcome.error();
-        // The store refused the whole batch for good: keep the events, in the dead-letter topic.
-        log::error("processor", "store refused a batch", {{"error", outcome.error().message}});
-        for (std::size_t i = 0; i < batch_.size(); ++i) {
-          rejected_.emplace_back(i, outcome.error().message);
-        }
-      } else {
-        count_written(outcome.value());
-        rejected_ = std::move(outcome.value().rejected);
-        written_.assign(batch_.size(), true);
-        for (const auto& entry : rejected_) written_[entry.first] = false;
-      }
+      if (!outcome) return failed_write(outcome.error());
+      count_written(outcome.value());
+      rejected_ = std::move(outcome.value().rejected);
+      written_.assign(batch_.size(), true);
+      for (const auto& entry : rejected_) written_[entry.first] = false;
     }
     stage_ = Stage::kMark;
   }
@@ -222,6 +252,8 @@ void ProcessorCore::count_written(const WriteOutcome& w) {
   db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
   db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
   duplicates_.inc(static_cast<double>(w.duplicates));
+  totals_.stored += static_cast<std::int64_t>(w.gpu_metrics_inserted + w.token_usage_inserted);
+  totals_.duplicates += static_cast<std::int64_t>(w.duplicates);
   // Refused events and duplicates (stored before) count nowhere here.
   std::vector<bool> skip(batch_.size(), false);
   for (const auto& entry : w.rejected) skip[entry.first] = true;
@@ -267,6 +299,7 @@ void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revo
   rejected_next_ = next;
   std::erase_if(offsets_, [&](const auto& entry) { return revoked(entry.first); });
   abandoned_.inc(static_cast<double>(dropped));
+  totals_.abandoned += static_cast<std::int64_t>(dropped);
   pending_messages_ -= std::min(pending_messages_, dropped);
   if (batch_.empty() && offsets_.empty()) {
     pending_messages_ = 0;

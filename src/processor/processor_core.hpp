@@ -36,6 +36,10 @@ class ProcessorCore final : public core::BatchStage {
  public:
   ProcessorCore(CoreSettings settings, Store& store, DeadLetterSink& dead_letters,
                 metrics::Registry& metrics, TenantLabels& tenants);
+  /// Logs "final counts": the reconciliation terms of this processor's life.
+  ~ProcessorCore() override;
+  ProcessorCore(const ProcessorCore&) = delete;
+  ProcessorCore& operator=(const ProcessorCore&) = delete;
 
   /// Takes one message into the pending batch, or dead-letters it. False when the dead letter
   /// could not be queued (the caller retries later).
@@ -66,6 +70,13 @@ class ProcessorCore final : public core::BatchStage {
   bool dead_letter(const IncomingMessage& message, std::string_view reason, std::string_view detail,
                    std::string_view stage);
   void count_written(const WriteOutcome& outcome);
+  Error failed_write(Error error);
+
+  // The reconciliation counters' totals, for the final log line.
+  struct Totals {
+    std::int64_t consumed = 0, stored = 0, duplicates = 0, dead_lettered = 0, abandoned = 0;
+  };
+  Totals totals_;
   Result<bool> mark_cost_windows();
   void note_done(const std::string& topic, std::int32_t partition, std::int64_t offset);
   void update_in_flight();
@@ -91,6 +102,7 @@ class ProcessorCore final : public core::BatchStage {
   metrics::Family<metrics::Counter>& invalid_;
   metrics::Family<metrics::Counter>& dead_lettered_;
   metrics::Family<metrics::Counter>& db_writes_;
+  metrics::Family<metrics::Counter>& store_errors_;
   metrics::Counter& duplicates_;
   metrics::Counter& abandoned_;
   metrics::Gauge& in_flight_;

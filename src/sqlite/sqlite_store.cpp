@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "sqlite/statement.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
@@ -14,18 +15,6 @@ namespace telemetryd::sqlite {
 using processor::EventKind;
 
 namespace {
-
-struct StatementDeleter {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
-
-// A prepared statement, or null when SQLite refused it (error_message() says why).
-Statement prepare_statement(sqlite3* db, const std::string& sql) {
-  sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr);
-  return Statement(raw);
-}
 
 void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
@@ -90,6 +79,10 @@ Result<bool> SqliteStore::exec(const char* sql) {
 Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
   const std::lock_guard lock(mutex_);
   for (const char* sql : {
+           // Lets retention give deleted pages back to the file system (PRAGMA
+           // incremental_vacuum). It only takes on a new, empty file: older files keep reusing
+           // freed pages, so they stop growing but do not shrink (README, the `all` role).
+           "PRAGMA auto_vacuum=INCREMENTAL",
            "PRAGMA journal_mode=WAL",
            "PRAGMA synchronous=NORMAL",
            "CREATE TABLE IF NOT EXISTS gpu_metrics (id TEXT PRIMARY KEY, ts INTEGER NOT NULL, "
@@ -184,9 +177,10 @@ Result<processor::WriteOutcome> SqliteStore::write(
     }
     if (sqlite3_step(s) != SQLITE_DONE) {
       const std::string message = error_message();
+      const std::string code = "sqlite:" + std::to_string(sqlite3_extended_errcode(db_));
       exec("ROLLBACK");
       // A full disk or a locked file may pass; retrying keeps the events.
-      return Error::retryable(path_ + ": " + message);
+      return Error::retryable(path_ + ": " + message, code);
     }
     if (sqlite3_changes(db_) == 0) {
       ++outcome.duplicates;

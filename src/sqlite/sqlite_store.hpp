@@ -5,13 +5,50 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
+#include <initializer_list>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "processor/dead_letters.hpp"
 #include "processor/store.hpp"
 
 namespace telemetryd::sqlite {
+
+// What retention keeps (README, the `all` role): an age, a size bound, and what neither may
+// delete. Each delete is one statement of at most batch_rows rows, its own transaction, so the
+// writer waits for one batch at most.
+struct RetentionSettings {
+  std::int64_t max_age_ms = 0;  // 0: keep forever
+  std::int64_t max_bytes = 0;   // pages in use; 0: no bound
+  // The size bound never deletes newer data, nor inside a cost window not yet priced (nor the
+  // GPU samples the pricer reads before it: lookback_ms).
+  std::int64_t keep_recent_ms = 3600000;
+  std::int64_t lookback_ms = 60000;
+  // A placement last seen before a cutoff still serves windows this long after it.
+  std::int64_t placement_ttl_ms = 86400000;
+  std::int64_t batch_rows = 1000;
+  // Between statements, so a waiting writer gets the mutex (std::mutex is not fair).
+  std::chrono::milliseconds pause{5};
+  int max_batches = 200;    // per pass; the next pass goes on (RetentionPass::more)
+  int vacuum_pages = 1024;  // pages given back per PRAGMA incremental_vacuum
+};
+
+struct RetentionPass {
+  // Rows deleted, per table.
+  std::int64_t gpu_metrics = 0;
+  std::int64_t token_usage = 0;
+  std::int64_t cost_windows = 0;
+  std::int64_t placements = 0;
+  std::int64_t cutoff_ms = 0;         // events before this are gone; 0 when nothing was due
+  std::int64_t file_bytes = 0;        // page_count * page_size, after the pass
+  std::int64_t free_bytes = 0;        // of which on the free list (reused before the file grows)
+  bool over_size = false;             // still above max_bytes with only protected data left
+  bool more = false;                  // stopped at max_batches with work left
+  std::vector<double> batch_seconds;  // how long each statement held the database
+};
 
 class SqliteStore final : public processor::Store, public processor::DeadLetterSink {
  public:
@@ -44,7 +81,17 @@ class SqliteStore final : public processor::Store, public processor::DeadLetterS
   bool send(const processor::DeadLetter& letter) override;
   bool flush(std::chrono::milliseconds) override { return true; }
 
+  /// One retention pass at now_ms (sqlite_retention.cpp): the age, then the size bound, then
+  /// freed pages back to the file system where the file allows it.
+  Result<RetentionPass> enforce_retention(const RetentionSettings& settings, std::int64_t now_ms);
+
  private:
+  // For retention: the first column of the first row (nullopt for none or NULL), and a
+  // statement's changes, timed into pass.batch_seconds; each takes mutex_ on its own.
+  Result<std::optional<std::int64_t>> query_int(const std::string& sql,
+                                                std::initializer_list<std::int64_t> args);
+  Result<std::int64_t> timed_change(const std::string& sql,
+                                    std::initializer_list<std::int64_t> args, RetentionPass& pass);
   Result<bool> exec(const char* sql);
   std::string error_message() const;
 

@@ -19,7 +19,9 @@ namespace telemetryd::worker {
 namespace {
 
 using mongo::classify;
-using mongo::is_transient_server_code;
+using mongo::classify_write_error;
+using mongo::is_permanent_server_code;
+using mongo::only_write_errors;
 
 constexpr std::int64_t kDuplicateKey = 11000;
 
@@ -78,7 +80,7 @@ Result<std::vector<WriteError>> insert_unordered(mongoc_client_t* client,
   std::vector<WriteError> errors = write_errors(&reply, concern_failed);
   bson_destroy(&reply);
   if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-  if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+  if (!ok && !only_write_errors(error, errors.size())) {
     return classify(error);
   }
   return errors;
@@ -150,8 +152,9 @@ Result<LogOutcome> MongoMetadataStore::insert_log(
   for (const WriteError& e : errors) {
     if (e.code == kDuplicateKey) {
       ++outcome.duplicates;
-    } else if (is_transient_server_code(e.code)) {
-      return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+    } else if (!is_permanent_server_code(e.code)) {
+      // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
+      return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
     } else if (e.index >= 0 && static_cast<std::size_t>(e.index) < batch.size()) {
       outcome.rejected.emplace_back(static_cast<std::size_t>(e.index),
                                     "code " + std::to_string(e.code) + ": " + e.message);
@@ -246,8 +249,9 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         const std::size_t i = inserts[static_cast<std::size_t>(e.index)];
         if (e.code == kDuplicateKey) {
           again.push_back(i);  // stored meanwhile by another consumer: compare again
-        } else if (is_transient_server_code(e.code)) {
-          return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+        } else if (!is_permanent_server_code(e.code)) {
+          // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
+          return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
         } else {
           outcome.rejected.emplace_back(i, "code " + std::to_string(e.code) + ": " + e.message);
         }
@@ -283,7 +287,7 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         mongoc_bulk_operation_destroy(bulk);
         mongoc_collection_destroy(collection);
         if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-        if (!ok && (errors.empty() || classify(error).kind == Error::Kind::kRetryable)) {
+        if (!ok && !only_write_errors(error, errors.size())) {
           return classify(error);
         }
         // Ordered (as FerretDB runs it anyway): everything before the first error ran, the one
@@ -291,8 +295,10 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         std::size_t ran = positions.size();
         if (!errors.empty()) {
           const WriteError& e = errors.front();
-          if (is_transient_server_code(e.code)) {
-            return Error::retryable("code " + std::to_string(e.code) + ": " + e.message);
+          if (!is_permanent_server_code(e.code)) {
+            // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
+            return classify_write_error(e.code,
+                                        "code " + std::to_string(e.code) + ": " + e.message);
           }
           ran = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(e.index, 0)),
                                       positions.size());

@@ -26,9 +26,9 @@
 #include "events/token_usage.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
-#include "support/event_feed.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
+#include "support/kafka_writer.hpp"
 #include "support/mongo_probe.hpp"
 
 using namespace test_support;
@@ -62,8 +62,8 @@ std::string host_name(int host) {
 }
 
 // One sample, keyed by its GPU as docs/events.md says.
-KafkaMessage gpu_event(const std::string& topic, int host, int gpu, std::int64_t ms, double util,
-                       std::int64_t energy_mj) {
+Message gpu_event(const std::string& topic, int host, int gpu, std::int64_t ms, double util,
+                  std::int64_t energy_mj) {
   events::GpuSample s;
   s.gpu_uuid = gpu_uuid(host, gpu);
   s.host = host_name(host);
@@ -79,8 +79,8 @@ KafkaMessage gpu_event(const std::string& topic, int host, int gpu, std::int64_t
 }
 
 // One request, keyed by its deployment (its model when it has none).
-KafkaMessage usage_event(const std::string& topic, const std::string& seed, std::int64_t ms,
-                         const events::TokenUsage& u) {
+Message usage_event(const std::string& topic, const std::string& seed, std::int64_t ms,
+                    const events::TokenUsage& u) {
   const std::string id = events::deterministic_uuid_v7(ms, seed);
   return {topic, u.deployment.value_or(u.model),
           events::encode_cloudevent(id, "//test/cost", "io.telemetryd.token.usage.v1", at(ms),
@@ -89,7 +89,7 @@ KafkaMessage usage_event(const std::string& topic, const std::string& seed, std:
 
 // Samples every 5 s of the GPUs of `hosts` over [from_s, to_s) after kStart, from one sample
 // before (each GPU's energy baseline). Utilisation varies; the energy counter only grows.
-void add_gpu_samples(std::vector<KafkaMessage>& out, const std::string& topic,
+void add_gpu_samples(std::vector<Message>& out, const std::string& topic,
                      const std::vector<int>& hosts, int from_s, int to_s) {
   for (const int h : hosts) {
     for (int g = 0; g < 2; ++g) {
@@ -101,41 +101,6 @@ void add_gpu_samples(std::vector<KafkaMessage>& out, const std::string& topic,
       }
     }
   }
-}
-
-void create_topics(const std::string& brokers, const std::vector<std::string>& names,
-                   int partitions) {
-  char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
-  rd_kafka_t* admin = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  REQUIRE(admin != nullptr);
-  std::vector<rd_kafka_NewTopic_t*> topics;
-  for (const auto& name : names) {
-    topics.push_back(rd_kafka_NewTopic_new(name.c_str(), partitions, 1, errstr, sizeof errstr));
-    REQUIRE(topics.back() != nullptr);
-  }
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(admin);
-  rd_kafka_CreateTopics(admin, topics.data(), topics.size(), nullptr, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-  REQUIRE(event != nullptr);
-  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event);
-  REQUIRE(result != nullptr);
-  std::size_t count = 0;
-  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);
-  REQUIRE(count == names.size());
-  for (std::size_t i = 0; i < count; ++i) {
-    INFO(rd_kafka_topic_result_name(results[i])
-         << ": "
-         << (rd_kafka_topic_result_error_string(results[i]) != nullptr
-                 ? rd_kafka_topic_result_error_string(results[i])
-                 : ""));
-    CHECK(rd_kafka_topic_result_error(results[i]) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  }
-  rd_kafka_event_destroy(event);
-  rd_kafka_queue_destroy(queue);
-  for (auto* t : topics) rd_kafka_NewTopic_destroy(t);
-  rd_kafka_destroy(admin);
 }
 
 std::string log_tail(const ChildProcess& child) {
@@ -326,7 +291,7 @@ TEST_CASE("3 processors and 1 processor price every usage document the same", "[
   // deployments (deployment d runs on hosts d and d + 1) and 5 tenants. A third name their
   // GPUs, a third their host, a third only their deployment (priced through the placement the
   // others teach).
-  std::vector<KafkaMessage> messages;
+  std::vector<Message> messages;
   add_gpu_samples(messages, gpu_topic, {0, 1, 2, 3}, 0, 360);
   const std::int64_t samples = static_cast<std::int64_t>(messages.size());
   const std::vector<std::string> models{"llama-3.1-70b", "llama-3.1-8b", "mixtral-8x7b"};
@@ -489,7 +454,7 @@ TEST_CASE(
   const std::vector<std::string> node_gpus{gpu_uuid(7, 0), gpu_uuid(7, 1)};
 
   // First minute: usage of deployment "chat" naming its host teaches chat -> host:cost-node-7.
-  std::vector<KafkaMessage> first;
+  std::vector<Message> first;
   add_gpu_samples(first, gpu_topic, {7}, 0, 60);
   const auto first_samples = static_cast<std::int64_t>(first.size());
   for (int i = 0; i < 20; ++i) {
@@ -518,7 +483,7 @@ TEST_CASE(
 
   // Two windows later, after the restart: usage of "chat" naming nothing else, and of a
   // deployment that nothing ever placed.
-  std::vector<KafkaMessage> second;
+  std::vector<Message> second;
   add_gpu_samples(second, gpu_topic, {7}, 120, 180);
   const auto second_samples = static_cast<std::int64_t>(second.size());
   std::set<std::string> chat_ids;

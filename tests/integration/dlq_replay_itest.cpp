@@ -137,7 +137,7 @@ std::string header(const ConsumedMessage& m, const std::string& name) {
 TEST_CASE("dlq replay restores every event of a store outage once; again, only duplicates",
           "[dlq][processor][itest]") {
   ProcessorFixture f;
-  std::vector<KafkaMessage> events;
+  std::vector<Message> events;
   std::set<std::string> ids;
   for (auto& m : synthetic_events(f.gpu_topic, f.usage_topic, 20 * kEvents)) {
     if (m.topic != f.usage_topic || events.size() == kEvents) continue;
@@ -146,7 +146,7 @@ TEST_CASE("dlq replay restores every event of a store outage once; again, only d
   }
   REQUIRE(events.size() == kEvents);
   REQUIRE(ids.size() == kEvents);
-  std::vector<KafkaMessage> all = events;
+  std::vector<Message> all = events;
   for (std::size_t i = 0; i < kMalformed; ++i) {
     all.push_back({f.usage_topic, "bad", "{not json" + std::string(i, ' ')});
   }

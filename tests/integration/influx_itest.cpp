@@ -117,7 +117,7 @@ struct Expected {
 };
 
 // Counts per measurement and the token sum of the distinct events, from the produced bytes.
-Expected expected_of(const std::vector<KafkaMessage>& events, const Fixture& f) {
+Expected expected_of(const std::vector<Message>& events, const Fixture& f) {
   Expected e;
   simdjson::dom::parser parser;
   for (const auto& m : events) {
@@ -140,7 +140,7 @@ TEST_CASE(
   Fixture f;
   auto events = synthetic_events(f.gpu_topic, f.usage_topic, 20000);
   const Expected want = expected_of(events, f);
-  std::vector<KafkaMessage> all = events;
+  std::vector<Message> all = events;
   std::mt19937 rng(11);
   for (int i = 0; i < 1000; ++i) all.push_back(events[rng() % events.size()]);  // redeliveries
   std::shuffle(all.begin() + 500, all.end(), rng);

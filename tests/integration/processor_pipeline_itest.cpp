@@ -24,7 +24,7 @@ TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, r
           "[processor][itest]") {
   ProcessorFixture f;
   auto valid = synthetic_events(f.gpu_topic, f.usage_topic, 47000);
-  std::vector<KafkaMessage> all = valid;
+  std::vector<Message> all = valid;
   std::mt19937 rng(7);
   for (int i = 0; i < 2500; ++i) all.push_back(valid[rng() % valid.size()]);  // same id again
   const std::vector<std::string> broken = {

@@ -118,9 +118,8 @@ std::map<std::string, const Observation*> newest(const std::vector<Observation>&
   return out;
 }
 
-std::vector<KafkaMessage> as_messages(const std::string& topic,
-                                      const std::vector<Observation>& all) {
-  std::vector<KafkaMessage> out;
+std::vector<Message> as_messages(const std::string& topic, const std::vector<Observation>& all) {
+  std::vector<Message> out;
   for (const auto& o : all) out.push_back({topic, o.gpu_uuid, o.value});
   return out;
 }
@@ -160,7 +159,7 @@ TEST_CASE("repeated ids and out-of-order observations: exact log, newest state, 
   Fixture f;
   std::mt19937 rng(11);
   const auto distinct = observations("a", 8, 300, rng);  // 2400 events
-  std::vector<KafkaMessage> all = as_messages(f.topic, distinct);
+  std::vector<Message> all = as_messages(f.topic, distinct);
   for (int i = 0; i < 600; ++i) {  // the same event again, same bytes
     const auto& o = distinct[rng() % distinct.size()];
     all.push_back({o.gpu_uuid, o.value});
@@ -283,7 +282,7 @@ TEST_CASE("worker: FerretDB down for 20 s mid-stream: /ready 503, nothing lost, 
   std::atomic<bool> produced{false};
   const auto messages = as_messages(f.topic, events);
   const auto slice = [&](std::size_t i) {
-    return std::vector<KafkaMessage>(
+    return std::vector<Message>(
         messages.begin() + static_cast<std::ptrdiff_t>(i),
         messages.begin() + static_cast<std::ptrdiff_t>(std::min(i + 400, messages.size())));
   };

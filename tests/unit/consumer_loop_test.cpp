@@ -117,13 +117,14 @@ struct MockCluster {
   }
 };
 
-Config loop_config(const MockCluster& mock, const std::string& group) {
-  return load_config(
-      {.role = "processor",
-       .overrides = {"kafka.brokers=" + mock.bootstraps, "processor.group_id=" + group,
-                     "processor.session_timeout_ms=6000", "processor.batch_timeout_ms=20",
-                     "processor.retry_backoff_initial_ms=10", "processor.retry_backoff_max_ms=50"}},
-      app::role_catalog());
+Config loop_config(const MockCluster& mock, const std::string& group,
+                   std::vector<std::string> extra = {}) {
+  std::vector<std::string> overrides{
+      "kafka.brokers=" + mock.bootstraps,      "processor.group_id=" + group,
+      "processor.session_timeout_ms=6000",     "processor.batch_timeout_ms=20",
+      "processor.retry_backoff_initial_ms=10", "processor.retry_backoff_max_ms=50"};
+  overrides.insert(overrides.end(), extra.begin(), extra.end());
+  return load_config({.role = "processor", .overrides = overrides}, app::role_catalog());
 }
 
 kafka::ConsumerLoopSettings settings(const Config& config) {
@@ -221,4 +222,32 @@ TEST_CASE("consumer loop: statistics set the lag; an unknown lag (-1) drops the 
   text = registry.expose();
   CHECK(text.find(R"(partition="0")") == std::string::npos);
   CHECK(text.find(R"({topic="t",partition="1"} 4)") != std::string::npos);
+}
+
+TEST_CASE("consumer loop: lag age is 0 when caught up, else the age of what waits",
+          "[consumer_loop]") {
+  CHECK_FALSE(kafka::lag_age_seconds(-1, 1000, 0, 5000).has_value());
+  CHECK(kafka::lag_age_seconds(0, 1000, 0, 5000) == 0.0);
+  // The last event taken was 4 s old: the next one waits at most that long.
+  CHECK(kafka::lag_age_seconds(12, 1000, 0, 5000) == 4.0);
+  // Nothing taken since the partition was assigned 2.5 s ago: a lower bound that grows.
+  CHECK(kafka::lag_age_seconds(12, -1, 2500, 5000) == 2.5);
+  CHECK(kafka::lag_age_seconds(3, 9000, 0, 5000) == 0.0);  // an event from the future: clamped
+}
+
+TEST_CASE("readiness: a guard overrides a ready check while it names a reason", "[readiness]") {
+  Readiness readiness;
+  readiness.set("processor", true, "consuming");
+  std::optional<std::string> stall;
+  readiness.guard("processor", [&] { return stall; });
+  CHECK(readiness.all_ready());
+  stall = "stalled: 40 messages wait and nothing was stored for 61 s";
+  CHECK_FALSE(readiness.all_ready());
+  CHECK(readiness.snapshot().front().reason == *stall);
+  // A check that is not ready keeps its own reason.
+  readiness.set("processor", false, "store unavailable: timeout");
+  CHECK(readiness.snapshot().front().reason == "store unavailable: timeout");
+  readiness.set("processor", true, "consuming");
+  readiness.guard("processor", {});
+  CHECK(readiness.all_ready());
 }

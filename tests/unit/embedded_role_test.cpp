@@ -2,6 +2,7 @@
 // with no Kafka and no MongoDB.
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,8 @@
 #include <set>
 #include <thread>
 
+#include "processor/gpu_catalog.hpp"
+#include "sqlite/sqlite_store.hpp"
 #include "support/child_process.hpp"
 #include "support/http_client.hpp"
 
@@ -144,5 +147,61 @@ TEST_CASE("the all role serves /v1/devices and a GPU's history from SQLite", "[e
 
   child.send_signal(SIGTERM);
   CHECK(child.wait_exit(15s) == 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the all role deletes what is older than embedded.retention_days at start",
+          "[embedded][cli][retention]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("telemetryd-ret-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string db_path = (dir / "telemetryd.sqlite3").string();
+  {
+    // A database left by an earlier run: 50 samples 5 days old, 20 two days old.
+    telemetryd::sqlite::SqliteStore store(db_path);
+    REQUIRE(store.prepare(telemetryd::processor::GpuCatalog{}));
+    sqlite3* db = nullptr;
+    sqlite3_open(db_path.c_str(), &db);
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    for (int i = 0; i < 70; ++i) {
+      const std::int64_t age_ms = (i < 50 ? 5 : 2) * 86400000LL;
+      const std::string sql = "INSERT INTO gpu_metrics VALUES ('old-" + std::to_string(i) + "', " +
+                              std::to_string(now_ms - age_ms - i) +
+                              ", 'GPU-old', 'host-old', '{}')";
+      REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    }
+    sqlite3_close(db);
+  }
+  ChildProcess child({telemetryd_bin(), "run", "--role", "all", "--set", "http.listen=127.0.0.1:0",
+                      "--set", "embedded.data_dir=" + dir.string(), "--set",
+                      "embedded.retention_days=3", "--set", "embedded.max_size_mb=64"});
+  const auto line = child.wait_for_line("\"msg\":\"listening\"", 10s);
+  REQUIRE(line);
+  const int port = port_from_listening_line(*line);
+  const auto pass = child.wait_for_line("\"msg\":\"retention pass\"", 10s);
+  INFO(child.stdout_text().substr(0, 3000));
+  REQUIRE(pass);
+  CHECK(pass->find("\"gpu_metrics\":50,") != std::string::npos);
+  CHECK(pass->find("\"file_bytes\":") != std::string::npos);
+
+  const auto metrics = http_get(port, "/metrics");
+  CHECK(metrics.body.find("embedded_retention_deleted_total{table=\"gpu_metrics\"} 50\n") !=
+        std::string::npos);
+  CHECK(metrics.body.find("embedded_database_bytes{pages=\"used\"} ") != std::string::npos);
+  child.send_signal(SIGTERM);
+  CHECK(child.wait_exit(15s) == 0);
+  // The two-day-old samples are kept.
+  sqlite3* db = nullptr;
+  sqlite3_open(db_path.c_str(), &db);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, "SELECT count(*) FROM gpu_metrics WHERE gpu_uuid = 'GPU-old'", -1, &s,
+                     nullptr);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  CHECK(sqlite3_column_int64(s, 0) == 20);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
   std::filesystem::remove_all(dir);
 }

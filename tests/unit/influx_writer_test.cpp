@@ -22,6 +22,12 @@ TEST_CASE("write answers are classified: retry what no point caused, refuse what
   CHECK(classify_write(404, "database not found: \"x\"") == WriteVerdict::kRetryable);
   CHECK(classify_write(400, "unable to parse 'x': missing fields") == WriteVerdict::kPermanent);
   CHECK(classify_write(413, "Request Entity Too Large") == WriteVerdict::kPermanent);
+  // A status nobody expects (a proxy's 405 or 409 in front of the server) is no answer about
+  // the points: retried, never dead-lettered.
+  for (unsigned status : {301u, 405u, 409u, 418u}) {
+    INFO(status);
+    CHECK(classify_write(status, "odd") == WriteVerdict::kRetryable);
+  }
   CHECK(classify_write(400, "partial write: points beyond retention policy dropped=3") ==
         WriteVerdict::kPartial);
   CHECK(classify_write(422,

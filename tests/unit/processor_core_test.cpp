@@ -223,3 +223,56 @@ TEST_CASE("a refused dead letter is counted nowhere; a retried flush never re-wr
         50);
   CHECK(dead_letters.accepted == 1);
 }
+
+TEST_CASE("a batch the store does not take is retried and counted by code, never dead-lettered",
+          "[processor]") {
+  TempDir dir;
+  const std::string db_path = (dir.path / "refuse.sqlite3").string();
+  sqlite::SqliteStore store(db_path);
+  REQUIRE(store.prepare(GpuCatalog{}));
+  metrics::Registry registry;
+  TenantLabels tenants({}, 20);
+  ProcessorCore core(CoreSettings{}, store, store, registry, tenants);
+
+  // The database itself refuses every insert (a trigger, as a schema change or a policy might):
+  // the events are valid, so none of them may end in the dead-letter table.
+  const auto exec_sql = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(db_path.c_str(), &db) == SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+    sqlite3_free(error);
+    sqlite3_close(db);
+    REQUIRE(rc == SQLITE_OK);
+  };
+  exec_sql(
+      "CREATE TRIGGER refuse BEFORE INSERT ON gpu_metrics BEGIN SELECT RAISE(ABORT, 'refused by "
+      "policy'); END");
+
+  const auto events = synthetic(60);
+  std::int64_t offset = 0;
+  for (const auto& e : events) REQUIRE(core.accept({e.topic, 3, offset++, e.key, e.payload}));
+  std::map<PartitionKey, std::int64_t> done;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const auto refused = core.flush(done);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind == Error::Kind::kRetryable);
+    CHECK(refused.error().message.find("refused by policy") != std::string::npos);
+  }
+  CHECK(done.empty());
+  CHECK(core.pending() == 60);
+  CHECK(count_rows(db_path, "dead_letters") == 0);
+  std::string text = registry.expose();
+  // SQLITE_CONSTRAINT_TRIGGER (1811): the code names what refused it.
+  CHECK(value_of(text, "processor_store_errors_total{code=\"sqlite:1811\",class=\"retryable\"}") ==
+        3);
+
+  exec_sql("DROP TRIGGER refuse");
+  REQUIRE(core.flush(done));
+  CHECK(done.at({"gpu.metrics.v1", 3}) + done.at({"token.usage.v1", 3}) > 0);
+  CHECK(count_rows(db_path, "gpu_metrics") + count_rows(db_path, "token_usage") == 60);
+  CHECK(count_rows(db_path, "dead_letters") == 0);
+  text = registry.expose();
+  CHECK(value_of(text, "processor_dead_letters_total{topic=\"gpu.metrics.v1\",stage=\"store\"}") ==
+        -1);
+}
