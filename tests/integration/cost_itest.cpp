@@ -26,10 +26,12 @@
 #include "events/token_usage.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
+#include "support/event_feed.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/kafka_writer.hpp"
 #include "support/mongo_probe.hpp"
+#include "support/processor_fixture.hpp"
 
 using namespace test_support;
 using namespace std::chrono_literals;
@@ -41,10 +43,6 @@ constexpr std::int64_t kW = 60000;
 // 2026-12-01T12:00:00Z, a window start: days in the past, so every window is closed at once.
 constexpr std::int64_t kStart = 1796126400000;
 constexpr double kH200PerHour = 3.79;  // the catalog's NVIDIA H200 (docs/cost.md)
-
-std::chrono::system_clock::time_point at(std::int64_t ms) {
-  return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
-}
 
 std::string unique_database(const std::string& prefix) {
   return prefix + std::to_string(getpid()) + "_" +
@@ -72,19 +70,7 @@ Message gpu_event(const std::string& topic, int host, int gpu, std::int64_t ms, 
   s.gpu_index = gpu;
   s.utilization_gpu_percent = util;
   s.energy_consumed_mj = energy_mj;
-  const std::string id = events::deterministic_uuid_v7(ms, s.gpu_uuid);
-  return {topic, s.gpu_uuid,
-          events::encode_cloudevent(id, "//test/cost", "io.telemetryd.gpu.metrics.v1", at(ms),
-                                    s.gpu_uuid, events::encode_gpu_metrics_data(s))};
-}
-
-// One request, keyed by its deployment (its model when it has none).
-Message usage_event(const std::string& topic, const std::string& seed, std::int64_t ms,
-                    const events::TokenUsage& u) {
-  const std::string id = events::deterministic_uuid_v7(ms, seed);
-  return {topic, u.deployment.value_or(u.model),
-          events::encode_cloudevent(id, "//test/cost", "io.telemetryd.token.usage.v1", at(ms),
-                                    u.tenant_id, events::encode_token_usage_data(u))};
+  return gpu_metrics_event(topic, s, ms, "//test/cost");
 }
 
 // Samples every 5 s of the GPUs of `hosts` over [from_s, to_s) after kStart, from one sample
@@ -139,19 +125,9 @@ struct Run {
   std::string group;
 
   std::vector<std::string> processor_argv() const {
-    return {telemetryd_bin(), "run",
-            "--role",         "processor",
-            "--set",          "http.listen=127.0.0.1:0",
-            "--set",          "kafka.brokers=" + brokers,
-            "--set",          "mongodb.uri=" + mongo,
-            "--set",          "mongodb.database=" + database,
-            "--set",          "processor.group_id=" + group,
-            "--set",          "processor.topics.gpu_metrics=" + gpu_topic,
-            "--set",          "processor.topics.token_usage=" + usage_topic,
-            "--set",          "processor.cost.settle_s=1",
-            "--set",          "processor.cost.window_s=60",
-            "--set",          "mongodb.check_interval_ms=500",
-            "--set",          "processor.retry_backoff_max_ms=1000"};
+    return processor_command({brokers, mongo, database, group, gpu_topic, usage_topic},
+                             {"processor.cost.settle_s=1", "processor.cost.window_s=60",
+                              "mongodb.check_interval_ms=500"});
   }
 
   std::int64_t count(const std::string& collection, const std::string& filter = {}) const {
@@ -322,7 +298,8 @@ TEST_CASE("3 processors and 1 processor price every usage document the same", "[
         u.deployment = "deploy-" + std::to_string(d);
         break;
     }
-    messages.push_back(usage_event(usage_topic, "cost-itest-" + std::to_string(i), ms, u));
+    messages.push_back(
+        token_usage_event(usage_topic, "cost-itest-" + std::to_string(i), ms, u, "//test/cost"));
   }
 
   // Both runs start together; the three join their group before anything is produced, so each
@@ -465,8 +442,8 @@ TEST_CASE(
     u.output_tokens = 50 + i;
     u.deployment = "chat";
     u.host = host_name(7);
-    first.push_back(usage_event(usage_topic, "restart-first-" + std::to_string(i),
-                                kStart + 1000 + i * 2500LL, u));
+    first.push_back(token_usage_event(usage_topic, "restart-first-" + std::to_string(i),
+                                      kStart + 1000 + i * 2500LL, u, "//test/cost"));
   }
   produce(run.brokers, first);
   {
@@ -496,7 +473,8 @@ TEST_CASE(
     u.output_tokens = 80 + i;
     u.deployment = i == 9 ? "batch" : "chat";
     const std::int64_t ms = kStart + 121000 + i * 5000LL;
-    second.push_back(usage_event(usage_topic, "restart-second-" + std::to_string(i), ms, u));
+    second.push_back(token_usage_event(usage_topic, "restart-second-" + std::to_string(i), ms, u,
+                                       "//test/cost"));
     const std::string id = events::deterministic_uuid_v7(ms, "restart-second-" + std::to_string(i));
     if (i == 9) {
       unplaced_id = id;

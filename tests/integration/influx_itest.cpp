@@ -13,11 +13,11 @@
 #include <random>
 #include <thread>
 
-#include "influx/influx_writer.hpp"
 #include "support/child_process.hpp"
 #include "support/daemon_probe.hpp"
 #include "support/event_feed.hpp"
 #include "support/http_client.hpp"
+#include "support/influx_probe.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
 
@@ -25,36 +25,6 @@ using namespace test_support;
 using namespace std::chrono_literals;
 
 namespace {
-
-int port_of(const std::string& url) {
-  return std::stoi(url.substr(url.rfind(':') + 1));
-}
-
-// One InfluxQL statement over HTTP, as an operator would run it; the JSON answer.
-std::string influx_query(const std::string& url, const std::string& db, const std::string& q,
-                         const std::string& basic_user = {}) {
-  std::string target = "/query?db=" + telemetryd::influx::url_encode(db);
-  if (!basic_user.empty()) {
-    const auto colon = basic_user.find(':');
-    target += "&u=" + telemetryd::influx::url_encode(basic_user.substr(0, colon)) +
-              "&p=" + telemetryd::influx::url_encode(basic_user.substr(colon + 1));
-  }
-  const HttpResult r =
-      http_request("127.0.0.1", port_of(url), "POST", target,
-                   "q=" + telemetryd::influx::url_encode(q), "application/x-www-form-urlencoded");
-  INFO(q << " -> " << r.status << " " << r.body << r.error);
-  REQUIRE(r.status == 200);
-  return r.body;
-}
-
-// The single value of a one-row answer (count, sum), or -1 when there is no series (no points).
-double scalar(const std::string& json) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc = parser.parse(json);
-  simdjson::dom::array series;
-  if (doc["results"].at(0)["series"].get(series)) return -1;
-  return double(series.at(0)["values"].at(0).at(1));
-}
 
 struct Fixture {
   std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
@@ -67,9 +37,7 @@ struct Fixture {
       std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
   std::string group = unique_topic("initest-group");
   ~Fixture() {
-    http_request("127.0.0.1", port_of(influx), "POST", "/query",
-                 "q=" + telemetryd::influx::url_encode("DROP DATABASE \"" + database + "\""),
-                 "application/x-www-form-urlencoded");
+    drop_influx_database(influx, database);
     drop_database(mongo, database);
   }
 
@@ -87,11 +55,9 @@ struct Fixture {
   }
 
   double points(const std::string& measurement) const {
-    return scalar(influx_query(influx, database, "SELECT count(event_id) FROM " + measurement));
+    return influx_points(influx, database, measurement);
   }
-  double total_points() const {
-    return std::max(0.0, points("gpu_metrics")) + std::max(0.0, points("token_usage"));
-  }
+  double total_points() const { return points("gpu_metrics") + points("token_usage"); }
   double wait_points(double expected, std::chrono::seconds timeout) const {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline && total_points() < expected)

@@ -26,6 +26,7 @@
 #include "support/kafka_reader.hpp"
 #include "support/kafka_writer.hpp"
 #include "support/mongo_probe.hpp"
+#include "support/processor_fixture.hpp"
 
 using namespace test_support;
 using namespace std::chrono_literals;
@@ -84,18 +85,9 @@ struct Group {
   std::string strategy;  // empty: librdkafka's default (eager range,roundrobin)
 
   Member start() const {
-    std::vector<std::string> argv{telemetryd_bin(), "run",
-                                  "--role",         "processor",
-                                  "--set",          "http.listen=127.0.0.1:0",
-                                  "--set",          "kafka.brokers=" + brokers,
-                                  "--set",          "mongodb.uri=" + mongo,
-                                  "--set",          "mongodb.database=" + database,
-                                  "--set",          "processor.group_id=" + group,
-                                  "--set",          "processor.topics.gpu_metrics=" + topic,
-                                  "--set",          "processor.topics.token_usage=" + usage_topic,
-                                  "--set",          "processor.session_timeout_ms=6000",
-                                  "--set",          "processor.batch_size=200",
-                                  "--set",          "processor.retry_backoff_max_ms=1000"};
+    std::vector<std::string> argv =
+        processor_command({brokers, mongo, database, group, topic, usage_topic},
+                          {"processor.session_timeout_ms=6000", "processor.batch_size=200"});
     if (!strategy.empty()) {
       argv.push_back("--set");
       argv.push_back("kafka.extra_properties=partition.assignment.strategy=" + strategy);

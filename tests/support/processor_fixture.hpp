@@ -19,6 +19,29 @@ namespace test_support {
 
 using namespace std::chrono_literals;
 
+// Where a processor under test reads and stores.
+struct ProcessorTarget {
+  std::string brokers, mongo, database, group, gpu_topic, usage_topic;
+};
+
+// The command line of a processor of `t` on an ephemeral HTTP port, retrying the store every
+// second at most; `sets` are more `--set` values.
+inline std::vector<std::string> processor_command(const ProcessorTarget& t,
+                                                  const std::vector<std::string>& sets) {
+  std::vector<std::string> argv{telemetryd_bin(), "run",
+                                "--role",         "processor",
+                                "--set",          "http.listen=127.0.0.1:0",
+                                "--set",          "kafka.brokers=" + t.brokers,
+                                "--set",          "mongodb.uri=" + t.mongo,
+                                "--set",          "mongodb.database=" + t.database,
+                                "--set",          "processor.group_id=" + t.group,
+                                "--set",          "processor.topics.gpu_metrics=" + t.gpu_topic,
+                                "--set",          "processor.topics.token_usage=" + t.usage_topic,
+                                "--set",          "processor.retry_backoff_max_ms=1000"};
+  for (const auto& set : sets) argv.insert(argv.end(), {"--set", set});
+  return argv;
+}
+
 struct ProcessorFixture {
   std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
   std::string mongo = required_env("TELEMETRYD_TEST_MONGO_URI");
@@ -31,18 +54,8 @@ struct ProcessorFixture {
   ~ProcessorFixture() { drop_database(mongo, database); }
 
   std::vector<std::string> processor_argv() const {
-    return {telemetryd_bin(), "run",
-            "--role",         "processor",
-            "--set",          "http.listen=127.0.0.1:0",
-            "--set",          "kafka.brokers=" + brokers,
-            "--set",          "mongodb.uri=" + mongo,
-            "--set",          "mongodb.database=" + database,
-            "--set",          "processor.group_id=" + group,
-            "--set",          "processor.topics.gpu_metrics=" + gpu_topic,
-            "--set",          "processor.topics.token_usage=" + usage_topic,
-            "--set",          "mongodb.check_interval_ms=500",
-            "--set",          "processor.retry_backoff_max_ms=1000",
-            "--set",          "processor.cost.settle_s=1"};
+    return processor_command({brokers, mongo, database, group, gpu_topic, usage_topic},
+                             {"mongodb.check_interval_ms=500", "processor.cost.settle_s=1"});
   }
 
   std::int64_t stored() const {
