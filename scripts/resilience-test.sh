@@ -16,8 +16,8 @@
 #     s3-outage        scripts/services.sh down s3 while the worker archives, up again
 #                      RESILIENCE_OUTAGE_S later; nothing missing from or doubled in the archive
 #     ingest-broker-outage  a client POSTs gpu.metrics.v1 batches to the ingest API (a processor
-#                      with ingest.enabled) while Kafka restarts; it retries what got 503 (which
-#                      must carry Retry-After); every event acknowledged with 202 is stored once
+#                      with ingest.enabled) while Kafka restarts; it retries what got 503 (some
+#                      must, each with Retry-After); every event acknowledged with 202 is stored
 #     rebalance-storm  starts and stops (SIGTERM) two extra processors of the same group
 #                      RESILIENCE_STORM_CYCLES times while the producer runs
 #     poison-events    RESILIENCE_POISON malformed events written into the metrics topic beside
@@ -395,7 +395,7 @@ archived_at_least() { (($(archived_count) >= $1)); }
 # recover NAME FROM METRIC BASE: waits until instance NAME is ready and METRIC grows beyond BASE
 # (or the store already holds `expected` documents); sets recovery (seconds from FROM, or "-").
 recover() {
-    local name=$1 from=$2 what=$3 base=$4 end=$((SECONDS + 90)) t_ready='' t_store='' w
+    local name=$1 from=$2 what=$3 base=$4 end=$((SECONDS + 60)) t_ready='' t_store='' w
     while ((SECONDS < end)) && deadline; do
         scrape_all
         if [[ -z $t_ready ]] && is_ready "${iurl[$name]}"; then t_ready=$(now); fi
@@ -481,7 +481,7 @@ fault_producer_kill() {
     sleep 1
     t_removed=$(now)
     start_producer producer.2 "$rest"
-    if wait_until 60 is_ready "http://127.0.0.1:$PROD_PORT" && wait_until 60 sent_some; then t_ok=$(now); fi
+    if wait_until 30 is_ready "http://127.0.0.1:$PROD_PORT" && wait_until 30 sent_some; then t_ok=$(now); fi
     if [[ -n $t_ok ]]; then recovery=$(since "$t_removed" "$t_ok"); fi
     recovery_detail="new producer ready and sending after ${recovery}s"
 }
@@ -624,8 +624,9 @@ fault_ingest_broker_outage() {
     say "$fault: client: $(head -n 1 "$work/$fault.client")"
     sed -n '2,6p' "$work/$fault.client" | sed 's/^/    /'
     ((rc == 0)) || fail_because "the ingest client did not get every event acknowledged, or a 503 came without Retry-After (exit $rc)"
-    grep -q 'statuses=.*503' "$work/$fault.client" ||
-        say "$fault: note: no request got 503 (the outage fell between requests)"
+    # Kafka's restart takes longer than ingest.ack_timeout_ms: a client that never saw a 503
+    # was not exercised by the outage, and the fault did not run as meant.
+    grep -q 'statuses=.*503' "$work/$fault.client" || fail_because "no request got 503 during the outage"
 }
 
 run_fault() {
@@ -672,9 +673,9 @@ run_fault() {
     expected=$(python3 "$tool" reconcile "$work/$fault.kafka" --data "${data_topics[@]}" \
         --dlq "${dlq_topics[@]}" ${poison_file:+--poison "$poison_file"} | sed -n 's/.*produced=\([0-9]*\).*/\1/p')
     expected=${expected:-$EVENTS}
-    wait_until 60 stored_at_least "$expected" || say "$fault: the store did not reach $expected documents within 60 s"
+    wait_until 45 stored_at_least "$expected" || say "$fault: the store did not reach $expected documents within 45 s"
     if [[ $fault == worker-kill || $fault == s3-outage ]] && [[ -n $S3 ]]; then
-        wait_until 60 archived_at_least "$expected" || say "$fault: the archive did not reach $expected events within 60 s"
+        wait_until 45 archived_at_least "$expected" || say "$fault: the archive did not reach $expected events within 45 s"
     fi
     if [[ $fault == poison-events ]]; then
         wait_until 30 dead_letters_at_least "$POISON" || say "$fault: fewer than $POISON dead letters within 30 s"
