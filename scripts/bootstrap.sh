@@ -63,8 +63,9 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 # Java and Maven (test Kafka) and Go (test FerretDB, versitygw and helm builds) may come from
 # outside Debian.
 if [[ $mode == test ]]; then
-    if command -v java >/dev/null 2>&1; then
-        say "java found at $(command -v java); skipping default-jdk-headless"
+    # javac too: the fault suite compiles its small Kafka client (scripts/lib/KafkaRecords.java).
+    if command -v java >/dev/null 2>&1 && command -v javac >/dev/null 2>&1; then
+        say "java and javac found at $(command -v javac); skipping default-jdk-headless"
     else
         PACKAGES+=(default-jdk-headless)
     fi

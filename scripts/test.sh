@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs, builds with warnings as errors,
 # starts real Kafka, FerretDB and versitygw (S3) on 127.0.0.1, fetches the OpenTelemetry Python
-# SDK (the OTLP tests' client), runs the unit and integration suites, the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
+# SDK (the OTLP tests' client), runs the unit and integration suites, the fault suite
+# (scripts/resilience-test.sh: lost = 0 for every fault), the operations checks (.deb, systemd unit, Prometheus rules, cloud-init), the deployment
 # checks (lean first run, container image, Helm chart, cloud-init first boot), the unit suite
 # again under ASan+UBSan, each libFuzzer target for 45 s (scripts/fuzz.sh), and stops the services
 # (also on failure).
@@ -86,6 +87,13 @@ if [ "$services_up" = 1 ]; then
   rm -f build/meson-logs/testlog.unit.json
 fi
 
+step "faults: the resilience suite (kill -9, broker restart, outages, rebalance storm, poison events)"
+# Needs Kafka, FerretDB and versitygw from above; bounded (RESILIENCE_TIME_LIMIT_S, a few minutes).
+# Writes one testcase per fault; without services its report is missing, which counts as failed.
+if [ "$services_up" = 1 ]; then
+  scripts/resilience-test.sh --junit build/faults.junit.xml || failed_steps+=("faults")
+fi
+
 step "operations: .deb, systemd unit and its security score"
 scripts/ops-checks.sh || failed_steps+=("ops")
 
@@ -117,9 +125,9 @@ step "summary"
 [ ${#failed_steps[@]} -eq 0 ] || echo "failed steps: ${failed_steps[*]}"
 extra=()
 for failed in "${failed_steps[@]}"; do
-  case $failed in unit | integration | asan-unit | ops | ops-observe | deploy | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
+  case $failed in unit | integration | faults | asan-unit | ops | ops-observe | deploy | fuzz) ;; *) extra+=(--failed-step "$failed") ;; esac
 done
-summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan \
+summary=$(python3 scripts/count_tests.py "${extra[@]}" build build-asan build/faults.junit.xml \
   build/ops-checks.junit.xml build/ops-observe.junit.xml build/deploy-checks.junit.xml \
   build-fuzz/fuzz.junit.xml)
 count_status=$?
