@@ -24,6 +24,7 @@ class CountingStage final : public core::BatchStage {
  public:
   std::int64_t acknowledged_up_to = INT64_MAX;
   std::atomic<bool> failing{false};
+  std::atomic<bool> hanging{false};
 
   bool accept(const core::IncomingMessage& message) override {
     std::lock_guard lock(mutex_);
@@ -36,6 +37,7 @@ class CountingStage final : public core::BatchStage {
   std::size_t pending() const override { return pending_; }
   std::chrono::steady_clock::time_point oldest_pending() const override { return oldest_; }
   Result<bool> flush(core::DoneOffsets& done) override {
+    while (hanging) std::this_thread::sleep_for(10ms);  // a store call that does not return
     if (failing) {
       ++failed_flushes_;
       return Error::retryable("store away");
@@ -250,4 +252,31 @@ TEST_CASE("readiness: a guard overrides a ready check while it names a reason", 
   readiness.set("processor", true, "consuming");
   readiness.guard("processor", {});
   CHECK(readiness.all_ready());
+}
+
+TEST_CASE("consumer loop: a store call that does not return makes /ready say stalled",
+          "[kafka][consumer_loop]") {
+  MockCluster mock;
+  mock.produce(20);
+  const Config config = loop_config(mock, "loop-group-stall", {"processor.stall_timeout_s=5"});
+  CountingStage stage;
+  {
+    Readiness readiness;
+    metrics::Registry registry;
+    kafka::ConsumerLoop loop(config, "processor", settings(config), stage, readiness, registry,
+                             [](int) {});
+    loop.start();
+    REQUIRE(wait_until([&] { return stage.distinct_seen() == 20 && readiness.all_ready(); }, 30s));
+    // The next batch hangs in the store (a server that accepted the connection and went
+    // silent): the loop's thread cannot report it, the guard does.
+    stage.hanging = true;
+    mock.produce(20);
+    REQUIRE(wait_until([&] { return !readiness.all_ready(); }, 20s));
+    const std::string reason = readiness.snapshot().front().reason;
+    CHECK(reason.find("stalled: a store call has not returned for") != std::string::npos);
+    stage.hanging = false;
+    REQUIRE(wait_until([&] { return readiness.all_ready(); }, 20s));
+    CHECK(stage.distinct_seen() == 40);
+    loop.stop();
+  }
 }
