@@ -209,7 +209,11 @@ done
 # services.sh restarts (and the env file it rewrites on `up`) must reuse exactly these ports and
 # this state dir: each port comes from the running services' env or state, unless already set.
 props=$STATE/kafka/server.properties
-listener_port() { sed -n "s/^listeners=.*$1:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p" "$props" 2>/dev/null; }
+# One listener's port by its exact name (SSL must not match SASL_SSL).
+listener_port() {
+    sed -n 's/^listeners=//p' "$props" 2>/dev/null | tr ',' '\n' |
+        sed -n "s/^$1:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p"
+}
 url_port() { [[ $1 =~ :([0-9]+)/?$ ]] && printf '%s\n' "${BASH_REMATCH[1]}"; }
 ferret_pid=$(tr -dc 0-9 <"$STATE/run/ferretdb.pid" 2>/dev/null)
 export TELEMETRYD_SERVICES_DIR=$STATE TELEMETRYD_KAFKA_PORT=$kafka_port TELEMETRYD_MONGO_PORT=$mongo_port
