@@ -3,6 +3,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <functional>
+#include <memory>
 
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/log.hpp"
@@ -293,66 +295,81 @@ std::optional<http::BearerTokens> query_tokens_from(const Config& config,
   return http::BearerTokens::load(config.str(prefix + "tokens_file"), prefix + "tokens_file");
 }
 
+namespace {
+
+// The query routes' handlers run after the guard admitted the request, with the token's client.
+using GuardedHandler = std::function<asio::awaitable<http::Response>(const http::RequestContext&,
+                                                                     const http::TokenClient&)>;
+
+void add_guarded(http::Router& router, const char* path,
+                 const std::shared_ptr<const QueryGuard>& guard, const Store& store,
+                 GuardedHandler handler) {
+  router.add(beast_http::verb::get, path,
+             [guard, &store, handler = std::move(handler)](
+                 const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+               http::TokenClient client;
+               if (auto refused = guard->admit(ctx.request, store, client)) {
+                 co_return std::move(*refused);
+               }
+               co_return co_await handler(ctx, client);
+             });
+}
+
+// GET /v1/gpus and /v1/devices: one list from the store, under `key`.
+void add_list_route(http::Router& router, const char* path, std::string key,
+                    const std::shared_ptr<const QueryGuard>& guard, Store& store,
+                    asio::thread_pool& blocking, Result<std::string> (Store::*list)()) {
+  add_guarded(router, path, guard, store,
+              [&blocking, &store, key = std::move(key), list](
+                  const http::RequestContext&,
+                  const http::TokenClient&) -> asio::awaitable<http::Response> {
+                const QueryOutcome outcome =
+                    co_await on_pool(blocking, [&store, list] { return (store.*list)(); });
+                if (!outcome.ok) co_return unavailable(outcome);
+                co_return http::json_response(beast_http::status::ok,
+                                              "{\"" + key + "\":" + outcome.body + "}");
+              });
+}
+
+}  // namespace
+
 void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store,
                       std::optional<http::BearerTokens> tokens, metrics::Registry& metrics) {
   const auto guard = std::make_shared<const QueryGuard>(std::move(tokens), metrics);
-  router.add(beast_http::verb::get, "/gpu/info",
-             [&blocking, &store,
-              guard](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-               http::TokenClient client;
-               if (auto refused = guard->admit(ctx.request, store, client)) {
-                 co_return std::move(*refused);
-               }
-               GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
-                              query_param(ctx, "host").value_or("")};
-               const QueryOutcome outcome = co_await on_pool(
-                   blocking, [&store, &query] { return store.latest_gpu_json(query); });
-               if (!outcome.ok) co_return unavailable(outcome);
-               if (outcome.body == "null") {
-                 co_return http::json_error(beast_http::status::not_found, "not_found",
-                                            "no GPU metrics stored for this filter");
-               }
-               co_return http::json_response(beast_http::status::ok, outcome.body);
-             });
-  router.add(beast_http::verb::get, "/v1/gpus",
-             [&blocking, &store,
-              guard](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-               http::TokenClient client;
-               if (auto refused = guard->admit(ctx.request, store, client)) {
-                 co_return std::move(*refused);
-               }
-               const QueryOutcome outcome =
-                   co_await on_pool(blocking, [&store] { return store.gpus_json(); });
-               if (!outcome.ok) co_return unavailable(outcome);
-               co_return http::json_response(beast_http::status::ok,
-                                             "{\"gpus\":" + outcome.body + "}");
-             });
-  router.add(beast_http::verb::get, "/v1/usage",
-             [&blocking, &store,
-              guard](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-               http::TokenClient client;
-               if (auto refused = guard->admit(ctx.request, store, client)) {
-                 co_return std::move(*refused);
-               }
-               UsageQuery query;
-               if (auto refused = parse_usage_query(ctx, *guard, client, query)) {
-                 co_return std::move(*refused);
-               }
-               const QueryOutcome outcome =
-                   co_await on_pool(blocking, [&store, &query] { return store.usage_json(query); });
-               if (!outcome.ok) co_return unavailable(outcome);
-               co_return http::json_response(
-                   beast_http::status::ok,
-                   "{\"group_by\":\"" + query.group_by + "\",\"groups\":" + outcome.body + "}");
-             });
-  router.add(
-      beast_http::verb::get, "/v1/gpus/{uuid}/metrics",
-      [&blocking, &store,
-       guard](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-        http::TokenClient client;
-        if (auto refused = guard->admit(ctx.request, store, client)) {
-          co_return std::move(*refused);
-        }
+  add_guarded(router, "/gpu/info", guard, store,
+              [&blocking, &store](const http::RequestContext& ctx,
+                                  const http::TokenClient&) -> asio::awaitable<http::Response> {
+                GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
+                               query_param(ctx, "host").value_or("")};
+                const QueryOutcome outcome = co_await on_pool(
+                    blocking, [&store, &query] { return store.latest_gpu_json(query); });
+                if (!outcome.ok) co_return unavailable(outcome);
+                if (outcome.body == "null") {
+                  co_return http::json_error(beast_http::status::not_found, "not_found",
+                                             "no GPU metrics stored for this filter");
+                }
+                co_return http::json_response(beast_http::status::ok, outcome.body);
+              });
+  add_list_route(router, "/v1/gpus", "gpus", guard, store, blocking, &Store::gpus_json);
+  add_guarded(router, "/v1/usage", guard, store,
+              [&blocking, &store, guard](
+                  const http::RequestContext& ctx,
+                  const http::TokenClient& client) -> asio::awaitable<http::Response> {
+                UsageQuery query;
+                if (auto refused = parse_usage_query(ctx, *guard, client, query)) {
+                  co_return std::move(*refused);
+                }
+                const QueryOutcome outcome = co_await on_pool(
+                    blocking, [&store, &query] { return store.usage_json(query); });
+                if (!outcome.ok) co_return unavailable(outcome);
+                co_return http::json_response(
+                    beast_http::status::ok,
+                    "{\"group_by\":\"" + query.group_by + "\",\"groups\":" + outcome.body + "}");
+              });
+  add_guarded(
+      router, "/v1/gpus/{uuid}/metrics", guard, store,
+      [&blocking, &store](const http::RequestContext& ctx,
+                          const http::TokenClient&) -> asio::awaitable<http::Response> {
         SeriesQuery query;
         if (auto refused = parse_series_query(ctx, query)) co_return std::move(*refused);
         const QueryOutcome outcome =
@@ -364,19 +381,7 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
         }
         co_return http::json_response(beast_http::status::ok, series_body(query, outcome.body));
       });
-  router.add(beast_http::verb::get, "/v1/devices",
-             [&blocking, &store,
-              guard](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-               http::TokenClient client;
-               if (auto refused = guard->admit(ctx.request, store, client)) {
-                 co_return std::move(*refused);
-               }
-               const QueryOutcome outcome =
-                   co_await on_pool(blocking, [&store] { return store.devices_json(); });
-               if (!outcome.ok) co_return unavailable(outcome);
-               co_return http::json_response(beast_http::status::ok,
-                                             "{\"devices\":" + outcome.body + "}");
-             });
+  add_list_route(router, "/v1/devices", "devices", guard, store, blocking, &Store::devices_json);
 }
 
 }  // namespace telemetryd::processor
