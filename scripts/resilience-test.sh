@@ -149,7 +149,7 @@ start_processor() { # start_processor LOG
         --set "mongodb.uri=$MONGO" --set "mongodb.database=$db" --set "processor.group_id=$group" \
         --set "processor.topics.gpu_metrics=$gpu_topic" --set "processor.topics.token_usage=$usage_topic" \
         --set mongodb.check_interval_ms=500 --set kafka.check_interval_ms=500 \
-        --set processor.retry_backoff_max_ms=1000 >>"$1" 2>&1 &
+        --set processor.retry_backoff_max_ms=1000 --set processor.query.auth=none >>"$1" 2>&1 &
     proc_pid=$!
 }
 start_producer() { # start_producer COUNT LOG

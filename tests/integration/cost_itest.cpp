@@ -229,7 +229,8 @@ struct Run {
             "--set",          "processor.cost.settle_s=1",
             "--set",          "processor.cost.window_s=60",
             "--set",          "mongodb.check_interval_ms=500",
-            "--set",          "processor.retry_backoff_max_ms=1000"};
+            "--set",          "processor.retry_backoff_max_ms=1000",
+            "--set",          "processor.query.auth=none"};
   }
 
   std::int64_t count(const std::string& collection, const std::string& filter = {}) const {

@@ -341,7 +341,8 @@ TEST_CASE("the processor role publishes the spans' usage to Kafka before the 200
        "--set",          "ingest.topics.token_usage=" + topic,
        "--set",          "otlp.enabled=true",
        "--set",          "otlp.listen=127.0.0.1:0",
-       "--set",          "otlp.tokens_file=" + tokens.string()});
+       "--set",          "otlp.tokens_file=" + tokens.string(),
+       "--set",          "processor.query.tokens_file=" + tokens.string()});
   const auto main_line = child.wait_for_line("\"listener\":\"main\"", 15s);
   const auto otlp_line = child.wait_for_line("\"listener\":\"otlp\"", 15s);
   INFO(child.stdout_text().substr(0, 4000));

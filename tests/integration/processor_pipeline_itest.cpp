@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <set>
@@ -25,6 +26,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
+constexpr const char* kQueryToken = "pitest-query-token-0123456789";
+
+HttpResult query(int port, const std::string& target) {
+  return http_request("127.0.0.1", port, "GET", target, {}, {},
+                      {{"Authorization", std::string("Bearer ") + kQueryToken}});
+}
+
 struct Fixture {
   std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
   std::string mongo = required_env("TELEMETRYD_TEST_MONGO_URI");
@@ -34,7 +42,13 @@ struct Fixture {
       "pitest" + std::to_string(getpid()) + "_" +
       std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
   std::string group = unique_topic("pitest-group");
-  ~Fixture() { drop_database(mongo, database); }
+  // The query API's tokens: one for every tenant.
+  std::string tokens_path = "/tmp/telemetryd-pitest-tokens-" + std::to_string(getpid());
+  Fixture() { std::ofstream(tokens_path) << "pitest " << kQueryToken << "\n"; }
+  ~Fixture() {
+    drop_database(mongo, database);
+    unlink(tokens_path.c_str());
+  }
 
   std::vector<std::string> processor_argv() const {
     return {telemetryd_bin(), "run",
@@ -48,7 +62,8 @@ struct Fixture {
             "--set",          "processor.topics.token_usage=" + usage_topic,
             "--set",          "mongodb.check_interval_ms=500",
             "--set",          "processor.retry_backoff_max_ms=1000",
-            "--set",          "processor.cost.settle_s=1"};
+            "--set",          "processor.cost.settle_s=1",
+            "--set",          "processor.query.tokens_file=" + tokens_path};
   }
 
   std::int64_t stored() const {
@@ -177,13 +192,14 @@ TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, r
   CHECK(priced.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
         std::string::npos);
 
-  const auto usage = http_get(port, "/v1/usage?group_by=model");
+  CHECK(http_get(port, "/v1/usage?group_by=model").status == 401);
+  const auto usage = query(port, "/v1/usage?group_by=model");
   CHECK(usage.status == 200);
   CHECK(usage.body.find("\"_id\":\"llama-3.1-8b-instruct\"") != std::string::npos);
-  const auto gpu = http_get(port, "/gpu/info?host=gpu-node-01");
+  const auto gpu = query(port, "/gpu/info?host=gpu-node-01");
   CHECK(gpu.status == 200);
   CHECK(gpu.body.find("\"host\":\"gpu-node-01\"") != std::string::npos);
-  const auto gpus = http_get(port, "/v1/gpus");
+  const auto gpus = query(port, "/v1/gpus");
   CHECK(gpus.body.find("\"_id\":\"H100 80GB\"") != std::string::npos);
   CHECK(gpus.body.find("\"price_per_hour_usd\":2.49") != std::string::npos);
 
