@@ -117,7 +117,7 @@ struct World {
     for (const auto& event : events) batch.push_back({&event});
     expect(static_cast<bool>(store.write(batch)), "cannot store the built-in events");
     telemetryd::app::add_standard_routes(router, readiness, registry, "all");
-    telemetryd::processor::add_query_routes(router, blocking, store);
+    telemetryd::processor::add_query_routes(router, blocking, store, std::nullopt, registry);
   }
 };
 

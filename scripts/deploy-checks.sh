@@ -328,6 +328,7 @@ helm_role_files() {
   mkdir -p "$secrets"
   for f in kafka-sasl-password mongodb-password s3-secret-access-key; do echo example > "$secrets/$f"; done
   echo "ingest-client 0123456789abcdef0123" > "$secrets/ingest-tokens"
+  echo "query-admin 0123456789abcdef0123" > "$secrets/query-tokens"
   for f in "" tests/fixtures/helm/values-*.yaml; do
     out="$work/roles-$(basename "${f:-default}" .yaml)"
     mkdir -p "$out"

@@ -43,7 +43,7 @@ trap cleanup EXIT
 
 common=(--set "kafka.brokers=$TELEMETRYD_TEST_KAFKA_BROKERS"
     --set "producer.topics.gpu_metrics=repro-gpu-$suffix" --set "producer.topics.token_usage=repro-usage-$suffix")
-"$BIN" run --role processor --set "http.listen=127.0.0.1:$PORT" --set "kafka.brokers=$TELEMETRYD_TEST_KAFKA_BROKERS" \
+"$BIN" run --role processor --set processor.query.auth=none --set "http.listen=127.0.0.1:$PORT" --set "kafka.brokers=$TELEMETRYD_TEST_KAFKA_BROKERS" \
     --set "mongodb.uri=$TELEMETRYD_TEST_MONGO_URI" --set "mongodb.database=$db" \
     --set "processor.group_id=repro-$suffix" --set "processor.topics.gpu_metrics=repro-gpu-$suffix" \
     --set "processor.topics.token_usage=repro-usage-$suffix" --set "mongodb.check_interval_ms=500" \

@@ -349,7 +349,7 @@ redelivered() {
 start_processor() { # start_processor NAME PORT [--set k=v]...
     local name=$1 port=$2
     shift 2
-    "$BIN" run --role processor --set "http.listen=127.0.0.1:$port" --set "kafka.brokers=$BROKERS" \
+    "$BIN" run --role processor --set processor.query.auth=none --set "http.listen=127.0.0.1:$port" --set "kafka.brokers=$BROKERS" \
         --set "mongodb.uri=$MONGO" --set "mongodb.database=$db" --set "processor.group_id=$group" \
         --set "processor.topics.gpu_metrics=$gpu_topic" --set "processor.topics.token_usage=$usage_topic" \
         --set mongodb.check_interval_ms=500 --set kafka.check_interval_ms=500 \

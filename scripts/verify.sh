@@ -11,7 +11,8 @@
 #   flowing    two /metrics scrapes 5 s apart (VERIFY_INTERVAL_S): producer_messages_sent_total
 #              grows (producer), processor_messages_consumed_total grows (processor, all)
 #   documents  processor_db_writes_total grows between the same scrapes and GET /gpu/info is 200
-#              with a ts no older than 60 s (processor, all)
+#              with a ts no older than 60 s (processor, all); with VERIFY_QUERY_TOKEN set, sent
+#              as its bearer token (a processor's query API needs one: docs/security.md)
 # The worker only has health and ready (it does not move data yet).
 #
 # Exit status names the first failed step: 0 ok, 10 health, 11 ready, 12 flowing,
@@ -69,7 +70,9 @@ trap 'rm -f "$tmp"' EXIT
 # http_get URL: sets $status (000 when unreachable) and $body
 http_get() {
     : >"$tmp"
-    status=$(curl -sS -m 5 -o "$tmp" -w '%{http_code}' "$1" 2>/dev/null) || true
+    local auth=()
+    [[ -z ${VERIFY_QUERY_TOKEN:-} ]] || auth=(-H "Authorization: Bearer $VERIFY_QUERY_TOKEN")
+    status=$(curl -sS -m 5 "${auth[@]}" -o "$tmp" -w '%{http_code}' "$1" 2>/dev/null) || true
     [[ $status =~ ^[0-9]{3}$ ]] || status=000
     body=$(<"$tmp")
 }
@@ -156,7 +159,9 @@ for role in "${moving[@]}"; do
     fi
     http_get "${url[$role]}/gpu/info"
     if [[ $status != 200 ]]; then
-        report "$role documents" 13 FAILED "$detail; GET /gpu/info $status ${body:0:200}"
+        hint=""
+        [[ $status != 401 ]] || hint=" (set VERIFY_QUERY_TOKEN to a query API token)"
+        report "$role documents" 13 FAILED "$detail; GET /gpu/info $status${hint} ${body:0:200}"
         continue
     fi
     # The latest sample's ts (RFC 3339) must be at most MAX_AGE_S old (a future ts is fine:

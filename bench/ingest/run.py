@@ -85,6 +85,7 @@ def main():
             [str(binary), "run", "--role", "processor", "--set", "http.listen=127.0.0.1:0",
              "--set", f"kafka.brokers={brokers}", "--set", f"mongodb.uri={mongo}",
              "--set", "ingest.enabled=true", "--set", f"ingest.tokens_file={tokens}",
+             "--set", f"processor.query.tokens_file={tokens}",
              "--set", "ingest.rate_limit_per_s=0", "--set", "ingest.ceiling_endpoint=true",
              "--set", f"ingest.topics.gpu_metadata={topic}", "--set", "daemon.log_level=info",
              "--set", "http.max_connections=4096"],

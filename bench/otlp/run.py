@@ -272,6 +272,7 @@ def main():
                 "--set", f"ingest.topics.token_usage={topic}",
                 "--set", f"processor.topics.token_usage={topic}",
                 "--set", "ingest.enabled=true", "--set", "ingest.auth=none",
+                "--set", "processor.query.auth=none",
                 "--set", "ingest.rate_limit_per_s=0", "--set", "ingest.ceiling_endpoint=true",
                 "--set", f"http.body_limit_bytes={max(1 << 20, 2 * made['bytes'])}"], topic=topic)
             try:

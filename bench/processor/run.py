@@ -91,7 +91,7 @@ def main():
             "--set", f"kafka.brokers={args.brokers}", "--set", f"mongodb.uri={args.mongo}",
             "--set", f"mongodb.database=bench{tag}", "--set", f"processor.group_id=bench-{tag}",
             "--set", f"processor.topics.gpu_metrics={topics[0]}", "--set", f"processor.topics.token_usage={topics[1]}",
-            "--set", "daemon.log_level=warn"]
+            "--set", "daemon.log_level=warn", "--set", "processor.query.auth=none"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
         started = time.monotonic()

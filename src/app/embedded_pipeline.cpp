@@ -72,7 +72,8 @@ class EmbeddedPipeline final : public Component, public EventInlet {
                 .with({})) {
     readiness_.declare("embedded", "starting");
     ctx.inlet.provide([this]() -> EventInlet& { return *this; });
-    processor::add_query_routes(ctx.router, ctx.blocking, store_);
+    processor::add_query_routes(ctx.router, ctx.blocking, store_,
+                                processor::query_tokens_from(ctx.config, "embedded"), ctx.metrics);
     if (auto prepared = store_.prepare(catalog_); !prepared) {
       throw StartupError("embedded: cannot prepare the database: " + prepared.error().message);
     }
@@ -253,6 +254,9 @@ std::vector<KeySpec> embedded_keys() {
        .max = 16777216},
   };
   for (auto& key : processor::cost_keys()) keys.push_back(std::move(key));
+  // The all role is the first try on one machine (config/roles/all.yaml listens on loopback):
+  // no token by default, and a warning when it listens wider (docs/security.md).
+  for (auto& key : processor::query_keys("none")) keys.push_back(std::move(key));
   return keys;
 }
 

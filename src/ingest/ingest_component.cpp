@@ -18,8 +18,8 @@
 #include <optional>
 
 #include "events/cloudevent.hpp"
+#include "http/bearer_tokens.hpp"
 #include "http/router.hpp"
-#include "ingest/bearer_tokens.hpp"
 #include "ingest/idempotency.hpp"
 #include "ingest/ingest_publisher.hpp"
 #include "ingest/metadata_normalizer.hpp"
@@ -103,7 +103,8 @@ class IngestComponent final : public Component {
                             "is required when ingest.enabled is true and ingest.auth is bearer",
                             "a file of `name token` lines, or ingest.auth: none"}});
       }
-      tokens_ = BearerTokens::load(ctx.config.str("ingest.tokens_file"), "ingest.tokens_file");
+      tokens_ =
+          http::BearerTokens::load(ctx.config.str("ingest.tokens_file"), "ingest.tokens_file");
     }
     source_prefix_ = events::local_source("ingest") + "/";
     publisher(ctx.io, ctx.config, ctx.metrics);
@@ -146,20 +147,13 @@ class IngestComponent final : public Component {
           1);
     }
     if (tokens_) {
-      std::optional<std::string> name =
+      std::optional<http::TokenClient> token =
           tokens_->authenticate(request[beast_http::field::authorization]);
-      if (!name) {
+      if (!token) {
         auth_failures_.inc();
-        const bool missing = request[beast_http::field::authorization].empty();
-        Response res =
-            http::json_error(Status::unauthorized, missing ? "missing_token" : "invalid_token",
-                             missing ? "an Authorization: Bearer <token> header is required"
-                                     : "the bearer token is not valid",
-                             "Authorization");
-        res.set(beast_http::field::www_authenticate, "Bearer realm=\"telemetryd\"");
-        return res;
+        return http::bearer_refusal(request);
       }
-      client = std::move(*name);
+      client = std::move(token->name);
     } else {
       client = "anonymous";
     }
@@ -443,7 +437,7 @@ class IngestComponent final : public Component {
   const Config& config_;
   bool enabled_;
   bool stopping_ = false;
-  std::optional<BearerTokens> tokens_;
+  std::optional<http::BearerTokens> tokens_;
   RateLimiter limiter_;
   std::int64_t max_in_flight_;
   std::size_t max_items_;

@@ -452,6 +452,20 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
     if (query.to) BSON_APPEND_DATE_TIME(&range, "$lt", unix_ms(*query.to));
     bson_append_document_end(match.get(), &range);
   }
+  // A scoped token or ?tenant=: both collections carry tenant_id, so one $in narrows every
+  // column's $match (an empty list matches nothing).
+  if (query.tenants) {
+    bson_t condition;
+    bson_t list;
+    BSON_APPEND_DOCUMENT_BEGIN(match.get(), "tenant_id", &condition);
+    BSON_APPEND_ARRAY_BEGIN(&condition, "$in", &list);
+    for (std::size_t i = 0; i < query.tenants->size(); ++i) {
+      const std::string index = std::to_string(i);
+      BSON_APPEND_UTF8(&list, index.c_str(), (*query.tenants)[i].c_str());
+    }
+    bson_append_array_end(&condition, &list);
+    bson_append_document_end(match.get(), &condition);
+  }
   const char* group_field = query.group_by == "tenant"       ? "$tenant_id"
                             : query.group_by == "deployment" ? "$deployment"
                                                              : "$model";

@@ -20,9 +20,9 @@
 
 #include "archive/gzip.hpp"
 #include "events/cloudevent.hpp"
+#include "http/bearer_tokens.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
-#include "ingest/bearer_tokens.hpp"
 #include "otlp/genai_mapping.hpp"
 #include "otlp/genai_metrics.hpp"
 #include "otlp/otlp_decode.hpp"
@@ -106,7 +106,7 @@ class OtlpComponent final : public Component {
                                     "(ignored).",
                                     {"outcome"})) {
     if (ctx.config.str("otlp.auth") == "bearer") {
-      tokens_ = ingest::BearerTokens::load(ctx.config.str("otlp.tokens_file"), "otlp.tokens_file");
+      tokens_ = http::BearerTokens::load(ctx.config.str("otlp.tokens_file"), "otlp.tokens_file");
     }
     http::Router& router = ctx.config.str("otlp.listen").empty() ? ctx.router : own_router_;
     router.add(beast_http::verb::post, "/v1/traces",
@@ -134,8 +134,7 @@ class OtlpComponent final : public Component {
     const std::string& listen = ctx.config.str("otlp.listen").empty()
                                     ? ctx.config.str("http.listen")
                                     : ctx.config.str("otlp.listen");
-    if (!tokens_ && !listen.starts_with("127.") && !listen.starts_with("[::1]") &&
-        !listen.starts_with("localhost:")) {
+    if (!tokens_ && !http::is_loopback_listen(listen)) {
       log::warn("otlp", "the OTLP receiver takes usage without a token on a non-loopback address",
                 {{"listen", listen}, {"hint", "otlp.auth: bearer with otlp.tokens_file"}});
     }
@@ -287,7 +286,7 @@ class OtlpComponent final : public Component {
   metrics::Family<metrics::Counter>& requests_;
   metrics::Family<metrics::Counter>& spans_;
   metrics::Family<metrics::Counter>& points_;
-  std::optional<ingest::BearerTokens> tokens_;
+  std::optional<http::BearerTokens> tokens_;
   // Decoding and mapping run on the io thread before any co_await: one parser serves all.
   simdjson::dom::parser parser_;
   http::Router own_router_;

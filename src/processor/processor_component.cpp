@@ -37,7 +37,8 @@ class ProcessorComponent final : public Component {
         pricer_(pricer_settings_, *store_, prices_, ctx.metrics, tenants_),
         loop_(ctx.config, "processor", loop_settings(ctx.config), core_, ctx.readiness, ctx.metrics,
               ctx.request_shutdown, [this] { return prepare_store(); }) {
-    add_query_routes(ctx.router, ctx.blocking, *store_);
+    add_query_routes(ctx.router, ctx.blocking, *store_, query_tokens_from(ctx.config, "processor"),
+                     ctx.metrics);
   }
 
   void start() override {
@@ -98,6 +99,8 @@ std::vector<KeySpec> processor_keys() {
   for (auto& key : kafka::consumer_loop_keys("processor")) keys.push_back(std::move(key));
   for (auto& key : cost_keys()) keys.push_back(std::move(key));
   for (auto& key : store_keys()) keys.push_back(std::move(key));
+  // A processor serves queries beyond this machine: a token by default.
+  for (auto& key : query_keys("bearer")) keys.push_back(std::move(key));
   return keys;
 }
 

@@ -3,8 +3,11 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <functional>
+#include <memory>
 
 #include "telemetryd/json_writer.hpp"
+#include "telemetryd/log.hpp"
 #include "telemetryd/time_format.hpp"
 
 namespace telemetryd::processor {
@@ -163,6 +166,76 @@ std::optional<http::Response> parse_series_query(const http::RequestContext& ctx
   return std::nullopt;
 }
 
+// Who may ask: every query route admits a request first. Without tokens (query.auth: none) every
+// request reads every tenant. Shared by the routes' handlers, which outlive any one request.
+class QueryGuard {
+ public:
+  QueryGuard(std::optional<http::BearerTokens> tokens, metrics::Registry& metrics)
+      : tokens_(std::move(tokens)),
+        refused_(metrics.counter("processor_query_unauthorized_total",
+                                 "Query API requests refused, by reason: missing_token and "
+                                 "invalid_token (401), forbidden_tenant (403).",
+                                 {"reason"})) {}
+
+  // The 401 (or the store's 501) to send, or nullopt with `client` set to the token's client.
+  // The token comes first: a client without one learns nothing, not even the store kind.
+  std::optional<http::Response> admit(const http::Request& request, const Store& store,
+                                      http::TokenClient& client) const {
+    std::optional<http::TokenClient> token;
+    if (tokens_) token = tokens_->authenticate(request[beast_http::field::authorization]);
+    if (!tokens_ || token) {
+      if (token) client = std::move(*token);
+      if (!store.supports_queries()) return not_supported();
+      return std::nullopt;
+    }
+    http::Response res = http::bearer_refusal(request);
+    refused_
+        .with(
+            {request[beast_http::field::authorization].empty() ? "missing_token" : "invalid_token"})
+        .inc();
+    return res;
+  }
+
+  http::Response forbidden(const http::TokenClient& client, const std::string& tenant) const {
+    refused_.with({"forbidden_tenant"}).inc();
+    return http::json_error(beast_http::status::forbidden, "forbidden_tenant",
+                            "the token of client " + client.name + " may not read tenant " + tenant,
+                            "tenant");
+  }
+
+ private:
+  std::optional<http::BearerTokens> tokens_;
+  metrics::Family<metrics::Counter>& refused_;
+};
+
+// Reads group_by, from, to and tenant of /v1/usage into `query`, narrowed to the client's
+// tenants; the 400 or 403 answer when one is wrong. Not a coroutine (see on_pool).
+std::optional<http::Response> parse_usage_query(const http::RequestContext& ctx,
+                                                const QueryGuard& guard,
+                                                const http::TokenClient& client,
+                                                UsageQuery& query) {
+  query.group_by = query_param(ctx, "group_by").value_or("model");
+  if (query.group_by != "model" && query.group_by != "tenant" && query.group_by != "deployment") {
+    return invalid("group_by must be model, tenant or deployment", "group_by");
+  }
+  for (const char* name : {"from", "to"}) {
+    if (auto text = query_param(ctx, name)) {
+      std::chrono::system_clock::time_point t;
+      if (!parse_rfc3339(*text, t))
+        return invalid(std::string(name) + " must be an RFC 3339 time", name);
+      (std::string_view(name) == "from" ? query.from : query.to) = t;
+    }
+  }
+  // The filter goes into the store's query, so a scoped token never reads another tenant's rows.
+  if (auto tenant = query_param(ctx, "tenant")) {
+    if (!client.may_read(*tenant)) return guard.forbidden(client, *tenant);
+    query.tenants = std::vector<std::string>{*tenant};
+  } else if (!client.all_tenants()) {
+    query.tenants = client.tenants;
+  }
+  return std::nullopt;
+}
+
 std::string series_body(const SeriesQuery& query, const std::string& points) {
   JsonWriter json;
   json.begin_object()
@@ -184,63 +257,119 @@ std::string series_body(const SeriesQuery& query, const std::string& points) {
 
 }  // namespace
 
-void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store) {
-  router.add(
-      beast_http::verb::get, "/gpu/info",
-      [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-        if (!store.supports_queries()) co_return not_supported();
-        GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
-                       query_param(ctx, "host").value_or("")};
-        const QueryOutcome outcome =
-            co_await on_pool(blocking, [&store, &query] { return store.latest_gpu_json(query); });
-        if (!outcome.ok) co_return unavailable(outcome);
-        if (outcome.body == "null") {
-          co_return http::json_error(beast_http::status::not_found, "not_found",
-                                     "no GPU metrics stored for this filter");
-        }
-        co_return http::json_response(beast_http::status::ok, outcome.body);
-      });
-  router.add(beast_http::verb::get, "/v1/gpus",
-             [&blocking, &store](const http::RequestContext&) -> asio::awaitable<http::Response> {
-               if (!store.supports_queries()) co_return not_supported();
-               const QueryOutcome outcome =
-                   co_await on_pool(blocking, [&store] { return store.gpus_json(); });
-               if (!outcome.ok) co_return unavailable(outcome);
-               co_return http::json_response(beast_http::status::ok,
-                                             "{\"gpus\":" + outcome.body + "}");
+std::vector<KeySpec> query_keys(std::string_view default_auth) {
+  return {
+      {.name = "query.auth",
+       .description = "bearer: the query routes (/gpu/info, /v1/gpus, /v1/usage, /v1/devices, "
+                      "/v1/gpus/{uuid}/metrics) need a token from query.tokens_file; none: open "
+                      "(a loopback listener, or behind a trusted proxy). /health, /ready and "
+                      "/metrics stay open.",
+       .default_value = std::string(default_auth),
+       .allowed = {"bearer", "none"}},
+      {.name = "query.tokens_file",
+       .description = "File of `name token` (every tenant) or `name token tenants=a,b` lines "
+                      "(tokens >= 16 characters; tenants=* is every tenant); read at start.",
+       .default_value = ""},
+  };
+}
+
+std::optional<http::BearerTokens> query_tokens_from(const Config& config,
+                                                    std::string_view section) {
+  const std::string prefix = std::string(section) + ".query.";
+  if (config.str(prefix + "auth") == "none") {
+    if (!http::is_loopback_listen(config.str("http.listen"))) {
+      log::warn("query", "the query API answers without a token on a non-loopback address",
+                {{"listen", config.str("http.listen")},
+                 {"hint", prefix + "auth: bearer with " + prefix + "tokens_file"}});
+    }
+    return std::nullopt;
+  }
+  // Checked here, when the role starts, as ingest.tokens_file is: check-config passes a file
+  // that leaves the key to the environment or --set.
+  if (config.str(prefix + "tokens_file").empty()) {
+    throw ConfigError({{config.source(), 0, 0, prefix + "tokens_file",
+                        "is required when " + prefix + "auth is bearer",
+                        "a file of `name token [tenants=a,b]` lines, or " + prefix +
+                            "auth: none on a loopback listener"}});
+  }
+  return http::BearerTokens::load(config.str(prefix + "tokens_file"), prefix + "tokens_file");
+}
+
+namespace {
+
+// The query routes' handlers run after the guard admitted the request, with the token's client.
+using GuardedHandler = std::function<asio::awaitable<http::Response>(const http::RequestContext&,
+                                                                     const http::TokenClient&)>;
+
+void add_guarded(http::Router& router, const char* path,
+                 const std::shared_ptr<const QueryGuard>& guard, const Store& store,
+                 GuardedHandler handler) {
+  router.add(beast_http::verb::get, path,
+             [guard, &store, handler = std::move(handler)](
+                 const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
+               http::TokenClient client;
+               if (auto refused = guard->admit(ctx.request, store, client)) {
+                 co_return std::move(*refused);
+               }
+               co_return co_await handler(ctx, client);
              });
-  router.add(
-      beast_http::verb::get, "/v1/usage",
-      [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-        if (!store.supports_queries()) co_return not_supported();
-        UsageQuery query;
-        query.group_by = query_param(ctx, "group_by").value_or("model");
-        if (query.group_by != "model" && query.group_by != "tenant" &&
-            query.group_by != "deployment") {
-          co_return http::json_error(beast_http::status::bad_request, "invalid_parameter",
-                                     "group_by must be model, tenant or deployment", "group_by");
-        }
-        for (const char* name : {"from", "to"}) {
-          if (auto text = query_param(ctx, name)) {
-            std::chrono::system_clock::time_point t;
-            if (!parse_rfc3339(*text, t)) {
-              co_return http::json_error(beast_http::status::bad_request, "invalid_parameter",
-                                         std::string(name) + " must be an RFC 3339 time", name);
-            }
-            (std::string_view(name) == "from" ? query.from : query.to) = t;
-          }
-        }
-        const QueryOutcome outcome =
-            co_await on_pool(blocking, [&store, &query] { return store.usage_json(query); });
-        if (!outcome.ok) co_return unavailable(outcome);
-        co_return http::json_response(
-            beast_http::status::ok,
-            "{\"group_by\":\"" + query.group_by + "\",\"groups\":" + outcome.body + "}");
-      });
-  router.add(
-      beast_http::verb::get, "/v1/gpus/{uuid}/metrics",
-      [&blocking, &store](const http::RequestContext& ctx) -> asio::awaitable<http::Response> {
-        if (!store.supports_queries()) co_return not_supported();
+}
+
+// GET /v1/gpus and /v1/devices: one list from the store, under `key`.
+void add_list_route(http::Router& router, const char* path, std::string key,
+                    const std::shared_ptr<const QueryGuard>& guard, Store& store,
+                    asio::thread_pool& blocking, Result<std::string> (Store::*list)()) {
+  add_guarded(router, path, guard, store,
+              [&blocking, &store, key = std::move(key), list](
+                  const http::RequestContext&,
+                  const http::TokenClient&) -> asio::awaitable<http::Response> {
+                const QueryOutcome outcome =
+                    co_await on_pool(blocking, [&store, list] { return (store.*list)(); });
+                if (!outcome.ok) co_return unavailable(outcome);
+                co_return http::json_response(beast_http::status::ok,
+                                              "{\"" + key + "\":" + outcome.body + "}");
+              });
+}
+
+}  // namespace
+
+void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store,
+                      std::optional<http::BearerTokens> tokens, metrics::Registry& metrics) {
+  const auto guard = std::make_shared<const QueryGuard>(std::move(tokens), metrics);
+  add_guarded(router, "/gpu/info", guard, store,
+              [&blocking, &store](const http::RequestContext& ctx,
+                                  const http::TokenClient&) -> asio::awaitable<http::Response> {
+                GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
+                               query_param(ctx, "host").value_or("")};
+                const QueryOutcome outcome = co_await on_pool(
+                    blocking, [&store, &query] { return store.latest_gpu_json(query); });
+                if (!outcome.ok) co_return unavailable(outcome);
+                if (outcome.body == "null") {
+                  co_return http::json_error(beast_http::status::not_found, "not_found",
+                                             "no GPU metrics stored for this filter");
+                }
+                co_return http::json_response(beast_http::status::ok, outcome.body);
+              });
+  add_list_route(router, "/v1/gpus", "gpus", guard, store, blocking, &Store::gpus_json);
+  add_guarded(router, "/v1/usage", guard, store,
+              [&blocking, &store, guard](
+                  const http::RequestContext& ctx,
+                  const http::TokenClient& client) -> asio::awaitable<http::Response> {
+                UsageQuery query;
+                if (auto refused = parse_usage_query(ctx, *guard, client, query)) {
+                  co_return std::move(*refused);
+                }
+                const QueryOutcome outcome = co_await on_pool(
+                    blocking, [&store, &query] { return store.usage_json(query); });
+                if (!outcome.ok) co_return unavailable(outcome);
+                co_return http::json_response(
+                    beast_http::status::ok,
+                    "{\"group_by\":\"" + query.group_by + "\",\"groups\":" + outcome.body + "}");
+              });
+  add_guarded(
+      router, "/v1/gpus/{uuid}/metrics", guard, store,
+      [&blocking, &store](const http::RequestContext& ctx,
+                          const http::TokenClient&) -> asio::awaitable<http::Response> {
         SeriesQuery query;
         if (auto refused = parse_series_query(ctx, query)) co_return std::move(*refused);
         const QueryOutcome outcome =
@@ -252,15 +381,7 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
         }
         co_return http::json_response(beast_http::status::ok, series_body(query, outcome.body));
       });
-  router.add(beast_http::verb::get, "/v1/devices",
-             [&blocking, &store](const http::RequestContext&) -> asio::awaitable<http::Response> {
-               if (!store.supports_queries()) co_return not_supported();
-               const QueryOutcome outcome =
-                   co_await on_pool(blocking, [&store] { return store.devices_json(); });
-               if (!outcome.ok) co_return unavailable(outcome);
-               co_return http::json_response(beast_http::status::ok,
-                                             "{\"devices\":" + outcome.body + "}");
-             });
+  add_list_route(router, "/v1/devices", "devices", guard, store, blocking, &Store::devices_json);
 }
 
 }  // namespace telemetryd::processor

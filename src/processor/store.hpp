@@ -51,6 +51,8 @@ struct UsageQuery {
   std::string group_by = "model";  // "model", "tenant" or "deployment"
   std::optional<std::chrono::system_clock::time_point> from;
   std::optional<std::chrono::system_clock::time_point> to;
+  /// Only these tenants' usage (a scoped query token, or ?tenant=); nullopt: every tenant.
+  std::optional<std::vector<std::string>> tenants;
 };
 
 class Store {

@@ -20,6 +20,17 @@ void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
 }
 
+// ` AND tenant_id IN (?3, ...)`, the tenants bound from ?3 on; nothing for every tenant
+// (nullopt), and a filter that matches nothing for an empty list.
+std::string tenant_filter(const std::optional<std::vector<std::string>>& tenants) {
+  if (!tenants) return {};
+  if (tenants->empty()) return " AND 0";
+  std::string sql = " AND tenant_id IN (";
+  for (std::size_t i = 0; i < tenants->size(); ++i)
+    sql += (i ? ", ?" : "?") + std::to_string(i + 3);
+  return sql + ")";
+}
+
 // The stored document, shaped like MongoStore's as the API returns it: envelope fields, then the
 // event's data fields at the top level; the cost block is added when the window is priced.
 std::string document_json(const processor::StoredEvent& stored) {
@@ -244,11 +255,17 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
       "total(json_extract(doc, '$.cost.energy_usd')), total(json_extract(doc, "
       "'$.cost.gpu_seconds')), total(json_extract(doc, '$.cost.energy_j')), "
       "count(json_extract(doc, '$.cost.amortized_usd')) "
-      "FROM token_usage WHERE ts >= ?1 AND ts < ?2 GROUP BY key ORDER BY key";
+      "FROM token_usage WHERE ts >= ?1 AND ts < ?2" +
+      tenant_filter(query.tenants) + " GROUP BY key ORDER BY key";
   const Statement s = prepare_statement(db_, sql);
   if (!s) return Error::retryable(error_message());
   sqlite3_bind_int64(s.get(), 1, query.from ? unix_ms(*query.from) : INT64_MIN);
   sqlite3_bind_int64(s.get(), 2, query.to ? unix_ms(*query.to) : INT64_MAX);
+  if (query.tenants) {
+    for (std::size_t i = 0; i < query.tenants->size(); ++i) {
+      bind_text(s.get(), static_cast<int>(i) + 3, (*query.tenants)[i]);
+    }
+  }
   JsonWriter json;
   json.begin_array();
   int rc = SQLITE_ROW;

@@ -69,6 +69,7 @@ struct EdgeFixture {
             "--set",          "processor.topics.token_usage=" + unique_topic("eitest-unused"),
             "--set",          "ingest.enabled=true",
             "--set",          "ingest.tokens_file=" + tokens_path,
+            "--set",          "processor.query.tokens_file=" + tokens_path,
             "--set",          "ingest.rate_limit_per_s=0",
             "--set",          "ingest.topics.gpu_metadata=" + topic};
   }

@@ -51,7 +51,7 @@ struct Fixture {
             "--set", "mongodb.database=" + database, "--set", "processor.group_id=" + group,
             "--set", "processor.topics.gpu_metrics=" + gpu_topic, "--set",
             "processor.topics.token_usage=" + usage_topic, "--set",
-            "processor.retry_backoff_max_ms=1000"};
+            "processor.retry_backoff_max_ms=1000", "--set", "processor.query.auth=none"};
   }
 
   double points(const std::string& measurement) const {

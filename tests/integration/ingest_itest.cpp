@@ -43,6 +43,7 @@ struct IngestDaemon {
         "--set",          "processor.topics.token_usage=" + unique_topic("iitest-unused"),
         "--set",          "ingest.enabled=true",
         "--set",          "ingest.tokens_file=" + tokens_path,
+        "--set",          "processor.query.tokens_file=" + tokens_path,
         "--set",          "ingest.topics.gpu_metadata=" + metadata_topic,
         "--set",          "ingest.topics.gpu_metrics=" + metrics_topic,
         "--set",          "ingest.topics.token_usage=" + usage_topic};

@@ -538,6 +538,27 @@ TEST_CASE("MongoStore prices a window from what write() stored and sums the cost
   check_group("tenant", [](const cost::UsageRow& u) { return u.tenant_id; });
   check_group("deployment", [](const cost::UsageRow& u) { return u.deployment; });
 
+  // A tenant-scoped query token's filter ($in on both collections): t2's rows alone, its costs
+  // exactly what the unfiltered tenant grouping gives t2.
+  UsageQuery scoped;
+  scoped.group_by = "tenant";
+  scoped.from = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS));
+  scoped.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + kW));
+  scoped.tenants = std::vector<std::string>{"t2"};
+  const auto scoped_rows = parse_usage(store.usage_json(scoped).value());
+  REQUIRE(scoped_rows.size() == 1);
+  const auto t2 = expect([](const cost::UsageRow& u) { return u.tenant_id; }).at("t2");
+  for (const auto& [key, value] : t2) {
+    INFO(key);
+    CHECK(scoped_rows.at("t2").values.at(key) == Approx(value).margin(1e-12));
+  }
+  scoped.group_by = "model";
+  const auto t2_models = parse_usage(store.usage_json(scoped).value());
+  CHECK(t2_models.at("m1").values.at("input_tokens") == 50);  // event 12
+  CHECK(t2_models.at("m2").values.at("input_tokens") == 20);  // event 14
+  scoped.tenants = std::vector<std::string>{};
+  CHECK(store.usage_json(scoped).value() == "[]");
+
   // Without a range: event 16 of the next window counts as a request, not as a priced one.
   UsageQuery all;
   const auto json = store.usage_json(all);

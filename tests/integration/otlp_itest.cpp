@@ -341,7 +341,8 @@ TEST_CASE("the processor role publishes the spans' usage to Kafka before the 200
        "--set",          "ingest.topics.token_usage=" + topic,
        "--set",          "otlp.enabled=true",
        "--set",          "otlp.listen=127.0.0.1:0",
-       "--set",          "otlp.tokens_file=" + tokens.string()});
+       "--set",          "otlp.tokens_file=" + tokens.string(),
+       "--set",          "processor.query.tokens_file=" + tokens.string()});
   const auto main_line = child.wait_for_line("\"listener\":\"main\"", 15s);
   const auto otlp_line = child.wait_for_line("\"listener\":\"otlp\"", 15s);
   INFO(child.stdout_text().substr(0, 4000));
@@ -369,7 +370,9 @@ TEST_CASE("the processor role publishes the spans' usage to Kafka before the 200
   std::set<std::string> keys;
   for (const auto& m : messages) keys.insert(m.key);
   CHECK(keys == std::set<std::string>{"chat-frontend"});  // keyed by deployment (service.name)
-  const auto got = wait_for_usage(port, want);
+  // The query API takes the same tokens file: the client's token reads the usage back.
+  CHECK(http_get(port, "/v1/usage?group_by=model").status == 401);
+  const auto got = wait_for_usage(port, want, token);
   INFO("sent:\n" << describe(want) << "stored:\n" << describe(got));
   CHECK(got == want);
   CHECK(count_documents(uri, database, "token_usage") == requests);

@@ -80,13 +80,14 @@ TEST_CASE("50000 events with 5% duplicates and 1% malformed: exact store, DLQ, r
   CHECK(priced.find("processor_cost_per_token_usd{model=\"llama-3.1-8b-instruct\"}") !=
         std::string::npos);
 
-  const auto usage = http_get(port, "/v1/usage?group_by=model");
+  CHECK(http_get(port, "/v1/usage?group_by=model").status == 401);
+  const auto usage = query(port, "/v1/usage?group_by=model");
   CHECK(usage.status == 200);
   CHECK(usage.body.find("\"_id\":\"llama-3.1-8b-instruct\"") != std::string::npos);
-  const auto gpu = http_get(port, "/gpu/info?host=gpu-node-01");
+  const auto gpu = query(port, "/gpu/info?host=gpu-node-01");
   CHECK(gpu.status == 200);
   CHECK(gpu.body.find("\"host\":\"gpu-node-01\"") != std::string::npos);
-  const auto gpus = http_get(port, "/v1/gpus");
+  const auto gpus = query(port, "/v1/gpus");
   CHECK(gpus.body.find("\"_id\":\"H100 80GB\"") != std::string::npos);
   CHECK(gpus.body.find("\"price_per_hour_usd\":2.49") != std::string::npos);
 

@@ -333,12 +333,13 @@ TEST_CASE("no ingest token or S3 secret key appears, in success or failure", "[s
   // The ingest API: one request with the right token, one with a wrong one.
   {
     std::vector<std::string> argv{telemetryd_bin(), "run", "--role", "processor"};
-    append(argv,
-           with_debug({"http.listen=127.0.0.1:0", "kafka.brokers=" + s.kafka_plain,
-                       "mongodb.uri=" + s.mongo_plain_uri, "ingest.enabled=true",
-                       "ingest.tokens_file=" + tokens.path, "ingest.topics.gpu_metadata=" + topic,
-                       "processor.topics.gpu_metrics=" + topic + "-unused-gpu",
-                       "processor.topics.token_usage=" + topic + "-unused-usage"}));
+    append(argv, with_debug({"http.listen=127.0.0.1:0", "kafka.brokers=" + s.kafka_plain,
+                             "mongodb.uri=" + s.mongo_plain_uri, "ingest.enabled=true",
+                             "ingest.tokens_file=" + tokens.path,
+                             "processor.query.tokens_file=" + tokens.path,
+                             "ingest.topics.gpu_metadata=" + topic,
+                             "processor.topics.gpu_metrics=" + topic + "-unused-gpu",
+                             "processor.topics.token_usage=" + topic + "-unused-usage"}));
     ChildProcess ingest(argv);
     const int port = http_port(ingest);
     REQUIRE(port > 0);

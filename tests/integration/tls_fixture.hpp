@@ -129,7 +129,9 @@ inline std::vector<std::string> processor_argv(const std::string& topic_prefix,
   append(argv, {"http.listen=127.0.0.1:0", "processor.topics.gpu_metrics=" + topic_prefix + "-gpu",
                 "processor.topics.token_usage=" + topic_prefix + "-usage",
                 "processor.group_id=" + topic_prefix + "-group", "kafka.check_interval_ms=500",
-                "processor.retry_backoff_max_ms=1000"});
+                "processor.retry_backoff_max_ms=1000",
+                // these tests query nothing; a case that does sets auth and tokens_file
+                "processor.query.auth=none"});
   append(argv, sets);
   return argv;
 }

@@ -259,9 +259,10 @@ TEST_CASE("HTTPS ingest -> Kafka SASL_SSL -> worker -> ferretdb-tls with a user:
   auto ingest_sets = kafka_sasl_sets(s, kafka_password.path);
   ingest_sets.insert(
       ingest_sets.end(),
-      {"ingest.enabled=true", "ingest.tokens_file=" + tokens.path,
-       "ingest.topics.gpu_metadata=" + topic, "http.tls_cert_file=" + certs.server_cert,
-       "http.tls_key_file=" + certs.server_key, "mongodb.uri=" + s.mongo_plain_uri});
+      {"ingest.enabled=true", "ingest.tokens_file=" + tokens.path, "processor.query.auth=bearer",
+       "processor.query.tokens_file=" + tokens.path, "ingest.topics.gpu_metadata=" + topic,
+       "http.tls_cert_file=" + certs.server_cert, "http.tls_key_file=" + certs.server_key,
+       "mongodb.uri=" + s.mongo_plain_uri});
   ChildProcess ingest(processor_argv(unique_topic("tls-edge-unused"), ingest_sets));
   const int ingest_port = http_port(ingest);
   REQUIRE(ingest_port > 0);

@@ -7,11 +7,13 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
 
@@ -24,8 +26,27 @@ struct ProcessorTarget {
   std::string brokers, mongo, database, group, gpu_topic, usage_topic;
 };
 
+// The query API's one token for every tenant in the processors tests start.
+constexpr const char* kQueryToken = "itest-query-token-0123456789";
+
+// A tokens file holding kQueryToken, written once per test process (removed at exit).
+inline const std::string& query_tokens_file() {
+  static const struct File {
+    std::string path = "/tmp/telemetryd-itest-tokens-" + std::to_string(getpid());
+    File() { std::ofstream(path) << "itest " << kQueryToken << "\n"; }
+    ~File() { unlink(path.c_str()); }
+  } file;
+  return file.path;
+}
+
+// A query route asked with kQueryToken.
+inline HttpResult query(int port, const std::string& target) {
+  return http_request("127.0.0.1", port, "GET", target, {}, {},
+                      {{"Authorization", std::string("Bearer ") + kQueryToken}});
+}
+
 // The command line of a processor of `t` on an ephemeral HTTP port, retrying the store every
-// second at most; `sets` are more `--set` values.
+// second at most, its query API behind kQueryToken; `sets` are more `--set` values.
 inline std::vector<std::string> processor_command(const ProcessorTarget& t,
                                                   const std::vector<std::string>& sets) {
   std::vector<std::string> argv{telemetryd_bin(), "run",
@@ -37,7 +58,8 @@ inline std::vector<std::string> processor_command(const ProcessorTarget& t,
                                 "--set",          "processor.group_id=" + t.group,
                                 "--set",          "processor.topics.gpu_metrics=" + t.gpu_topic,
                                 "--set",          "processor.topics.token_usage=" + t.usage_topic,
-                                "--set",          "processor.retry_backoff_max_ms=1000"};
+                                "--set",          "processor.retry_backoff_max_ms=1000",
+                                "--set",          "processor.query.tokens_file=" + query_tokens_file()};
   for (const auto& set : sets) argv.insert(argv.end(), {"--set", set});
   return argv;
 }

@@ -157,7 +157,7 @@ TEST_CASE("a processor without its dependencies is alive, not ready, and drains 
   ChildProcess child({telemetryd_bin(), "run", "--role", "processor", "--set",
                       "http.listen=127.0.0.1:0", "--set", "kafka.brokers=127.0.0.1:1", "--set",
                       "mongodb.uri=mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300", "--set",
-                      "kafka.check_timeout_ms=300"},
+                      "kafka.check_timeout_ms=300", "--set", "processor.query.auth=none"},
                      {{"NOTIFY_SOCKET", notify.path}, {"WATCHDOG_USEC", "200000"}});
   const auto line = child.wait_for_line("\"msg\":\"listening\"", 10s);
   REQUIRE(line);

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "cost/cost_model.hpp"
 #include "events/cloudevent.hpp"
@@ -269,6 +270,27 @@ TEST_CASE("re-pricing unchanged data changes nothing; new prices change only wit
   auto again = cheaper.reprice(kStart - 60000, kStart + 3600000, false, {});
   REQUIRE(again);
   CHECK(again.value().changed == 0);
+}
+
+TEST_CASE("five stores preparing one new SQLite file at once all succeed", "[cost][store]") {
+  // reprice next to a running all role, or two all roles on one data_dir: every schema
+  // statement is IF NOT EXISTS and the busy timeout waits out the other writer.
+  TempDir dir;
+  const std::string path = (dir.path / "shared.sqlite3").string();
+  std::vector<std::unique_ptr<sqlite::SqliteStore>> stores;
+  for (int i = 0; i < 5; ++i) stores.push_back(std::make_unique<sqlite::SqliteStore>(path));
+  std::vector<std::string> errors(stores.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < stores.size(); ++i) {
+    threads.emplace_back([&, i] {
+      if (auto prepared = stores[i]->prepare(GpuCatalog{}); !prepared) {
+        errors[i] = prepared.error().message;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& error : errors) CHECK(error.empty());
+  CHECK(stores[0]->prepare(GpuCatalog{}));  // and again, on a prepared file
 }
 
 TEST_CASE("cost window marks: one claimant at a time, a new mark outlives the pricing",

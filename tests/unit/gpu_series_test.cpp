@@ -237,7 +237,7 @@ struct RoutesServer {
   int port = 0;
 
   RoutesServer() {
-    add_query_routes(router, blocking, store);
+    add_query_routes(router, blocking, store, std::nullopt, registry);
     http::ServerOptions options;
     options.listen = "127.0.0.1:0";
     server = std::make_unique<http::Server>(io, std::move(options), router, registry);

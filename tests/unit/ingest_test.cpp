@@ -10,7 +10,7 @@
 #include <set>
 #include <thread>
 
-#include "ingest/bearer_tokens.hpp"
+#include "http/bearer_tokens.hpp"
 #include "ingest/idempotency.hpp"
 #include "ingest/metadata_normalizer.hpp"
 #include "ingest/rate_limiter.hpp"
@@ -22,6 +22,8 @@
 
 using namespace telemetryd;
 using namespace telemetryd::ingest;
+using telemetryd::http::BearerTokens;
+using telemetryd::http::TokenClient;
 using namespace std::chrono_literals;
 
 namespace {
@@ -59,10 +61,9 @@ TEST_CASE("bearer tokens: the right token names its client, anything else is ref
   TokensFile file("# clients\nalice  aaaaaaaaaaaaaaaaaaaaaaaa\n\nbob\tbbbbbbbbbbbbbbbbbbbbbbbb\n");
   const BearerTokens tokens = BearerTokens::load(file.path, "ingest.tokens_file");
   CHECK(tokens.size() == 2);
-  CHECK(tokens.authenticate("Bearer aaaaaaaaaaaaaaaaaaaaaaaa") ==
-        std::optional<std::string>("alice"));
-  CHECK(tokens.authenticate("bearer bbbbbbbbbbbbbbbbbbbbbbbb") ==
-        std::optional<std::string>("bob"));
+  CHECK(tokens.authenticate("Bearer aaaaaaaaaaaaaaaaaaaaaaaa").value().name == "alice");
+  CHECK(tokens.authenticate("bearer bbbbbbbbbbbbbbbbbbbbbbbb").value().name == "bob");
+  CHECK(tokens.authenticate("Bearer aaaaaaaaaaaaaaaaaaaaaaaa").value().all_tenants());
   CHECK_FALSE(tokens.authenticate("Bearer aaaaaaaaaaaaaaaaaaaaaaab"));
   CHECK_FALSE(tokens.authenticate("Bearer aaaaaaaaaaaaaaaaaaaaaaa"));
   CHECK_FALSE(tokens.authenticate("Basic aaaaaaaaaaaaaaaaaaaaaaaa"));
@@ -97,6 +98,50 @@ TEST_CASE("bearer tokens: a bad tokens file names the line and never the token",
     FAIL("no error for a missing file");
   } catch (const ConfigError& e) {
     CHECK(e.problems().at(0).message.find("cannot read") != std::string::npos);
+  }
+}
+
+TEST_CASE("bearer tokens: tenants= scopes a token, * or no field means every tenant",
+          "[ingest][tokens]") {
+  TokensFile file(
+      "ops   oooooooooooooooooooooooo\n"
+      "star  ssssssssssssssssssssssss tenants=*\n"
+      "acme  aaaaaaaaaaaaaaaaaaaaaaaa tenants=acme\n"
+      "both\tbbbbbbbbbbbbbbbbbbbbbbbb\ttenants=globex,acme,acme\n");
+  const BearerTokens tokens = BearerTokens::load(file.path, "processor.query.tokens_file");
+  CHECK(tokens.size() == 4);
+  const TokenClient ops = tokens.authenticate("Bearer oooooooooooooooooooooooo").value();
+  CHECK(ops.all_tenants());
+  CHECK(ops.may_read("anyone"));
+  CHECK(tokens.authenticate("Bearer ssssssssssssssssssssssss").value().all_tenants());
+  const TokenClient acme = tokens.authenticate("Bearer aaaaaaaaaaaaaaaaaaaaaaaa").value();
+  CHECK(acme.name == "acme");
+  CHECK(acme.tenants == std::vector<std::string>{"acme"});
+  CHECK(acme.may_read("acme"));
+  CHECK_FALSE(acme.may_read("globex"));
+  CHECK_FALSE(acme.may_read(""));
+  const TokenClient both = tokens.authenticate("Bearer bbbbbbbbbbbbbbbbbbbbbbbb").value();
+  CHECK(both.tenants == std::vector<std::string>{"acme", "globex"});  // sorted, distinct
+}
+
+TEST_CASE("bearer tokens: a bad tenants= field names the key and line, never the token",
+          "[ingest][tokens]") {
+  for (const char* line :
+       {"acme aaaaaaaaaaaaaaaaaaaaaaaa tenants=\n", "acme aaaaaaaaaaaaaaaaaaaaaaaa tenants=a,,b\n",
+        "acme aaaaaaaaaaaaaaaaaaaaaaaa tenants=*,acme\n",
+        "acme aaaaaaaaaaaaaaaaaaaaaaaa tenant=acme\n",
+        "acme aaaaaaaaaaaaaaaaaaaaaaaa tenants=acme extra\n", "acme aaaaaaaaaaaaaaaa aaaaaaaa\n"}) {
+    INFO(line);
+    TokensFile file(std::string("# scoped\n") + line);
+    try {
+      BearerTokens::load(file.path, "processor.query.tokens_file");
+      FAIL("no error");
+    } catch (const ConfigError& e) {
+      REQUIRE(e.problems().size() == 1);
+      CHECK(e.problems()[0].line == 2);
+      CHECK(e.problems()[0].path == "processor.query.tokens_file");
+      CHECK(e.problems()[0].to_string().find("aaaaaaaaaaaaaaaa") == std::string::npos);
+    }
   }
 }
 
@@ -228,7 +273,9 @@ struct MockIngest {
                                   "--set",
                                   "ingest.enabled=true",
                                   "--set",
-                                  "ingest.tokens_file=" + tokens.path};
+                                  "ingest.tokens_file=" + tokens.path,
+                                  "--set",
+                                  "processor.query.tokens_file=" + tokens.path};
     for (auto& item : extra) argv.push_back(std::move(item));
     process = std::make_unique<test_support::ChildProcess>(argv);
     const auto line = process->wait_for_line("\"msg\":\"listening\"", 10s);
@@ -335,9 +382,10 @@ TEST_CASE("ingest: Kafka that never answers gives 503 with Retry-After, never 20
 }
 
 TEST_CASE("ingest is off unless enabled, and bearer auth needs a tokens file", "[ingest][binary]") {
-  const auto checked = test_support::run_command({test_support::telemetryd_bin(), "run", "--role",
-                                                  "processor", "--set", "http.listen=127.0.0.1:0",
-                                                  "--set", "ingest.enabled=true"});
+  const auto checked =
+      test_support::run_command({test_support::telemetryd_bin(), "run", "--role", "processor",
+                                 "--set", "http.listen=127.0.0.1:0", "--set", "ingest.enabled=true",
+                                 "--set", "processor.query.auth=none"});
   CHECK(checked.status == kExitConfig);
   CHECK(checked.output.find("ingest.tokens_file") != std::string::npos);
 }
