@@ -49,17 +49,18 @@ inline HttpResult query(int port, const std::string& target) {
 // second at most, its query API behind kQueryToken; `sets` are more `--set` values.
 inline std::vector<std::string> processor_command(const ProcessorTarget& t,
                                                   const std::vector<std::string>& sets) {
-  std::vector<std::string> argv{telemetryd_bin(), "run",
-                                "--role",         "processor",
-                                "--set",          "http.listen=127.0.0.1:0",
-                                "--set",          "kafka.brokers=" + t.brokers,
-                                "--set",          "mongodb.uri=" + t.mongo,
-                                "--set",          "mongodb.database=" + t.database,
-                                "--set",          "processor.group_id=" + t.group,
-                                "--set",          "processor.topics.gpu_metrics=" + t.gpu_topic,
-                                "--set",          "processor.topics.token_usage=" + t.usage_topic,
-                                "--set",          "processor.retry_backoff_max_ms=1000",
-                                "--set",          "processor.query.tokens_file=" + query_tokens_file()};
+  std::vector<std::string> argv{
+      telemetryd_bin(), "run",
+      "--role",         "processor",
+      "--set",          "http.listen=127.0.0.1:0",
+      "--set",          "kafka.brokers=" + t.brokers,
+      "--set",          "mongodb.uri=" + t.mongo,
+      "--set",          "mongodb.database=" + t.database,
+      "--set",          "processor.group_id=" + t.group,
+      "--set",          "processor.topics.gpu_metrics=" + t.gpu_topic,
+      "--set",          "processor.topics.token_usage=" + t.usage_topic,
+      "--set",          "processor.retry_backoff_max_ms=1000",
+      "--set",          "processor.query.tokens_file=" + query_tokens_file()};
   for (const auto& set : sets) argv.insert(argv.end(), {"--set", set});
   return argv;
 }
