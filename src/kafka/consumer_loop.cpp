@@ -287,7 +287,9 @@ int ConsumerLoop::on_stats(rd_kafka_t*, char* json, size_t json_len, void* opaqu
         }
         if (age) {
           self->lag_seconds_.with({std::string(topic), std::to_string(partition)}).set(*age);
-          total += lag;
+          // A transactional producer leaves a commit marker that no offset is ever stored
+          // past, so an idle partition may show lag 1 for good: not something waiting.
+          if (lag > 1) total += lag;
         } else {
           self->lag_seconds_.remove({std::string(topic), std::to_string(partition)});
         }

@@ -37,12 +37,20 @@ bool is_permanent_server_code(std::int64_t code) {
       52,     // DollarPrefixedFieldName
       56,     // EmptyFieldName
       57,     // DottedFieldName
+      67,     // CannotCreateIndex
       73,     // InvalidNamespace
+      85,     // IndexOptionsConflict (e.g. mongodb.ttl_days changed: drop the index first)
+      86,     // IndexKeySpecsConflict
       121,    // DocumentValidationFailure
       10334,  // BSONObjectTooLarge
       17419,  // the document grew past the size limit
   };
   return std::find(std::begin(kCodes), std::end(kCodes), code) != std::end(kCodes);
+}
+
+bool refused_by_client(const bson_error_t& error) {
+  return error.domain == MONGOC_ERROR_BSON ||
+         (error.domain == MONGOC_ERROR_COMMAND && error.code == MONGOC_ERROR_COMMAND_INVALID_ARG);
 }
 
 Error classify(const bson_error_t& error) {
@@ -56,11 +64,9 @@ Error classify(const bson_error_t& error) {
       error.code == MONGOC_ERROR_STREAM_SOCKET ||
       (server_answer && is_transient_server_code(error.code));
   if (transient) return Error::retryable(error.message, std::move(code));
-  // A request libmongoc refused to build (a bug here) or one the server refuses for good.
+  // A request libmongoc refused to build or one the server refuses for good.
   const bool refused =
-      error.domain == MONGOC_ERROR_BSON ||
-      (error.domain == MONGOC_ERROR_COMMAND && error.code == MONGOC_ERROR_COMMAND_INVALID_ARG) ||
-      (server_answer && is_permanent_server_code(error.code));
+      refused_by_client(error) || (server_answer && is_permanent_server_code(error.code));
   if (refused) return Error::permanent(error.message, std::move(code));
   Error unknown = Error::retryable(error.message, std::move(code));
   unknown.unclassified = true;
@@ -73,12 +79,6 @@ Error classify_write_error(std::int64_t code, std::string message) {
   Error error = Error::retryable(std::move(message), std::move(label));
   error.unclassified = !is_transient_server_code(code);
   return error;
-}
-
-bool only_write_errors(const bson_error_t& error, std::size_t write_errors) {
-  return write_errors > 0 &&
-         (error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
-          error.domain == MONGOC_ERROR_COMMAND);
 }
 
 bool has_write_concern_error(const bson_t* reply) {

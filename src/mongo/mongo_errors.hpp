@@ -27,13 +27,26 @@ bool is_permanent_server_code(std::int64_t code);
 /// the code is "mongo:<domain>:<code>".
 Error classify(const bson_error_t& error);
 
+/// True when libmongoc refused to send the request (a document it will not encode, such as an
+/// empty key): no server saw it, and sending it again changes nothing.
+bool refused_by_client(const bson_error_t& error);
+
 /// The same rule for one item of a reply's writeErrors (a per-document answer).
 Error classify_write_error(std::int64_t code, std::string message);
 
-/// True when a failed write's error only sums up its `write_errors` per-document errors (the
-/// server answered each document; the caller reads those), false when the call itself failed
-/// (no reply, a dropped connection: part of the batch may not have been tried).
-bool only_write_errors(const bson_error_t& error, std::size_t write_errors);
+/// True when a failed write's error only sums up its per-document `write_errors` (items with a
+/// `code`): the server answered each document and the caller reads those. False when the call
+/// itself failed (no reply, a dropped connection, or a server error of another part of a batch
+/// libmongoc split, such as NotWritablePrimary): part of the batch may not have been tried.
+template <typename WriteErrors>
+bool only_write_errors(const bson_error_t& error, const WriteErrors& write_errors) {
+  const bool server = error.domain == MONGOC_ERROR_SERVER || error.domain == MONGOC_ERROR_QUERY ||
+                      error.domain == MONGOC_ERROR_COMMAND;
+  for (const auto& e : write_errors) {
+    if (server && e.code == static_cast<std::int64_t>(error.code)) return true;
+  }
+  return false;
+}
 
 /// True when an insert/update reply carries writeConcernErrors: written, but not as durably as
 /// asked, so not done.

@@ -329,6 +329,36 @@ Result<bool> MongoStore::prepare(const processor::GpuCatalog& catalog) {
   return result;
 }
 
+namespace {
+
+// Inserts each document alone, for a batch libmongoc refused whole: the per-document answers as
+// write errors (index = position in `docs`), or the error of a call that failed for another
+// reason than its document.
+Result<std::vector<WriteError>> insert_each(mongoc_collection_t* collection,
+                                            const std::vector<const bson_t*>& docs) {
+  std::vector<WriteError> errors;
+  for (std::size_t i = 0; i < docs.size(); ++i) {
+    bson_t reply;
+    bson_error_t error;
+    const bool ok = mongoc_collection_insert_one(collection, docs[i], nullptr, &reply, &error);
+    std::vector<WriteError> answers = write_errors(&reply);
+    bson_destroy(&reply);
+    if (ok) continue;
+    if (!answers.empty()) {
+      errors.push_back(
+          {static_cast<std::int64_t>(i), answers.front().code, answers.front().message});
+    } else if (refused_by_client(error)) {
+      // No server code: the document's own, and permanent (reported as BadValue).
+      errors.push_back({static_cast<std::int64_t>(i), 2, error.message});
+    } else {
+      return classify(error);  // the server's condition, not this document's
+    }
+  }
+  return errors;
+}
+
+}  // namespace
+
 Result<processor::WriteOutcome> MongoStore::write(
     const std::vector<processor::StoredEvent>& batch) {
   processor::WriteOutcome outcome;
@@ -359,10 +389,22 @@ Result<processor::WriteOutcome> MongoStore::write(
     bson_error_t error;
     const bool ok = mongoc_collection_insert_many(collection, pointers.data(), pointers.size(),
                                                   opts.get(), &reply, &error);
-    mongoc_collection_destroy(collection);
-    const std::vector<WriteError> errors = write_errors(&reply);
+    std::vector<WriteError> errors = write_errors(&reply);
     const bool concern_failed = has_write_concern_error(&reply);
     bson_destroy(&reply);
+    if (!ok && errors.empty() && refused_by_client(error)) {
+      // Refused whole without a per-document answer (libmongoc checks every document before
+      // sending: an empty or $-prefixed key in one event's data refuses the call). Retrying the
+      // batch would refuse it forever, and dead-lettering it would lose the valid events: one
+      // insert per document tells them apart.
+      Result<std::vector<WriteError>> one_by_one = insert_each(collection, pointers);
+      mongoc_collection_destroy(collection);
+      if (!one_by_one) return one_by_one.error();
+      errors = std::move(one_by_one.value());
+    } else {
+      mongoc_collection_destroy(collection);
+      if (!ok && !only_write_errors(error, errors)) return classify(error);
+    }
     // Only a document the server refuses for good is dead-lettered. Any other per-document
     // error (transient, or a code nobody classified) retries the whole batch: the ids make the
     // retry idempotent, and an unknown condition never costs valid events.
@@ -388,15 +430,11 @@ Result<processor::WriteOutcome> MongoStore::write(
       }
     }
     // Written, but not as durably as asked (majority not reached, a step-down): not done, and
-    // the retry is idempotent by _id.
+    // the retry is idempotent by _id. (Write errors alone, duplicates and refused documents, are
+    // answers; a failed call that is not only those was returned above: part of the batch may
+    // not have been tried, and the ids make the retry idempotent.)
     if (concern_failed)
       return Error::retryable("write concern not satisfied: " + std::string(error.message));
-    // Write errors alone (duplicates, rejected documents) are answers; a network failure means
-    // part of the batch may not have been tried, so the whole batch is retried (ids make the
-    // retry idempotent).
-    if (!ok && !only_write_errors(error, errors.size())) {
-      return classify(error);
-    }
     const std::size_t inserted = docs.size() - errors.size();
     (kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                     : outcome.token_usage_inserted) += inserted;

@@ -80,7 +80,7 @@ Result<std::vector<WriteError>> insert_unordered(mongoc_client_t* client,
   std::vector<WriteError> errors = write_errors(&reply, concern_failed);
   bson_destroy(&reply);
   if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-  if (!ok && !only_write_errors(error, errors.size())) {
+  if (!ok && !only_write_errors(error, errors)) {
     return classify(error);
   }
   return errors;
@@ -152,10 +152,13 @@ Result<LogOutcome> MongoMetadataStore::insert_log(
   for (const WriteError& e : errors) {
     if (e.code == kDuplicateKey) {
       ++outcome.duplicates;
-    } else if (!is_permanent_server_code(e.code)) {
-      // Transient or unclassified: retried, never dead-lettered (the ids make it idempotent).
-      return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
-    } else if (e.index >= 0 && static_cast<std::size_t>(e.index) < batch.size()) {
+    } else if (!is_permanent_server_code(e.code) || e.index < 0 ||
+               static_cast<std::size_t>(e.index) >= batch.size()) {
+      // Transient, unclassified, or a refusal that names no document of ours: retried, never
+      // dead-lettered nor counted as written (the ids make the retry idempotent).
+      return Error::retryable("code " + std::to_string(e.code) + ": " + e.message,
+                              "mongo:write:" + std::to_string(e.code));
+    } else {
       outcome.rejected.emplace_back(static_cast<std::size_t>(e.index),
                                     "code " + std::to_string(e.code) + ": " + e.message);
     }
@@ -244,7 +247,11 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
       const std::vector<WriteError>& errors = inserted.value();
       std::size_t failed = 0;
       for (const WriteError& e : errors) {
-        if (e.index < 0 || static_cast<std::size_t>(e.index) >= inserts.size()) continue;
+        if (e.index < 0 || static_cast<std::size_t>(e.index) >= inserts.size()) {
+          // An answer about no document of ours: retry rather than count them all as written.
+          return Error::retryable("code " + std::to_string(e.code) + ": " + e.message,
+                                  "mongo:write:" + std::to_string(e.code));
+        }
         ++failed;
         const std::size_t i = inserts[static_cast<std::size_t>(e.index)];
         if (e.code == kDuplicateKey) {
@@ -287,7 +294,7 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
         mongoc_bulk_operation_destroy(bulk);
         mongoc_collection_destroy(collection);
         if (concern_failed) return Error::retryable(std::string("write concern: ") + error.message);
-        if (!ok && !only_write_errors(error, errors.size())) {
+        if (!ok && !only_write_errors(error, errors)) {
           return classify(error);
         }
         // Ordered (as FerretDB runs it anyway): everything before the first error ran, the one

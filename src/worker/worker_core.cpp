@@ -113,19 +113,21 @@ bool WorkerCore::accept(const core::IncomingMessage& message) {
   return true;
 }
 
+Error WorkerCore::retried(Error error, const char* message) {
+  if (error.kind == Error::Kind::kPermanent || error.unclassified) {
+    log::error("worker", message, {{"error", error.message}, {"code", error.code}});
+  }
+  error.kind = Error::Kind::kRetryable;
+  return error;
+}
+
 Result<bool> WorkerCore::write_log() {
   std::vector<const MetadataDocument*> docs;
   for (const Pending& p : batch_) docs.push_back(&p.doc);
   Result<LogOutcome> outcome = store_.insert_log(docs);
-  if (!outcome) {
-    if (outcome.error().kind == Error::Kind::kRetryable) return outcome.error();
-    log::error("worker", "store refused a batch", {{"error", outcome.error().message}});
-    for (Pending& p : batch_) {
-      p.rejected = outcome.error().message;
-      p.rejected_stage = "store";
-    }
-    return true;
-  }
+  // A batch refused whole is retried, never dead-lettered: only the documents the store refuses
+  // one by one are (the processor's rule, processor_core.cpp failed_write).
+  if (!outcome) return retried(outcome.error(), "store refused a batch; retrying it");
   written_.with({"gpu_metadata"}).inc(static_cast<double>(outcome->inserted));
   duplicates_.inc(static_cast<double>(outcome->duplicates));
   for (const auto& entry : outcome->rejected) {
@@ -156,12 +158,7 @@ Result<bool> WorkerCore::write_state() {
   if (!docs.empty()) {
     Result<StateOutcome> outcome = store_.update_devices(docs);
     if (!outcome) {
-      if (outcome.error().kind == Error::Kind::kRetryable) return outcome.error();
-      log::error("worker", "store refused the device states", {{"error", outcome.error().message}});
-      for (const std::size_t i : positions) {
-        batch_[i].rejected = outcome.error().message;
-        batch_[i].rejected_stage = "state";
-      }
+      return retried(outcome.error(), "store refused the device states; retrying them");
     } else {
       written_.with({"gpu_devices"}).inc(static_cast<double>(outcome->updated));
       stale_.inc(static_cast<double>(outcome->stale));

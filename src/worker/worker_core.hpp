@@ -49,6 +49,7 @@ class WorkerCore final : public core::BatchStage {
 
   bool dead_letter(const core::IncomingMessage& message, std::string_view reason,
                    std::string_view detail, std::string_view stage);
+  Error retried(Error error, const char* message);
   Result<bool> write_log();
   Result<bool> write_state();
   void update_in_flight();

@@ -167,3 +167,38 @@ TEST_CASE("FerretDB down for 20 s mid-stream: nothing lost, /ready reports it, r
   processor.send_signal(SIGTERM);
   CHECK(processor.wait_exit(20s) == 0);
 }
+
+TEST_CASE("a document the MongoDB driver refuses is dead-lettered alone; its batch is stored",
+          "[processor][itest]") {
+  ProcessorFixture f;
+  auto valid = synthetic_events(f.gpu_topic, f.usage_topic, 200);
+  // Valid CloudEvents whose data holds a key libmongoc will not encode (empty): the driver
+  // refuses the whole insert_many before sending it, with no per-document answer. Neither
+  // retrying that batch (forever) nor dead-lettering it (199 valid events) is right.
+  std::vector<Message> all;
+  std::set<std::string> refused;
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    if (i % 50 == 25) {
+      Message m = valid[i];
+      const auto at = m.value.find("\"data\":{");
+      REQUIRE(at != std::string::npos);
+      m.value.insert(at + 8, "\"\":1,");
+      refused.insert(m.value);
+      all.push_back(m);
+    } else {
+      all.push_back(valid[i]);
+    }
+  }
+  produce(f.brokers, all);
+  ChildProcess processor(f.processor_argv());
+  const int port = listening_port(processor);
+  const auto dlq =
+      read_topics(f.brokers, {f.gpu_topic + ".dlq", f.usage_topic + ".dlq"}, refused.size(), 60s);
+  CHECK(f.wait_stored(static_cast<std::int64_t>(valid.size() - refused.size()), 60s) ==
+        static_cast<std::int64_t>(valid.size() - refused.size()));
+  std::set<std::string> dead;
+  for (const auto& m : dlq) dead.insert(m.value);
+  CHECK(dead == refused);
+  const std::string text = http_get(port, "/metrics").body;
+  CHECK(metric(text, "processor_dead_letters_total") == static_cast<double>(refused.size()));
+}
