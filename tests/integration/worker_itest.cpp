@@ -162,7 +162,7 @@ TEST_CASE("repeated ids and out-of-order observations: exact log, newest state, 
   std::vector<Message> all = as_messages(f.topic, distinct);
   for (int i = 0; i < 600; ++i) {  // the same event again, same bytes
     const auto& o = distinct[rng() % distinct.size()];
-    all.push_back({o.gpu_uuid, o.value});
+    all.push_back({f.topic, o.gpu_uuid, o.value});
   }
   const std::vector<std::pair<std::string, std::string>> broken = {
       {"{not json", "invalid_json"},
@@ -180,7 +180,7 @@ TEST_CASE("repeated ids and out-of-order observations: exact log, newest state, 
     const auto& b = broken[static_cast<std::size_t>(i) % broken.size()];
     std::string value = b.first + std::string(static_cast<std::size_t>(i) / broken.size(), ' ');
     reason_of[value] = b.second;
-    all.push_back({"bad", value});
+    all.push_back({f.topic, "bad", value});
   }
   std::shuffle(all.begin(), all.end(), rng);
   REQUIRE(all.size() == 3050);
