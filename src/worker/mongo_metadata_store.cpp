@@ -156,8 +156,7 @@ Result<LogOutcome> MongoMetadataStore::insert_log(
                static_cast<std::size_t>(e.index) >= batch.size()) {
       // Transient, unclassified, or a refusal that names no document of ours: retried, never
       // dead-lettered nor counted as written (the ids make the retry idempotent).
-      return Error::retryable("code " + std::to_string(e.code) + ": " + e.message,
-                              "mongo:write:" + std::to_string(e.code));
+      return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
     } else {
       outcome.rejected.emplace_back(static_cast<std::size_t>(e.index),
                                     "code " + std::to_string(e.code) + ": " + e.message);
@@ -249,8 +248,7 @@ Result<StateOutcome> MongoMetadataStore::update_devices(
       for (const WriteError& e : errors) {
         if (e.index < 0 || static_cast<std::size_t>(e.index) >= inserts.size()) {
           // An answer about no document of ours: retry rather than count them all as written.
-          return Error::retryable("code " + std::to_string(e.code) + ": " + e.message,
-                                  "mongo:write:" + std::to_string(e.code));
+          return classify_write_error(e.code, "code " + std::to_string(e.code) + ": " + e.message);
         }
         ++failed;
         const std::size_t i = inserts[static_cast<std::size_t>(e.index)];
