@@ -1,7 +1,5 @@
 // telemetryd: CLI -> load role file -> validate all of it -> build the role's components -> run.
 
-#include <mongoc/mongoc.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -12,6 +10,7 @@
 #include "app/reload.hpp"
 #include "app/reprice_command.hpp"
 #include "app/roles.hpp"
+#include "mongo/mongoc_runtime.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
@@ -20,15 +19,6 @@
 namespace {
 
 using namespace telemetryd;
-
-// libmongoc writes to stderr in its own format by default; route it to the JSON log instead.
-void mongoc_log_to_json(mongoc_log_level_t level, const char* domain, const char* message, void*) {
-  if (level >= MONGOC_LOG_LEVEL_DEBUG) return;
-  const log::Level mapped = level <= MONGOC_LOG_LEVEL_CRITICAL  ? log::Level::kError
-                            : level == MONGOC_LOG_LEVEL_WARNING ? log::Level::kWarn
-                                                                : log::Level::kInfo;
-  log::write(mapped, "mongodb", message, {{"domain", domain}});
-}
 
 int check_config(const std::vector<std::string>& files) {
   int failed = 0;
@@ -156,11 +146,8 @@ int main(int argc, char** argv) {
       std::cerr << "reprice: give --config, --role, or both\n";
       return kExitConfig;
     }
-    mongoc_log_set_handler(mongoc_log_to_json, nullptr);
-    mongoc_init();
-    const int code = app::reprice(reprice_options);
-    mongoc_cleanup();
-    return code;
+    const mongo::MongocRuntime mongoc;
+    return app::reprice(reprice_options);
   }
   if (*replay_cmd) return app::dlq_replay(replay_options);
   if (role.empty() && config_file.empty()) {
@@ -168,10 +155,11 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   if (count >= 0) sets.push_back("producer.count=" + std::to_string(count));
-  mongoc_log_set_handler(mongoc_log_to_json, nullptr);
-  mongoc_init();
-  const app::DaemonOutcome outcome = run({.file = config_file, .role = role, .overrides = sets});
-  mongoc_cleanup();
+  app::DaemonOutcome outcome;
+  {
+    const mongo::MongocRuntime mongoc;
+    outcome = run({.file = config_file, .role = role, .overrides = sets});
+  }
   // After the drain and every cleanup, so the new image starts from a clean slate.
   if (outcome.reexec) return app::reexec_self(argv);
   return outcome.exit_code;

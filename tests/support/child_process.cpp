@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -105,7 +106,8 @@ std::optional<std::string> ChildProcess::wait_for_line(const std::string& needle
 
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& stdin_text) {
   const std::string in_path = temp_path("in");
-  const std::string out_path = temp_path("cmd");
+  const std::string out_path = temp_path("cmdout");
+  const std::string err_path = temp_path("cmderr");
   {
     std::ofstream in(in_path);
     in << stdin_text;
@@ -114,9 +116,10 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
   if (pid == 0) {
     const int in = open(in_path.c_str(), O_RDONLY);
     const int out = open(out_path.c_str(), O_WRONLY | O_TRUNC);
+    const int err = open(err_path.c_str(), O_WRONLY | O_TRUNC);
     dup2(in, STDIN_FILENO);
     dup2(out, STDOUT_FILENO);
-    dup2(out, STDERR_FILENO);
+    dup2(err, STDERR_FILENO);
     std::vector<std::string> copy = argv;
     std::vector<char*> args;
     for (auto& arg : copy) args.push_back(arg.data());
@@ -125,10 +128,15 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
     _exit(127);
   }
   int status = 0;
-  waitpid(pid, &status, 0);
-  CommandResult result{decode_status(status), read_file(out_path)};
+  pid_t waited = 0;
+  do {
+    waited = waitpid(pid, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  const std::string out = read_file(out_path);
+  CommandResult result{waited == pid ? decode_status(status) : -1, out + read_file(err_path), out};
   unlink(in_path.c_str());
   unlink(out_path.c_str());
+  unlink(err_path.c_str());
   return result;
 }
 

@@ -37,10 +37,14 @@ class ChildProcess {
   std::string stderr_path_;
 };
 
-/// Runs a command to completion, returning exit status and combined output.
+/// Runs a command to completion, returning exit status and its output.
 struct CommandResult {
   int status = -1;
+  /// stdout, then stderr (each stream's lines in order).
   std::string output;
+  /// stdout alone: what a command prints for a pipe (`version`, `config-reference`), which a
+  /// library's warning on stderr must not change.
+  std::string stdout_only;
 };
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& stdin_text = {});
 
