@@ -24,6 +24,8 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from summary import record  # noqa: E402
 
 
 def start(binary, extra):
@@ -180,6 +182,11 @@ def main():
           f"floor: {runs[2]['rss_mib']:.1f} MiB.)")
     print("('% core' includes a /metrics scrape every second and, on the synthetic source, the "
           "simulation and the gpu.metrics.v1 JSON every source writes.)")
+    record("gpu-exporter", "8 GPUs at 10 Hz, CPU", goal["core_percent"], "% core", goal="< 1%")
+    record("gpu-exporter", "8 GPUs at 10 Hz, RSS", goal["rss_mib"], "MiB",
+           "same, anonymous memory", goal["anon_mib"], "< 16 MiB")
+    record("gpu-exporter", "CPU per GPU sample", goal["cpu_us_per_gpu_sample"], "us",
+           "sample_device() + update() alone", (base["nvml_ns_per_gpu"] + base["export_ns_per_gpu"]) / 1000)
     print(json.dumps({"baseline": base, "runs": runs}))
 
 

@@ -18,6 +18,8 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from summary import record  # noqa: E402
 
 
 def openssl(*args):
@@ -103,6 +105,7 @@ def main():
         plain = results["http"][mode]["per_second"]
         tls = results["https"][mode]["per_second"]
         print(f"{label:24}{plain:12.0f}{tls:12.0f}{tls / plain:12.2f}")
+        record("http", f"GET /health over TLS, {label}", tls, "per s", "plain HTTP", plain)
     print(json.dumps(results))
 
 

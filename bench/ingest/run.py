@@ -22,6 +22,8 @@ import time
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from summary import record  # noqa: E402
 TOKEN = "bench-token-" + uuid.uuid4().hex
 BODY = ('{"gpu_uuid":"GPU-bench-0001","host":"bench-node","model_name":"H100 80GB",'
         '"observed_at":"2026-12-01T10:00:00Z","memory_total":"80 GiB","driver_version":"550.54"}')
@@ -116,6 +118,10 @@ def main():
                           f"{r['p99']:>8.2f} {r['cpu_us']:>10.1f}")
                 print(f"{'ratio':<16} {connections:>5} {metadata['rate'] / ceiling['rate']:>10.3f}"
                       "  (POST /metadata with acks=all / HTTP ceiling)")
+                record("ingest", f"POST /metadata (acks=all), {connections} connections",
+                       metadata["rate"], "req/s", "POST /v1/ceiling (auth, 202)", ceiling["rate"])
+                record("ingest", f"POST /metadata p99, {connections} connections", metadata["p99"],
+                       "ms", "POST /v1/ceiling p99", ceiling["p99"])
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)

@@ -37,6 +37,8 @@ import urllib.request
 import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from summary import record  # noqa: E402
 MARKER = "OTLPBNCH"
 
 
@@ -332,6 +334,9 @@ def main():
             line += (f", {t['per_second'] / ceiling['per_second']:.3f} of the requests/s of "
                      "POST /v1/ceiling with the same body")
         print(line)
+        record("otlp", traces.replace("POST /v1/traces ", "OTLP "), t["spans_per_s"], "spans/s",
+               "decode+map in-process, one core", inproc["decode_map_spans_per_s"],
+               ">= 100,000/core decode+map")
     for name, problems in (("all role", all_problems), ("processor", kafka_problems)):
         if problems:
             print(f"{name} warnings/errors in the log: {problems}")

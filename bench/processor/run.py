@@ -23,12 +23,21 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from summary import record  # noqa: E402
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def proc_cpu(pid):
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mib(pid, field="VmRSS"):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def scrape(port):
@@ -96,6 +105,7 @@ def main():
     try:
         started = time.monotonic()
         first_stored = None
+        start_rss = None
         while True:
             time.sleep(0.1)
             if proc.poll() is not None:
@@ -104,6 +114,8 @@ def main():
                 text = scrape(port)
             except OSError:
                 continue
+            if start_rss is None:
+                start_rss = rss_mib(proc.pid)
             done = total(text, "processor_db_writes_total") + total(text, "processor_duplicates_total")
             if done > 0 and first_stored is None:
                 first_stored = time.monotonic()
@@ -113,6 +125,7 @@ def main():
                 sys.exit(f"only {done} of {args.events} stored after 600 s")
         drain_wall = time.monotonic() - started
         drain_cpu = proc_cpu(proc.pid)
+        peak_rss = rss_mib(proc.pid, "VmHWM")
         steady_wall = time.monotonic() - first_stored
 
         before = histogram(scrape(port), "processor_end_to_end_latency_seconds")
@@ -139,6 +152,15 @@ def main():
     print(f"end-to-end latency at {args.latency_rate} events/s: p50 {quantile(before, after, 0.5) * 1000:.0f} ms, "
           f"p99 {quantile(before, after, 0.99) * 1000:.0f} ms (histogram estimate)")
     print(f"ratio processor/raw insert: {ours / theirs:.2f} (start to end), {ours_steady / theirs:.2f} (steady)")
+    print(f"processor RSS: {start_rss:.1f} MiB when it started answering, peak {peak_rss:.1f} MiB while draining")
+    p99_ms = quantile(before, after, 0.99) * 1000
+    record("processor", "Kafka -> FerretDB, events/s", ours_steady, "events/s",
+           "raw insert_many (lighter documents)", theirs, ">= 0.9x raw")
+    record("processor", "CPU per event", drain_cpu / args.events * 1e6, "us",
+           "raw insert_many, client CPU", raw["cpu_seconds"] / args.events * 1e6, "<= 5 us")
+    record("processor", f"p99 event -> stored at {args.latency_rate}/s", p99_ms, "ms", goal="<= 250 ms")
+    record("processor", "RSS at start / peak draining", peak_rss, "MiB", "RSS at start", start_rss,
+           "<= 32 idle, <= 64 peak")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from summary import record  # noqa: E402
 
 
 def child_cpu_seconds():
@@ -103,6 +105,10 @@ def main():
     print(f"ratio telemetryd/kafka: throughput {rows[0][1] / rows[1][1]:.2f} (wall to wall), "
           f"{rows[0][1] / theirs['own_rate']:.2f} (vs its steady state); "
           f"CPU per event {ours['cpu'] / theirs['cpu']:.2f}")
+    record("producer", "events/s to Kafka (acks=all)", rows[0][1], "events/s",
+           "kafka ProducerPerformance, steady state", theirs["own_rate"])
+    record("producer", "CPU per event", ours["cpu"] / args.events * 1e6, "us",
+           "kafka ProducerPerformance", theirs["cpu"] / args.events * 1e6)
 
 
 if __name__ == "__main__":
