@@ -7,8 +7,9 @@ into the same FerretDB, all in one run.
    until all N are stored (throughput and CPU per event of the processor process).
 2. latency: with the processor running, the producer sends at a steady rate; p50/p99 come from
    the processor_end_to_end_latency_seconds histogram (event time to stored).
-3. baseline: build/bench/mongo_bulk_insert inserts N documents of the same shape, unordered, in
-   batches of the processor's batch size.
+3. baseline: build/bench/mongo_bulk_insert reads back every document the processor stored and
+   inserts exactly those, unordered, in batches of the processor's batch size, into a fresh
+   database with the same indexes.
 
 Start the services first (scripts/services.sh up). Measured, never asserted.
 """
@@ -136,8 +137,9 @@ def main():
         proc.terminate()
         proc.wait(timeout=30)
 
-    baseline = subprocess.run([args.baseline, args.mongo, f"benchraw{tag}", str(args.events), "500"],
-                              capture_output=True, text=True)
+    # The same documents the processor stored, with the same indexes, in a fresh database.
+    baseline = subprocess.run([args.baseline, args.mongo, f"benchraw{tag}", str(args.events), "500",
+                               "--copy-from", f"bench{tag}"], capture_output=True, text=True)
     if baseline.returncode != 0:
         sys.exit(f"baseline failed: {baseline.stderr}")
     raw = json.loads(baseline.stdout)
@@ -145,19 +147,20 @@ def main():
     ours = args.events / drain_wall
     ours_steady = args.events / steady_wall
     theirs = raw["documents"] / raw["seconds"]
+    stored = raw["documents"]
     print(f"{'':44}{'events/s':>10}{'CPU us/event':>14}")
     print(f"{'telemetryd processor (start to all stored)':44}{ours:10.0f}{drain_cpu / args.events * 1e6:14.1f}")
     print(f"{'telemetryd processor (first to last stored)':44}{ours_steady:10.0f}")
-    print(f"{'raw libmongoc insert_many, unordered':44}{theirs:10.0f}{raw['cpu_seconds'] / args.events * 1e6:14.1f}")
+    print(f"{'raw insert_many of the same documents':44}{theirs:10.0f}{raw['cpu_seconds'] / stored * 1e6:14.1f}")
     print(f"end-to-end latency at {args.latency_rate} events/s: p50 {quantile(before, after, 0.5) * 1000:.0f} ms, "
           f"p99 {quantile(before, after, 0.99) * 1000:.0f} ms (histogram estimate)")
     print(f"ratio processor/raw insert: {ours / theirs:.2f} (start to end), {ours_steady / theirs:.2f} (steady)")
     print(f"processor RSS: {start_rss:.1f} MiB when it started answering, peak {peak_rss:.1f} MiB while draining")
     p99_ms = quantile(before, after, 0.99) * 1000
     record("processor", "Kafka -> FerretDB, events/s", ours_steady, "events/s",
-           "raw insert_many (lighter documents)", theirs, ">= 0.9x raw")
+           "raw insert_many, same documents", theirs, ">= 0.9x raw")
     record("processor", "CPU per event", drain_cpu / args.events * 1e6, "us",
-           "raw insert_many, client CPU", raw["cpu_seconds"] / args.events * 1e6, "<= 5 us")
+           "raw insert_many, client CPU", raw["cpu_seconds"] / stored * 1e6, "<= 5 us")
     record("processor", f"p99 event -> stored at {args.latency_rate}/s", p99_ms, "ms", goal="<= 250 ms")
     record("processor", "RSS at start / peak draining", peak_rss, "MiB", "RSS at start", start_rss,
            "<= 32 idle, <= 64 peak")
