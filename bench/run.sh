@@ -39,7 +39,7 @@ fi
 have_kafka_mongo=false
 [[ -n ${TELEMETRYD_TEST_KAFKA_BROKERS:-} && -n ${TELEMETRYD_TEST_MONGO_URI:-} ]] && have_kafka_mongo=true
 
-ninja -C "$build" src/telemetryd bench/mongo_bulk_insert bench/http_load bench/archive_bench \
+ninja -C "$build" src/telemetryd bench/mongo_bulk_insert bench/bson_encode_bench bench/http_load bench/archive_bench \
   bench/gpu_sample_bench bench/otlp_bench tests/unit/libfake_nvml.so >/dev/null ||
   { echo "bench/run.sh: building the benchmarks in $build failed (ninja -C $build)" >&2; exit 1; }
 

@@ -87,6 +87,7 @@ def main():
     p.add_argument("--latency-seconds", type=int, default=15)
     p.add_argument("--binary", default=str(ROOT / "build/src/telemetryd"))
     p.add_argument("--baseline", default=str(ROOT / "build/bench/mongo_bulk_insert"))
+    p.add_argument("--encode-bench", default=str(ROOT / "build/bench/bson_encode_bench"))
     p.add_argument("--brokers", default=os.environ.get("TELEMETRYD_TEST_KAFKA_BROKERS", "127.0.0.1:9092"))
     p.add_argument("--mongo", default=os.environ.get("TELEMETRYD_TEST_MONGO_URI", "mongodb://127.0.0.1:27017/"))
     args = p.parse_args()
@@ -144,6 +145,14 @@ def main():
         sys.exit(f"baseline failed: {baseline.stderr}")
     raw = json.loads(baseline.stdout)
 
+    encode = json.loads(subprocess.run([args.encode_bench], capture_output=True, text=True,
+                                       check=True).stdout)
+    print(f"event data -> BSON, in-process CPU per event ({encode['mean_bytes']} B of JSON): "
+          f"{encode['simdjson_ns'] / 1000:.2f} us with simdjson (the processor's), "
+          f"{encode['libbson_ns'] / 1000:.2f} us with libbson's JSON reader, plus "
+          f"{encode['validate_ns'] / 1000:.2f} us for libmongoc's per-document check (skipped)")
+    record("processor", "event data -> BSON (CPU)", encode["simdjson_ns"] / 1000, "us",
+           "libbson reader + libmongoc check", (encode["libbson_ns"] + encode["validate_ns"]) / 1000)
     ours = args.events / drain_wall
     ours_steady = args.events / steady_wall
     theirs = raw["documents"] / raw["seconds"]
