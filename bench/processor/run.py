@@ -87,6 +87,8 @@ def main():
     p.add_argument("--latency-seconds", type=int, default=15)
     p.add_argument("--binary", default=str(ROOT / "build/src/telemetryd"))
     p.add_argument("--baseline", default=str(ROOT / "build/bench/mongo_bulk_insert"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="more --set for the processor, e.g. processor.prefetch_max_kbytes=65536")
     p.add_argument("--encode-bench", default=str(ROOT / "build/bench/bson_encode_bench"))
     p.add_argument("--brokers", default=os.environ.get("TELEMETRYD_TEST_KAFKA_BROKERS", "127.0.0.1:9092"))
     p.add_argument("--mongo", default=os.environ.get("TELEMETRYD_TEST_MONGO_URI", "mongodb://127.0.0.1:27017/"))
@@ -103,6 +105,8 @@ def main():
             "--set", f"mongodb.database=bench{tag}", "--set", f"processor.group_id=bench-{tag}",
             "--set", f"processor.topics.gpu_metrics={topics[0]}", "--set", f"processor.topics.token_usage={topics[1]}",
             "--set", "daemon.log_level=warn", "--set", "processor.query.auth=none"]
+    for item in args.set:
+        argv += ["--set", item]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
         started = time.monotonic()

@@ -52,9 +52,10 @@ std::vector<KeySpec> consumer_loop_keys(const std::string& default_group_id) {
        .type = ValueType::kInt,
        .description = "Most KiB of messages librdkafka fetches ahead of the batches "
                       "(queued.max.messages.kbytes; it also caps one fetch): the consumer's "
-                      "memory bound under a backlog. librdkafka's default, 65536, held 140 MiB "
-                      "RSS while draining; a few batches ahead is enough to keep the store busy.",
-       .default_value = "8192",
+                      "memory bound under a backlog. Draining 60,000 events, a processor peaked "
+                      "at 91 MiB RSS with librdkafka's default (65536), 68 with 8192, 58 with "
+                      "4096 and 42 with 2048; 4 MiB is about 9 batches of 500 events ahead.",
+       .default_value = "4096",
        .min = 1024,
        .max = 2097151},
       {.name = "stall_timeout_s",

@@ -285,14 +285,14 @@ TEST_CASE("consumer properties: the prefetch is bounded; kafka.extra_properties 
           "[consumer_loop][kafka]") {
   MockCluster mock;
   const auto defaults = kafka::consumer_properties(loop_config(mock, "g"), "processor");
-  CHECK(defaults.at("queued.max.messages.kbytes") == "8192");
+  CHECK(defaults.at("queued.max.messages.kbytes") == "4096");
   CHECK(defaults.at("enable.auto.offset.store") == "false");
   const auto set = kafka::consumer_properties(
       loop_config(mock, "g", {"processor.prefetch_max_kbytes=2048"}), "processor");
   CHECK(set.at("queued.max.messages.kbytes") == "2048");
   const auto extra = kafka::consumer_properties(
-      loop_config(mock, "g", {"kafka.extra_properties=queued.max.messages.kbytes=4096"}),
+      loop_config(mock, "g", {"kafka.extra_properties=queued.max.messages.kbytes=16384"}),
       "processor");
-  CHECK(extra.at("queued.max.messages.kbytes") == "4096");
+  CHECK(extra.at("queued.max.messages.kbytes") == "16384");
   CHECK_THROWS_AS(loop_config(mock, "g", {"processor.prefetch_max_kbytes=10"}), ConfigError);
 }
