@@ -87,11 +87,10 @@ bool append_value(bson_t* doc, const char* key, int key_length, simdjson::dom::e
       break;
     }
     case element_type::UINT64:
-      // Above INT64_MAX: BSON has no unsigned integer, so the nearest double.
-      if (bson_append_double(doc, key, key_length,
-                             static_cast<double>(value.get_uint64().value_unsafe())))
-        return true;
-      break;
+      // Above INT64_MAX: BSON has no unsigned integer, and libbson's reader refused these too
+      // rather than round them to a double.
+      error = "an integer above 9223372036854775807";
+      return false;
     case element_type::DOUBLE:
       if (bson_append_double(doc, key, key_length, value.get_double().value_unsafe())) return true;
       break;

@@ -14,7 +14,8 @@ namespace telemetryd::mongo {
 /// plain JSON (an integer is int32 when it fits, else int64; other numbers double; strings,
 /// booleans, null, documents, arrays). Unlike that reader it gives extended JSON ({"$date": ..})
 /// no meaning. It refuses an empty key, as libmongoc's check of each document before sending
-/// does, so that check can be skipped, and a key holding a NUL, which BSON cannot hold. On false,
+/// does, so that check can be skipped, a key holding a NUL, which BSON cannot hold, and an
+/// integer above INT64_MAX, which libbson's reader refused too (no silent rounding). On false,
 /// `error` says why and `doc` may hold part of the members.
 bool append_json_object(bson_t* doc, std::string_view json, std::string& error);
 

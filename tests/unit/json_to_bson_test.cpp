@@ -66,6 +66,7 @@ TEST_CASE("json_to_bson: types as libbson's reader types them", "[mongo][bson]")
   check_same(R"({"unicode":"Grüße, 世界 🚀","escaped":"a\"b\\c\nd\u0001","nul":"a\u0000b"})");
   check_same(R"({"nested":{"deeper":{"list":[1,"two",3.5,null,true,{"k":[]}]}},"arr":[[],[[1]]]})");
   check_same(R"({"dup":1,"dup":2})");
+  check_same(R"({"neg_zero":-0,"zero_point":0.0,"neg_small":-1e-2,"upper":1E2,"plus_exp":2e+3})");
   check_same(R"({"dotted.key":1,"inner":{"$x":1}})");  // the server's to judge, as before
 }
 
@@ -95,6 +96,10 @@ TEST_CASE("json_to_bson: refuses what BSON or libmongoc's skipped check would", 
   error.clear();
   CHECK_FALSE(ours(R"({"a\u0000b":1})", error));
   CHECK(error == "a key holding a NUL character");
+  error.clear();
+  CHECK_FALSE(ours(R"({"u64":18446744073709551615})", error));
+  CHECK(error == "an integer above 9223372036854775807");
+  CHECK_FALSE(libbsons(R"({"u64":18446744073709551615})"));  // refused before, too
   error.clear();
   CHECK_FALSE(ours(R"([1,2])", error));
   CHECK(error == "not a JSON object");
