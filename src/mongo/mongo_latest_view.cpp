@@ -1,0 +1,274 @@
+#include "mongo/mongo_latest_view.hpp"
+
+// libbson declares bson_t 128-byte aligned; vectors of bson_t pointers drop that attribute from
+// the template argument, which is harmless for pointers.
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "mongo/bson_json.hpp"
+#include "mongo/bson_ptr.hpp"
+#include "mongo/mongo_errors.hpp"
+#include "processor/gpu_series.hpp"
+#include "telemetryd/json_writer.hpp"
+
+namespace telemetryd::mongo {
+
+namespace {
+
+// A refused upsert is read back and tried again this often at most: more means another writer
+// keeps creating the same GPUs' documents, a condition to retry later, not an answer.
+constexpr int kRaceRetries = 6;  // 10 ms doubling between tries: about 0.6 s in all
+
+class Collection {
+ public:
+  Collection(mongoc_client_t* client, const std::string& database, const char* name)
+      : collection_(mongoc_client_get_collection(client, database.c_str(), name)) {}
+  ~Collection() { mongoc_collection_destroy(collection_); }
+  Collection(const Collection&) = delete;
+  Collection& operator=(const Collection&) = delete;
+  mongoc_collection_t* get() const { return collection_; }
+
+ private:
+  mongoc_collection_t* collection_;
+};
+
+// Runs a find and hands every document to `each`; the cursor's error, if any.
+template <typename Each>
+Result<bool> for_each_found(mongoc_collection_t* collection, const bson_t* filter,
+                            const bson_t* opts, Each&& each) {
+  mongoc_cursor_t* cursor = mongoc_collection_find_with_opts(collection, filter, opts, nullptr);
+  const bson_t* doc = nullptr;
+  while (mongoc_cursor_next(cursor, &doc)) each(doc);
+  bson_error_t error;
+  const bool failed = mongoc_cursor_error(cursor, &error);
+  mongoc_cursor_destroy(cursor);
+  if (failed) return classify(error);
+  return true;
+}
+
+// Hands the stored sample inside a view document (its `doc` field) to `use`; nothing when it has
+// none. A callback, not a returned bson_t: bson_init_static points the bson_t into itself, so a
+// copy of it reads freed memory.
+template <typename Use>
+void with_sample(const bson_t* view_document, Use&& use) {
+  bson_iter_t iter;
+  if (!bson_iter_init_find(&iter, view_document, "doc") || !BSON_ITER_HOLDS_DOCUMENT(&iter)) {
+    return;
+  }
+  std::uint32_t length = 0;
+  const std::uint8_t* data = nullptr;
+  bson_iter_document(&iter, &length, &data);
+  bson_t sample;
+  if (bson_init_static(&sample, data, length)) use(&sample);
+}
+
+// One unordered bulk of newest-wins upserts: {_id: uuid, ts: {$lt: ts}} matches only an older
+// view document, and where none matches the upsert inserts, which a present document (as new or
+// newer) refuses with a duplicate key. update_many, never update_one: see upsert_all in
+// mongo_store.cpp (FerretDB 1.24 holds a connection per update_one statement). The index of the
+// first refused upsert, or nullopt when none was.
+Result<std::optional<std::size_t>> run_upserts(mongoc_collection_t* collection,
+                                               const std::vector<const LatestSample*>& samples) {
+  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
+  const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+  mongoc_bulk_operation_t* bulk =
+      mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
+  bson_error_t error;
+  for (const LatestSample* sample : samples) {
+    const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(sample->gpu_uuid.c_str()), "ts", "{", "$lt",
+                                    BCON_DATE_TIME(sample->ts_ms), "}"));
+    const BsonPtr update(BCON_NEW("$set", "{", "ts", BCON_DATE_TIME(sample->ts_ms), "host",
+                                  BCON_UTF8(sample->host.c_str()), "doc",
+                                  BCON_DOCUMENT(sample->document), "}"));
+    if (!mongoc_bulk_operation_update_many_with_opts(bulk, selector.get(), update.get(),
+                                                     upsert.get(), &error)) {
+      mongoc_bulk_operation_destroy(bulk);
+      return Error::permanent(error.message);  // a malformed update: a bug, not the server
+    }
+  }
+  bson_t reply;
+  const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
+  mongoc_bulk_operation_destroy(bulk);
+  const std::vector<WriteError> errors = write_errors(&reply);
+  const bool concern_failed = has_write_concern_error(&reply);
+  bson_destroy(&reply);
+  if (concern_failed)
+    return Error::retryable("write concern not satisfied: " + std::string(error.message));
+  if (ok) return std::optional<std::size_t>();
+  if (errors.empty()) return classify(error);
+  std::size_t first = samples.size();
+  for (const auto& e : errors) {
+    if (e.code != kDuplicateKey || e.index < 0 ||
+        static_cast<std::size_t>(e.index) >= samples.size()) {
+      return classify(error);
+    }
+    first = std::min(first, static_cast<std::size_t>(e.index));
+  }
+  return std::optional<std::size_t>(first);
+}
+
+// The view's ts of these GPUs (absent: the view holds none).
+Result<std::map<std::string, std::int64_t>> stored_times(
+    mongoc_collection_t* collection, const std::vector<const LatestSample*>& samples) {
+  BsonPtr filter(bson_new());
+  bson_t id, in;
+  BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &id);
+  BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    BSON_APPEND_UTF8(&in, std::to_string(i).c_str(), samples[i]->gpu_uuid.c_str());
+  }
+  bson_append_array_end(&id, &in);
+  bson_append_document_end(filter.get(), &id);
+  const BsonPtr opts(BCON_NEW("projection", "{", "ts", BCON_INT32(1), "}"));
+  std::map<std::string, std::int64_t> times;
+  Result<bool> read = for_each_found(collection, filter.get(), opts.get(), [&](const bson_t* doc) {
+    bson_iter_t uuid, ts;
+    if (bson_iter_init_find(&uuid, doc, "_id") && BSON_ITER_HOLDS_UTF8(&uuid) &&
+        bson_iter_init_find(&ts, doc, "ts") && BSON_ITER_HOLDS_DATE_TIME(&ts)) {
+      times[bson_iter_utf8(&uuid, nullptr)] = bson_iter_date_time(&ts);
+    }
+  });
+  if (!read) return read.error();
+  return times;
+}
+
+}  // namespace
+
+Result<bool> upsert_latest(mongoc_client_t* client, const std::string& database,
+                           const std::vector<LatestSample>& samples) {
+  const Collection latest(client, database, kLatestCollection);
+  std::vector<const LatestSample*> pending;
+  for (const auto& sample : samples) pending.push_back(&sample);
+  for (int round = 0; !pending.empty(); ++round) {
+    if (round > 1) std::this_thread::sleep_for(std::chrono::milliseconds(10 << (round - 2)));
+    Result<std::optional<std::size_t>> refused = run_upserts(latest.get(), pending);
+    if (!refused) return refused.error();
+    if (!refused.value()) return true;
+    if (round == kRaceRetries) {
+      return Error::retryable("the latest view kept racing another writer of the same GPUs");
+    }
+    // A refusal is an older or equal sample (the view is right as it is) or a race with another
+    // writer that created the document first. FerretDB 1.24 ends an unordered bulk at its first
+    // write error, so the upserts after it may be untried: from the first refused on, read what
+    // the view holds and try again only those that are newer.
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*refused.value()));
+    Result<std::map<std::string, std::int64_t>> stored = stored_times(latest.get(), pending);
+    if (!stored) return stored.error();
+    std::erase_if(pending, [&](const LatestSample* sample) {
+      const auto it = stored.value().find(sample->gpu_uuid);
+      return it != stored.value().end() && it->second >= sample->ts_ms;
+    });
+  }
+  return true;
+}
+
+Result<bool> backfill_latest(mongoc_client_t* client, const std::string& database) {
+  {
+    const Collection latest(client, database, kLatestCollection);
+    const BsonPtr any(bson_new());
+    const BsonPtr one(
+        BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1)));
+    bool filled = false;
+    Result<bool> probed =
+        for_each_found(latest.get(), any.get(), one.get(), [&](const bson_t*) { filled = true; });
+    if (!probed) return probed;
+    if (filled) return true;
+  }
+  // distinct, then the latest document of each GPU on the {gpu_uuid, ts} index: FerretDB 1.24
+  // has no $first to take it in one $sort + $group.
+  const Collection metrics(client, database, "gpu_metrics");
+  const BsonPtr command(
+      BCON_NEW("distinct", BCON_UTF8("gpu_metrics"), "key", BCON_UTF8("gpu_uuid")));
+  bson_t reply;
+  bson_error_t error;
+  if (!mongoc_collection_read_command_with_opts(metrics.get(), command.get(), nullptr, nullptr,
+                                                &reply, &error)) {
+    bson_destroy(&reply);
+    return classify(error);
+  }
+  std::vector<std::string> uuids;
+  bson_iter_t iter, values;
+  if (bson_iter_init_find(&iter, &reply, "values") && BSON_ITER_HOLDS_ARRAY(&iter) &&
+      bson_iter_recurse(&iter, &values)) {
+    while (bson_iter_next(&values)) {
+      if (BSON_ITER_HOLDS_UTF8(&values)) uuids.emplace_back(bson_iter_utf8(&values, nullptr));
+    }
+  }
+  bson_destroy(&reply);
+
+  const BsonPtr newest(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
+  std::vector<BsonPtr> documents;
+  std::vector<LatestSample> samples;
+  for (const auto& uuid : uuids) {
+    const BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(uuid.c_str())));
+    Result<bool> read =
+        for_each_found(metrics.get(), filter.get(), newest.get(), [&](const bson_t* doc) {
+          bson_iter_t field;
+          LatestSample sample{uuid, 0, {}, nullptr};
+          if (bson_iter_init_find(&field, doc, "ts") && BSON_ITER_HOLDS_DATE_TIME(&field)) {
+            sample.ts_ms = bson_iter_date_time(&field);
+          }
+          if (bson_iter_init_find(&field, doc, "host") && BSON_ITER_HOLDS_UTF8(&field)) {
+            sample.host = bson_iter_utf8(&field, nullptr);
+          }
+          documents.emplace_back(bson_copy(doc));
+          sample.document = documents.back().get();
+          samples.push_back(std::move(sample));
+        });
+    if (!read) return read;
+  }
+  return upsert_latest(client, database, samples);
+}
+
+Result<std::string> latest_sample_json(mongoc_client_t* client, const std::string& database,
+                                       const processor::GpuQuery& query) {
+  const Collection latest(client, database, kLatestCollection);
+  BsonPtr filter(bson_new());
+  if (!query.gpu_uuid.empty()) BSON_APPEND_UTF8(filter.get(), "_id", query.gpu_uuid.c_str());
+  if (!query.host.empty()) BSON_APPEND_UTF8(filter.get(), "host", query.host.c_str());
+  const BsonPtr opts(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
+  std::string out = "null";
+  Result<bool> read =
+      for_each_found(latest.get(), filter.get(), opts.get(), [&](const bson_t* view_document) {
+        with_sample(view_document, [&](const bson_t* sample) {
+          JsonWriter json;
+          write_bson_document(json, sample);
+          out = json.take();
+        });
+      });
+  if (!read) return read.error();
+  return out;
+}
+
+Result<std::string> latest_devices_json(mongoc_client_t* client, const std::string& database) {
+  const Collection latest(client, database, kLatestCollection);
+  const BsonPtr all(bson_new());
+  const BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "doc",
+                              BCON_INT32(1), "}"));
+  JsonWriter json;
+  json.begin_array();
+  Result<bool> read =
+      for_each_found(latest.get(), all.get(), opts.get(), [&](const bson_t* view_document) {
+        with_sample(view_document, [&](const bson_t* sample) {
+          json.begin_object();
+          for (const char* field : processor::kDeviceFields) {
+            bson_iter_t iter;
+            if (bson_iter_init_find(&iter, sample, field) && !BSON_ITER_HOLDS_NULL(&iter)) {
+              json.key(field);
+              write_bson_value(json, &iter);
+            }
+          }
+          json.end_object();
+        });
+      });
+  if (!read) return read.error();
+  json.end_array();
+  return json.take();
+}
+
+}  // namespace telemetryd::mongo
