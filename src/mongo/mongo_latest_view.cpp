@@ -73,13 +73,13 @@ void with_sample(const bson_t* view_document, Use&& use) {
 // mongo_store.cpp (FerretDB 1.24 holds a connection per update_one statement). The index of the
 // first refused upsert, or nullopt when none was.
 Result<std::optional<std::size_t>> run_upserts(mongoc_collection_t* collection,
-                                               const std::vector<const LatestSample*>& samples) {
+                                               const std::vector<const ViewUpdate*>& samples) {
   const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
   const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
   mongoc_bulk_operation_t* bulk =
       mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
   bson_error_t error;
-  for (const LatestSample* sample : samples) {
+  for (const ViewUpdate* sample : samples) {
     const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(sample->gpu_uuid.c_str()), "ts", "{", "$lt",
                                     BCON_DATE_TIME(sample->ts_ms), "}"));
     const BsonPtr update(BCON_NEW("$set", "{", "ts", BCON_DATE_TIME(sample->ts_ms), "host",
@@ -114,7 +114,7 @@ Result<std::optional<std::size_t>> run_upserts(mongoc_collection_t* collection,
 
 // The view's ts of these GPUs (absent: the view holds none).
 Result<std::map<std::string, std::int64_t>> stored_times(
-    mongoc_collection_t* collection, const std::vector<const LatestSample*>& samples) {
+    mongoc_collection_t* collection, const std::vector<const ViewUpdate*>& samples) {
   BsonPtr filter(bson_new());
   bson_t id, in;
   BSON_APPEND_DOCUMENT_BEGIN(filter.get(), "_id", &id);
@@ -140,9 +140,9 @@ Result<std::map<std::string, std::int64_t>> stored_times(
 }  // namespace
 
 Result<bool> upsert_latest(mongoc_client_t* client, const std::string& database,
-                           const std::vector<LatestSample>& samples) {
+                           const std::vector<ViewUpdate>& samples) {
   const Collection latest(client, database, kLatestCollection);
-  std::vector<const LatestSample*> pending;
+  std::vector<const ViewUpdate*> pending;
   for (const auto& sample : samples) pending.push_back(&sample);
   for (int round = 0; !pending.empty(); ++round) {
     if (round > 1) std::this_thread::sleep_for(std::chrono::milliseconds(10 << (round - 2)));
@@ -159,7 +159,7 @@ Result<bool> upsert_latest(mongoc_client_t* client, const std::string& database,
     pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(*refused.value()));
     Result<std::map<std::string, std::int64_t>> stored = stored_times(latest.get(), pending);
     if (!stored) return stored.error();
-    std::erase_if(pending, [&](const LatestSample* sample) {
+    std::erase_if(pending, [&](const ViewUpdate* sample) {
       const auto it = stored.value().find(sample->gpu_uuid);
       return it != stored.value().end() && it->second >= sample->ts_ms;
     });
@@ -203,13 +203,13 @@ Result<bool> backfill_latest(mongoc_client_t* client, const std::string& databas
 
   const BsonPtr newest(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
   std::vector<BsonPtr> documents;
-  std::vector<LatestSample> samples;
+  std::vector<ViewUpdate> samples;
   for (const auto& uuid : uuids) {
     const BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(uuid.c_str())));
     Result<bool> read =
         for_each_found(metrics.get(), filter.get(), newest.get(), [&](const bson_t* doc) {
           bson_iter_t field;
-          LatestSample sample{uuid, 0, {}, nullptr};
+          ViewUpdate sample{uuid, 0, {}, nullptr};
           if (bson_iter_init_find(&field, doc, "ts") && BSON_ITER_HOLDS_DATE_TIME(&field)) {
             sample.ts_ms = bson_iter_date_time(&field);
           }
@@ -225,50 +225,41 @@ Result<bool> backfill_latest(mongoc_client_t* client, const std::string& databas
   return upsert_latest(client, database, samples);
 }
 
-Result<std::string> latest_sample_json(mongoc_client_t* client, const std::string& database,
-                                       const processor::GpuQuery& query) {
-  const Collection latest(client, database, kLatestCollection);
-  BsonPtr filter(bson_new());
-  if (!query.gpu_uuid.empty()) BSON_APPEND_UTF8(filter.get(), "_id", query.gpu_uuid.c_str());
-  if (!query.host.empty()) BSON_APPEND_UTF8(filter.get(), "host", query.host.c_str());
-  const BsonPtr opts(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
-  std::string out = "null";
-  Result<bool> read =
-      for_each_found(latest.get(), filter.get(), opts.get(), [&](const bson_t* view_document) {
-        with_sample(view_document, [&](const bson_t* sample) {
-          JsonWriter json;
-          write_bson_document(json, sample);
-          out = json.take();
-        });
-      });
-  if (!read) return read.error();
-  return out;
-}
-
-Result<std::string> latest_devices_json(mongoc_client_t* client, const std::string& database) {
+Result<std::vector<processor::LatestSample>> latest_samples_of(mongoc_client_t* client,
+                                                               const std::string& database) {
   const Collection latest(client, database, kLatestCollection);
   const BsonPtr all(bson_new());
-  const BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "projection", "{", "doc",
-                              BCON_INT32(1), "}"));
-  JsonWriter json;
-  json.begin_array();
+  const BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}"));
+  std::vector<processor::LatestSample> samples;
   Result<bool> read =
       for_each_found(latest.get(), all.get(), opts.get(), [&](const bson_t* view_document) {
+        processor::LatestSample entry;
+        bson_iter_t iter;
+        if (bson_iter_init_find(&iter, view_document, "_id") && BSON_ITER_HOLDS_UTF8(&iter))
+          entry.gpu_uuid = bson_iter_utf8(&iter, nullptr);
+        if (bson_iter_init_find(&iter, view_document, "host") && BSON_ITER_HOLDS_UTF8(&iter))
+          entry.host = bson_iter_utf8(&iter, nullptr);
+        if (bson_iter_init_find(&iter, view_document, "ts") && BSON_ITER_HOLDS_DATE_TIME(&iter))
+          entry.ts_ms = bson_iter_date_time(&iter);
         with_sample(view_document, [&](const bson_t* sample) {
-          json.begin_object();
+          JsonWriter document;
+          write_bson_document(document, sample);
+          entry.document_json = document.take();
+          JsonWriter device;
+          device.begin_object();
           for (const char* field : processor::kDeviceFields) {
-            bson_iter_t iter;
             if (bson_iter_init_find(&iter, sample, field) && !BSON_ITER_HOLDS_NULL(&iter)) {
-              json.key(field);
-              write_bson_value(json, &iter);
+              device.key(field);
+              write_bson_value(device, &iter);
             }
           }
-          json.end_object();
+          device.end_object();
+          entry.device_json = device.take();
+          samples.push_back(std::move(entry));
         });
       });
   if (!read) return read.error();
-  json.end_array();
-  return json.take();
+  return samples;
 }
 
 }  // namespace telemetryd::mongo

@@ -19,7 +19,7 @@ namespace telemetryd::mongo {
 inline constexpr const char* kLatestCollection = "gpu_latest";
 
 /// One GPU's newest sample of a batch: the stored gpu_metrics document and what keys it.
-struct LatestSample {
+struct ViewUpdate {
   std::string gpu_uuid;
   std::int64_t ts_ms = 0;
   std::string host;
@@ -30,18 +30,15 @@ struct LatestSample {
 /// one bulk of conditional upserts, plus one read and one more bulk only when some are refused
 /// (an older or equal sample, or another writer creating the GPU's document at the same time).
 Result<bool> upsert_latest(mongoc_client_t* client, const std::string& database,
-                           const std::vector<LatestSample>& samples);
+                           const std::vector<ViewUpdate>& samples);
 
 /// Fills an empty view from gpu_metrics (a database from before the view): the latest sample of
 /// each GPU on the {gpu_uuid, ts} index. A view that holds anything is left as it is.
 Result<bool> backfill_latest(mongoc_client_t* client, const std::string& database);
 
-/// /gpu/info: the newest view document matching the filter, as the stored sample's JSON, or
-/// "null".
-Result<std::string> latest_sample_json(mongoc_client_t* client, const std::string& database,
-                                       const processor::GpuQuery& query);
-
-/// /v1/devices: kDeviceFields of every GPU's latest sample, in gpu_uuid order.
-Result<std::string> latest_devices_json(mongoc_client_t* client, const std::string& database);
+/// Every GPU's view document as a latest sample (its stored sample's JSON, and the kDeviceFields
+/// of it as one /v1/devices entry), in gpu_uuid order.
+Result<std::vector<processor::LatestSample>> latest_samples_of(mongoc_client_t* client,
+                                                               const std::string& database);
 
 }  // namespace telemetryd::mongo

@@ -349,7 +349,7 @@ Result<bool> keep_latest(mongoc_client_t* client, const std::string& database,
     auto [it, added] = newest.try_emplace(e.gpu_uuid, k);
     if (!added && batch[positions[it->second]].event->time < e.time) it->second = k;
   }
-  std::vector<LatestSample> samples;
+  std::vector<ViewUpdate> samples;
   for (const auto& [uuid, k] : newest) {
     const auto& e = *batch[positions[k]].event;
     samples.push_back({e.gpu_uuid, unix_ms(e.time), e.host, docs[k].get()});
@@ -444,6 +444,7 @@ Result<processor::WriteOutcome> MongoStore::write(
           !latest) {
         return latest.error();
       }
+      latest_changed();
     }
   }
   // Ascending, whichever collection each came from.
@@ -452,8 +453,9 @@ Result<processor::WriteOutcome> MongoStore::write(
 }
 
 Result<std::string> MongoStore::latest_gpu_json(const processor::GpuQuery& query) {
-  Client client(pool_);
-  return latest_sample_json(client.get(), settings_.database, query);
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::latest_json_of(samples.value(), query);
 }
 
 Result<std::string> MongoStore::gpus_json() {
@@ -648,8 +650,14 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
 }
 
 Result<std::string> MongoStore::devices_json() {
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::devices_json_of(samples.value());
+}
+
+Result<std::vector<processor::LatestSample>> MongoStore::latest_samples() {
   Client client(pool_);
-  return latest_devices_json(client.get(), settings_.database);
+  return latest_samples_of(client.get(), settings_.database);
 }
 
 // ---- Cost (docs/cost.md) ----

@@ -236,24 +236,14 @@ Result<processor::WriteOutcome> SqliteStore::write(
     exec("ROLLBACK");
     return Error::retryable(r.error().message);
   }
+  if (outcome.gpu_metrics_inserted > 0) latest_changed();
   return outcome;
 }
 
 Result<std::string> SqliteStore::latest_gpu_json(const processor::GpuQuery& query) {
-  const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "SELECT doc FROM gpu_latest WHERE (?1 = '' OR gpu_uuid = ?1) AND (?2 = '' OR "
-                     "host = ?2) ORDER BY ts DESC LIMIT 1",
-                     -1, &raw, nullptr);
-  const Statement s(raw);
-  bind_text(s.get(), 1, query.gpu_uuid);
-  bind_text(s.get(), 2, query.host);
-  const int rc = sqlite3_step(s.get());
-  if (rc == SQLITE_ROW)
-    return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
-  if (rc == SQLITE_DONE) return std::string("null");
-  return Error::retryable(error_message());
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::latest_json_of(samples.value(), query);
 }
 
 Result<std::string> SqliteStore::gpus_json() {
@@ -378,8 +368,15 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
 }
 
 Result<std::string> SqliteStore::devices_json() {
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::devices_json_of(samples.value());
+}
+
+Result<std::vector<processor::LatestSample>> SqliteStore::latest_samples() {
   // One row per GPU in the latest view, in its primary key's order.
-  std::string sql = "SELECT ts";
+  constexpr int kFirstField = 4;
+  std::string sql = "SELECT gpu_uuid, host, ts, doc";
   for (const char* field : processor::kDeviceFields) {
     sql += ", json_extract(doc, '$." + std::string(field) + "')";
   }
@@ -387,13 +384,16 @@ Result<std::string> SqliteStore::devices_json() {
   const std::lock_guard lock(mutex_);
   const Statement s = prepare_statement(db_, sql);
   if (!s) return Error::retryable(error_message());
-  JsonWriter json;
-  json.begin_array();
+  std::vector<processor::LatestSample> samples;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    const auto text = [&](int column) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), column)));
+    };
+    JsonWriter json;
     json.begin_object();
     for (std::size_t i = 0; i < processor::kDeviceFields.size(); ++i) {
-      const int column = 1 + static_cast<int>(i);
+      const int column = kFirstField + static_cast<int>(i);
       switch (sqlite3_column_type(s.get(), column)) {
         case SQLITE_INTEGER:
           json.key(processor::kDeviceFields[i])
@@ -403,18 +403,17 @@ Result<std::string> SqliteStore::devices_json() {
           json.key(processor::kDeviceFields[i]).value(sqlite3_column_double(s.get(), column));
           break;
         case SQLITE_TEXT:
-          json.key(processor::kDeviceFields[i])
-              .value(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), column)));
+          json.key(processor::kDeviceFields[i]).value(text(column));
           break;
         default:
           break;  // absent from the document
       }
     }
     json.end_object();
+    samples.push_back({text(0), text(1), sqlite3_column_int64(s.get(), 2), text(3), json.take()});
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
-  json.end_array();
-  return json.take();
+  return samples;
 }
 
 // ---- Cost windows (docs/cost.md) ----

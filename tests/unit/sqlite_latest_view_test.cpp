@@ -70,3 +70,32 @@ TEST_CASE("SQLite latest view: a file written before the view is filled from his
   CHECK(test_support::latest_id(again, "GPU-hist-1") == "h-6");
   CHECK(test_support::latest_id(again, "", "node-b") == "h-other");
 }
+
+TEST_CASE("the in-memory copy of the view answers without the store until this process writes",
+          "[sqlite][latest]") {
+  TempFile file;
+  sqlite::SqliteStore store(file.path.string());
+  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.keeps_latest_view());
+  LatestViewCache cache(store, std::chrono::hours(1));
+  CHECK_FALSE(cache.cached_devices_json());  // nothing read yet
+  CHECK(cache.devices_json().value() == "[]");
+  CHECK(cache.cached_devices_json() == std::optional<std::string>("[]"));
+
+  test_support::write_events(store, {test_support::latest_view_event("c-1", "GPU-lv-1", 1, 10)});
+  CHECK_FALSE(cache.cached_latest_json({"GPU-lv-1", ""}));  // stale: this process wrote
+  CHECK(cache.latest_json({"GPU-lv-1", ""}).value() ==
+        store.latest_gpu_json({"GPU-lv-1", ""}).value());
+  CHECK(cache.cached_devices_json() == store.devices_json().value());
+  CHECK(cache.cached_latest_json({"GPU-nope", ""}) == std::optional<std::string>("null"));
+
+  // A write that changes nothing (a redelivery) leaves the copy as it is.
+  const std::vector<DecodedEvent> again{test_support::latest_view_event("c-1", "GPU-lv-1", 1, 10)};
+  REQUIRE(store.write(test_support::stored(again)));
+  CHECK(cache.cached_devices_json());
+
+  // Older than max_age: read again.
+  LatestViewCache young(store, std::chrono::milliseconds(0));
+  REQUIRE(young.devices_json());
+  CHECK_FALSE(young.cached_devices_json());
+}
