@@ -112,13 +112,17 @@ def fill(tool, argv):
     return json.loads(proc.stdout)
 
 
-def measure(name, tools, daemon_args, fill_argv, args, workdir):
+def measure(name, tools, daemon_args, fill_argv, args, workdir, reuse=False):
     binary, load_tool, fill_tool = tools
-    progress(f"{name}: creating the database")
-    first = Daemon(binary, workdir, f"{name}-create", daemon_args)
-    first.wait_devices(0, 120)
-    first.stop()
-    filled = fill(fill_tool, fill_argv)
+    if reuse:  # filled by an earlier run: drop the view only (no samples)
+        fill(fill_tool, fill_argv[:-1] + ["0"])
+        filled = {"samples": args.gpus * args.samples, "seconds": 0}
+    else:
+        progress(f"{name}: creating the database")
+        first = Daemon(binary, workdir, f"{name}-create", daemon_args)
+        first.wait_devices(0, 120)
+        first.stop()
+        filled = fill(fill_tool, fill_argv)
     progress(f"{name}: starting on the filled database")
     daemon = Daemon(binary, workdir, name, daemon_args)
     try:
@@ -156,6 +160,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=5, help="length of each measurement")
     parser.add_argument("--threads", type=int, default=4, help="client connections")
     parser.add_argument("--stores", default="sqlite,mongodb")
+    parser.add_argument("--mongo-database",
+                        help="a database an earlier run filled with the same --gpus and "
+                             "--samples: reused (its view dropped) instead of filled again")
     parser.add_argument("--start-timeout", type=float, default=600,
                         help="seconds the daemon may take to list every GPU after its start")
     args = parser.parse_args()
@@ -186,7 +193,7 @@ def main():
         brokers = os.environ.get("TELEMETRYD_TEST_KAFKA_BROKERS")
         mongo = os.environ.get("TELEMETRYD_TEST_MONGO_URI")
         if "mongodb" in args.stores and brokers and mongo:
-            database = f"readpath{tag}"
+            database = args.mongo_database or f"readpath{tag}"
             daemon_args = [
                 "--role", "processor", *common, "--set", f"kafka.brokers={brokers}",
                 "--set", f"mongodb.uri={mongo}", "--set", f"mongodb.database={database}",
@@ -196,7 +203,8 @@ def main():
                 "--set", "processor.query.auth=none"]
             results.append(measure(
                 "processor role, FerretDB", tools, daemon_args,
-                ["mongodb", mongo, database, str(args.gpus), str(args.samples)], args, tmp))
+                ["mongodb", mongo, database, str(args.gpus), str(args.samples)], args, tmp,
+                reuse=bool(args.mongo_database)))
         elif "mongodb" in args.stores:
             progress("processor rows skipped: TELEMETRYD_TEST_KAFKA_BROKERS and "
                      "TELEMETRYD_TEST_MONGO_URI are not set (scripts/services.sh up)")

@@ -13,6 +13,7 @@
 #include "mongo/bson_json.hpp"
 #include "mongo/bson_ptr.hpp"
 #include "mongo/mongo_errors.hpp"
+#include "mongo/upsert_bulk.hpp"
 #include "processor/gpu_series.hpp"
 #include "telemetryd/json_writer.hpp"
 
@@ -67,49 +68,19 @@ void with_sample(const bson_t* view_document, Use&& use) {
   if (bson_init_static(&sample, data, length)) use(&sample);
 }
 
-// One unordered bulk of newest-wins upserts: {_id: uuid, ts: {$lt: ts}} matches only an older
-// view document, and where none matches the upsert inserts, which a present document (as new or
-// newer) refuses with a duplicate key. update_many, never update_one: see upsert_all in
-// mongo_store.cpp (FerretDB 1.24 holds a connection per update_one statement). The index of the
-// first refused upsert, or nullopt when none was.
-Result<std::optional<std::size_t>> run_upserts(mongoc_collection_t* collection,
-                                               const std::vector<const ViewUpdate*>& samples) {
-  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
-  const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
-  mongoc_bulk_operation_t* bulk =
-      mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
-  bson_error_t error;
+// Newest-wins upserts: {_id: uuid, ts: {$lt: ts}} matches only an older view document, and where
+// none matches the upsert inserts, which a present document (as new or newer) refuses with a
+// duplicate key.
+std::vector<Upsert> newest_wins(const std::vector<const ViewUpdate*>& samples) {
+  std::vector<Upsert> ops;
   for (const ViewUpdate* sample : samples) {
-    const BsonPtr selector(BCON_NEW("_id", BCON_UTF8(sample->gpu_uuid.c_str()), "ts", "{", "$lt",
-                                    BCON_DATE_TIME(sample->ts_ms), "}"));
-    const BsonPtr update(BCON_NEW("$set", "{", "ts", BCON_DATE_TIME(sample->ts_ms), "host",
-                                  BCON_UTF8(sample->host.c_str()), "doc",
-                                  BCON_DOCUMENT(sample->document), "}"));
-    if (!mongoc_bulk_operation_update_many_with_opts(bulk, selector.get(), update.get(),
-                                                     upsert.get(), &error)) {
-      mongoc_bulk_operation_destroy(bulk);
-      return Error::permanent(error.message);  // a malformed update: a bug, not the server
-    }
+    ops.push_back({BsonPtr(BCON_NEW("_id", BCON_UTF8(sample->gpu_uuid.c_str()), "ts", "{", "$lt",
+                                    BCON_DATE_TIME(sample->ts_ms), "}")),
+                   BsonPtr(BCON_NEW("$set", "{", "ts", BCON_DATE_TIME(sample->ts_ms), "host",
+                                    BCON_UTF8(sample->host.c_str()), "doc",
+                                    BCON_DOCUMENT(sample->document), "}"))});
   }
-  bson_t reply;
-  const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
-  mongoc_bulk_operation_destroy(bulk);
-  const std::vector<WriteError> errors = write_errors(&reply);
-  const bool concern_failed = has_write_concern_error(&reply);
-  bson_destroy(&reply);
-  if (concern_failed)
-    return Error::retryable("write concern not satisfied: " + std::string(error.message));
-  if (ok) return std::optional<std::size_t>();
-  if (errors.empty()) return classify(error);
-  std::size_t first = samples.size();
-  for (const auto& e : errors) {
-    if (e.code != kDuplicateKey || e.index < 0 ||
-        static_cast<std::size_t>(e.index) >= samples.size()) {
-      return classify(error);
-    }
-    first = std::min(first, static_cast<std::size_t>(e.index));
-  }
-  return std::optional<std::size_t>(first);
+  return ops;
 }
 
 // The view's ts of these GPUs (absent: the view holds none).
@@ -146,7 +117,7 @@ Result<bool> upsert_latest(mongoc_client_t* client, const std::string& database,
   for (const auto& sample : samples) pending.push_back(&sample);
   for (int round = 0; !pending.empty(); ++round) {
     if (round > 1) std::this_thread::sleep_for(std::chrono::milliseconds(10 << (round - 2)));
-    Result<std::optional<std::size_t>> refused = run_upserts(latest.get(), pending);
+    Result<std::optional<std::size_t>> refused = run_upserts(latest.get(), newest_wins(pending), 0);
     if (!refused) return refused.error();
     if (!refused.value()) return true;
     if (round == kRaceRetries) {
@@ -179,49 +150,60 @@ Result<bool> backfill_latest(mongoc_client_t* client, const std::string& databas
     if (!probed) return probed;
     if (filled) return true;
   }
-  // distinct, then the latest document of each GPU on the {gpu_uuid, ts} index: FerretDB 1.24
-  // has no $first to take it in one $sort + $group.
+  // One pass over the history's _id, gpu_uuid and ts, then one find of each GPU's newest
+  // document by _id. FerretDB 1.24 has no $max or $first to group by, and answers a sorted find
+  // per GPU by reading the whole collection each time: one pass costs O(samples) once.
   const Collection metrics(client, database, "gpu_metrics");
-  const BsonPtr command(
-      BCON_NEW("distinct", BCON_UTF8("gpu_metrics"), "key", BCON_UTF8("gpu_uuid")));
-  bson_t reply;
-  bson_error_t error;
-  if (!mongoc_collection_read_command_with_opts(metrics.get(), command.get(), nullptr, nullptr,
-                                                &reply, &error)) {
-    bson_destroy(&reply);
-    return classify(error);
-  }
-  std::vector<std::string> uuids;
-  bson_iter_t iter, values;
-  if (bson_iter_init_find(&iter, &reply, "values") && BSON_ITER_HOLDS_ARRAY(&iter) &&
-      bson_iter_recurse(&iter, &values)) {
-    while (bson_iter_next(&values)) {
-      if (BSON_ITER_HOLDS_UTF8(&values)) uuids.emplace_back(bson_iter_utf8(&values, nullptr));
-    }
-  }
-  bson_destroy(&reply);
+  struct Newest {
+    std::string id;
+    std::int64_t ts_ms = 0;
+  };
+  std::map<std::string, Newest> newest;  // by gpu_uuid
+  const BsonPtr all(bson_new());
+  const BsonPtr keys(
+      BCON_NEW("projection", "{", "gpu_uuid", BCON_INT32(1), "ts", BCON_INT32(1), "}"));
+  Result<bool> scanned =
+      for_each_found(metrics.get(), all.get(), keys.get(), [&](const bson_t* doc) {
+        bson_iter_t id, uuid, ts;
+        if (!bson_iter_init_find(&id, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&id) ||
+            !bson_iter_init_find(&uuid, doc, "gpu_uuid") || !BSON_ITER_HOLDS_UTF8(&uuid) ||
+            !bson_iter_init_find(&ts, doc, "ts") || !BSON_ITER_HOLDS_DATE_TIME(&ts)) {
+          return;
+        }
+        const std::int64_t ts_ms = bson_iter_date_time(&ts);
+        auto [it, added] = newest.try_emplace(bson_iter_utf8(&uuid, nullptr));
+        if (added || ts_ms > it->second.ts_ms) it->second = {bson_iter_utf8(&id, nullptr), ts_ms};
+      });
+  if (!scanned) return scanned;
+  if (newest.empty()) return true;
 
-  const BsonPtr newest(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
+  BsonPtr by_id(bson_new());
+  bson_t condition, ids;
+  BSON_APPEND_DOCUMENT_BEGIN(by_id.get(), "_id", &condition);
+  BSON_APPEND_ARRAY_BEGIN(&condition, "$in", &ids);
+  std::size_t index = 0;
+  for (const auto& [uuid, entry] : newest) {
+    const std::string key = std::to_string(index++);
+    BSON_APPEND_UTF8(&ids, key.c_str(), entry.id.c_str());
+  }
+  bson_append_array_end(&condition, &ids);
+  bson_append_document_end(by_id.get(), &condition);
   std::vector<BsonPtr> documents;
   std::vector<ViewUpdate> samples;
-  for (const auto& uuid : uuids) {
-    const BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(uuid.c_str())));
-    Result<bool> read =
-        for_each_found(metrics.get(), filter.get(), newest.get(), [&](const bson_t* doc) {
-          bson_iter_t field;
-          ViewUpdate sample{uuid, 0, {}, nullptr};
-          if (bson_iter_init_find(&field, doc, "ts") && BSON_ITER_HOLDS_DATE_TIME(&field)) {
-            sample.ts_ms = bson_iter_date_time(&field);
-          }
-          if (bson_iter_init_find(&field, doc, "host") && BSON_ITER_HOLDS_UTF8(&field)) {
-            sample.host = bson_iter_utf8(&field, nullptr);
-          }
-          documents.emplace_back(bson_copy(doc));
-          sample.document = documents.back().get();
-          samples.push_back(std::move(sample));
-        });
-    if (!read) return read;
-  }
+  Result<bool> read = for_each_found(metrics.get(), by_id.get(), nullptr, [&](const bson_t* doc) {
+    bson_iter_t field;
+    ViewUpdate sample;
+    if (bson_iter_init_find(&field, doc, "gpu_uuid") && BSON_ITER_HOLDS_UTF8(&field))
+      sample.gpu_uuid = bson_iter_utf8(&field, nullptr);
+    if (bson_iter_init_find(&field, doc, "ts") && BSON_ITER_HOLDS_DATE_TIME(&field))
+      sample.ts_ms = bson_iter_date_time(&field);
+    if (bson_iter_init_find(&field, doc, "host") && BSON_ITER_HOLDS_UTF8(&field))
+      sample.host = bson_iter_utf8(&field, nullptr);
+    documents.emplace_back(bson_copy(doc));
+    sample.document = documents.back().get();
+    samples.push_back(std::move(sample));
+  });
+  if (!read) return read;
   return upsert_latest(client, database, samples);
 }
 

@@ -32,8 +32,9 @@ struct ViewUpdate {
 Result<bool> upsert_latest(mongoc_client_t* client, const std::string& database,
                            const std::vector<ViewUpdate>& samples);
 
-/// Fills an empty view from gpu_metrics (a database from before the view): the latest sample of
-/// each GPU on the {gpu_uuid, ts} index. A view that holds anything is left as it is.
+/// Fills an empty view from gpu_metrics (a database from before the view): one pass over the
+/// samples' gpu_uuid and ts, then each GPU's newest document by _id. A view that holds anything
+/// is left as it is.
 Result<bool> backfill_latest(mongoc_client_t* client, const std::string& database);
 
 /// Every GPU's view document as a latest sample (its stored sample's JSON, and the kDeviceFields

@@ -17,6 +17,7 @@
 #include "mongo/mongo_errors.hpp"
 #include "mongo/mongo_index.hpp"
 #include "mongo/mongo_latest_view.hpp"
+#include "mongo/upsert_bulk.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/time_format.hpp"
@@ -81,11 +82,6 @@ Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collecti
   return json.take();
 }
 
-struct Upsert {
-  BsonPtr selector;
-  BsonPtr update;
-};
-
 // Unordered upserts, one per _id. Two processors upserting the same new _id at once can both try
 // the insert, and the loser gets E11000 (MongoDB retries that itself for an equality on _id;
 // FerretDB never). Tried again, the upsert finds the document and updates it, so a race never
@@ -98,52 +94,16 @@ struct Upsert {
 //   is a retryable error: a conflict, not an answer about the documents.
 constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
 
-// Every update here is an update_many on an _id (so it changes one document at most), never an
-// update_one: FerretDB 1.24 (SQLite backend) keeps the query of an update_one statement open
-// until its whole update command ends, holding one of the database's 100 pooled connections,
-// while each statement's write takes another. A command of about 100 update_one statements, or
-// a few such commands at once (three processors writing costs), then waits forever for a
-// connection that it holds itself, and every later request to that database waits behind it.
-// An update_many statement reads its query to the end, which frees the connection at once.
-
 Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
-  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
-  const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
   std::size_t from = 0;
   int retries = 0;  // of the upsert at `from`
   while (from < ops.size()) {
-    mongoc_bulk_operation_t* bulk =
-        mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
-    bson_error_t error;
-    for (std::size_t i = from; i < ops.size(); ++i) {
-      if (!mongoc_bulk_operation_update_many_with_opts(bulk, ops[i].selector.get(),
-                                                       ops[i].update.get(), upsert.get(), &error)) {
-        mongoc_bulk_operation_destroy(bulk);
-        return Error::permanent(error.message);  // a malformed update: a bug, not the server
-      }
-    }
-    bson_t reply;
-    const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
-    mongoc_bulk_operation_destroy(bulk);
-    const std::vector<WriteError> errors = write_errors(&reply);
-    const bool concern_failed = has_write_concern_error(&reply);
-    bson_destroy(&reply);
-    if (concern_failed)
-      return Error::retryable("write concern not satisfied: " + std::string(error.message));
-    if (ok) return true;
-    // No write error: the server did not answer. Another write error: an answer to pass on.
-    if (errors.empty()) return classify(error);
-    std::size_t first_failed = ops.size();
-    for (const auto& e : errors) {
-      if (e.code != kDuplicateKey || e.index < 0 ||
-          static_cast<std::size_t>(e.index) >= ops.size() - from) {
-        return classify(error);
-      }
-      first_failed = std::min(first_failed, from + static_cast<std::size_t>(e.index));
-    }
+    Result<std::optional<std::size_t>> refused = run_upserts(collection, ops, from);
+    if (!refused) return refused.error();
+    if (!refused.value()) return true;
+    const std::size_t first_failed = *refused.value();
     retries = first_failed == from ? retries + 1 : 1;
-    if (retries > kRaceRetries)
-      return Error::retryable("upsert kept racing another writer: " + std::string(error.message));
+    if (retries > kRaceRetries) return Error::retryable("upsert kept racing another writer");
     std::this_thread::sleep_for(std::chrono::milliseconds(10) * (1 << (retries - 1)));
     from = first_failed;
   }
