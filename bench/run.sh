@@ -55,7 +55,7 @@ args_for() {
   case $name in
     producer) echo "--events 50000" ;;
     processor) echo "--events 30000 --latency-seconds 10" ;;
-    read) echo "--samples 100000 --seconds 3" ;;
+    read) echo "--samples 1000 --seconds 3" ;;
     http) echo "--seconds 2" ;;
     gpu) echo "--seconds 4 --warmup 1" ;;
     otlp) echo "--seconds 3 --iterations 100" ;;

@@ -7,10 +7,13 @@
 // trace ids, so every request stores new spans).
 // Any 2xx answer counts as done; other statuses count as failed and are listed by code; after a
 // failure the thread waits --backoff-ms (default 0) before it reconnects, as an exporter backs off.
+// Each answered request's latency (write to whole answer read) is kept, so the line carries p50 and
+// p99 in ms (bench/read_path compares routes by them).
 // Prints one JSON line; never judges the numbers.
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -98,8 +101,28 @@ bool exchange(Stream& stream, beast::flat_buffer& buffer, const Options& o, Body
   return false;
 }
 
+// A request's answer time in microseconds, into `latencies` when it succeeded.
+template <typename Stream>
+bool timed_exchange(Stream& stream, beast::flat_buffer& buffer, const Options& o, Body& body,
+                    std::vector<std::uint32_t>& latencies) {
+  const auto started = std::chrono::steady_clock::now();
+  if (!exchange(stream, buffer, o, body)) return false;
+  latencies.push_back(
+      static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count()));
+  return true;
+}
+
+double percentile_ms(const std::vector<std::uint32_t>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  const auto at = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1));
+  return sorted[at] / 1000.0;
+}
+
 void worker(const Options& o, int index, asio::ssl::context* tls, std::atomic<bool>& stop,
-            std::atomic<long>& done, std::atomic<long>& failed) {
+            std::atomic<long>& done, std::atomic<long>& failed,
+            std::vector<std::uint32_t>& latencies) {
   asio::io_context io;
   Body body{o, index, 0, o.body};
   const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"),
@@ -120,7 +143,7 @@ void worker(const Options& o, int index, asio::ssl::context* tls, std::atomic<bo
         continue;
       }
       do {
-        if (!exchange(stream, buffer, o, body)) {
+        if (!timed_exchange(stream, buffer, o, body, latencies)) {
           fail();
           break;
         }
@@ -136,7 +159,7 @@ void worker(const Options& o, int index, asio::ssl::context* tls, std::atomic<bo
       }
       socket.set_option(tcp::no_delay(true), ec);
       do {
-        if (!exchange(socket, buffer, o, body)) {
+        if (!timed_exchange(socket, buffer, o, body, latencies)) {
           fail();
           break;
         }
@@ -213,15 +236,19 @@ int main(int argc, char** argv) {
   std::atomic<long> failed{0};
   const auto started = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
+  std::vector<std::vector<std::uint32_t>> latencies(static_cast<std::size_t>(o.threads));
   for (int t = 0; t < o.threads; ++t) {
     threads.emplace_back(worker, std::cref(o), t + 1, tls.get(), std::ref(stop), std::ref(done),
-                         std::ref(failed));
+                         std::ref(failed), std::ref(latencies[static_cast<std::size_t>(t)]));
   }
   std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
   stop = true;
   for (auto& t : threads) t.join();
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::vector<std::uint32_t> all;
+  for (const auto& each : latencies) all.insert(all.end(), each.begin(), each.end());
+  std::sort(all.begin(), all.end());
   std::string failures;  // "503":n,... (0: transport errors)
   for (std::size_t code = 0; code < statuses.size(); ++code) {
     if (statuses[code] == 0) continue;
@@ -230,8 +257,9 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "{\"requests\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"per_second\":%.1f,"
-      "\"failures\":{%s},\"patched\":%zu}\n",
+      "\"failures\":{%s},\"patched\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
       done.load(), failed.load(), wall, static_cast<double>(done.load()) / wall, failures.c_str(),
-      o.patch_at.size());
+      o.patch_at.size(), percentile_ms(all, 0.50), percentile_ms(all, 0.99),
+      all.empty() ? 0.0 : all.back() / 1000.0);
   return failed.load() > done.load() ? 1 : 0;
 }

@@ -88,4 +88,27 @@ bool has_write_concern_error(const bson_t* reply) {
          bson_iter_recurse(&iter, &errors) && bson_iter_next(&errors);
 }
 
+std::vector<WriteError> write_errors(const bson_t* reply) {
+  std::vector<WriteError> out;
+  bson_iter_t iter, errors;
+  if (!bson_iter_init_find(&iter, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&iter) ||
+      !bson_iter_recurse(&iter, &errors)) {
+    return out;
+  }
+  while (bson_iter_next(&errors)) {
+    bson_iter_t item;
+    if (!bson_iter_recurse(&errors, &item)) continue;
+    WriteError error;
+    while (bson_iter_next(&item)) {
+      const std::string_view key = bson_iter_key(&item);
+      if (key == "index") error.index = bson_iter_as_int64(&item);
+      if (key == "code") error.code = bson_iter_as_int64(&item);
+      if (key == "errmsg" && BSON_ITER_HOLDS_UTF8(&item))
+        error.message = bson_iter_utf8(&item, nullptr);
+    }
+    out.push_back(std::move(error));
+  }
+  return out;
+}
+
 }  // namespace telemetryd::mongo

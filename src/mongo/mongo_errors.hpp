@@ -9,6 +9,8 @@
 #include <mongoc/mongoc.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "telemetryd/result.hpp"
 
@@ -47,6 +49,19 @@ bool only_write_errors(const bson_error_t& error, const WriteErrors& write_error
   }
   return false;
 }
+
+/// The server's code for a duplicate key (E11000).
+inline constexpr std::int64_t kDuplicateKey = 11000;
+
+/// One item of a reply's writeErrors (insert_many, bulk).
+struct WriteError {
+  std::int64_t index = -1;
+  std::int64_t code = 0;
+  std::string message;
+};
+
+/// The writeErrors of an insert or bulk reply, in the reply's order.
+std::vector<WriteError> write_errors(const bson_t* reply);
 
 /// True when an insert/update reply carries writeConcernErrors: written, but not as durably as
 /// asked, so not done.

@@ -13,9 +13,12 @@
 #include <tuple>
 
 #include "mongo/bson_json.hpp"
+#include "mongo/bson_ptr.hpp"
 #include "mongo/json_to_bson.hpp"
 #include "mongo/mongo_errors.hpp"
 #include "mongo/mongo_index.hpp"
+#include "mongo/mongo_latest_view.hpp"
+#include "mongo/upsert_bulk.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/time_format.hpp"
@@ -37,11 +40,6 @@ class MongoStore::Client {
 };
 
 namespace {
-
-struct BsonDeleter {
-  void operator()(bson_t* b) const { bson_destroy(b); }
-};
-using BsonPtr = std::unique_ptr<bson_t, BsonDeleter>;
 
 // Where MongoStore keeps the cost of each usage document (docs/cost.md): one document per usage
 // document, same _id, with its ts, window, model, tenant and deployment and the `cost` block.
@@ -77,43 +75,6 @@ Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collecti
   return json.take();
 }
 
-// One item of a reply's writeErrors (insert_many, bulk).
-struct WriteError {
-  std::int64_t index = -1;
-  std::int64_t code = 0;
-  std::string message;
-};
-
-std::vector<WriteError> write_errors(const bson_t* reply) {
-  std::vector<WriteError> out;
-  bson_iter_t iter, errors;
-  if (!bson_iter_init_find(&iter, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&iter) ||
-      !bson_iter_recurse(&iter, &errors)) {
-    return out;
-  }
-  while (bson_iter_next(&errors)) {
-    bson_iter_t item;
-    if (!bson_iter_recurse(&errors, &item)) continue;
-    WriteError error;
-    while (bson_iter_next(&item)) {
-      const std::string_view key = bson_iter_key(&item);
-      if (key == "index") error.index = bson_iter_as_int64(&item);
-      if (key == "code") error.code = bson_iter_as_int64(&item);
-      if (key == "errmsg" && BSON_ITER_HOLDS_UTF8(&item))
-        error.message = bson_iter_utf8(&item, nullptr);
-    }
-    out.push_back(std::move(error));
-  }
-  return out;
-}
-
-constexpr std::int64_t kDuplicateKey = 11000;
-
-struct Upsert {
-  BsonPtr selector;
-  BsonPtr update;
-};
-
 // Unordered upserts, one per _id. Two processors upserting the same new _id at once can both try
 // the insert, and the loser gets E11000 (MongoDB retries that itself for an equality on _id;
 // FerretDB never). Tried again, the upsert finds the document and updates it, so a race never
@@ -126,52 +87,16 @@ struct Upsert {
 //   is a retryable error: a conflict, not an answer about the documents.
 constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
 
-// Every update here is an update_many on an _id (so it changes one document at most), never an
-// update_one: FerretDB 1.24 (SQLite backend) keeps the query of an update_one statement open
-// until its whole update command ends, holding one of the database's 100 pooled connections,
-// while each statement's write takes another. A command of about 100 update_one statements, or
-// a few such commands at once (three processors writing costs), then waits forever for a
-// connection that it holds itself, and every later request to that database waits behind it.
-// An update_many statement reads its query to the end, which frees the connection at once.
-
 Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
-  const BsonPtr bulk_opts(BCON_NEW("ordered", BCON_BOOL(false)));
-  const BsonPtr upsert(BCON_NEW("upsert", BCON_BOOL(true)));
   std::size_t from = 0;
   int retries = 0;  // of the upsert at `from`
   while (from < ops.size()) {
-    mongoc_bulk_operation_t* bulk =
-        mongoc_collection_create_bulk_operation_with_opts(collection, bulk_opts.get());
-    bson_error_t error;
-    for (std::size_t i = from; i < ops.size(); ++i) {
-      if (!mongoc_bulk_operation_update_many_with_opts(bulk, ops[i].selector.get(),
-                                                       ops[i].update.get(), upsert.get(), &error)) {
-        mongoc_bulk_operation_destroy(bulk);
-        return Error::permanent(error.message);  // a malformed update: a bug, not the server
-      }
-    }
-    bson_t reply;
-    const bool ok = mongoc_bulk_operation_execute(bulk, &reply, &error) != 0;
-    mongoc_bulk_operation_destroy(bulk);
-    const std::vector<WriteError> errors = write_errors(&reply);
-    const bool concern_failed = has_write_concern_error(&reply);
-    bson_destroy(&reply);
-    if (concern_failed)
-      return Error::retryable("write concern not satisfied: " + std::string(error.message));
-    if (ok) return true;
-    // No write error: the server did not answer. Another write error: an answer to pass on.
-    if (errors.empty()) return classify(error);
-    std::size_t first_failed = ops.size();
-    for (const auto& e : errors) {
-      if (e.code != kDuplicateKey || e.index < 0 ||
-          static_cast<std::size_t>(e.index) >= ops.size() - from) {
-        return classify(error);
-      }
-      first_failed = std::min(first_failed, from + static_cast<std::size_t>(e.index));
-    }
+    Result<std::optional<std::size_t>> refused = run_upserts(collection, ops, from);
+    if (!refused) return refused.error();
+    if (!refused.value()) return true;
+    const std::size_t first_failed = *refused.value();
     retries = first_failed == from ? retries + 1 : 1;
-    if (retries > kRaceRetries)
-      return Error::retryable("upsert kept racing another writer: " + std::string(error.message));
+    if (retries > kRaceRetries) return Error::retryable("upsert kept racing another writer");
     std::this_thread::sleep_for(std::chrono::milliseconds(10) * (1 << (retries - 1)));
     from = first_failed;
   }
@@ -293,7 +218,10 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
   }
   if (settings_.ttl_days > 0) {
     const BsonPtr ts(BCON_NEW("ts", BCON_INT32(1)));
-    for (const char* collection : {"gpu_metrics", "token_usage", kCostCollection}) {
+    // The latest view expires with its GPU's last sample, so a GPU whose history the TTL
+    // removed leaves /v1/devices as it did when that read the history.
+    for (const char* collection :
+         {"gpu_metrics", "token_usage", kCostCollection, kLatestCollection}) {
       Result<bool> created = create_index(client, settings_.database, collection, "ts_ttl",
                                           ts.get(), settings_.ttl_days * 86400);
       if (!created) return created;
@@ -305,6 +233,10 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
 Result<bool> MongoStore::prepare(const processor::GpuCatalog& catalog) {
   Client client(pool_);
   if (auto indexes = ensure_indexes(client.get()); !indexes) return indexes.error();
+  // A database from before the view gets it filled once, so an upgrade keeps /v1/devices.
+  if (auto filled = backfill_latest(client.get(), settings_.database); !filled) {
+    return filled.error();
+  }
   // Through upsert_all: processors started together on a new database upsert the same entries
   // at once, and FerretDB answers the loser of each race with E11000, which must not stop it.
   std::vector<Upsert> ops;
@@ -348,6 +280,34 @@ Result<std::vector<WriteError>> insert_each(mongoc_collection_t* collection,
     }
   }
   return errors;
+}
+
+// The newest stored sample of each GPU in the batch into the latest view (one bulk). Duplicates
+// count as stored: a retried batch whose samples went in before its view update failed must
+// still reach the view. A refused document never does.
+Result<bool> keep_latest(mongoc_client_t* client, const std::string& database,
+                         const std::vector<processor::StoredEvent>& batch,
+                         const std::vector<BsonPtr>& docs,
+                         const std::vector<std::size_t>& positions,
+                         const std::vector<WriteError>& errors) {
+  std::vector<bool> refused(docs.size(), false);
+  for (const auto& e : errors) {
+    if (e.code != kDuplicateKey && e.index >= 0 && static_cast<std::size_t>(e.index) < docs.size())
+      refused[e.index] = true;
+  }
+  std::map<std::string_view, std::size_t> newest;  // gpu_uuid -> index in docs
+  for (std::size_t k = 0; k < docs.size(); ++k) {
+    if (refused[k]) continue;
+    const auto& e = *batch[positions[k]].event;
+    auto [it, added] = newest.try_emplace(e.gpu_uuid, k);
+    if (!added && batch[positions[it->second]].event->time < e.time) it->second = k;
+  }
+  std::vector<ViewUpdate> samples;
+  for (const auto& [uuid, k] : newest) {
+    const auto& e = *batch[positions[k]].event;
+    samples.push_back({e.gpu_uuid, unix_ms(e.time), e.host, docs[k].get()});
+  }
+  return upsert_latest(client, database, samples);
 }
 
 }  // namespace
@@ -433,6 +393,14 @@ Result<processor::WriteOutcome> MongoStore::write(
     const std::size_t inserted = docs.size() - errors.size();
     (kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                     : outcome.token_usage_inserted) += inserted;
+    if (kind == EventKind::kGpuMetrics) {
+      if (auto latest =
+              keep_latest(client.get(), settings_.database, batch, docs, positions, errors);
+          !latest) {
+        return latest.error();
+      }
+      latest_changed();
+    }
   }
   // Ascending, whichever collection each came from.
   std::sort(outcome.duplicate_indexes.begin(), outcome.duplicate_indexes.end());
@@ -440,28 +408,9 @@ Result<processor::WriteOutcome> MongoStore::write(
 }
 
 Result<std::string> MongoStore::latest_gpu_json(const processor::GpuQuery& query) {
-  Client client(pool_);
-  mongoc_collection_t* collection =
-      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
-  BsonPtr filter(bson_new());
-  if (!query.gpu_uuid.empty()) BSON_APPEND_UTF8(filter.get(), "gpu_uuid", query.gpu_uuid.c_str());
-  if (!query.host.empty()) BSON_APPEND_UTF8(filter.get(), "host", query.host.c_str());
-  BsonPtr opts(BCON_NEW("sort", "{", "ts", BCON_INT32(-1), "}", "limit", BCON_INT64(1)));
-  mongoc_cursor_t* cursor =
-      mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
-  const bson_t* doc = nullptr;
-  std::string out = "null";
-  if (mongoc_cursor_next(cursor, &doc)) {
-    JsonWriter json;
-    write_bson_document(json, doc);
-    out = json.take();
-  }
-  bson_error_t error;
-  const bool failed = mongoc_cursor_error(cursor, &error);
-  mongoc_cursor_destroy(cursor);
-  mongoc_collection_destroy(collection);
-  if (failed) return classify(error);
-  return out;
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::latest_json_of(samples.value(), query);
 }
 
 Result<std::string> MongoStore::gpus_json() {
@@ -655,73 +604,15 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
   return processor::series_points_json(points);
 }
 
-// distinct, then the latest document of each GPU on the {gpu_uuid, ts} index: FerretDB 1.24
-// has no $first to take it in one $sort + $group. One query per GPU is bounded by the fleet.
 Result<std::string> MongoStore::devices_json() {
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::devices_json_of(samples.value());
+}
+
+Result<std::vector<processor::LatestSample>> MongoStore::latest_samples() {
   Client client(pool_);
-  mongoc_collection_t* collection =
-      mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
-  BsonPtr command(BCON_NEW("distinct", BCON_UTF8("gpu_metrics"), "key", BCON_UTF8("gpu_uuid")));
-  bson_t reply;
-  bson_error_t error;
-  if (!mongoc_collection_read_command_with_opts(collection, command.get(), nullptr, nullptr, &reply,
-                                                &error)) {
-    bson_destroy(&reply);
-    mongoc_collection_destroy(collection);
-    return classify(error);
-  }
-  std::vector<std::string> uuids;
-  bson_iter_t iter, values;
-  if (bson_iter_init_find(&iter, &reply, "values") && BSON_ITER_HOLDS_ARRAY(&iter) &&
-      bson_iter_recurse(&iter, &values)) {
-    while (bson_iter_next(&values)) {
-      if (BSON_ITER_HOLDS_UTF8(&values)) uuids.emplace_back(bson_iter_utf8(&values, nullptr));
-    }
-  }
-  bson_destroy(&reply);
-  std::sort(uuids.begin(), uuids.end());
-
-  BsonPtr opts(bson_new());
-  bson_t projection;
-  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "projection", &projection);
-  BSON_APPEND_INT32(&projection, "_id", 0);
-  for (const char* field : processor::kDeviceFields) BSON_APPEND_INT32(&projection, field, 1);
-  bson_append_document_end(opts.get(), &projection);
-  bson_t sort;
-  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "sort", &sort);
-  BSON_APPEND_INT32(&sort, "ts", -1);
-  bson_append_document_end(opts.get(), &sort);
-  BSON_APPEND_INT64(opts.get(), "limit", 1);
-
-  JsonWriter json;
-  json.begin_array();
-  Result<std::string> result = std::string();
-  for (const auto& uuid : uuids) {
-    BsonPtr filter(BCON_NEW("gpu_uuid", BCON_UTF8(uuid.c_str())));
-    mongoc_cursor_t* cursor =
-        mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
-    const bson_t* doc = nullptr;
-    if (mongoc_cursor_next(cursor, &doc)) {
-      json.begin_object();
-      for (const char* field : processor::kDeviceFields) {
-        if (bson_iter_init_find(&iter, doc, field) && !BSON_ITER_HOLDS_NULL(&iter)) {
-          json.key(field);
-          write_bson_value(json, &iter);
-        }
-      }
-      json.end_object();
-    }
-    const bool failed = mongoc_cursor_error(cursor, &error);
-    mongoc_cursor_destroy(cursor);
-    if (failed) {
-      result = classify(error);
-      break;
-    }
-  }
-  mongoc_collection_destroy(collection);
-  if (!result) return result;
-  json.end_array();
-  return json.take();
+  return latest_samples_of(client.get(), settings_.database);
 }
 
 // ---- Cost (docs/cost.md) ----

@@ -40,6 +40,8 @@ class MongoStore final : public processor::Store {
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
   Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
+  bool keeps_latest_view() const override { return true; }
+  Result<std::vector<processor::LatestSample>> latest_samples() override;
 
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;

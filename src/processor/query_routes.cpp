@@ -315,20 +315,43 @@ void add_guarded(http::Router& router, const char* path,
              });
 }
 
-// GET /v1/gpus and /v1/devices: one list from the store, under `key`.
+// How long a copy of the latest view serves /gpu/info and /v1/devices before it is read again,
+// when this process stored nothing since: the bound on how far behind another processor's
+// writes to the same database those answers may be.
+constexpr std::chrono::milliseconds kLatestViewMaxAge{1000};
+
+// A list route's answer without a database round trip (nullopt: ask `query` on the pool).
+using CachedList = std::function<std::optional<std::string>()>;
+using ListQuery = std::function<Result<std::string>()>;
+
+http::Response list_response(const std::string& key, const std::string& list) {
+  return http::json_response(beast_http::status::ok, "{\"" + key + "\":" + list + "}");
+}
+
+// GET /v1/gpus and /v1/devices: one list, under `key`.
 void add_list_route(http::Router& router, const char* path, std::string key,
-                    const std::shared_ptr<const QueryGuard>& guard, Store& store,
-                    asio::thread_pool& blocking, Result<std::string> (Store::*list)()) {
-  add_guarded(router, path, guard, store,
-              [&blocking, &store, key = std::move(key), list](
-                  const http::RequestContext&,
-                  const http::TokenClient&) -> asio::awaitable<http::Response> {
-                const QueryOutcome outcome =
-                    co_await on_pool(blocking, [&store, list] { return (store.*list)(); });
-                if (!outcome.ok) co_return unavailable(outcome);
-                co_return http::json_response(beast_http::status::ok,
-                                              "{\"" + key + "\":" + outcome.body + "}");
-              });
+                    const std::shared_ptr<const QueryGuard>& guard, const Store& store,
+                    asio::thread_pool& blocking, CachedList cached, ListQuery query) {
+  add_guarded(
+      router, path, guard, store,
+      [&blocking, key = std::move(key), cached = std::move(cached), query = std::move(query)](
+          const http::RequestContext&,
+          const http::TokenClient&) -> asio::awaitable<http::Response> {
+        if (const std::optional<std::string> list = cached()) {
+          co_return list_response(key, *list);
+        }
+        const QueryOutcome outcome = co_await on_pool(blocking, [&query] { return query(); });
+        if (!outcome.ok) co_return unavailable(outcome);
+        co_return list_response(key, outcome.body);
+      });
+}
+
+http::Response latest_response(const std::string& body) {
+  if (body == "null") {
+    return http::json_error(beast_http::status::not_found, "not_found",
+                            "no GPU metrics stored for this filter");
+  }
+  return http::json_response(beast_http::status::ok, body);
 }
 
 }  // namespace
@@ -336,21 +359,30 @@ void add_list_route(http::Router& router, const char* path, std::string key,
 void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& store,
                       std::optional<http::BearerTokens> tokens, metrics::Registry& metrics) {
   const auto guard = std::make_shared<const QueryGuard>(std::move(tokens), metrics);
-  add_guarded(router, "/gpu/info", guard, store,
-              [&blocking, &store](const http::RequestContext& ctx,
+  // A store that keeps the latest view answers /gpu/info and /v1/devices from memory.
+  const std::shared_ptr<LatestViewCache> latest =
+      store.keeps_latest_view() ? std::make_shared<LatestViewCache>(store, kLatestViewMaxAge)
+                                : nullptr;
+  add_guarded(
+      router, "/gpu/info", guard, store,
+      [&blocking, &store, latest](const http::RequestContext& ctx,
                                   const http::TokenClient&) -> asio::awaitable<http::Response> {
-                GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
-                               query_param(ctx, "host").value_or("")};
-                const QueryOutcome outcome = co_await on_pool(
-                    blocking, [&store, &query] { return store.latest_gpu_json(query); });
-                if (!outcome.ok) co_return unavailable(outcome);
-                if (outcome.body == "null") {
-                  co_return http::json_error(beast_http::status::not_found, "not_found",
-                                             "no GPU metrics stored for this filter");
-                }
-                co_return http::json_response(beast_http::status::ok, outcome.body);
-              });
-  add_list_route(router, "/v1/gpus", "gpus", guard, store, blocking, &Store::gpus_json);
+        GpuQuery query{query_param(ctx, "gpu_uuid").value_or(""),
+                       query_param(ctx, "host").value_or("")};
+        if (latest) {
+          if (const std::optional<std::string> body = latest->cached_latest_json(query)) {
+            co_return latest_response(*body);
+          }
+        }
+        const QueryOutcome outcome = co_await on_pool(blocking, [&store, &latest, &query] {
+          return latest ? latest->latest_json(query) : store.latest_gpu_json(query);
+        });
+        if (!outcome.ok) co_return unavailable(outcome);
+        co_return latest_response(outcome.body);
+      });
+  add_list_route(
+      router, "/v1/gpus", "gpus", guard, store, blocking,
+      [] { return std::optional<std::string>(); }, [&store] { return store.gpus_json(); });
   add_guarded(router, "/v1/usage", guard, store,
               [&blocking, &store, guard](
                   const http::RequestContext& ctx,
@@ -381,7 +413,10 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
         }
         co_return http::json_response(beast_http::status::ok, series_body(query, outcome.body));
       });
-  add_list_route(router, "/v1/devices", "devices", guard, store, blocking, &Store::devices_json);
+  add_list_route(
+      router, "/v1/devices", "devices", guard, store, blocking,
+      [latest] { return latest ? latest->cached_devices_json() : std::optional<std::string>(); },
+      [&store, latest] { return latest ? latest->devices_json() : store.devices_json(); });
 }
 
 }  // namespace telemetryd::processor

@@ -3,7 +3,9 @@
 // the embedded `all` role. Writes are idempotent by event id, so a redelivered event is stored
 // once.
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "processor/event_decoder.hpp"
 #include "processor/gpu_catalog.hpp"
 #include "processor/gpu_series.hpp"
+#include "processor/latest_view.hpp"
 #include "telemetryd/result.hpp"
 
 namespace telemetryd::processor {
@@ -76,6 +79,18 @@ class Store {
   /// False for a write-only store (InfluxDB): the query routes then answer 501.
   virtual bool supports_queries() const { return true; }
 
+  // ---- The latest view (processor/latest_view.hpp): one newest-wins sample per GPU ----
+  /// True for a store that keeps it on write: the query routes then answer /gpu/info and
+  /// /v1/devices from an in-memory copy (LatestViewCache) instead of asking the two above.
+  virtual bool keeps_latest_view() const { return false; }
+  /// Every GPU's latest sample in gpu_uuid order (only where keeps_latest_view()).
+  virtual Result<std::vector<LatestSample>> latest_samples() {
+    return Error::permanent("this store keeps no latest view");
+  }
+  /// Grows each time this process stored GPU samples: a copy of the view older than that is
+  /// stale.
+  std::uint64_t latest_generation() const { return latest_generation_.load(); }
+
   // ---- Cost (src/cost/, docs/cost.md): windows priced from what is stored ----
   /// False for a write-only store: nothing is priced, and the methods below answer a permanent
   /// error.
@@ -124,8 +139,13 @@ class Store {
     return no_costs();
   }
 
+ protected:
+  /// Called by write() after it stored GPU samples (committed).
+  void latest_changed() { latest_generation_.fetch_add(1); }
+
  private:
   static Error no_costs() { return Error::permanent("this store keeps no cost windows"); }
+  std::atomic<std::uint64_t> latest_generation_{0};
 };
 
 }  // namespace telemetryd::processor

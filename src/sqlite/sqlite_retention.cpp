@@ -91,6 +91,12 @@ Result<RetentionPass> SqliteStore::enforce_retention(const RetentionSettings& se
         if (n.value() < settings.batch_rows) break;
       }
     }
+    // A GPU whose latest sample is gone has no sample left: it leaves the latest view too, as
+    // it left /v1/devices when that read the history.
+    if (Result<std::int64_t> latest = change("DELETE FROM gpu_latest WHERE ts < ?1", {before});
+        !latest) {
+      return latest.error();
+    }
     Result<std::int64_t> windows = change("DELETE FROM cost_windows WHERE start < ?1", {before});
     if (!windows) return windows.error();
     pass.cost_windows += windows.value();

@@ -55,6 +55,13 @@ std::string document_json(const processor::StoredEvent& stored) {
   return out;
 }
 
+// Newest wins: a redelivered or older sample leaves the GPU's row as it is (a tie keeps the
+// sample stored first).
+constexpr const char* kUpsertLatest =
+    "INSERT INTO gpu_latest (gpu_uuid, ts, host, doc) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT(gpu_uuid) DO UPDATE SET ts = excluded.ts, host = excluded.host, "
+    "doc = excluded.doc WHERE excluded.ts > gpu_latest.ts";
+
 }  // namespace
 
 SqliteStore::SqliteStore(const std::string& path) : path_(path) {
@@ -106,6 +113,17 @@ Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
            "CREATE INDEX IF NOT EXISTS token_usage_model_ts ON token_usage (model, ts)",
            "CREATE INDEX IF NOT EXISTS token_usage_tenant_ts ON token_usage (tenant_id, ts)",
            "CREATE TABLE IF NOT EXISTS gpus (name TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+           // The latest sample of each GPU (newest wins, see kUpsertLatest), so /gpu/info and
+           // /v1/devices read one row per GPU instead of sorting the history.
+           "CREATE TABLE IF NOT EXISTS gpu_latest (gpu_uuid TEXT PRIMARY KEY, ts INTEGER NOT "
+           "NULL, host TEXT NOT NULL, doc TEXT NOT NULL)",
+           // A file written before the view existed: filled once from the history (the
+           // bare-column rule takes host and doc from the row holding max(ts)). A file that has
+           // it keeps it, so this costs one probe at every later start.
+           "INSERT INTO gpu_latest (gpu_uuid, ts, host, doc) SELECT gpu_uuid, max(ts), host, doc "
+           "FROM gpu_metrics WHERE NOT EXISTS (SELECT 1 FROM gpu_latest) GROUP BY gpu_uuid "
+           "ON CONFLICT(gpu_uuid) DO UPDATE SET ts = excluded.ts, host = excluded.host, doc = "
+           "excluded.doc WHERE excluded.ts > gpu_latest.ts",
            // Cost windows are read by time alone (docs/cost.md).
            "CREATE INDEX IF NOT EXISTS gpu_metrics_ts ON gpu_metrics (ts)",
            "CREATE INDEX IF NOT EXISTS token_usage_ts ON token_usage (ts)",
@@ -167,6 +185,15 @@ Result<processor::WriteOutcome> SqliteStore::write(
                      "output_tokens, amount_usd, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                      -1, &raw_usage, nullptr);
   const Statement metrics(raw_metrics), usage(raw_usage);
+  const Statement latest = prepare_statement(db_, kUpsertLatest);
+  const auto failed = [&] {
+    const std::string message = error_message();
+    const std::string code = "sqlite:" + std::to_string(sqlite3_extended_errcode(db_));
+    exec("ROLLBACK");
+    // A full disk or a locked file may pass; retrying keeps the events.
+    return Error::retryable(path_ + ": " + message, code);
+  };
+  if (!metrics || !usage || !latest) return failed();
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto& e = *batch[i].event;
     sqlite3_stmt* s = e.kind == EventKind::kGpuMetrics ? metrics.get() : usage.get();
@@ -174,29 +201,33 @@ Result<processor::WriteOutcome> SqliteStore::write(
     sqlite3_reset(s);
     bind_text(s, 1, e.id);
     sqlite3_bind_int64(s, 2, unix_ms(e.time));
+    std::string doc = document_json(batch[i]);
     if (e.kind == EventKind::kGpuMetrics) {
       bind_text(s, 3, e.gpu_uuid);
       bind_text(s, 4, e.host);
-      bind_text(s, 5, document_json(batch[i]));
+      bind_text(s, 5, doc);
     } else {
       bind_text(s, 3, e.model);
       bind_text(s, 4, e.tenant_id);
       sqlite3_bind_int64(s, 5, e.input_tokens);
       sqlite3_bind_int64(s, 6, e.output_tokens);
       sqlite3_bind_null(s, 7);  // amount_usd: set when the window is priced
-      bind_text(s, 8, document_json(batch[i]));
+      bind_text(s, 8, doc);
     }
-    if (sqlite3_step(s) != SQLITE_DONE) {
-      const std::string message = error_message();
-      const std::string code = "sqlite:" + std::to_string(sqlite3_extended_errcode(db_));
-      exec("ROLLBACK");
-      // A full disk or a locked file may pass; retrying keeps the events.
-      return Error::retryable(path_ + ": " + message, code);
-    }
+    if (sqlite3_step(s) != SQLITE_DONE) return failed();
     if (sqlite3_changes(db_) == 0) {
       ++outcome.duplicates;
       outcome.duplicate_indexes.push_back(i);
     } else {
+      if (e.kind == EventKind::kGpuMetrics) {
+        // In the samples' transaction, so the view never holds a sample the history lacks.
+        sqlite3_reset(latest.get());
+        bind_text(latest.get(), 1, e.gpu_uuid);
+        sqlite3_bind_int64(latest.get(), 2, unix_ms(e.time));
+        bind_text(latest.get(), 3, e.host);
+        bind_text(latest.get(), 4, doc);
+        if (sqlite3_step(latest.get()) != SQLITE_DONE) return failed();
+      }
       ++(e.kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                           : outcome.token_usage_inserted);
     }
@@ -205,24 +236,14 @@ Result<processor::WriteOutcome> SqliteStore::write(
     exec("ROLLBACK");
     return Error::retryable(r.error().message);
   }
+  if (outcome.gpu_metrics_inserted > 0) latest_changed();
   return outcome;
 }
 
 Result<std::string> SqliteStore::latest_gpu_json(const processor::GpuQuery& query) {
-  const std::lock_guard lock(mutex_);
-  sqlite3_stmt* raw = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "SELECT doc FROM gpu_metrics WHERE (?1 = '' OR gpu_uuid = ?1) AND (?2 = '' OR "
-                     "host = ?2) ORDER BY ts DESC LIMIT 1",
-                     -1, &raw, nullptr);
-  const Statement s(raw);
-  bind_text(s.get(), 1, query.gpu_uuid);
-  bind_text(s.get(), 2, query.host);
-  const int rc = sqlite3_step(s.get());
-  if (rc == SQLITE_ROW)
-    return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
-  if (rc == SQLITE_DONE) return std::string("null");
-  return Error::retryable(error_message());
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::latest_json_of(samples.value(), query);
 }
 
 Result<std::string> SqliteStore::gpus_json() {
@@ -347,24 +368,32 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
 }
 
 Result<std::string> SqliteStore::devices_json() {
-  // SQLite's bare-column rule: with max(ts) as the only aggregate, doc comes from the row that
-  // holds the maximum, so this is the latest document per GPU in one pass over the
-  // (gpu_uuid, ts) index.
-  std::string sql = "SELECT max(ts)";
+  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  if (!samples) return samples.error();
+  return processor::devices_json_of(samples.value());
+}
+
+Result<std::vector<processor::LatestSample>> SqliteStore::latest_samples() {
+  // One row per GPU in the latest view, in its primary key's order.
+  constexpr int kFirstField = 4;
+  std::string sql = "SELECT gpu_uuid, host, ts, doc";
   for (const char* field : processor::kDeviceFields) {
     sql += ", json_extract(doc, '$." + std::string(field) + "')";
   }
-  sql += " FROM gpu_metrics GROUP BY gpu_uuid ORDER BY gpu_uuid";
+  sql += " FROM gpu_latest ORDER BY gpu_uuid";
   const std::lock_guard lock(mutex_);
   const Statement s = prepare_statement(db_, sql);
   if (!s) return Error::retryable(error_message());
-  JsonWriter json;
-  json.begin_array();
+  std::vector<processor::LatestSample> samples;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    const auto text = [&](int column) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), column)));
+    };
+    JsonWriter json;
     json.begin_object();
     for (std::size_t i = 0; i < processor::kDeviceFields.size(); ++i) {
-      const int column = 1 + static_cast<int>(i);
+      const int column = kFirstField + static_cast<int>(i);
       switch (sqlite3_column_type(s.get(), column)) {
         case SQLITE_INTEGER:
           json.key(processor::kDeviceFields[i])
@@ -374,18 +403,17 @@ Result<std::string> SqliteStore::devices_json() {
           json.key(processor::kDeviceFields[i]).value(sqlite3_column_double(s.get(), column));
           break;
         case SQLITE_TEXT:
-          json.key(processor::kDeviceFields[i])
-              .value(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), column)));
+          json.key(processor::kDeviceFields[i]).value(text(column));
           break;
         default:
           break;  // absent from the document
       }
     }
     json.end_object();
+    samples.push_back({text(0), text(1), sqlite3_column_int64(s.get(), 2), text(3), json.take()});
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
-  json.end_array();
-  return json.take();
+  return samples;
 }
 
 // ---- Cost windows (docs/cost.md) ----

@@ -63,6 +63,8 @@ class SqliteStore final : public processor::Store, public processor::DeadLetterS
   Result<std::string> usage_json(const processor::UsageQuery& query) override;
   Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
+  bool keeps_latest_view() const override { return true; }
+  Result<std::vector<processor::LatestSample>> latest_samples() override;
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;
   Result<std::vector<processor::CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,

@@ -11,6 +11,7 @@
 #include "mongo/mongo_store.hpp"
 #include "support/child_process.hpp"
 #include "support/gpu_history_samples.hpp"
+#include "support/latest_view_checks.hpp"
 #include "support/mongo_probe.hpp"
 
 using namespace telemetryd;
@@ -25,6 +26,17 @@ mongo::MongoStoreSettings settings_for(const std::string& uri, const std::string
   settings.database = database;
   return settings;
 }
+
+// A database of its own, dropped when the test ends.
+struct TestDatabase {
+  std::string uri = test_support::required_env("TELEMETRYD_TEST_MONGO_URI");
+  std::string name;
+  explicit TestDatabase(const char* prefix)
+      : name(prefix + std::to_string(getpid()) + "_" +
+             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() %
+                            100000000)) {}
+  ~TestDatabase() { test_support::drop_database(uri, name); }
+};
 
 }  // namespace
 
@@ -88,4 +100,42 @@ TEST_CASE("MongoStore history queries fail retryably when the database does not 
   const auto devices = store.devices_json();
   REQUIRE_FALSE(devices);
   CHECK(devices.error().kind == Error::Kind::kRetryable);
+}
+
+TEST_CASE("MongoStore latest view: newer wins, older, duplicate and tied samples are ignored",
+          "[history][latest][itest]") {
+  const TestDatabase db("lvitest");
+  mongo::MongoStore store(settings_for(db.uri, db.name));
+  REQUIRE(store.prepare(GpuCatalog{}));
+  test_support::check_latest_view_is_newest_wins(store);
+  // One view document per GPU, whatever the history holds.
+  CHECK(test_support::count_documents(db.uri, db.name, "gpu_latest") == 2);
+  CHECK(test_support::count_documents(db.uri, db.name, "gpu_metrics") == 7);
+}
+
+TEST_CASE("MongoStore latest view: a database from before the view is filled at start",
+          "[history][latest][itest]") {
+  const TestDatabase db("lvbackfill");
+  {
+    mongo::MongoStore store(settings_for(db.uri, db.name));
+    REQUIRE(store.prepare(GpuCatalog{}));
+    REQUIRE(store.write(test_support::stored(test_support::history_events())));
+  }
+  // What an older release left: the history without the view.
+  test_support::drop_collection(db.uri, db.name, "gpu_latest");
+  REQUIRE(test_support::count_documents(db.uri, db.name, "gpu_latest") == 0);
+
+  mongo::MongoStore store(settings_for(db.uri, db.name));
+  REQUIRE(store.prepare(GpuCatalog{}));
+  CHECK(store.devices_json().value() == test_support::kHistoryDevicesJson);
+  CHECK(test_support::latest_id(store, "GPU-hist-1") == "h-5");
+  CHECK(test_support::latest_id(store, "", "node-b") == "h-other");
+
+  // A later start leaves a filled view as it is, and writes go on from it.
+  mongo::MongoStore again(settings_for(db.uri, db.name));
+  REQUIRE(again.prepare(GpuCatalog{}));
+  test_support::write_events(
+      again, {test_support::history_event("h-6", "GPU-hist-1", std::chrono::seconds(50), "")});
+  CHECK(test_support::latest_id(again, "GPU-hist-1") == "h-6");
+  CHECK(test_support::count_documents(db.uri, db.name, "gpu_latest") == 2);
 }

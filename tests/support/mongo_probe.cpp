@@ -83,4 +83,16 @@ void drop_database(const std::string& uri, const std::string& database) {
   mongoc_client_destroy(client);
 }
 
+void drop_collection(const std::string& uri, const std::string& database,
+                     const std::string& collection) {
+  static MongoInit init;
+  mongoc_client_t* client = mongoc_client_new(uri.c_str());
+  if (client == nullptr) return;
+  mongoc_collection_t* c =
+      mongoc_client_get_collection(client, database.c_str(), collection.c_str());
+  mongoc_collection_drop(c, nullptr);
+  mongoc_collection_destroy(c);
+  mongoc_client_destroy(client);
+}
+
 }  // namespace test_support

@@ -18,5 +18,8 @@ std::vector<std::string> find_documents_json(const std::string& uri, const std::
                                              const std::string& filter_json = {});
 /// Drops a test database (cleanup; errors ignored).
 void drop_database(const std::string& uri, const std::string& database);
+/// Drops one collection of a test database (errors ignored).
+void drop_collection(const std::string& uri, const std::string& database,
+                     const std::string& collection);
 
 }  // namespace test_support

@@ -1,0 +1,101 @@
+// The SQLite store's latest-sample-per-GPU view (gpu_latest): newest wins under redelivery and
+// late samples, and a file written before the view existed gets it filled at start.
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "sqlite/sqlite_store.hpp"
+#include "support/gpu_history_samples.hpp"
+#include "support/latest_view_checks.hpp"
+
+using namespace telemetryd;
+using namespace telemetryd::processor;
+
+namespace {
+
+struct TempFile {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("telemetryd-latest-" + std::to_string(getpid()));
+  std::filesystem::path path = dir / "latest.sqlite3";
+  TempFile() { std::filesystem::create_directories(dir); }
+  ~TempFile() { std::filesystem::remove_all(dir); }
+};
+
+void exec_sql(const std::filesystem::path& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
+  INFO((error ? error : ""));
+  sqlite3_free(error);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+}  // namespace
+
+TEST_CASE("SQLite latest view: newer wins, older, duplicate and tied samples are ignored",
+          "[sqlite][latest]") {
+  TempFile file;
+  sqlite::SqliteStore store(file.path.string());
+  REQUIRE(store.prepare(GpuCatalog{}));
+  test_support::check_latest_view_is_newest_wins(store);
+}
+
+TEST_CASE("SQLite latest view: a file written before the view is filled from history at start",
+          "[sqlite][latest]") {
+  TempFile file;
+  {
+    sqlite::SqliteStore store(file.path.string());
+    REQUIRE(store.prepare(GpuCatalog{}));
+    REQUIRE(store.write(test_support::stored(test_support::history_events())));
+  }
+  // What an older release left: the history without the view.
+  exec_sql(file.path, "DROP TABLE gpu_latest");
+
+  sqlite::SqliteStore store(file.path.string());
+  REQUIRE(store.prepare(GpuCatalog{}));
+  CHECK(store.devices_json().value() == test_support::kHistoryDevicesJson);
+  CHECK(test_support::latest_id(store, "GPU-hist-1") == "h-5");
+  CHECK(test_support::latest_id(store, "GPU-hist-2") == "h-other");
+
+  // A later start leaves a filled view as it is, and writes go on from it.
+  sqlite::SqliteStore again(file.path.string());
+  REQUIRE(again.prepare(GpuCatalog{}));
+  test_support::write_events(
+      again, {test_support::history_event("h-6", "GPU-hist-1", std::chrono::seconds(50), "")});
+  CHECK(test_support::latest_id(again, "GPU-hist-1") == "h-6");
+  CHECK(test_support::latest_id(again, "", "node-b") == "h-other");
+}
+
+TEST_CASE("the in-memory copy of the view answers without the store until this process writes",
+          "[sqlite][latest]") {
+  TempFile file;
+  sqlite::SqliteStore store(file.path.string());
+  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.keeps_latest_view());
+  LatestViewCache cache(store, std::chrono::hours(1));
+  CHECK_FALSE(cache.cached_devices_json());  // nothing read yet
+  CHECK(cache.devices_json().value() == "[]");
+  CHECK(cache.cached_devices_json() == std::optional<std::string>("[]"));
+
+  test_support::write_events(store, {test_support::latest_view_event("c-1", "GPU-lv-1", 1, 10)});
+  CHECK_FALSE(cache.cached_latest_json({"GPU-lv-1", ""}));  // stale: this process wrote
+  CHECK(cache.latest_json({"GPU-lv-1", ""}).value() ==
+        store.latest_gpu_json({"GPU-lv-1", ""}).value());
+  CHECK(cache.cached_devices_json() == store.devices_json().value());
+  CHECK(cache.cached_latest_json({"GPU-nope", ""}) == std::optional<std::string>("null"));
+
+  // A write that changes nothing (a redelivery) leaves the copy as it is.
+  const std::vector<DecodedEvent> again{test_support::latest_view_event("c-1", "GPU-lv-1", 1, 10)};
+  REQUIRE(store.write(test_support::stored(again)));
+  CHECK(cache.cached_devices_json());
+
+  // Older than max_age: read again.
+  LatestViewCache young(store, std::chrono::milliseconds(0));
+  REQUIRE(young.devices_json());
+  CHECK_FALSE(young.cached_devices_json());
+}
