@@ -68,6 +68,25 @@ class Family {
   std::vector<double> upper_bounds_;
 };
 
+/// The series of a one-label family by label value, remembered, for a caller on one thread that
+/// picks the series per event (the topic of each message): a std::map find, where with() builds a
+/// label map and prometheus::Family::Add allocates a series even when it has one. Not
+/// thread-safe; nothing may remove the family's series while this is in use.
+template <typename Metric>
+class SeriesByValue {
+ public:
+  explicit SeriesByValue(Family<Metric>& family) : family_(family) {}
+  Metric& operator()(std::string_view value) {
+    auto it = series_.find(value);
+    if (it == series_.end()) it = series_.emplace(value, &family_.with({value})).first;
+    return *it->second;
+  }
+
+ private:
+  Family<Metric>& family_;
+  std::map<std::string, Metric*, std::less<>> series_;
+};
+
 class Registry {
  public:
   Registry();

@@ -111,7 +111,7 @@ bool ProcessorCore::accept(const IncomingMessage& message) {
 
   if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
   ++pending_messages_;
-  consumed_.with({std::string(message.topic)}).Increment();
+  consumed_(message.topic).Increment();
   ++totals_.consumed;
   note_done(std::string(message.topic), message.partition, message.offset);
   if (!reason.empty()) {
@@ -270,8 +270,8 @@ void ProcessorCore::count_written(const WriteOutcome& w) {
     end_to_end_latency_.Observe(std::chrono::duration<double>(now - p.event.time).count());
     if (p.event.kind == EventKind::kTokenUsage) {
       const auto tokens = static_cast<double>(p.event.input_tokens + p.event.output_tokens);
-      tokens_.with({p.event.model}).Increment(tokens);
-      tenant_tokens_.with({tenants_.label(p.event.tenant_id)}).Increment(tokens);
+      tokens_(p.event.model).Increment(tokens);
+      tenant_tokens_(tenants_.label(p.event.tenant_id)).Increment(tokens);
     }
   }
 }

@@ -131,3 +131,14 @@ TEST_CASE("process metrics are read on every exposition", "[metrics]") {
   // Sorted among the registered families.
   CHECK(text.find("# TYPE process_max_fds") < text.find("# TYPE telemetryd_build_info"));
 }
+
+TEST_CASE("SeriesByValue hands out the family's series for a label value", "[metrics]") {
+  Registry registry;
+  auto& family = registry.counter("consumed_total", "Consumed.", {"topic"});
+  SeriesByValue<Counter> by_topic(family);
+  by_topic("a").Increment();
+  by_topic(std::string("a")).Increment(2);
+  CHECK(&by_topic("a") == &family.with({"a"}));
+  CHECK(family.with({"a"}).Value() == 3);
+  CHECK(by_topic("b").Value() == 0);
+}
