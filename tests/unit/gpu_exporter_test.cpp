@@ -159,6 +159,20 @@ TEST_CASE("a later sample updates the same series", "[gpu_metrics]") {
   CHECK(text.find("reason=\"sw_power_cap\"} 0\n") != std::string::npos);
 }
 
+TEST_CASE("a driver total that goes back (GPU reset) restarts the counter there", "[gpu_metrics]") {
+  Registry registry;
+  GpuExporter exporter(registry, {});
+  auto s = full_sample(0, "GPU-aaaa");
+  exporter.update(s);
+  s.energy_consumed_mj = 1000;
+  exporter.update(s);
+  const std::string text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_energy_joules_total") == 1);
+  CHECK(text.find("telemetryd_gpu_energy_joules_total{gpu=\"0\",uuid=\"GPU-aaaa\","
+                  "model_name=\"NVIDIA H100 80GB HBM3\",host=\"node-1\"} 1\n") !=
+        std::string::npos);
+}
+
 TEST_CASE("reason names stand in for a missing mask", "[gpu_metrics]") {
   Registry registry;
   GpuExporter exporter(registry, {});
