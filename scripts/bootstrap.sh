@@ -35,6 +35,7 @@ BUILD_PACKAGES=(
     meson ninja-build pkg-config g++ python3
     libboost1.81-dev librdkafka-dev libsimdjson-dev libmongoc-dev libbson-dev
     libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev zlib1g-dev
+    prometheus-cpp-dev  # its core library: metrics registry and text exposition
     curl ca-certificates
 )
 # Test-only tools; installed by scripts/test.sh alone.

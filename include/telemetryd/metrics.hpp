@@ -1,10 +1,20 @@
 #pragma once
-// A small Prometheus metrics registry (prometheus-cpp is not packaged in Debian): counters,
-// gauges and histograms with labels, exposed in text format 0.0.4. Children are created once and
-// then updated lock-free, so hot paths keep a reference and never touch the registry's mutex.
+// Prometheus metrics on prometheus-cpp's core library (Debian's prometheus-cpp-dev): its Registry
+// owns every family and series, its Counter, Gauge and Histogram are what callers update, and its
+// TextSerializer writes the exposition our own HTTP listener serves on /metrics.
+//
+// What this header adds is the interface callers had before the library: a family is registered
+// once with its label names, and a series is then picked by label values in that order (`with`),
+// rather than by building a prometheus::Labels map at every call site. Series are updated
+// lock-free (counters and gauges) or under the series' own mutex (histograms), so hot paths keep
+// the reference `with` returns and never touch a registry lock.
 
-#include <atomic>
-#include <functional>
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -15,100 +25,75 @@
 
 namespace telemetryd::metrics {
 
-class Counter {
- public:
-  void inc(double amount = 1.0) { value_.fetch_add(amount, std::memory_order_relaxed); }
-  /// Only for totals mirrored from a monotonic source outside the process (e.g. /proc CPU time).
-  void set_total(double total) { value_.store(total, std::memory_order_relaxed); }
-  double value() const { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<double> value_{0.0};
-};
-
-class Gauge {
- public:
-  void set(double v) { value_.store(v, std::memory_order_relaxed); }
-  void inc(double amount = 1.0) { value_.fetch_add(amount, std::memory_order_relaxed); }
-  void dec(double amount = 1.0) { value_.fetch_sub(amount, std::memory_order_relaxed); }
-  double value() const { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<double> value_{0.0};
-};
-
-class Histogram {
- public:
-  /// `upper_bounds` ascending, without +Inf (always added).
-  explicit Histogram(std::vector<double> upper_bounds);
-  void observe(double value);
-
-  struct Snapshot {
-    std::vector<double> upper_bounds;
-    std::vector<std::uint64_t> cumulative_counts;  // one per bound, then +Inf
-    double sum = 0;
-    std::uint64_t count = 0;
-  };
-  Snapshot snapshot() const;
-
- private:
-  std::vector<double> upper_bounds_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // non-cumulative, last is +Inf
-  std::atomic<double> sum_{0.0};
-  std::atomic<std::uint64_t> count_{0};
-};
+using Counter = prometheus::Counter;
+using Gauge = prometheus::Gauge;
+using Histogram = prometheus::Histogram;
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
 std::vector<double> default_latency_buckets();
 
 enum class Type { kCounter, kGauge, kHistogram };
 
+/// One prometheus::Family, its series addressed by label values in the order of `label_names`.
 template <typename Metric>
 class Family {
  public:
-  Family(std::string name, std::string help, std::vector<std::string> label_names,
-         std::function<std::unique_ptr<Metric>()> make)
-      : name_(std::move(name)),
-        help_(std::move(help)),
-        label_names_(std::move(label_names)),
-        make_(std::move(make)) {}
+  /// `upper_bounds`: the buckets of every series, for histograms only.
+  Family(prometheus::Family<Metric>& family, std::vector<std::string> label_names,
+         std::vector<double> upper_bounds = {});
 
-  /// The child for these label values, in the order of the family's label names. The reference
-  /// stays valid for the registry's lifetime.
-  Metric& with(std::initializer_list<std::string_view> values) {
-    return with(std::vector<std::string>(values.begin(), values.end()));
-  }
-  Metric& with(std::vector<std::string> values);
-  /// Drops the child with these label values from the exposition; true when there was one. Only
-  /// for series whose subject is gone (a process that exited): whoever called with() for them
-  /// must drop its reference first, as it dangles afterwards. Families are shared by name within
-  /// a registry, so one owner per set of label values: two users of with() for the same values
-  /// (e.g. two metrics::GpuExporter on one registry seeing the same GPU) share the child, and one
-  /// removing it leaves the other's reference dangling. Hence one GPU exporter per registry.
+  /// The series for these label values, in the order of the family's label names, created on
+  /// first use. The reference stays valid until remove() drops that series (or the registry
+  /// goes). Each call looks the series up: keep the reference where a series is updated often.
+  Metric& with(std::initializer_list<std::string_view> values);
+  Metric& with(const std::vector<std::string>& values);
+  /// Drops the series with these label values from the exposition; true when there was one. Only
+  /// for series whose subject is gone (a process that exited, a partition revoked): whoever
+  /// called with() for them must drop its reference first, as it dangles afterwards. Families are
+  /// shared by name within a registry, so one owner per set of label values: two users of with()
+  /// for the same values (e.g. two metrics::GpuExporter on one registry seeing the same GPU)
+  /// share the series, and one removing it leaves the other's reference dangling. Hence one GPU
+  /// exporter per registry.
   bool remove(const std::vector<std::string>& values);
 
-  const std::string& name() const { return name_; }
-  const std::string& help() const { return help_; }
   const std::vector<std::string>& label_names() const { return label_names_; }
 
-  template <typename Visit>
-  void for_each(Visit&& visit) const {
-    const std::lock_guard lock(mutex_);
-    for (const auto& [labels, metric] : children_) visit(labels, *metric);
+ private:
+  template <typename Values>
+  prometheus::Labels labels(const Values& values) const;
+  Metric& add(const prometheus::Labels& labels);
+
+  prometheus::Family<Metric>& family_;
+  std::vector<std::string> label_names_;
+  std::vector<double> upper_bounds_;
+};
+
+/// The series of a one-label family by label value, remembered, for a caller on one thread that
+/// picks the series per event (the topic of each message): a std::map find, where with() builds a
+/// label map and prometheus::Family::Add allocates a series even when it has one. Not
+/// thread-safe; nothing may remove the family's series while this is in use.
+template <typename Metric>
+class SeriesByValue {
+ public:
+  explicit SeriesByValue(Family<Metric>& family) : family_(family) {}
+  Metric& operator()(std::string_view value) {
+    auto it = series_.find(value);
+    if (it == series_.end()) it = series_.emplace(value, &family_.with({value})).first;
+    return *it->second;
   }
 
  private:
-  std::string name_;
-  std::string help_;
-  std::vector<std::string> label_names_;
-  std::function<std::unique_ptr<Metric>()> make_;
-  mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;
+  Family<Metric>& family_;
+  std::map<std::string, Metric*, std::less<>> series_;
 };
 
 class Registry {
  public:
   Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
   /// Registering an existing name again returns the same family when type and labels match,
   /// and throws std::logic_error otherwise.
   Family<Counter>& counter(const std::string& name, const std::string& help,
@@ -119,34 +104,35 @@ class Registry {
                                std::vector<std::string> label_names = {},
                                std::vector<double> upper_bounds = default_latency_buckets());
 
-  /// Runs before every exposition, e.g. to refresh process gauges from /proc.
-  void on_collect(std::function<void()> hook);
+  /// Families computed at scrape time (e.g. process metrics read from /proc), exposed after
+  /// collecting them on every expose(). Their names must not clash with registered families.
+  void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
 
-  /// Prometheus text format 0.0.4, families sorted by name.
+  /// Prometheus text format 0.0.4 (prometheus::TextSerializer), families sorted by name.
   std::string expose() const;
 
  private:
   struct Entry {
     Type type;
     std::vector<std::string> label_names;
+    std::string help;  // escaped for the text format
     std::unique_ptr<Family<Counter>> counter;
     std::unique_ptr<Family<Gauge>> gauge;
     std::unique_ptr<Family<Histogram>> histogram;
   };
-  Entry& entry(const std::string& name, Type type, const std::vector<std::string>& label_names);
+  Entry& entry(const std::string& name, const std::string& help, Type type,
+               const std::vector<std::string>& label_names);
 
+  prometheus::Registry registry_;
   mutable std::mutex mutex_;
+  // By name: the label order of each family (prometheus-cpp keeps labels as a sorted map), and
+  // its HELP and TYPE for the exposition while it has no series yet.
   std::map<std::string, Entry> families_;
-  std::vector<std::function<void()>> hooks_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
 };
 
-/// Adds process_* metrics (CPU, memory, file descriptors, start time) refreshed from /proc on
-/// each scrape, and telemetryd_build_info.
+/// Adds process_* metrics (CPU, memory, file descriptors, start time) read from /proc on each
+/// scrape, and telemetryd_build_info.
 void register_process_metrics(Registry& registry, std::string_view version);
-
-/// Escapes a label value for the text format (backslash, quote, newline).
-std::string escape_label_value(std::string_view value);
-/// Formats a sample value as Prometheus expects (+Inf, -Inf, NaN, shortest round-trip).
-std::string format_value(double value);
 
 }  // namespace telemetryd::metrics

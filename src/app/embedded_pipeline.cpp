@@ -162,7 +162,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
       } else if (stopping_) {
         break;
       }
-      queue_depth_.set(static_cast<double>(queue_.size()));
+      queue_depth_.Set(static_cast<double>(queue_.size()));
       if (core_.pending() >= batch_size_ ||
           (core_.pending() > 0 && std::chrono::steady_clock::now() - batch_started >= 200ms)) {
         flush();

@@ -92,7 +92,7 @@ class GpuExporterPipeline final : public Component {
           [raw = exporter_.get()](const events::GpuSample& sample) { raw->update(sample); });
       return true;
     } catch (const StartupError& e) {
-      errors_.inc();
+      errors_.Increment();
       not_ready(e.what());
       return false;
     }
@@ -116,13 +116,13 @@ class GpuExporterPipeline final : public Component {
       std::string error;
       const auto started = Clock::now();
       const bool ok = source_->sample(events, error);
-      duration_.observe(std::chrono::duration<double>(Clock::now() - started).count());
-      if (!error.empty()) errors_.inc();
+      duration_.Observe(std::chrono::duration<double>(Clock::now() - started).count());
+      if (!error.empty()) errors_.Increment();
       if (!ok) {
         not_ready(error.empty() ? "the source read no GPU" : error);
         continue;
       }
-      samples_.inc();
+      samples_.Increment();
       if (!ready_) {
         ready_ = true;
         last_reason_.clear();
@@ -131,11 +131,11 @@ class GpuExporterPipeline final : public Component {
                            std::to_string(interval.count()) + " ms");
         log::info("gpu_exporter", "ready",
                   {{"source", source_name_}, {"events", events.size()}, {"error", error}});
-      } else if (!error.empty() && errors_.value() <= 10) {
+      } else if (!error.empty() && errors_.Value() <= 10) {
         log::warn("gpu_exporter", "source problem", {{"source", source_name_}, {"error", error}});
       }
     }
-    log::info("gpu_exporter", "stopped", {{"samples", samples_.value()}});
+    log::info("gpu_exporter", "stopped", {{"samples", samples_.Value()}});
   }
 
   const Config& config_;

@@ -109,14 +109,14 @@ class ProducerPipeline final : public Component {
         std::string error;
         const bool ok = source_->sample(pending, error);
         if (!error.empty()) {
-          source_errors_.inc();
+          source_errors_.Increment();
           log::warn("producer", "source problem", {{"source", source_name_}, {"error", error}});
         }
         if (!ok) {
           sink_.poll(100ms);
           continue;
         }
-        generated_.inc(static_cast<double>(pending.size()));
+        generated_.Increment(static_cast<double>(pending.size()));
         if (pending.empty()) continue;
       }
       if (schedule.paced()) {

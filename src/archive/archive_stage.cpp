@@ -34,7 +34,7 @@ bool ArchiveStage::accept(const core::IncomingMessage& message) {
       state.retry_at = now + state.backoff;
       failures_
           .with({recovered.error().kind == Error::Kind::kPermanent ? "permanent" : "retryable"})
-          .inc();
+          .Increment();
       log::warn(
           "worker", "cannot read the archive position, will retry",
           {{"topic", key.first}, {"partition", key.second}, {"error", recovered.error().message}});
@@ -49,7 +49,7 @@ bool ArchiveStage::accept(const core::IncomingMessage& message) {
   // False means archived already (a replay after a crash): done for the archive all the same.
   batcher_.add({message.topic, message.partition, message.offset, message.value});
   state.highest_accepted = message.offset;
-  buffered_.set(static_cast<double>(batcher_.buffered_bytes()));
+  buffered_.Set(static_cast<double>(batcher_.buffered_bytes()));
   return true;
 }
 
@@ -74,9 +74,9 @@ Result<bool> ArchiveStage::flush(core::DoneOffsets& done) {
   Result<FlushReport> flushed = batcher_.flush(false);
   if (flushed) {
     const FlushReport& report = flushed.value();
-    objects_.inc(static_cast<double>(report.objects));
-    records_.inc(static_cast<double>(report.records));
-    bytes_.inc(static_cast<double>(report.bytes));
+    objects_.Increment(static_cast<double>(report.objects));
+    records_.Increment(static_cast<double>(report.records));
+    bytes_.Increment(static_cast<double>(report.bytes));
   }
   // Partitions that moved count even when another partition's upload failed in this call.
   for (auto& [key, state] : partitions_) {
@@ -88,10 +88,10 @@ Result<bool> ArchiveStage::flush(core::DoneOffsets& done) {
       done[key] = state.reported;
     }
   }
-  buffered_.set(static_cast<double>(batcher_.buffered_bytes()));
+  buffered_.Set(static_cast<double>(batcher_.buffered_bytes()));
   if (!flushed) {
     failures_.with({flushed.error().kind == Error::Kind::kPermanent ? "permanent" : "retryable"})
-        .inc();
+        .Increment();
     return flushed.error();
   }
   // Sealed objects still waiting (a partition in its upload backoff) or a full buffer: the
@@ -114,7 +114,7 @@ void ArchiveStage::abandon(const std::function<bool(const core::PartitionKey&)>&
       ++it;
     }
   }
-  buffered_.set(static_cast<double>(batcher_.buffered_bytes()));
+  buffered_.Set(static_cast<double>(batcher_.buffered_bytes()));
 }
 
 }  // namespace telemetryd::archive

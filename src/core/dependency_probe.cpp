@@ -61,7 +61,7 @@ void DependencyProbe::run_check() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     boost::asio::post(io_, [this, stopped, result = std::move(result), seconds] {
       if (*stopped) return;
-      duration_.observe(seconds);
+      duration_.Observe(seconds);
       record(result);
       // Check again sooner while down, so /ready turns green soon after the dependency returns.
       schedule(result.ok ? interval_ : std::min(interval_, std::chrono::milliseconds(1000)));
@@ -71,8 +71,8 @@ void DependencyProbe::run_check() {
 
 void DependencyProbe::record(const ProbeResult& result) {
   readiness_.set(name_, result.ok, result.detail);
-  up_.set(result.ok ? 1 : 0);
-  if (!result.ok) failures_.inc();
+  up_.Set(result.ok ? 1 : 0);
+  if (!result.ok) failures_.Increment();
   // Log transitions only: a dependency down for an hour must not write a line a second.
   if (first_ || result.ok != last_ok_) {
     if (result.ok) {

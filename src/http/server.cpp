@@ -260,7 +260,7 @@ asio::awaitable<void> Server::accept_loop() {
     }
     connections_.remove_if([](const auto& weak) { return weak.expired(); });
     if (connections_.size() >= options_.max_connections) {
-      rejected_connections_.inc();
+      rejected_connections_.Increment();
       socket.close(ec);
       continue;
     }
@@ -288,24 +288,24 @@ const Router& Server::router_for(const Request& request) const {
 }
 
 asio::awaitable<void> Server::serve_plain(std::shared_ptr<Connection> connection) {
-  open_connections_.inc();
+  open_connections_.Increment();
   auto& stream = static_cast<StreamConnection<beast::tcp_stream>&>(*connection).stream;
   co_await serve_requests(stream, *connection);
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   stream.close();
-  open_connections_.dec();
+  open_connections_.Decrement();
 }
 
 asio::awaitable<void> Server::serve_tls(std::shared_ptr<Connection> connection) {
-  open_connections_.inc();
+  open_connections_.Increment();
   auto& stream = static_cast<StreamConnection<TlsStream>&>(*connection).stream;
   // A client that connects and sends nothing (or plaintext, or trickles a ClientHello) holds a
   // connection slot; the read deadline bounds that like an idle keep-alive.
   connection->tcp().expires_after(options_.read_timeout);
   auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
   if (handshake_ec) {
-    handshake_failures_.inc();
+    handshake_failures_.Increment();
     boost::system::error_code peer_ec;
     const auto peer = connection->tcp().socket().remote_endpoint(peer_ec);
     const std::string peer_text = peer_ec ? std::string("unknown") : peer.address().to_string();
@@ -324,7 +324,7 @@ asio::awaitable<void> Server::serve_tls(std::shared_ptr<Connection> connection) 
   boost::system::error_code ignored;
   connection->tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
   connection->tcp().close();
-  open_connections_.dec();
+  open_connections_.Decrement();
 }
 
 template <typename Stream>
@@ -365,12 +365,12 @@ asio::awaitable<bool> Server::serve_requests(Stream& stream, Connection& connect
                                : parser.get().method() == beast_http::verb::unknown
                                    ? std::string("other")
                                    : std::string(beast_http::to_string(parser.get().method()));
-    requests_.with({route, method, std::to_string(code)}).inc();
+    requests_.with({route, method, std::to_string(code)}).Increment();
     tcp_layer.expires_after(options_.write_timeout);
     auto [write_ec, written] = co_await beast_http::async_write(stream, response, kTuple);
     (void)written;
     connection.busy = false;
-    duration_.with({route}).observe(
+    duration_.with({route}).Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     if (write_ec) {
       clean = false;

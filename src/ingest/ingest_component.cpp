@@ -150,7 +150,7 @@ class IngestComponent final : public Component {
       std::optional<http::TokenClient> token =
           tokens_->authenticate(request[beast_http::field::authorization]);
       if (!token) {
-        auth_failures_.inc();
+        auth_failures_.Increment();
         return http::bearer_refusal(request);
       }
       client = std::move(token->name);
@@ -159,7 +159,7 @@ class IngestComponent final : public Component {
     }
     int retry_after = 1;
     if (!limiter_.take(client, cost, RateLimiter::Clock::now(), retry_after)) {
-      rate_limited_.with({client}).inc();
+      rate_limited_.with({client}).Increment();
       return with_retry_after(
           http::json_error(Status::too_many_requests, "rate_limited",
                            "over the rate limit of " +
@@ -278,12 +278,12 @@ class IngestComponent final : public Component {
       }
     }
     if (events.empty()) {
-      rejected_.with({error_code}).inc();
+      rejected_.with({error_code}).Increment();
       co_return http::json_error(Status::bad_request, error_code, error_message, error_field);
     }
-    in_flight_.inc();
+    in_flight_.Increment();
     std::vector<Delivery> deliveries = co_await publisher_->publish(events);
-    in_flight_.dec();
+    in_flight_.Decrement();
     const Delivery& delivery = deliveries.front();
     if (!delivery.ok) {
       co_return with_retry_after(
@@ -350,7 +350,7 @@ class IngestComponent final : public Component {
         items[i].code = error->reason;
         items[i].message = error->detail;
         items[i].field = field_of(*error);
-        rejected_.with({error->reason}).inc();
+        rejected_.with({error->reason}).Increment();
         continue;
       }
       const auto& event = std::get<processor::DecodedEvent>(decoded);
@@ -360,9 +360,9 @@ class IngestComponent final : public Component {
     }
     std::vector<Delivery> deliveries;
     if (!events.empty()) {
-      in_flight_.inc(static_cast<double>(events.size()));
+      in_flight_.Increment(static_cast<double>(events.size()));
       deliveries = co_await publisher_->publish(events);
-      in_flight_.dec(static_cast<double>(events.size()));
+      in_flight_.Decrement(static_cast<double>(events.size()));
     }
     std::size_t accepted = 0;
     std::size_t invalid = 0;

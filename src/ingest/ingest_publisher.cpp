@@ -106,13 +106,13 @@ void IngestPublisher::on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* 
   delivery.offset = message->offset;
   const std::string topic = rd_kafka_topic_name(message->rkt);
   if (delivery.ok) {
-    self->delivered_.with({topic}).inc();
+    self->delivered_.with({topic}).Increment();
   } else {
     delivery.error = rd_kafka_err2name(message->err);
-    self->failed_.with({topic, delivery.error}).inc();
+    self->failed_.with({topic, delivery.error}).Increment();
   }
   auto batch = std::static_pointer_cast<Batch>(tag->batch);
-  self->ack_latency_.observe(
+  self->ack_latency_.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - batch->started).count());
   self->in_flight_.fetch_sub(1);
   const std::size_t index = tag->index;
@@ -157,7 +157,7 @@ asio::awaitable<std::vector<Delivery>> IngestPublisher::publish(const std::vecto
           rd_kafka_headers_destroy(headers);
           delete tag;
           batch->results[i].error = rd_kafka_err2name(err);
-          failed_.with({event.topic, batch->results[i].error}).inc();
+          failed_.with({event.topic, batch->results[i].error}).Increment();
           batch->finish_one();
         }
         asio::post(io_, [batch] { batch->finish_one(); });

@@ -126,7 +126,7 @@ void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser
         lag.remove({std::string(topic), std::string(partition)});
         value = -1;
       } else {
-        lag.with({std::string(topic), std::string(partition)}).set(static_cast<double>(value));
+        lag.with({std::string(topic), std::string(partition)}).Set(static_cast<double>(value));
       }
       std::int32_t number = 0;
       if (visit &&
@@ -299,7 +299,7 @@ int ConsumerLoop::on_stats(rd_kafka_t*, char* json, size_t json_len, void* opaqu
           age = lag_age_seconds(lag, it->second.last_event_ms, it->second.assigned_ms, now);
         }
         if (age) {
-          self->lag_seconds_.with({std::string(topic), std::to_string(partition)}).set(*age);
+          self->lag_seconds_.with({std::string(topic), std::to_string(partition)}).Set(*age);
           // A transactional producer leaves a commit marker that no offset is ever stored
           // past, so an idle partition may show lag 1 for good: not something waiting.
           if (lag > 1) total += lag;

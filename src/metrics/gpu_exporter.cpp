@@ -335,13 +335,20 @@ struct GpuExporter::Impl {
         }
         slot.counter = &counter_families[id]->with(joined(gpu.labels, def.extra_values));
       }
-      slot.counter->set_total(v);
+      // The driver's total went back (a GPU reset): a new series starting there, which
+      // Prometheus reads as a counter reset, since a prometheus::Counter only increases.
+      if (v < slot.counter->Value()) {
+        const std::vector<std::string> labels = joined(gpu.labels, def.extra_values);
+        counter_families[id]->remove(labels);
+        slot.counter = &counter_families[id]->with(labels);
+      }
+      slot.counter->Increment(v - slot.counter->Value());
     } else {
       if (slot.gauge == nullptr) {
         if (gauge_families[id] == nullptr) gauge_families[id] = &gauge_family(def);
         slot.gauge = &gauge_families[id]->with(joined(gpu.labels, def.extra_values));
       }
-      slot.gauge->set(v);
+      slot.gauge->Set(v);
     }
   }
 
@@ -379,7 +386,7 @@ struct GpuExporter::Impl {
           gauges[i] = &mig_families[i]->with(
               joined(gpu.labels, {std::to_string(instance.gpu_instance_id)}));
         }
-        gauges[i]->set(scaled(naming.mig[i], *values[i]));
+        gauges[i]->Set(scaled(naming.mig[i], *values[i]));
       }
     }
     // An instance the sample no longer lists (destroyed, or MIG mode turned off) takes its
@@ -440,7 +447,7 @@ struct GpuExporter::Impl {
           }
           series.gauges[i] = &process_families[i]->with(series.labels);
         }
-        series.gauges[i]->set(scaled(naming.process[i], *values[i]));
+        series.gauges[i]->Set(scaled(naming.process[i], *values[i]));
       }
     }
     // A process that is gone takes its series with it, so /metrics does not grow with every

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "telemetryd/metrics.hpp"
 
@@ -48,32 +50,35 @@ bool read_proc_stat(ProcStat& out) {
   return true;
 }
 
-}  // namespace
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type,
+                                double value) {
+  prometheus::ClientMetric series;
+  if (type == prometheus::MetricType::Counter) {
+    series.counter.value = value;
+  } else {
+    series.gauge.value = value;
+  }
+  return prometheus::MetricFamily{std::move(name), std::move(help), type, {std::move(series)}};
+}
 
-void register_process_metrics(Registry& registry, std::string_view version) {
-  registry.gauge("telemetryd_build_info", "Build information; the value is always 1.", {"version"})
-      .with({version})
-      .set(1);
-  auto& cpu =
-      registry.counter("process_cpu_seconds_total", "User and system CPU time spent.").with({});
-  auto& resident =
-      registry.gauge("process_resident_memory_bytes", "Resident memory size.").with({});
-  auto& virt = registry.gauge("process_virtual_memory_bytes", "Virtual memory size.").with({});
-  auto& start =
-      registry
-          .gauge("process_start_time_seconds", "Start time of the process since the Unix epoch.")
-          .with({});
-  auto& open_fds = registry.gauge("process_open_fds", "Number of open file descriptors.").with({});
-  auto& max_fds =
-      registry.gauge("process_max_fds", "Maximum number of open file descriptors.").with({});
-  const double boot = boot_time_seconds();
-  registry.on_collect([&cpu, &resident, &virt, &start, &open_fds, &max_fds, boot] {
+// Reads /proc on every scrape rather than keeping series that a hook refreshes: the CPU time is a
+// total kept by the kernel, which a prometheus::Counter (increment only) cannot be set to.
+class ProcessCollector : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    std::vector<prometheus::MetricFamily> out;
     ProcStat stat;
     if (read_proc_stat(stat)) {
-      cpu.set_total(stat.cpu_seconds);
-      resident.set(stat.resident_bytes);
-      virt.set(stat.virtual_bytes);
-      start.set(boot + stat.start_seconds_since_boot);
+      out.push_back(family("process_cpu_seconds_total", "User and system CPU time spent.",
+                           MetricType::Counter, stat.cpu_seconds));
+      out.push_back(family("process_resident_memory_bytes", "Resident memory size.",
+                           MetricType::Gauge, stat.resident_bytes));
+      out.push_back(family("process_virtual_memory_bytes", "Virtual memory size.",
+                           MetricType::Gauge, stat.virtual_bytes));
+      out.push_back(family("process_start_time_seconds",
+                           "Start time of the process since the Unix epoch.", MetricType::Gauge,
+                           boot_ + stat.start_seconds_since_boot));
     }
     std::error_code ec;
     double fds = 0;
@@ -81,10 +86,27 @@ void register_process_metrics(Registry& registry, std::string_view version) {
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
       ++fds;
     }
-    open_fds.set(fds);
+    out.push_back(
+        family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge, fds));
     rlimit limit{};
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0) max_fds.set(static_cast<double>(limit.rlim_cur));
-  });
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      out.push_back(family("process_max_fds", "Maximum number of open file descriptors.",
+                           MetricType::Gauge, static_cast<double>(limit.rlim_cur)));
+    }
+    return out;
+  }
+
+ private:
+  double boot_ = boot_time_seconds();
+};
+
+}  // namespace
+
+void register_process_metrics(Registry& registry, std::string_view version) {
+  registry.gauge("telemetryd_build_info", "Build information; the value is always 1.", {"version"})
+      .with({version})
+      .Set(1);
+  registry.add_collectable(std::make_shared<ProcessCollector>());
 }
 
 }  // namespace telemetryd::metrics

@@ -135,7 +135,7 @@ MetricsOutcome TokenUsageMetrics::observe(const MetricsRequest& request) {
         std::string type(string_attribute(point.attributes, {"gen_ai.token.type"}));
         if (type != "input" && type != "output") type = "other";
         ++out.counted;
-        if (increase > 0) tokens_.with({model, provider, type}).inc(increase);
+        if (increase > 0) tokens_.with({model, provider, type}).Increment(increase);
       }
     }
   }

@@ -155,7 +155,7 @@ class OtlpComponent final : public Component {
     Response res = co_await respond(rc, signal);
     requests_
         .with({signal == Signal::kTraces ? "traces" : "metrics", std::to_string(res.result_int())})
-        .inc();
+        .Increment();
     co_return res;
   }
 
@@ -224,11 +224,11 @@ class OtlpComponent final : public Component {
         co_return busy(encoding, "the pipeline did not take the events (" + delivery.error +
                                      "); retry the export");
       }
-      spans_.with({"usage"}).inc(static_cast<double>(events.size()));
+      spans_.with({"usage"}).Increment(static_cast<double>(events.size()));
     }
-    spans_.with({"without_usage"}).inc(static_cast<double>(mapped.without_usage));
+    spans_.with({"without_usage"}).Increment(static_cast<double>(mapped.without_usage));
     if (mapped.rejected > 0) {
-      spans_.with({"rejected"}).inc(static_cast<double>(mapped.rejected));
+      spans_.with({"rejected"}).Increment(static_cast<double>(mapped.rejected));
       log::warn("otlp", "spans rejected",
                 {{"rejected", static_cast<std::int64_t>(mapped.rejected)},
                  {"reason", mapped.rejection_message}});
@@ -264,11 +264,11 @@ class OtlpComponent final : public Component {
                            "the export request cannot be decoded: " + decoded.error().message);
     }
     const MetricsOutcome outcome = token_metrics_.observe(decoded.value());
-    points_.with({"counted"}).inc(static_cast<double>(outcome.counted));
-    points_.with({"rejected"}).inc(static_cast<double>(outcome.rejected));
-    points_.with({"untracked"}).inc(static_cast<double>(outcome.untracked));
+    points_.with({"counted"}).Increment(static_cast<double>(outcome.counted));
+    points_.with({"rejected"}).Increment(static_cast<double>(outcome.rejected));
+    points_.with({"untracked"}).Increment(static_cast<double>(outcome.untracked));
     const std::size_t seen = outcome.counted + outcome.rejected + outcome.untracked;
-    points_.with({"other"}).inc(
+    points_.with({"other"}).Increment(
         static_cast<double>(outcome.points - std::min(outcome.points, seen)));
     const auto rejected = static_cast<std::int64_t>(outcome.rejected);
     return answer(

@@ -65,10 +65,10 @@ void CostPricer::count_spend(const std::vector<const cost::UsageRow*>& rows,
     }
   }
   for (const auto& [key, change] : by_model) {
-    model_cost_.with({key.first, key.second}).inc(std::max(0.0, change));
+    model_cost_.with({key.first, key.second}).Increment(std::max(0.0, change));
   }
   for (const auto& [key, change] : by_tenant) {
-    tenant_cost_.with({key.first, key.second}).inc(std::max(0.0, change));
+    tenant_cost_.with({key.first, key.second}).Increment(std::max(0.0, change));
   }
 }
 
@@ -82,7 +82,7 @@ void CostPricer::note_unpriced(const cost::WindowResult& result) {
                  {"fix", "add it with cost.extra_gpus: 'MODEL=USD per hour'"}});
     }
     if (gpus.insert(uuid).second) {
-      unpriced_gpus_.with({model}).set(static_cast<double>(gpus.size()));
+      unpriced_gpus_.with({model}).Set(static_cast<double>(gpus.size()));
     }
   }
 }
@@ -137,11 +137,11 @@ Result<PricedWindow> CostPricer::price(
   count_spend(changed_rows, priced);
   for (const auto& [key, totals] : per_key) {
     if (totals.second > 0) {
-      cost_per_token_.with({key}).set(totals.first / static_cast<double>(totals.second));
+      cost_per_token_.with({key}).Set(totals.first / static_cast<double>(totals.second));
     }
   }
   note_unpriced(result);
-  windows_priced_.inc();
+  windows_priced_.Increment();
   return counts;
 }
 
@@ -167,7 +167,7 @@ Result<std::size_t> CostPricer::run_once(std::int64_t now) {
       if (done.error().kind == Error::Kind::kRetryable) return done.error();
       // A window the store refuses for good must not block the others: leave it unpriced,
       // say which, and let `telemetryd reprice` retry it once the cause is fixed.
-      failures_.inc();
+      failures_.Increment();
       log::error("cost", "cannot price a cost window; skipping it",
                  {{"window_start", mark.start_ms}, {"error", done.error().message}});
       if (Result<bool> cleared = store_.write_costs({}, mark); !cleared) return cleared.error();
@@ -229,7 +229,7 @@ void CostPricer::run() {
     Result<std::size_t> priced = run_once(unix_ms(std::chrono::system_clock::now()));
     lock.lock();
     if (!priced) {
-      failures_.inc();
+      failures_.Increment();
       if (!failing) {
         log::warn("cost", "pricing cost windows failed; retrying",
                   {{"error", priced.error().message}});

@@ -80,7 +80,7 @@ ProcessorCore::~ProcessorCore() {
 // Dead letters count as done once sent, so only valid events waiting for the store are in
 // flight; that keeps received = stored + dead-lettered + duplicates + in flight + abandoned.
 void ProcessorCore::update_in_flight() {
-  in_flight_.set(static_cast<double>(batch_.size()));
+  in_flight_.Set(static_cast<double>(batch_.size()));
 }
 
 void ProcessorCore::note_done(const std::string& topic, std::int32_t partition,
@@ -111,11 +111,11 @@ bool ProcessorCore::accept(const IncomingMessage& message) {
 
   if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
   ++pending_messages_;
-  consumed_.with({std::string(message.topic)}).inc();
+  consumed_(message.topic).Increment();
   ++totals_.consumed;
   note_done(std::string(message.topic), message.partition, message.offset);
   if (!reason.empty()) {
-    invalid_.with({std::string(message.topic), reason}).inc();
+    invalid_.with({std::string(message.topic), reason}).Increment();
     return true;
   }
   batch_.push_back({std::move(std::get<DecodedEvent>(decoded)), std::string(message.topic),
@@ -131,7 +131,7 @@ bool ProcessorCore::dead_letter(const IncomingMessage& message, std::string_view
                            message.value, reason, detail, stage})) {
     return false;
   }
-  dead_lettered_.with({std::string(message.topic), std::string(stage)}).inc();
+  dead_lettered_.with({std::string(message.topic), std::string(stage)}).Increment();
   ++totals_.dead_lettered;
   return true;
 }
@@ -145,7 +145,7 @@ Error ProcessorCore::failed_write(Error error) {
   const char* error_class = error.unclassified                      ? "unclassified"
                             : error.kind == Error::Kind::kPermanent ? "permanent"
                                                                     : "retryable";
-  store_errors_.with({error.code.empty() ? "unknown" : error.code, error_class}).inc();
+  store_errors_.with({error.code.empty() ? "unknown" : error.code, error_class}).Increment();
   if (error.kind == Error::Kind::kPermanent || error.unclassified) {
     log::error("processor", "store refused a batch; retrying it",
                {{"error", error.message}, {"code", error.code}, {"class", error_class}});
@@ -168,7 +168,7 @@ Result<bool> ProcessorCore::flush(core::DoneOffsets& done) {
       for (const Pending& p : batch_) stored.push_back({&p.event});
       const auto started = std::chrono::steady_clock::now();
       Result<WriteOutcome> outcome = store_.write(stored);
-      write_latency_.observe(
+      write_latency_.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       if (!outcome) return failed_write(outcome.error());
       count_written(outcome.value());
@@ -252,9 +252,9 @@ Result<bool> ProcessorCore::mark_cost_windows() {
 }
 
 void ProcessorCore::count_written(const WriteOutcome& w) {
-  db_writes_.with({"gpu_metrics"}).inc(static_cast<double>(w.gpu_metrics_inserted));
-  db_writes_.with({"token_usage"}).inc(static_cast<double>(w.token_usage_inserted));
-  duplicates_.inc(static_cast<double>(w.duplicates));
+  db_writes_.with({"gpu_metrics"}).Increment(static_cast<double>(w.gpu_metrics_inserted));
+  db_writes_.with({"token_usage"}).Increment(static_cast<double>(w.token_usage_inserted));
+  duplicates_.Increment(static_cast<double>(w.duplicates));
   totals_.stored += static_cast<std::int64_t>(w.gpu_metrics_inserted + w.token_usage_inserted);
   totals_.duplicates += static_cast<std::int64_t>(w.duplicates);
   // Refused events and duplicates (stored before) count nowhere here.
@@ -267,11 +267,11 @@ void ProcessorCore::count_written(const WriteOutcome& w) {
   for (std::size_t i = 0; i < batch_.size(); ++i) {
     if (skip[i]) continue;
     const Pending& p = batch_[i];
-    end_to_end_latency_.observe(std::chrono::duration<double>(now - p.event.time).count());
+    end_to_end_latency_.Observe(std::chrono::duration<double>(now - p.event.time).count());
     if (p.event.kind == EventKind::kTokenUsage) {
       const auto tokens = static_cast<double>(p.event.input_tokens + p.event.output_tokens);
-      tokens_.with({p.event.model}).inc(tokens);
-      tenant_tokens_.with({tenants_.label(p.event.tenant_id)}).inc(tokens);
+      tokens_(p.event.model).Increment(tokens);
+      tenant_tokens_(tenants_.label(p.event.tenant_id)).Increment(tokens);
     }
   }
 }
@@ -301,7 +301,7 @@ void ProcessorCore::abandon(const std::function<bool(const PartitionKey&)>& revo
   rejected_ = std::move(rejected);
   rejected_next_ = next;
   std::erase_if(offsets_, [&](const auto& entry) { return revoked(entry.first); });
-  abandoned_.inc(static_cast<double>(dropped));
+  abandoned_.Increment(static_cast<double>(dropped));
   totals_.abandoned += static_cast<std::int64_t>(dropped);
   pending_messages_ -= std::min(pending_messages_, dropped);
   if (batch_.empty() && offsets_.empty()) {

@@ -98,7 +98,8 @@ class ProcessorCore final : public core::BatchStage {
   std::size_t rejected_next_ = 0;
 
   metrics::Registry& metrics_;
-  metrics::Family<metrics::Counter>& consumed_;
+  // By topic, model and tenant label: picked per message or event.
+  metrics::SeriesByValue<metrics::Counter> consumed_;
   metrics::Family<metrics::Counter>& invalid_;
   metrics::Family<metrics::Counter>& dead_lettered_;
   metrics::Family<metrics::Counter>& db_writes_;
@@ -106,8 +107,8 @@ class ProcessorCore final : public core::BatchStage {
   metrics::Counter& duplicates_;
   metrics::Counter& abandoned_;
   metrics::Gauge& in_flight_;
-  metrics::Family<metrics::Counter>& tokens_;
-  metrics::Family<metrics::Counter>& tenant_tokens_;
+  metrics::SeriesByValue<metrics::Counter> tokens_;
+  metrics::SeriesByValue<metrics::Counter> tenant_tokens_;
   metrics::Histogram& write_latency_;
   metrics::Histogram& end_to_end_latency_;
 };

@@ -192,12 +192,12 @@ class QueryGuard {
     refused_
         .with(
             {request[beast_http::field::authorization].empty() ? "missing_token" : "invalid_token"})
-        .inc();
+        .Increment();
     return res;
   }
 
   http::Response forbidden(const http::TokenClient& client, const std::string& tenant) const {
-    refused_.with({"forbidden_tenant"}).inc();
+    refused_.with({"forbidden_tenant"}).Increment();
     return http::json_error(beast_http::status::forbidden, "forbidden_tenant",
                             "the token of client " + client.name + " may not read tenant " + tenant,
                             "tenant");

@@ -224,7 +224,7 @@ class ScrapeComponent final : public Component {
       // servers until the next start.
       if (stopping()) break;
       std::string problem = scrape_one(targets_[i], *clients_[i], events);
-      up_.with({targets_[i].url}).set(problem.empty() ? 1 : 0);
+      up_.with({targets_[i].url}).Set(problem.empty() ? 1 : 0);
       if (problem.empty()) {
         ++ok;
       } else {
@@ -244,7 +244,7 @@ class ScrapeComponent final : public Component {
                          std::vector<Event>& events) {
     std::string& last_problem = last_problem_[target.url];
     const auto fail = [&](const char* reason, std::string message) {
-      errors_.with({target.url, reason}).inc();
+      errors_.with({target.url, reason}).Increment();
       // Logged when it starts or changes, not every interval; the counter counts each.
       if (message != last_problem) {
         log::warn("scrape", "scrape failed",
@@ -277,11 +277,11 @@ class ScrapeComponent final : public Component {
       }
       events.push_back(to_event(target, delta, serving));
       tokens_.with({target.url, delta.model, "prompt"})
-          .inc(static_cast<double>(delta.prompt_tokens));
+          .Increment(static_cast<double>(delta.prompt_tokens));
       tokens_.with({target.url, delta.model, "generation"})
-          .inc(static_cast<double>(delta.generation_tokens));
+          .Increment(static_cast<double>(delta.generation_tokens));
       tokens_.with({target.url, delta.model, "cached_prompt"})
-          .inc(static_cast<double>(delta.cached_prompt_tokens));
+          .Increment(static_cast<double>(delta.cached_prompt_tokens));
     }
     if (!last_problem.empty()) {
       log::info("scrape", "scrape works again", {{"target", target.url}});
@@ -293,15 +293,15 @@ class ScrapeComponent final : public Component {
   void export_serving(const Target& target, const std::vector<ModelServing>& models) {
     for (const auto& m : models) {
       const std::initializer_list<std::string_view> labels{target.url, m.model, m.server_kind};
-      if (m.kv_cache_usage_ratio) kv_cache_.with(labels).set(*m.kv_cache_usage_ratio);
-      if (m.requests_running) running_.with(labels).set(*m.requests_running);
-      if (m.requests_waiting) waiting_.with(labels).set(*m.requests_waiting);
+      if (m.kv_cache_usage_ratio) kv_cache_.with(labels).Set(*m.kv_cache_usage_ratio);
+      if (m.requests_running) running_.with(labels).Set(*m.requests_running);
+      if (m.requests_waiting) waiting_.with(labels).Set(*m.requests_waiting);
       const auto quantiles = [&](metrics::Family<metrics::Gauge>& family,
                                  const LatencyQuantiles& q) {
         const std::pair<const char*, const std::optional<double>*> points[] = {
             {"0.5", &q.p50}, {"0.9", &q.p90}, {"0.99", &q.p99}};
         for (const auto& [quantile, value] : points) {
-          if (*value) family.with({target.url, m.model, m.server_kind, quantile}).set(**value);
+          if (*value) family.with({target.url, m.model, m.server_kind, quantile}).Set(**value);
         }
       };
       quantiles(ttft_, m.ttft);

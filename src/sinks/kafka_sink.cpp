@@ -55,11 +55,11 @@ void KafkaSink::on_delivery_report(rd_kafka_t* /*rk*/, const rd_kafka_message_t*
   DeliveryReport report{rd_kafka_topic_name(message->rkt),
                         message->err == RD_KAFKA_RESP_ERR_NO_ERROR, message->err};
   if (report.ok) {
-    self->sent_counter(report.topic).inc();
+    self->sent_counter(report.topic).Increment();
     const auto enqueued = reinterpret_cast<std::intptr_t>(message->_private);
-    self->delivery_latency_.observe(static_cast<double>(steady_now_ns() - enqueued) / 1e9);
+    self->delivery_latency_.Observe(static_cast<double>(steady_now_ns() - enqueued) / 1e9);
   } else {
-    self->errors_.with({report.topic, rd_kafka_err2name(message->err)}).inc();
+    self->errors_.with({report.topic, rd_kafka_err2name(message->err)}).Increment();
   }
   if (self->on_delivery_) self->on_delivery_(report);
 }
@@ -89,7 +89,7 @@ bool KafkaSink::produce(const Event& event, const std::atomic<bool>& abort, std:
       error = std::string("produce failed: ") + rd_kafka_err2str(err);
       return false;
     }
-    if (!waited) backpressure_waits_.inc();
+    if (!waited) backpressure_waits_.Increment();
     waited = true;
     if (abort.load(std::memory_order_relaxed)) {
       error = "stopped while the queue was full";
@@ -102,13 +102,13 @@ bool KafkaSink::produce(const Event& event, const std::atomic<bool>& abort, std:
 
 void KafkaSink::poll(std::chrono::milliseconds timeout) {
   rd_kafka_poll(handle_.get(), static_cast<int>(timeout.count()));
-  queue_depth_.set(rd_kafka_outq_len(handle_.get()));
+  queue_depth_.Set(rd_kafka_outq_len(handle_.get()));
 }
 
 int KafkaSink::flush(std::chrono::milliseconds timeout) {
   rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
   const int left = rd_kafka_outq_len(handle_.get());
-  queue_depth_.set(left);
+  queue_depth_.Set(left);
   return left;
 }
 

@@ -37,21 +37,21 @@ RetentionTask::~RetentionTask() {
 Result<RetentionPass> RetentionTask::run_once(std::int64_t now_ms) {
   Result<RetentionPass> result = store_.enforce_retention(settings_, now_ms);
   if (!result) {
-    failures_.inc();
+    failures_.Increment();
     log::warn("embedded", "retention pass failed; retrying later",
               {{"error", result.error().message}});
     return result;
   }
   const RetentionPass& pass = result.value();
-  deleted_.with({"gpu_metrics"}).inc(static_cast<double>(pass.gpu_metrics));
-  deleted_.with({"token_usage"}).inc(static_cast<double>(pass.token_usage));
-  deleted_.with({"cost_windows"}).inc(static_cast<double>(pass.cost_windows));
-  deleted_.with({"placements"}).inc(static_cast<double>(pass.placements));
-  bytes_.with({"used"}).set(static_cast<double>(pass.file_bytes - pass.free_bytes));
-  bytes_.with({"free"}).set(static_cast<double>(pass.free_bytes));
+  deleted_.with({"gpu_metrics"}).Increment(static_cast<double>(pass.gpu_metrics));
+  deleted_.with({"token_usage"}).Increment(static_cast<double>(pass.token_usage));
+  deleted_.with({"cost_windows"}).Increment(static_cast<double>(pass.cost_windows));
+  deleted_.with({"placements"}).Increment(static_cast<double>(pass.placements));
+  bytes_.with({"used"}).Set(static_cast<double>(pass.file_bytes - pass.free_bytes));
+  bytes_.with({"free"}).Set(static_cast<double>(pass.free_bytes));
   double longest = 0;
   for (const double seconds : pass.batch_seconds) {
-    batch_seconds_.observe(seconds);
+    batch_seconds_.Observe(seconds);
     longest = std::max(longest, seconds);
   }
   const std::int64_t rows =

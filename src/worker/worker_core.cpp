@@ -52,7 +52,7 @@ WorkerCore::WorkerCore(WorkerSettings settings, MetadataStore& store,
 }
 
 void WorkerCore::update_in_flight() {
-  in_flight_.set(static_cast<double>(batch_.size()));
+  in_flight_.Set(static_cast<double>(batch_.size()));
 }
 
 bool WorkerCore::dead_letter(const core::IncomingMessage& message, std::string_view reason,
@@ -61,7 +61,7 @@ bool WorkerCore::dead_letter(const core::IncomingMessage& message, std::string_v
                            message.value, reason, detail, stage})) {
     return false;
   }
-  dead_lettered_.with({std::string(message.topic), std::string(stage)}).inc();
+  dead_lettered_.with({std::string(message.topic), std::string(stage)}).Increment();
   return true;
 }
 
@@ -94,11 +94,11 @@ bool WorkerCore::accept(const core::IncomingMessage& message) {
 
   if (pending_messages_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
   ++pending_messages_;
-  consumed_.with({std::string(message.topic)}).inc();
+  consumed_.with({std::string(message.topic)}).Increment();
   auto& highest = offsets_[{std::string(message.topic), message.partition}];
   highest = std::max(highest, message.offset);
   if (!reason.empty()) {
-    invalid_.with({std::string(message.topic), reason}).inc();
+    invalid_.with({std::string(message.topic), reason}).Increment();
     return true;
   }
   Pending p;
@@ -128,8 +128,8 @@ Result<bool> WorkerCore::write_log() {
   // A batch refused whole is retried, never dead-lettered: only the documents the store refuses
   // one by one are (the processor's rule, processor_core.cpp failed_write).
   if (!outcome) return retried(outcome.error(), "store refused a batch; retrying it");
-  written_.with({"gpu_metadata"}).inc(static_cast<double>(outcome->inserted));
-  duplicates_.inc(static_cast<double>(outcome->duplicates));
+  written_.with({"gpu_metadata"}).Increment(static_cast<double>(outcome->inserted));
+  duplicates_.Increment(static_cast<double>(outcome->duplicates));
   for (const auto& entry : outcome->rejected) {
     batch_[entry.first].rejected = entry.second;
     batch_[entry.first].rejected_stage = "store";
@@ -160,15 +160,15 @@ Result<bool> WorkerCore::write_state() {
     if (!outcome) {
       return retried(outcome.error(), "store refused the device states; retrying them");
     } else {
-      written_.with({"gpu_devices"}).inc(static_cast<double>(outcome->updated));
-      stale_.inc(static_cast<double>(outcome->stale));
+      written_.with({"gpu_devices"}).Increment(static_cast<double>(outcome->updated));
+      stale_.Increment(static_cast<double>(outcome->stale));
       for (const auto& entry : outcome->rejected) {
         batch_[positions[entry.first]].rejected = entry.second;
         batch_[positions[entry.first]].rejected_stage = "state";
       }
     }
   }
-  stale_.inc(static_cast<double>(stale_in_batch));
+  stale_.Increment(static_cast<double>(stale_in_batch));
   return true;
 }
 
@@ -185,7 +185,7 @@ Result<bool> WorkerCore::flush(core::DoneOffsets& done) {
   if (step_ == Step::kState) {
     Result<bool> applied = write_state();
     if (!applied) return applied;
-    write_latency_.observe(
+    write_latency_.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     step_ = Step::kRejected;
   }
@@ -218,7 +218,7 @@ void WorkerCore::abandon(const std::function<bool(const core::PartitionKey&)>& r
   std::erase_if(batch_, [&](const Pending& p) { return revoked({p.topic, p.partition}); });
   const std::size_t dropped = before - batch_.size();
   std::erase_if(offsets_, [&](const auto& entry) { return revoked(entry.first); });
-  abandoned_.inc(static_cast<double>(dropped));
+  abandoned_.Increment(static_cast<double>(dropped));
   pending_messages_ -= std::min(pending_messages_, dropped);
   if (batch_.empty() && offsets_.empty()) {
     pending_messages_ = 0;

@@ -190,8 +190,8 @@ TEST_CASE("consumer loop: a failing flush pauses and retries; nothing is lost or
 TEST_CASE("consumer loop: a revoked partition's lag series is removed", "[consumer_loop]") {
   metrics::Registry registry;
   auto& lag = registry.gauge("processor_kafka_consumer_lag", "lag", {"topic", "partition"});
-  lag.with({"gpu.events", "0"}).set(120);
-  lag.with({"gpu.events", "1"}).set(7);
+  lag.with({"gpu.events", "0"}).Set(120);
+  lag.with({"gpu.events", "1"}).Set(7);
   rd_kafka_topic_partition_list_t* revoked = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(revoked, "gpu.events", 0);
   kafka::remove_partition_lag(lag, *revoked);

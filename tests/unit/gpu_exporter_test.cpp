@@ -100,8 +100,8 @@ TEST_CASE("every GpuSample field becomes a series in base units", "[gpu_metrics]
   CHECK(has(text, "telemetryd_gpu_energy_joules_total{" + l + "} 123.456"));
   CHECK(has(text, "telemetryd_gpu_temperature_celsius{" + l + "} 61"));
   CHECK(has(text, "telemetryd_gpu_memory_temperature_celsius{" + l + "} 70"));
-  CHECK(has(text, "telemetryd_gpu_sm_clock_hertz{" + l + "} " + format_value(1980e6)));
-  CHECK(has(text, "telemetryd_gpu_memory_clock_hertz{" + l + "} " + format_value(2619e6)));
+  CHECK(has(text, "telemetryd_gpu_sm_clock_hertz{" + l + "} 1980000000"));
+  CHECK(has(text, "telemetryd_gpu_memory_clock_hertz{" + l + "} 2619000000"));
   CHECK(has(text, "telemetryd_gpu_pstate{" + l + "} 0"));
   CHECK(has(text, "telemetryd_gpu_clock_event_reason{" + l + ",reason=\"sw_power_cap\"} 1"));
   CHECK(has(text, "telemetryd_gpu_clock_event_reason{" + l + ",reason=\"hw_thermal_slowdown\"} 1"));
@@ -157,6 +157,20 @@ TEST_CASE("a later sample updates the same series", "[gpu_metrics]") {
   CHECK(text.find("} 223.456\n") != std::string::npos);
   CHECK(text.find("reason=\"gpu_idle\"} 1\n") != std::string::npos);
   CHECK(text.find("reason=\"sw_power_cap\"} 0\n") != std::string::npos);
+}
+
+TEST_CASE("a driver total that goes back (GPU reset) restarts the counter there", "[gpu_metrics]") {
+  Registry registry;
+  GpuExporter exporter(registry, {});
+  auto s = full_sample(0, "GPU-aaaa");
+  exporter.update(s);
+  s.energy_consumed_mj = 1000;
+  exporter.update(s);
+  const std::string text = registry.expose();
+  CHECK(series_count(text, "telemetryd_gpu_energy_joules_total") == 1);
+  CHECK(text.find("telemetryd_gpu_energy_joules_total{gpu=\"0\",uuid=\"GPU-aaaa\","
+                  "model_name=\"NVIDIA H100 80GB HBM3\",host=\"node-1\"} 1\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("reason names stand in for a missing mask", "[gpu_metrics]") {

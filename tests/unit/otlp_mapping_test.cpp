@@ -202,7 +202,7 @@ TEST_CASE("gen_ai.client.token.usage points: delta sums, cumulative increases", 
     return registry
         .counter("otlp_genai_client_tokens_total", "", {"model", "provider", "token_type"})
         .with({model, "openai", "input"})
-        .value();
+        .Value();
   };
   counters.observe(request(1, 10, 0, "a"));
   counters.observe(request(1, 5, 0, "a"));
