@@ -74,6 +74,10 @@ for name in "${selected[@]}"; do
     skipped+=("$name (no $script)")
     continue
   fi
+  if [[ $name == ingest ]] && ! command -v wrk >/dev/null; then
+    skipped+=("ingest (needs wrk: apt-get install wrk)")
+    continue
+  fi
   if needs_services "$name" && ! $have_kafka_mongo; then
     skipped+=("$name (needs TELEMETRYD_TEST_KAFKA_BROKERS and TELEMETRYD_TEST_MONGO_URI)")
     continue
