@@ -12,6 +12,7 @@
 
 #include "mongo/bson_json.hpp"
 #include "mongo/bson_ptr.hpp"
+#include "mongo/find_each.hpp"
 #include "mongo/mongo_errors.hpp"
 #include "mongo/upsert_bulk.hpp"
 #include "processor/gpu_series.hpp"
@@ -37,20 +38,6 @@ class Collection {
  private:
   mongoc_collection_t* collection_;
 };
-
-// Runs a find and hands every document to `each`; the cursor's error, if any.
-template <typename Each>
-Result<bool> for_each_found(mongoc_collection_t* collection, const bson_t* filter,
-                            const bson_t* opts, Each&& each) {
-  mongoc_cursor_t* cursor = mongoc_collection_find_with_opts(collection, filter, opts, nullptr);
-  const bson_t* doc = nullptr;
-  while (mongoc_cursor_next(cursor, &doc)) each(doc);
-  bson_error_t error;
-  const bool failed = mongoc_cursor_error(cursor, &error);
-  mongoc_cursor_destroy(cursor);
-  if (failed) return classify(error);
-  return true;
-}
 
 // Hands the stored sample inside a view document (its `doc` field) to `use`; nothing when it has
 // none. A callback, not a returned bson_t: bson_init_static points the bson_t into itself, so a

@@ -14,6 +14,7 @@
 
 #include "mongo/bson_json.hpp"
 #include "mongo/bson_ptr.hpp"
+#include "mongo/find_each.hpp"
 #include "mongo/json_to_bson.hpp"
 #include "mongo/mongo_errors.hpp"
 #include "mongo/mongo_index.hpp"
@@ -110,15 +111,9 @@ Result<bool> find_each(mongoc_client_t* client, const std::string& database,
                        Each&& each) {
   mongoc_collection_t* collection =
       mongoc_client_get_collection(client, database.c_str(), collection_name);
-  mongoc_cursor_t* cursor = mongoc_collection_find_with_opts(collection, filter, opts, nullptr);
-  const bson_t* doc = nullptr;
-  while (mongoc_cursor_next(cursor, &doc)) each(doc);
-  bson_error_t error;
-  const bool failed = mongoc_cursor_error(cursor, &error);
-  mongoc_cursor_destroy(cursor);
+  Result<bool> read = for_each_found(collection, filter, opts, std::forward<Each>(each));
   mongoc_collection_destroy(collection);
-  if (failed) return classify(error);
-  return true;
+  return read;
 }
 
 // Field readers for the cost inputs: a field of another type than the contract's reads as
