@@ -16,8 +16,8 @@
 #include <string_view>
 
 #include "events/cloudevent.hpp"
+#include "events/event_decoder.hpp"
 #include "fuzz_invariants.hpp"
-#include "processor/event_decoder.hpp"
 
 namespace {
 
@@ -25,12 +25,12 @@ using fuzz::expect;
 using fuzz::utf8;
 using fuzz::violated;
 
-using telemetryd::processor::DecodedEvent;
-using telemetryd::processor::DecodeError;
-using telemetryd::processor::DecodeResult;
-using telemetryd::processor::EventKind;
+using telemetryd::events::DecodedEvent;
+using telemetryd::events::DecodeError;
+using telemetryd::events::DecodeResult;
+using telemetryd::events::EventKind;
 
-void check_error(const DecodeError& error) {
+void check_error(const telemetryd::events::DecodeError& error) {
   constexpr std::string_view kReasons[] = {"invalid_json",  "bad_envelope", "unknown_type",
                                            "missing_field", "wrong_type",   "out_of_range"};
   bool known = false;
@@ -42,19 +42,19 @@ void check_error(const DecodeError& error) {
   expect(utf8(error.detail), "rejection detail is not valid UTF-8", error.detail);
 }
 
-std::string_view type_of(EventKind kind) {
+std::string_view type_of(telemetryd::events::EventKind kind) {
   switch (kind) {
-    case EventKind::kGpuMetrics:
+    case telemetryd::events::EventKind::kGpuMetrics:
       return "io.telemetryd.gpu.metrics.v1";
-    case EventKind::kTokenUsage:
+    case telemetryd::events::EventKind::kTokenUsage:
       return "io.telemetryd.token.usage.v1";
-    case EventKind::kGpuMetadata:
+    case telemetryd::events::EventKind::kGpuMetadata:
       return "io.telemetryd.gpu.metadata.v1";
   }
   return {};
 }
 
-void check_event(const DecodedEvent& e) {
+void check_event(const telemetryd::events::DecodedEvent& e) {
   expect(e.id.size() == 36 && e.id[14] == '7', "accepted id is not a UUIDv7", e.id);
   expect(!e.source.empty(), "accepted an empty source");
   expect(e.type == type_of(e.kind), "type does not match the kind", e.type);
@@ -63,7 +63,7 @@ void check_event(const DecodedEvent& e) {
     expect(utf8(*text), "decoded field is not valid UTF-8", *text);
   for (const std::string& uuid : e.gpu_uuids)
     expect(utf8(uuid), "decoded gpu_uuids item is not valid UTF-8", uuid);
-  if (e.kind == EventKind::kTokenUsage) {
+  if (e.kind == telemetryd::events::EventKind::kTokenUsage) {
     expect(!e.model.empty() && !e.tenant_id.empty(), "token usage without model or tenant_id");
     expect(e.input_tokens >= 0 && e.output_tokens >= 0, "negative token count");
   } else {
@@ -76,7 +76,8 @@ void check_event(const DecodedEvent& e) {
          "data_json is not a JSON object", e.data_json);
 }
 
-void expect_same(const DecodedEvent& a, const DecodedEvent& b, const std::string& encoded) {
+void expect_same(const telemetryd::events::DecodedEvent& a,
+                 const telemetryd::events::DecodedEvent& b, const std::string& encoded) {
   const auto same = [&](bool equal, const char* field) {
     if (!equal) violated(field, "differs after re-encoding: " + encoded);
   };
@@ -105,20 +106,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static simdjson::dom::parser parser;
   static simdjson::dom::parser second_parser;
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  const DecodeResult result = telemetryd::processor::decode_event(bytes, parser);
-  if (const auto* error = std::get_if<DecodeError>(&result)) {
+  const telemetryd::events::DecodeResult result = telemetryd::events::decode_event(bytes, parser);
+  if (const auto* error = std::get_if<telemetryd::events::DecodeError>(&result)) {
     check_error(*error);
     return 0;
   }
-  const auto& event = std::get<DecodedEvent>(result);
+  const auto& event = std::get<telemetryd::events::DecodedEvent>(result);
   check_event(event);
 
   const std::string encoded = telemetryd::events::encode_cloudevent(
       event.id, event.source, event.type, event.time, event.subject, event.data_json);
-  const DecodeResult again = telemetryd::processor::decode_event(encoded, second_parser);
-  if (const auto* error = std::get_if<DecodeError>(&again))
+  const telemetryd::events::DecodeResult again =
+      telemetryd::events::decode_event(encoded, second_parser);
+  if (const auto* error = std::get_if<telemetryd::events::DecodeError>(&again))
     violated("the re-encoded event is rejected",
              error->reason + ": " + error->detail + ": " + encoded);
-  expect_same(event, std::get<DecodedEvent>(again), encoded);
+  expect_same(event, std::get<telemetryd::events::DecodedEvent>(again), encoded);
   return 0;
 }

@@ -31,10 +31,10 @@
 #include <variant>
 
 #include "app/standard_routes.hpp"
+#include "events/event_decoder.hpp"
 #include "fuzz_invariants.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
-#include "processor/event_decoder.hpp"
 #include "processor/query_routes.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "telemetryd/metrics.hpp"
@@ -94,7 +94,7 @@ struct World {
   telemetryd::metrics::Registry registry;
   telemetryd::Readiness readiness;
   telemetryd::sqlite::SqliteStore store{":memory:"};
-  telemetryd::processor::GpuCatalog catalog;
+  telemetryd::events::GpuCatalog catalog;
   telemetryd::http::Router router;
   telemetryd::http::ServerOptions options;
 
@@ -106,14 +106,14 @@ struct World {
     catalog.add({"H100 80GB", "NVIDIA H100 80GB HBM3", 4.5});
     expect(static_cast<bool>(store.prepare(catalog)), "cannot prepare the SQLite store");
     simdjson::dom::parser parser;
-    std::vector<telemetryd::processor::DecodedEvent> events;
+    std::vector<telemetryd::events::DecodedEvent> events;
     for (const char* line : kEvents) {
-      auto decoded = telemetryd::processor::decode_event(line, parser);
-      expect(std::holds_alternative<telemetryd::processor::DecodedEvent>(decoded),
+      auto decoded = telemetryd::events::decode_event(line, parser);
+      expect(std::holds_alternative<telemetryd::events::DecodedEvent>(decoded),
              "a built-in event does not decode", line);
-      events.push_back(std::get<telemetryd::processor::DecodedEvent>(std::move(decoded)));
+      events.push_back(std::get<telemetryd::events::DecodedEvent>(std::move(decoded)));
     }
-    std::vector<telemetryd::processor::StoredEvent> batch;
+    std::vector<telemetryd::StoredEvent> batch;
     for (const auto& event : events) batch.push_back({&event});
     expect(static_cast<bool>(store.write(batch)), "cannot store the built-in events");
     telemetryd::app::add_standard_routes(router, readiness, registry, "all");

@@ -11,6 +11,12 @@
 
 namespace telemetryd {
 
+/// One reachability check's answer (core/dependency_probe.hpp runs them).
+struct ProbeResult {
+  bool ok = false;
+  std::string detail;  // error when not ok, short description when ok
+};
+
 class Readiness {
  public:
   struct Check {

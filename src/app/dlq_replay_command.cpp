@@ -7,10 +7,10 @@
 
 #include "app/reload.hpp"
 #include "app/roles.hpp"
+#include "events/event_decoder.hpp"
 #include "kafka/client_properties.hpp"
 #include "kafka/kafka_handle.hpp"
-#include "processor/dead_letter_replay.hpp"
-#include "processor/event_decoder.hpp"
+#include "sinks/dead_letter_replay.hpp"
 #include "sinks/kafka_sink.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
@@ -37,21 +37,21 @@ class UsageError : public std::runtime_error {
 std::optional<std::int64_t> parse_time(const std::string& text, const char* option) {
   if (text.empty()) return std::nullopt;
   std::chrono::system_clock::time_point t;
-  if (!processor::parse_rfc3339(text, t)) {
+  if (!events::parse_rfc3339(text, t)) {
     throw UsageError(std::string(option) + ": '" + text +
                      "' is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)");
   }
   return unix_ms(t);
 }
 
-processor::ReplayFilter filter_from(const DlqReplayOptions& options) {
-  processor::ReplayFilter filter{.reasons = options.reasons,
-                                 .stages = options.stages,
-                                 .partition = options.partition,
-                                 .from_offset = options.from_offset,
-                                 .to_offset = options.to_offset,
-                                 .since_ms = parse_time(options.since, "--since"),
-                                 .until_ms = parse_time(options.until, "--until")};
+sinks::ReplayFilter filter_from(const DlqReplayOptions& options) {
+  sinks::ReplayFilter filter{.reasons = options.reasons,
+                             .stages = options.stages,
+                             .partition = options.partition,
+                             .from_offset = options.from_offset,
+                             .to_offset = options.to_offset,
+                             .since_ms = parse_time(options.since, "--since"),
+                             .until_ms = parse_time(options.until, "--until")};
   if (filter.from_offset && filter.to_offset && *filter.to_offset < *filter.from_offset) {
     throw UsageError("--to-offset must not be below --from-offset");
   }
@@ -113,8 +113,8 @@ std::vector<PartitionEnd> partition_ends(rd_kafka_t* consumer,
   return ends;
 }
 
-processor::Headers message_headers(const rd_kafka_message_t* message) {
-  processor::Headers out;
+sinks::Headers message_headers(const rd_kafka_message_t* message) {
+  sinks::Headers out;
   rd_kafka_headers_t* headers = nullptr;
   if (rd_kafka_message_headers(message, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
   const char* name = nullptr;
@@ -156,11 +156,11 @@ class Replayer {
 
   void handle(const std::string& dlq_topic, const rd_kafka_message_t* message) {
     ++counts_.read;
-    const processor::Headers headers = message_headers(message);
-    const processor::DeadLetterOrigin origin = processor::dead_letter_origin(headers);
-    if (!processor::matches(filter_, origin, rd_kafka_message_timestamp(message, nullptr))) return;
+    const sinks::Headers headers = message_headers(message);
+    const sinks::DeadLetterOrigin origin = sinks::dead_letter_origin(headers);
+    if (!sinks::matches(filter_, origin, rd_kafka_message_timestamp(message, nullptr))) return;
     ++counts_.matched;
-    const std::string destination = processor::replay_destination(options_.to, origin);
+    const std::string destination = sinks::replay_destination(options_.to, origin);
     if (destination.empty()) {
       ++counts_.skipped;
       std::cerr << "dlq replay: " << dlq_topic << "/" << message->partition << "/"
@@ -172,8 +172,8 @@ class Replayer {
     event.key.assign(static_cast<const char*>(message->key), message->key_len);
     event.payload.assign(static_cast<const char*>(message->payload), message->len);
     event.cloudevent = false;  // the original bytes, as they came
-    event.headers = processor::replay_headers(headers, dlq_topic, message->partition,
-                                              message->offset, origin.reason);
+    event.headers = sinks::replay_headers(headers, dlq_topic, message->partition, message->offset,
+                                          origin.reason);
     if (sink_) {
       const std::atomic<bool> never{false};
       std::string error;
@@ -198,7 +198,7 @@ class Replayer {
 
  private:
   void print(const std::string& dlq_topic, const rd_kafka_message_t* message,
-             const processor::DeadLetterOrigin& origin, const Event& event) const {
+             const sinks::DeadLetterOrigin& origin, const Event& event) const {
     JsonWriter json;
     json.begin_object()
         .key("dlq_topic")
@@ -225,7 +225,7 @@ class Replayer {
   }
 
   const DlqReplayOptions& options_;
-  processor::ReplayFilter filter_;
+  sinks::ReplayFilter filter_;
   metrics::Registry metrics_;
   std::optional<sinks::KafkaSink> sink_;
   Counts counts_;

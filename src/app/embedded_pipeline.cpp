@@ -197,7 +197,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
   std::int64_t queue_capacity_;
   sqlite::SqliteStore store_;
   cost::PriceCatalog prices_;
-  processor::GpuCatalog catalog_;
+  events::GpuCatalog catalog_;
   processor::PricerSettings pricer_settings_;
   processor::TenantLabels tenants_;
   processor::ProcessorCore core_;

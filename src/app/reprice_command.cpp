@@ -7,13 +7,13 @@
 #include "app/reload.hpp"
 #include "app/roles.hpp"
 #include "cost/price_catalog.hpp"
+#include "events/event_decoder.hpp"
 #include "processor/cost_config.hpp"
 #include "processor/cost_pricer.hpp"
-#include "processor/event_decoder.hpp"
-#include "processor/store_factory.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
+#include "telemetryd/sink.hpp"
 #include "telemetryd/time_format.hpp"
 
 namespace telemetryd::app {
@@ -47,7 +47,7 @@ void apply_prices_file(const std::string& path, cost::PriceCatalog& catalog) {
 
 std::int64_t parse_time(const std::string& text, const char* option) {
   std::chrono::system_clock::time_point t;
-  if (!processor::parse_rfc3339(text, t)) {
+  if (!events::parse_rfc3339(text, t)) {
     throw StartupError(std::string(option) + ": '" + text +
                        "' is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)");
   }
@@ -89,7 +89,7 @@ int reprice(const RepriceOptions& options) {
     const std::int64_t to = parse_time(options.to, "--to");
     if (to <= from) throw StartupError("--to must be after --from");
 
-    std::unique_ptr<processor::Store> store;
+    std::unique_ptr<Store> store;
     if (role == "all") {
       const auto path =
           std::filesystem::path(config.str("embedded.data_dir")) / "telemetryd.sqlite3";
@@ -97,11 +97,12 @@ int reprice(const RepriceOptions& options) {
       if (!std::filesystem::exists(path)) throw StartupError(path.string() + ": no such database");
       store = std::make_unique<sqlite::SqliteStore>(path.string());
     } else {
-      store = processor::make_processor_store(config);
+      store = SinkRegistry::build(config);
     }
     if (!store->supports_costs()) {
-      throw StartupError("processor.store " + config.str("processor.store") +
-                         " keeps no costs (use mongodb or both)");
+      throw StartupError(
+          "the processor's sinks keep no costs (processor.sinks needs one that "
+          "serves queries, e.g. mongodb)");
     }
     cost::PriceCatalog prices = processor::price_catalog_from(config, section);
     // A database last written by an older release lacks the cost tables: create them (and

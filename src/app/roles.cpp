@@ -14,8 +14,7 @@ namespace {
 const std::map<std::string, std::vector<std::string>, std::less<>>& role_table() {
   static const std::map<std::string, std::vector<std::string>, std::less<>> table{
       {"producer", {"http", "kafka", "producer"}},
-      {"processor",
-       {"http", "kafka", "mongodb", "influxdb", "processor", "ingest", "otlp", "scrape"}},
+      {"processor", {"http", "kafka", "processor", "ingest", "otlp", "scrape"}},
       {"worker", {"http", "kafka", "mongodb", "worker"}},
       {"all", {"http", "embedded", "otlp", "scrape"}},
       {"gpu-exporter", {"http", "gpu_exporter"}},
@@ -42,9 +41,11 @@ const SectionSpec& daemon_section() {
   return section;
 }
 
-// Sources are subsections of both the producer and the embedded pipeline: list each once.
+// Sources are subsections of both the producer and the embedded pipeline, and the mongodb
+// section is the worker's component's and the processor's sink's: list each name once.
 void add_unique(std::vector<const SectionSpec*>& sections, const SectionSpec* section) {
-  if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
+  if (std::none_of(sections.begin(), sections.end(),
+                   [&](const SectionSpec* s) { return s->name == section->name; })) {
     sections.push_back(section);
   }
 }

@@ -16,11 +16,6 @@
 
 namespace telemetryd {
 
-struct ProbeResult {
-  bool ok = false;
-  std::string detail;  // error when not ok, short description when ok
-};
-
 class DependencyProbe {
  public:
   DependencyProbe(boost::asio::io_context& io, boost::asio::thread_pool& blocking,

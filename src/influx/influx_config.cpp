@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "telemetryd/errors.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::influx {
 
@@ -32,8 +33,8 @@ std::string read_secret(const std::string& file, const std::string& key) {
 std::vector<KeySpec> influx_keys() {
   return {
       {.name = "url",
-       .description = "Base URL of the InfluxDB HTTP API; required when processor.store is "
-                      "influxdb or both.",
+       .description = "Base URL of the InfluxDB HTTP API; required when processor.sinks "
+                      "includes influxdb.",
        .check = check_url,
        .hint = "http://127.0.0.1:8086 or https://host:8086"},
       {.name = "api",
@@ -106,18 +107,13 @@ std::vector<KeySpec> influx_keys() {
   };
 }
 
-bool influx_in_use(const Config& config) {
-  if (!config.has("processor.store")) return false;
-  const std::string& store = config.str("processor.store");
-  return store == "influxdb" || store == "both";
-}
-
 std::vector<ConfigProblem> check_influx_config(const Config& config) {
   std::vector<ConfigProblem> problems;
-  if (!influx_in_use(config)) return problems;
-  const std::string why = "required when processor.store is " + config.str("processor.store");
+  const std::string chosen_by = SinkRegistry::chosen_by(config);
+  const std::string why = "required when " + chosen_by + " writes to InfluxDB";
   auto problem = [&](std::string path, std::string message, std::string hint = {},
-                     std::string because_of = "processor.store") {
+                     std::string because_of = {}) {
+    if (because_of.empty()) because_of = chosen_by;
     problems.push_back({config.source(), 0, 0, std::move(path), std::move(message), std::move(hint),
                         std::move(because_of)});
   };

@@ -6,7 +6,7 @@
 
 namespace telemetryd::influx {
 
-using processor::EventKind;
+using events::EventKind;
 
 namespace {
 
@@ -58,8 +58,8 @@ std::string_view strip_newline(const std::string& line) {
   return v;
 }
 
-void count_inserted(processor::WriteOutcome& outcome, EventKind kind) {
-  if (kind == EventKind::kTokenUsage) {
+void count_inserted(WriteOutcome& outcome, events::EventKind kind) {
+  if (kind == events::EventKind::kTokenUsage) {
     ++outcome.token_usage_inserted;
   } else {
     ++outcome.gpu_metrics_inserted;
@@ -78,8 +78,7 @@ std::uint64_t SlotTracker::hash(std::string_view text) {
 }
 
 void SlotTracker::assign(const std::vector<std::size_t>& indices,
-                         const std::vector<processor::StoredEvent>& batch,
-                         std::vector<std::string>& lines) {
+                         const std::vector<StoredEvent>& batch, std::vector<std::string>& lines) {
   // Random id offsets collide by the birthday bound when one series has many events in one
   // millisecond (a burst of requests of one tenant and model): the integration test lost 1 point
   // in 18000 to that. So every point's (series, time) slot is remembered for the last
@@ -166,7 +165,7 @@ Result<bool> InfluxStore::create_database() {
   return status >= 500 || status == 429 ? Error::retryable(text) : Error::permanent(text);
 }
 
-Result<bool> InfluxStore::prepare(const processor::GpuCatalog&) {
+Result<bool> InfluxStore::prepare(const events::GpuCatalog&) {
   if (settings_.writer.api == Api::kV1) return create_database();
   const std::string path = "/api/v2/buckets?org=" + url_encode(settings_.writer.org) +
                            "&name=" + url_encode(settings_.writer.bucket);
@@ -199,9 +198,8 @@ Result<bool> InfluxStore::prepare(const processor::GpuCatalog&) {
   return status >= 500 || status == 429 ? Error::retryable(text) : Error::permanent(text);
 }
 
-Result<processor::WriteOutcome> InfluxStore::write(
-    const std::vector<processor::StoredEvent>& batch) {
-  processor::WriteOutcome outcome;
+Result<WriteOutcome> InfluxStore::write(const std::vector<StoredEvent>& batch) {
+  WriteOutcome outcome;
   std::vector<std::string> lines(batch.size());
   std::vector<std::size_t> writable;
   writable.reserve(batch.size());
@@ -229,9 +227,9 @@ Result<processor::WriteOutcome> InfluxStore::write(
 }
 
 Result<bool> InfluxStore::write_points(std::vector<std::size_t> indices,
-                                       const std::vector<processor::StoredEvent>& batch,
+                                       const std::vector<StoredEvent>& batch,
                                        const std::vector<std::string>& lines,
-                                       processor::WriteOutcome& outcome) {
+                                       WriteOutcome& outcome) {
   bool created = false;
   for (int round = 0; !indices.empty(); ++round) {
     std::string body;
@@ -291,20 +289,20 @@ Result<bool> InfluxStore::write_points(std::vector<std::size_t> indices,
   return true;
 }
 
-Result<std::string> InfluxStore::latest_gpu_json(const processor::GpuQuery&) {
-  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+Result<std::string> InfluxStore::latest_gpu_json(const GpuQuery&) {
+  return Error::permanent("queries are not served from InfluxDB (processor.sinks: [influxdb])");
 }
 Result<std::string> InfluxStore::gpus_json() {
-  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+  return Error::permanent("queries are not served from InfluxDB (processor.sinks: [influxdb])");
 }
-Result<std::string> InfluxStore::usage_json(const processor::UsageQuery&) {
-  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+Result<std::string> InfluxStore::usage_json(const UsageQuery&) {
+  return Error::permanent("queries are not served from InfluxDB (processor.sinks: [influxdb])");
 }
-Result<std::string> InfluxStore::gpu_series_json(const processor::SeriesQuery&) {
-  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+Result<std::string> InfluxStore::gpu_series_json(const query::SeriesQuery&) {
+  return Error::permanent("queries are not served from InfluxDB (processor.sinks: [influxdb])");
 }
 Result<std::string> InfluxStore::devices_json() {
-  return Error::permanent("queries are not served from InfluxDB (processor.store: influxdb)");
+  return Error::permanent("queries are not served from InfluxDB (processor.sinks: [influxdb])");
 }
 
 }  // namespace telemetryd::influx

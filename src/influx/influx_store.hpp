@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "influx/influx_writer.hpp"
-#include "processor/store.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::influx {
 
@@ -25,8 +25,8 @@ class SlotTracker {
  public:
   static constexpr std::size_t kCapacity = 1 << 18;  // ~30 MB; ~10 s of points at 25k/s
   /// Rewrites the timestamps of `lines` (at `indices`, encoded from `batch`) where needed.
-  void assign(const std::vector<std::size_t>& indices,
-              const std::vector<processor::StoredEvent>& batch, std::vector<std::string>& lines);
+  void assign(const std::vector<std::size_t>& indices, const std::vector<StoredEvent>& batch,
+              std::vector<std::string>& lines);
 
  private:
   struct Slot {
@@ -53,28 +53,26 @@ struct StoreSettings {
   std::size_t batch_size = 5000;  // points per HTTP request
 };
 
-class InfluxStore final : public processor::Store {
+class InfluxStore final : public Store {
  public:
   explicit InfluxStore(StoreSettings settings);
 
   /// v1: CREATE DATABASE (idempotent). v2: the bucket must exist (checked through
   /// /api/v2/buckets; InfluxDB 1.8's compatibility API has none, then /ping only).
-  Result<bool> prepare(const processor::GpuCatalog& catalog) override;
-  Result<processor::WriteOutcome> write(const std::vector<processor::StoredEvent>& batch) override;
-  Result<std::string> latest_gpu_json(const processor::GpuQuery& query) override;
+  Result<bool> prepare(const events::GpuCatalog& catalog) override;
+  Result<WriteOutcome> write(const std::vector<StoredEvent>& batch) override;
+  Result<std::string> latest_gpu_json(const GpuQuery& query) override;
   Result<std::string> gpus_json() override;
-  Result<std::string> usage_json(const processor::UsageQuery& query) override;
-  Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
+  Result<std::string> usage_json(const UsageQuery& query) override;
+  Result<std::string> gpu_series_json(const query::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
   bool supports_queries() const override { return false; }
 
  private:
   Result<bool> create_database();
   // Writes the points at `indices`, narrowing down partial writes; adds to `outcome`.
-  Result<bool> write_points(std::vector<std::size_t> indices,
-                            const std::vector<processor::StoredEvent>& batch,
-                            const std::vector<std::string>& lines,
-                            processor::WriteOutcome& outcome);
+  Result<bool> write_points(std::vector<std::size_t> indices, const std::vector<StoredEvent>& batch,
+                            const std::vector<std::string>& lines, WriteOutcome& outcome);
 
   StoreSettings settings_;
   InfluxWriter writer_;

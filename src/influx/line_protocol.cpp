@@ -11,8 +11,8 @@
 
 namespace telemetryd::influx {
 
-using processor::DecodedEvent;
-using processor::EventKind;
+using events::DecodedEvent;
+using events::EventKind;
 
 namespace {
 
@@ -316,17 +316,17 @@ std::int64_t id_offset_ns(std::string_view event_id) {
   return static_cast<std::int64_t>(fnv1a64(event_id) % 1000000ULL);
 }
 
-std::int64_t point_time(const DecodedEvent& event, Precision precision) {
+std::int64_t point_time(const events::DecodedEvent& event, Precision precision) {
   const std::int64_t ms =
       std::chrono::floor<std::chrono::milliseconds>(event.time).time_since_epoch().count();
   if (precision == Precision::kMilliseconds) return ms;
   return ms * 1000000 + id_offset_ns(event.id);
 }
 
-std::string encode_point(std::string& out, const processor::StoredEvent& stored,
-                         Precision precision, simdjson::dom::parser& parser) {
-  const DecodedEvent& e = *stored.event;
-  if (e.kind != EventKind::kGpuMetrics && e.kind != EventKind::kTokenUsage)
+std::string encode_point(std::string& out, const StoredEvent& stored, Precision precision,
+                         simdjson::dom::parser& parser) {
+  const events::DecodedEvent& e = *stored.event;
+  if (e.kind != events::EventKind::kGpuMetrics && e.kind != events::EventKind::kTokenUsage)
     return "only gpu_metrics and token_usage events are written to InfluxDB";
   simdjson::dom::object data;
   if (parser.parse(e.data_json).get(data)) return "data is not a JSON object";
@@ -335,7 +335,7 @@ std::string encode_point(std::string& out, const processor::StoredEvent& stored,
   p.string_field("source", e.source);
   std::string error, scratch_tags, scratch_gpus;
   std::string_view collector;
-  if (e.kind == EventKind::kGpuMetrics) {
+  if (e.kind == events::EventKind::kGpuMetrics) {
     p.tag("host", e.host);
     p.tag("gpu_uuid", e.gpu_uuid);
     p.tag("model_name", e.model_name);

@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "processor/store.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::influx {
 
@@ -35,15 +35,15 @@ void append_string_field(std::string& out, std::string_view value);
 std::int64_t id_offset_ns(std::string_view event_id);
 /// The point time: event time truncated to the millisecond, plus the id offset (ns precision),
 /// or just the millisecond (ms precision).
-std::int64_t point_time(const processor::DecodedEvent& event, Precision precision);
+std::int64_t point_time(const events::DecodedEvent& event, Precision precision);
 
 /// Appends one point and its newline. On failure (a tag value InfluxDB cannot carry: a newline,
 /// or a trailing backslash) appends nothing and returns the reason.
-std::string encode_point(std::string& out, const processor::StoredEvent& stored,
-                         Precision precision, simdjson::dom::parser& parser);
+std::string encode_point(std::string& out, const StoredEvent& stored, Precision precision,
+                         simdjson::dom::parser& parser);
 
-inline std::string_view measurement_of(processor::EventKind kind) {
-  return kind == processor::EventKind::kTokenUsage ? "token_usage" : "gpu_metrics";
+inline std::string_view measurement_of(events::EventKind kind) {
+  return kind == events::EventKind::kTokenUsage ? "token_usage" : "gpu_metrics";
 }
 
 }  // namespace telemetryd::influx

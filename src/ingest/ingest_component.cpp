@@ -18,13 +18,13 @@
 #include <optional>
 
 #include "events/cloudevent.hpp"
+#include "events/event_decoder.hpp"
 #include "http/bearer_tokens.hpp"
 #include "http/router.hpp"
 #include "ingest/idempotency.hpp"
 #include "ingest/ingest_publisher.hpp"
 #include "ingest/metadata_normalizer.hpp"
 #include "ingest/rate_limiter.hpp"
-#include "processor/event_decoder.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/log.hpp"
@@ -45,7 +45,7 @@ Response with_retry_after(Response response, int seconds) {
 }
 
 // DecodeError's detail starts with the field's path ("data.gpu_uuid is required").
-std::string field_of(const processor::DecodeError& error) {
+std::string field_of(const events::DecodeError& error) {
   std::string_view detail = error.detail;
   std::string_view path = detail.substr(0, detail.find(' '));
   if (path.substr(0, 5) == "data.") path.remove_prefix(5);
@@ -176,27 +176,27 @@ class IngestComponent final : public Component {
     return std::nullopt;
   }
 
-  std::string topic_for(processor::EventKind kind) const {
+  std::string topic_for(events::EventKind kind) const {
     switch (kind) {
-      case processor::EventKind::kGpuMetrics:
+      case events::EventKind::kGpuMetrics:
         return config_.str("ingest.topics.gpu_metrics");
-      case processor::EventKind::kTokenUsage:
+      case events::EventKind::kTokenUsage:
         return config_.str("ingest.topics.token_usage");
-      case processor::EventKind::kGpuMetadata:
+      case events::EventKind::kGpuMetadata:
         break;
     }
     return config_.str("ingest.topics.gpu_metadata");
   }
 
   // The documented partition keys (docs/events.md): GPU UUID, or deployment else model.
-  static std::string key_for(const processor::DecodedEvent& event) {
-    if (event.kind == processor::EventKind::kTokenUsage) {
+  static std::string key_for(const events::DecodedEvent& event) {
+    if (event.kind == events::EventKind::kTokenUsage) {
       return event.deployment.empty() ? event.model : event.deployment;
     }
     return event.gpu_uuid;
   }
 
-  Event to_event(const processor::DecodedEvent& decoded, std::string payload) const {
+  Event to_event(const events::DecodedEvent& decoded, std::string payload) const {
     Event event;
     event.topic = topic_for(decoded.kind);
     event.key = key_for(decoded);
@@ -228,20 +228,19 @@ class IngestComponent final : public Component {
     std::string error_message;
     std::string error_field;
     if (looks_like_cloudevent(body)) {
-      processor::DecodeResult decoded = processor::decode_event(body, parser_);
-      if (auto* error = std::get_if<processor::DecodeError>(&decoded)) {
+      events::DecodeResult decoded = events::decode_event(body, parser_);
+      if (auto* error = std::get_if<events::DecodeError>(&decoded)) {
         error_code = error->reason;
         error_message = error->detail;
         error_field = field_of(*error);
-      } else if (std::get<processor::DecodedEvent>(decoded).kind !=
-                 processor::EventKind::kGpuMetadata) {
+      } else if (std::get<events::DecodedEvent>(decoded).kind != events::EventKind::kGpuMetadata) {
         error_code = "wrong_type";
         error_message =
             "POST /metadata takes io.telemetryd.gpu.metadata.v1 events; use "
             "POST /v1/events for other types";
         error_field = "type";
       } else {
-        events.push_back(to_event(std::get<processor::DecodedEvent>(decoded), body));
+        events.push_back(to_event(std::get<events::DecodedEvent>(decoded), body));
       }
     } else {
       NormalizeResult normalized = normalize_metadata(body);
@@ -266,14 +265,13 @@ class IngestComponent final : public Component {
             events::encode_cloudevent(id, source_prefix_ + client, kGpuMetadataType,
                                       metadata.observed_at, metadata.gpu_uuid, metadata.data_json);
         // What is published must pass the contract, whatever the normaliser let through.
-        processor::DecodeResult decoded = processor::decode_event(payload, parser_);
-        if (auto* error = std::get_if<processor::DecodeError>(&decoded)) {
+        events::DecodeResult decoded = events::decode_event(payload, parser_);
+        if (auto* error = std::get_if<events::DecodeError>(&decoded)) {
           error_code = error->reason;
           error_message = error->detail;
           error_field = field_of(*error);
         } else {
-          events.push_back(
-              to_event(std::get<processor::DecodedEvent>(decoded), std::move(payload)));
+          events.push_back(to_event(std::get<events::DecodedEvent>(decoded), std::move(payload)));
         }
       }
     }
@@ -344,8 +342,8 @@ class IngestComponent final : public Component {
     std::vector<Event> events;
     for (std::size_t i = 0; i < raw_items.size(); ++i) {
       items[i].index = i;
-      processor::DecodeResult decoded = processor::decode_event(raw_items[i], parser_);
-      if (auto* error = std::get_if<processor::DecodeError>(&decoded)) {
+      events::DecodeResult decoded = events::decode_event(raw_items[i], parser_);
+      if (auto* error = std::get_if<events::DecodeError>(&decoded)) {
         items[i].status = 400;
         items[i].code = error->reason;
         items[i].message = error->detail;
@@ -353,7 +351,7 @@ class IngestComponent final : public Component {
         rejected_.with({error->reason}).Increment();
         continue;
       }
-      const auto& event = std::get<processor::DecodedEvent>(decoded);
+      const auto& event = std::get<events::DecodedEvent>(decoded);
       items[i].id = event.id;
       items[i].event = events.size();
       events.push_back(to_event(event, std::move(raw_items[i])));

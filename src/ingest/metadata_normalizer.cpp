@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
 
@@ -142,7 +142,7 @@ NormalizeResult normalize_metadata(std::string_view body) {
       std::string_view text;
       if (value.get(text) != simdjson::SUCCESS)
         return wrong(name, "observed_at must be an RFC 3339 date-time string");
-      if (!processor::parse_rfc3339(trim(text), out.observed_at))
+      if (!events::parse_rfc3339(trim(text), out.observed_at))
         return InputError{"invalid_value",
                           "observed_at must be an RFC 3339 date-time, e.g. 2026-12-01T10:00:00Z",
                           "observed_at"};

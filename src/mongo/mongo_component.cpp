@@ -1,114 +1,35 @@
-// The `mongodb` component: a libmongoc client pool a role depends on. It owns the `mongodb:`
-// section and reports the server's reachability to /ready with a real `ping` command.
-
-#include <mongoc/mongoc.h>
+// The `mongodb` component: the worker's connection to MongoDB. It owns the `mongodb:` section
+// (mongo_section.cpp, shared with the processor's `mongodb` sink) and reports the server's
+// reachability to /ready with a real `ping` command.
 
 #include <memory>
 
 #include "core/dependency_probe.hpp"
-#include "mongo/mongo_uri.hpp"
+#include "mongo/mongo_section.hpp"
 #include "telemetryd/component.hpp"
-#include "telemetryd/errors.hpp"
 
 namespace telemetryd::mongo {
 namespace {
 
 class MongoComponent final : public Component {
  public:
-  // A processor that stores only in InfluxDB has no use for MongoDB: no check at all, so /ready
-  // does not wait for a server nobody writes to (the role still lists this component, for its
-  // section and for processor.store: mongodb|both).
-  explicit MongoComponent(ComponentContext& ctx) : pool_(make_pool(ctx.config)) {
-    if (ctx.config.has("processor.store") && ctx.config.str("processor.store") == "influxdb") {
-      return;
-    }
-    probe_ = std::make_unique<DependencyProbe>(
-        ctx.io, ctx.blocking, ctx.readiness, ctx.metrics, "mongodb",
-        std::chrono::milliseconds(ctx.config.integer("mongodb.check_interval_ms")),
-        [this] { return check(); });
-  }
+  explicit MongoComponent(ComponentContext& ctx)
+      : ping_(ctx.config),
+        probe_(ctx.io, ctx.blocking, ctx.readiness, ctx.metrics, "mongodb",
+               std::chrono::milliseconds(ctx.config.integer("mongodb.check_interval_ms")),
+               [this] { return ping_.check(); }) {}
 
-  void start() override {
-    if (probe_) probe_->start();
-  }
-  void stop() override {
-    if (probe_) probe_->stop();
-  }
+  void start() override { probe_.start(); }
+  void stop() override { probe_.stop(); }
 
  private:
-  struct PoolDeleter {
-    void operator()(mongoc_client_pool_t* pool) const { mongoc_client_pool_destroy(pool); }
-  };
-  using PoolPtr = std::unique_ptr<mongoc_client_pool_t, PoolDeleter>;
-
-  static PoolPtr make_pool(const Config& config) {
-    // A pooled client otherwise waits 30 s for a server; the check must answer sooner.
-    const UriPtr uri = make_uri(connection_from(config),
-                                static_cast<int32_t>(config.integer("mongodb.check_timeout_ms")));
-    mongoc_client_pool_t* pool = mongoc_client_pool_new(uri.get());
-    if (pool == nullptr) throw StartupError("mongodb: cannot create client pool");
-    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_pool_set_appname(pool, "telemetryd");
-    return PoolPtr(pool);
-  }
-
-  ProbeResult check() {
-    mongoc_client_t* client = mongoc_client_pool_pop(pool_.get());
-    bson_t* command = BCON_NEW("ping", BCON_INT32(1));
-    bson_t reply;
-    bson_error_t error;
-    const bool ok = mongoc_client_command_simple(client, "admin", command, nullptr, &reply, &error);
-    bson_destroy(command);
-    bson_destroy(&reply);
-    mongoc_client_pool_push(pool_.get(), client);
-    if (!ok) return {false, std::string("ping failed: ") + error.message};
-    return {true, "ping ok"};
-  }
-
-  PoolPtr pool_;
-  std::unique_ptr<DependencyProbe> probe_;
+  MongoPing ping_;
+  DependencyProbe probe_;
 };
 
-std::vector<KeySpec> mongodb_keys() {
-  std::vector<KeySpec> keys = connection_keys();
-  for (auto& key : std::vector<KeySpec>{
-           {.name = "database",
- .description = "Database holding gpu_metrics, token_usage and gpus.",
- .default_value = "telemetry"},
-           {.name = "write_concern",
-           .description = "majority waits for a majority of replicas; 1 for the primary only.",
-           .default_value = "majority",
-           .allowed = {"majority", "1"}},
-           {.name = "ttl_days",
-           .type = ValueType::kInt,
-           .description = "Delete gpu_metrics and token_usage older than this (TTL index on ts); "
-                          "0 keeps them.",
-           .default_value = "0",
-           .min = 0,
-           .max = 36500},
-           {.name = "check_interval_ms",
-           .type = ValueType::kInt,
-           .description = "How often /ready re-checks the server while it is reachable.",
-           .default_value = "5000",
-           .min = 100,
-           .max = 300000},
-           {.name = "check_timeout_ms",
-           .type = ValueType::kInt,
-           .description = "Server selection timeout of the readiness ping.",
-           .default_value = "3000",
-           .min = 100,
-           .max = 60000},
-       }) {
-    keys.push_back(std::move(key));
-  }
-  return keys;
-}
-
-const ComponentRegistration kRegistration{
-    {"mongodb",
-     {"mongodb", "Connection to the MongoDB-compatible database.", mongodb_keys(),
-      check_connection_keys},
-     [](ComponentContext& ctx) { return std::make_unique<MongoComponent>(ctx); }}};
+const ComponentRegistration kRegistration{{"mongodb", mongodb_section(), [](ComponentContext& ctx) {
+                                             return std::make_unique<MongoComponent>(ctx);
+                                           }}};
 
 }  // namespace
 }  // namespace telemetryd::mongo

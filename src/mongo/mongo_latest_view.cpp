@@ -15,7 +15,7 @@
 #include "mongo/find_each.hpp"
 #include "mongo/mongo_errors.hpp"
 #include "mongo/upsert_bulk.hpp"
-#include "processor/gpu_series.hpp"
+#include "query/gpu_series.hpp"
 #include "telemetryd/json_writer.hpp"
 
 namespace telemetryd::mongo {
@@ -194,15 +194,15 @@ Result<bool> backfill_latest(mongoc_client_t* client, const std::string& databas
   return upsert_latest(client, database, samples);
 }
 
-Result<std::vector<processor::LatestSample>> latest_samples_of(mongoc_client_t* client,
-                                                               const std::string& database) {
+Result<std::vector<query::LatestSample>> latest_samples_of(mongoc_client_t* client,
+                                                           const std::string& database) {
   const Collection latest(client, database, kLatestCollection);
   const BsonPtr all(bson_new());
   const BsonPtr opts(BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}"));
-  std::vector<processor::LatestSample> samples;
+  std::vector<query::LatestSample> samples;
   Result<bool> read =
       for_each_found(latest.get(), all.get(), opts.get(), [&](const bson_t* view_document) {
-        processor::LatestSample entry;
+        query::LatestSample entry;
         bson_iter_t iter;
         if (bson_iter_init_find(&iter, view_document, "_id") && BSON_ITER_HOLDS_UTF8(&iter))
           entry.gpu_uuid = bson_iter_utf8(&iter, nullptr);
@@ -216,7 +216,7 @@ Result<std::vector<processor::LatestSample>> latest_samples_of(mongoc_client_t* 
           entry.document_json = document.take();
           JsonWriter device;
           device.begin_object();
-          for (const char* field : processor::kDeviceFields) {
+          for (const char* field : query::kDeviceFields) {
             if (bson_iter_init_find(&iter, sample, field) && !BSON_ITER_HOLDS_NULL(&iter)) {
               device.key(field);
               write_bson_value(device, &iter);

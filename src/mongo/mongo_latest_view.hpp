@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "processor/store.hpp"
 #include "telemetryd/result.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::mongo {
 
@@ -39,7 +39,7 @@ Result<bool> backfill_latest(mongoc_client_t* client, const std::string& databas
 
 /// Every GPU's view document as a latest sample (its stored sample's JSON, and the kDeviceFields
 /// of it as one /v1/devices entry), in gpu_uuid order.
-Result<std::vector<processor::LatestSample>> latest_samples_of(mongoc_client_t* client,
-                                                               const std::string& database);
+Result<std::vector<query::LatestSample>> latest_samples_of(mongoc_client_t* client,
+                                                           const std::string& database);
 
 }  // namespace telemetryd::mongo

@@ -26,7 +26,7 @@
 
 namespace telemetryd::mongo {
 
-using processor::EventKind;
+using events::EventKind;
 
 class MongoStore::Client {
  public:
@@ -50,7 +50,7 @@ constexpr const char* kCostCollection = "token_usage_costs";
 // The stored document: the event's data fields at the top level, with _id, ts (a BSON date for
 // range queries and TTL) and source. A usage document gets its `cost` block later, when its
 // window is priced (write_costs).
-BsonPtr make_document(const processor::StoredEvent& stored, std::string& error) {
+BsonPtr make_document(const StoredEvent& stored, std::string& error) {
   const auto& e = *stored.event;
   BsonPtr doc(bson_new());
   BSON_APPEND_UTF8(doc.get(), "_id", e.id.c_str());
@@ -225,7 +225,7 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
   return true;
 }
 
-Result<bool> MongoStore::prepare(const processor::GpuCatalog& catalog) {
+Result<bool> MongoStore::prepare(const events::GpuCatalog& catalog) {
   Client client(pool_);
   if (auto indexes = ensure_indexes(client.get()); !indexes) return indexes.error();
   // A database from before the view gets it filled once, so an upgrade keeps /v1/devices.
@@ -281,8 +281,7 @@ Result<std::vector<WriteError>> insert_each(mongoc_collection_t* collection,
 // count as stored: a retried batch whose samples went in before its view update failed must
 // still reach the view. A refused document never does.
 Result<bool> keep_latest(mongoc_client_t* client, const std::string& database,
-                         const std::vector<processor::StoredEvent>& batch,
-                         const std::vector<BsonPtr>& docs,
+                         const std::vector<StoredEvent>& batch, const std::vector<BsonPtr>& docs,
                          const std::vector<std::size_t>& positions,
                          const std::vector<WriteError>& errors) {
   std::vector<bool> refused(docs.size(), false);
@@ -307,11 +306,11 @@ Result<bool> keep_latest(mongoc_client_t* client, const std::string& database,
 
 }  // namespace
 
-Result<processor::WriteOutcome> MongoStore::write(
-    const std::vector<processor::StoredEvent>& batch) {
-  processor::WriteOutcome outcome;
+Result<WriteOutcome> MongoStore::write(const std::vector<StoredEvent>& batch) {
+  WriteOutcome outcome;
   // One unordered insert per collection; batch indexes are kept to map write errors back.
-  for (const EventKind kind : {EventKind::kGpuMetrics, EventKind::kTokenUsage}) {
+  for (const events::EventKind kind :
+       {events::EventKind::kGpuMetrics, events::EventKind::kTokenUsage}) {
     std::vector<BsonPtr> docs;
     std::vector<std::size_t> positions;
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -328,7 +327,7 @@ Result<processor::WriteOutcome> MongoStore::write(
     if (docs.empty()) continue;
     std::vector<const bson_t*> pointers;
     for (const auto& d : docs) pointers.push_back(d.get());
-    const char* name = kind == EventKind::kGpuMetrics ? "gpu_metrics" : "token_usage";
+    const char* name = kind == events::EventKind::kGpuMetrics ? "gpu_metrics" : "token_usage";
     Client client(pool_);
     mongoc_collection_t* collection =
         mongoc_client_get_collection(client.get(), settings_.database.c_str(), name);
@@ -386,9 +385,9 @@ Result<processor::WriteOutcome> MongoStore::write(
     if (concern_failed)
       return Error::retryable("write concern not satisfied: " + std::string(error.message));
     const std::size_t inserted = docs.size() - errors.size();
-    (kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
-                                    : outcome.token_usage_inserted) += inserted;
-    if (kind == EventKind::kGpuMetrics) {
+    (kind == events::EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
+                                            : outcome.token_usage_inserted) += inserted;
+    if (kind == events::EventKind::kGpuMetrics) {
       if (auto latest =
               keep_latest(client.get(), settings_.database, batch, docs, positions, errors);
           !latest) {
@@ -402,10 +401,10 @@ Result<processor::WriteOutcome> MongoStore::write(
   return outcome;
 }
 
-Result<std::string> MongoStore::latest_gpu_json(const processor::GpuQuery& query) {
-  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+Result<std::string> MongoStore::latest_gpu_json(const GpuQuery& query) {
+  Result<std::vector<query::LatestSample>> samples = latest_samples();
   if (!samples) return samples.error();
-  return processor::latest_json_of(samples.value(), query);
+  return query::latest_json_of(samples.value(), query.gpu_uuid, query.host);
 }
 
 Result<std::string> MongoStore::gpus_json() {
@@ -419,7 +418,7 @@ Result<std::string> MongoStore::gpus_json() {
   return drain_to_json_array(cursor, collection);
 }
 
-Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
+Result<std::string> MongoStore::usage_json(const UsageQuery& query) {
   Client client(pool_);
   BsonPtr match(bson_new());
   if (query.from || query.to) {
@@ -534,7 +533,7 @@ Result<std::string> MongoStore::usage_json(const processor::UsageQuery& query) {
 // FerretDB 1.24, which the tests run against, groups with $sum and $count only: no date
 // arithmetic to compute a bucket, no $avg or $max. So the database filters on the
 // {gpu_uuid, ts} index and returns only the summarised fields, and the buckets are summed here.
-Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& query) {
+Result<std::string> MongoStore::gpu_series_json(const query::SeriesQuery& query) {
   Client client(pool_);
   mongoc_collection_t* collection =
       mongoc_client_get_collection(client.get(), settings_.database.c_str(), "gpu_metrics");
@@ -547,7 +546,7 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
   BSON_APPEND_INT32(&projection, "_id", 0);
   BSON_APPEND_INT32(&projection, "ts", 1);
   std::vector<std::string> top_level;  // "activity" once for both of its fields
-  for (const auto& field : processor::kSeriesFields) {
+  for (const auto& field : query::kSeriesFields) {
     const std::string_view path = field.path;
     const std::string name(path.substr(0, path.find('.')));
     if (std::find(top_level.begin(), top_level.end(), name) != top_level.end()) continue;
@@ -557,16 +556,16 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
   bson_append_document_end(opts.get(), &projection);
   mongoc_cursor_t* cursor =
       mongoc_collection_find_with_opts(collection, filter.get(), opts.get(), nullptr);
-  processor::SeriesBuilder builder(query.step_ms);
+  query::SeriesBuilder builder(query.step_ms);
   const bson_t* doc = nullptr;
   while (mongoc_cursor_next(cursor, &doc)) {
     bson_iter_t iter;
     if (!bson_iter_init_find(&iter, doc, "ts") || !BSON_ITER_HOLDS_DATE_TIME(&iter)) continue;
     builder.add_sample(bson_iter_date_time(&iter));
-    for (std::size_t i = 0; i < processor::kSeriesFields.size(); ++i) {
+    for (std::size_t i = 0; i < query::kSeriesFields.size(); ++i) {
       bson_iter_t field;
       if (bson_iter_init(&iter, doc) &&
-          bson_iter_find_descendant(&iter, processor::kSeriesFields[i].path, &field) &&
+          bson_iter_find_descendant(&iter, query::kSeriesFields[i].path, &field) &&
           BSON_ITER_HOLDS_NUMBER(&field)) {
         builder.add_value(i, bson_iter_as_double(&field));
       }
@@ -579,7 +578,7 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
     mongoc_collection_destroy(collection);
     return classify(error);
   }
-  std::vector<processor::SeriesPoint> points = builder.take();
+  std::vector<query::SeriesPoint> points = builder.take();
   if (points.empty()) {
     // An empty range of a known GPU is an empty list; a GPU never stored is "null" (404).
     BsonPtr any_filter(BCON_NEW("gpu_uuid", BCON_UTF8(query.gpu_uuid.c_str())));
@@ -596,16 +595,16 @@ Result<std::string> MongoStore::gpu_series_json(const processor::SeriesQuery& qu
     return std::string("[]");
   }
   mongoc_collection_destroy(collection);
-  return processor::series_points_json(points);
+  return query::series_points_json(points);
 }
 
 Result<std::string> MongoStore::devices_json() {
-  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  Result<std::vector<query::LatestSample>> samples = latest_samples();
   if (!samples) return samples.error();
-  return processor::devices_json_of(samples.value());
+  return query::devices_json_of(samples.value());
 }
 
-Result<std::vector<processor::LatestSample>> MongoStore::latest_samples() {
+Result<std::vector<query::LatestSample>> MongoStore::latest_samples() {
   Client client(pool_);
   return latest_samples_of(client.get(), settings_.database);
 }
@@ -640,9 +639,10 @@ BsonPtr unclaimed_since(std::int64_t now_ms) {
 
 }  // namespace
 
-Result<std::vector<processor::CostWindowMark>> MongoStore::settled_cost_windows(
-    std::int64_t marked_before_ms, std::int64_t now_ms, std::size_t limit) {
-  std::vector<processor::CostWindowMark> marks;
+Result<std::vector<CostWindowMark>> MongoStore::settled_cost_windows(std::int64_t marked_before_ms,
+                                                                     std::int64_t now_ms,
+                                                                     std::size_t limit) {
+  std::vector<CostWindowMark> marks;
   if (limit == 0) return marks;  // a find's limit 0 means none
   Client client(pool_);
   BsonPtr filter(BCON_NEW("marked_at", "{", "$lte", BCON_INT64(marked_before_ms), "}"));
@@ -661,7 +661,7 @@ Result<std::vector<processor::CostWindowMark>> MongoStore::settled_cost_windows(
   return marks;
 }
 
-Result<bool> MongoStore::claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
+Result<bool> MongoStore::claim_cost_window(CostWindowMark& mark, std::int64_t token,
                                            std::int64_t now_ms, std::int64_t until_ms) {
   Client client(pool_);
   BsonPtr filter(BCON_NEW("_id", BCON_INT64(mark.start_ms), "nonce", BCON_INT64(mark.nonce)));
@@ -872,7 +872,7 @@ Result<bool> replace_cost_documents(mongoc_collection_t* collection,
 }  // namespace
 
 Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
-                                     const std::optional<processor::CostWindowMark>& clear) {
+                                     const std::optional<CostWindowMark>& clear) {
   Client client(pool_);
   mongoc_collection_t* windows =
       mongoc_client_get_collection(client.get(), settings_.database.c_str(), "cost_windows");

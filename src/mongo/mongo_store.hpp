@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "mongo/mongo_uri.hpp"
-#include "processor/store.hpp"
 #include "telemetryd/config.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::mongo {
 
@@ -27,33 +27,33 @@ struct MongoStoreSettings {
   std::int64_t ttl_days = 0;               // 0: keep forever
 };
 
-class MongoStore final : public processor::Store {
+class MongoStore final : public Store {
  public:
   /// Throws StartupError for an invalid URI (never quoting it).
   explicit MongoStore(MongoStoreSettings settings);
   ~MongoStore() override;
 
-  Result<bool> prepare(const processor::GpuCatalog& catalog) override;
-  Result<processor::WriteOutcome> write(const std::vector<processor::StoredEvent>& batch) override;
-  Result<std::string> latest_gpu_json(const processor::GpuQuery& query) override;
+  Result<bool> prepare(const events::GpuCatalog& catalog) override;
+  Result<WriteOutcome> write(const std::vector<StoredEvent>& batch) override;
+  Result<std::string> latest_gpu_json(const GpuQuery& query) override;
   Result<std::string> gpus_json() override;
-  Result<std::string> usage_json(const processor::UsageQuery& query) override;
-  Result<std::string> gpu_series_json(const processor::SeriesQuery& query) override;
+  Result<std::string> usage_json(const UsageQuery& query) override;
+  Result<std::string> gpu_series_json(const query::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
   bool keeps_latest_view() const override { return true; }
-  Result<std::vector<processor::LatestSample>> latest_samples() override;
+  Result<std::vector<query::LatestSample>> latest_samples() override;
 
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;
-  Result<std::vector<processor::CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
-                                                                      std::int64_t now_ms,
-                                                                      std::size_t limit) override;
-  Result<bool> claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
-                                 std::int64_t now_ms, std::int64_t until_ms) override;
+  Result<std::vector<CostWindowMark>> settled_cost_windows(std::int64_t marked_before_ms,
+                                                           std::int64_t now_ms,
+                                                           std::size_t limit) override;
+  Result<bool> claim_cost_window(CostWindowMark& mark, std::int64_t token, std::int64_t now_ms,
+                                 std::int64_t until_ms) override;
   Result<cost::WindowInputs> cost_window_inputs(std::int64_t start_ms, std::int64_t end_ms,
                                                 std::int64_t lookback_ms) override;
   Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
-                           const std::optional<processor::CostWindowMark>& clear) override;
+                           const std::optional<CostWindowMark>& clear) override;
   Result<bool> upsert_placements(const std::vector<cost::PlacementRow>& placements) override;
   Result<std::vector<std::int64_t>> usage_window_starts(std::int64_t from_ms, std::int64_t to_ms,
                                                         std::int64_t window_ms) override;

@@ -132,9 +132,9 @@ cost::PriceCatalog price_catalog_from(const Config& config, const std::string& s
   return cost::catalog_with(extra, config.list(section + ".cost.prices"));
 }
 
-GpuCatalog catalog_from(const Config& config, const std::string& section,
-                        const cost::PriceCatalog& prices) {
-  GpuCatalog catalog;
+events::GpuCatalog catalog_from(const Config& config, const std::string& section,
+                                const cost::PriceCatalog& prices) {
+  events::GpuCatalog catalog;
   for (const auto& p : sources::load_gpu_profiles(config.str(section + ".gpu_profiles_file"))) {
     const auto price = prices.price_for(p.model_name);
     catalog.add({p.name, p.model_name, price.value_or(p.price_per_hour_usd)});

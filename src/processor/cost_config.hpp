@@ -8,8 +8,8 @@
 
 #include "cost/cost_model.hpp"
 #include "cost/price_catalog.hpp"
+#include "events/gpu_catalog.hpp"
 #include "processor/cost_pricer.hpp"
-#include "processor/gpu_catalog.hpp"
 #include "processor/processor_core.hpp"
 #include "telemetryd/config.hpp"
 
@@ -25,7 +25,7 @@ PricerSettings pricer_settings_from(const Config& config, const std::string& sec
 /// `cost.prices` applied.
 cost::PriceCatalog price_catalog_from(const Config& config, const std::string& section);
 /// The profiles from `<section>.gpu_profiles_file` (or built in), priced by `prices`.
-GpuCatalog catalog_from(const Config& config, const std::string& section,
-                        const cost::PriceCatalog& prices);
+events::GpuCatalog catalog_from(const Config& config, const std::string& section,
+                                const cost::PriceCatalog& prices);
 
 }  // namespace telemetryd::processor

@@ -19,10 +19,10 @@
 
 #include "cost/cost_model.hpp"
 #include "cost/price_catalog.hpp"
-#include "processor/store.hpp"
 #include "processor/tenant_labels.hpp"
 #include "telemetryd/metrics.hpp"
 #include "telemetryd/result.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::processor {
 

@@ -1,28 +1,8 @@
 #include "processor/latest_view.hpp"
 
-#include "processor/store.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::processor {
-
-std::string latest_json_of(const std::vector<LatestSample>& samples, const GpuQuery& query) {
-  const LatestSample* newest = nullptr;
-  for (const auto& sample : samples) {
-    if (!query.gpu_uuid.empty() && sample.gpu_uuid != query.gpu_uuid) continue;
-    if (!query.host.empty() && sample.host != query.host) continue;
-    if (newest == nullptr || sample.ts_ms > newest->ts_ms) newest = &sample;
-  }
-  return newest == nullptr ? std::string("null") : newest->document_json;
-}
-
-std::string devices_json_of(const std::vector<LatestSample>& samples) {
-  std::string out = "[";
-  for (const auto& sample : samples) {
-    if (out.size() > 1) out += ',';
-    out += sample.device_json;
-  }
-  out += ']';
-  return out;
-}
 
 LatestViewCache::LatestViewCache(Store& store, std::chrono::milliseconds max_age)
     : store_(store), max_age_(max_age) {}
@@ -47,11 +27,11 @@ Result<std::shared_ptr<const LatestViewCache::Snapshot>> LatestViewCache::fresh_
   // The generation before the read: a write that lands during it makes the copy stale at once.
   const std::uint64_t generation = store_.latest_generation();
   const auto loaded = std::chrono::steady_clock::now();
-  Result<std::vector<LatestSample>> samples = store_.latest_samples();
+  Result<std::vector<query::LatestSample>> samples = store_.latest_samples();
   if (!samples) return samples.error();
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->samples = std::move(samples.value());
-  snapshot->devices_json = devices_json_of(snapshot->samples);
+  snapshot->devices_json = query::devices_json_of(snapshot->samples);
   snapshot->generation = generation;
   snapshot->loaded = loaded;
   const std::lock_guard lock(mutex_);
@@ -60,7 +40,8 @@ Result<std::shared_ptr<const LatestViewCache::Snapshot>> LatestViewCache::fresh_
 }
 
 std::optional<std::string> LatestViewCache::cached_latest_json(const GpuQuery& query) const {
-  if (auto snapshot = fresh()) return latest_json_of(snapshot->samples, query);
+  if (auto snapshot = fresh())
+    return query::latest_json_of(snapshot->samples, query.gpu_uuid, query.host);
   return std::nullopt;
 }
 
@@ -72,7 +53,7 @@ std::optional<std::string> LatestViewCache::cached_devices_json() const {
 Result<std::string> LatestViewCache::latest_json(const GpuQuery& query) {
   Result<std::shared_ptr<const Snapshot>> snapshot = fresh_or_reload();
   if (!snapshot) return snapshot.error();
-  return latest_json_of(snapshot.value()->samples, query);
+  return query::latest_json_of(snapshot.value()->samples, query.gpu_uuid, query.host);
 }
 
 Result<std::string> LatestViewCache::devices_json() {

@@ -1,8 +1,6 @@
 #pragma once
-// The latest sample of every GPU, as the query side answers /gpu/info and /v1/devices from it.
-// Each queryable store keeps it on write (gpu_latest, newest wins: docs/query-api.md) and hands
-// it out whole with Store::latest_samples(); LatestViewCache keeps a copy in memory, so those
-// routes cost no database round trip and O(GPUs) at most.
+// An in-memory copy of a store's latest view (query/latest_samples.hpp), so /gpu/info and
+// /v1/devices cost no database round trip and O(GPUs) at most.
 
 #include <atomic>
 #include <chrono>
@@ -13,26 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "query/latest_samples.hpp"
 #include "telemetryd/result.hpp"
 
-namespace telemetryd::processor {
-
+namespace telemetryd {
 struct GpuQuery;
 class Store;
+}  // namespace telemetryd
 
-/// One GPU's latest stored sample.
-struct LatestSample {
-  std::string gpu_uuid;
-  std::string host;
-  std::int64_t ts_ms = 0;
-  std::string document_json;  // the stored document, as /gpu/info answers it
-  std::string device_json;    // its kDeviceFields, as one /v1/devices entry
-};
-
-/// /gpu/info's answer from the view: the newest sample matching the filter, or "null".
-std::string latest_json_of(const std::vector<LatestSample>& samples, const GpuQuery& query);
-/// /v1/devices' list from the view (in the samples' order, gpu_uuid order from the stores).
-std::string devices_json_of(const std::vector<LatestSample>& samples);
+namespace telemetryd::processor {
 
 /// An in-memory copy of a store's latest view. It is read again when this process stored new
 /// GPU samples since (Store::latest_generation) or when it is older than `max_age`: other
@@ -51,7 +38,7 @@ class LatestViewCache {
 
  private:
   struct Snapshot {
-    std::vector<LatestSample> samples;
+    std::vector<query::LatestSample> samples;
     std::string devices_json;
     std::uint64_t generation = 0;
     std::chrono::steady_clock::time_point loaded;

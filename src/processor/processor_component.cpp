@@ -3,16 +3,16 @@
 // done, commit on revoke, pause and retry with backoff on a store outage); ProcessorCore is the
 // stage it drives.
 
+#include "core/dependency_probe.hpp"
 #include "kafka/consumer_loop.hpp"
-#include "mongo/mongo_store.hpp"
 #include "processor/cost_config.hpp"
-#include "processor/kafka_dead_letters.hpp"
 #include "processor/processor_core.hpp"
 #include "processor/query_routes.hpp"
-#include "processor/store_factory.hpp"
+#include "sinks/kafka_dead_letters.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::processor {
 namespace {
@@ -29,7 +29,7 @@ class ProcessorComponent final : public Component {
   explicit ProcessorComponent(ComponentContext& ctx)
       : prices_(price_catalog_from(ctx.config, "processor")),
         catalog_(catalog_from(ctx.config, "processor", prices_)),
-        store_(make_processor_store(ctx.config)),
+        store_(SinkRegistry::build(ctx.config)),
         dead_letters_(ctx.config, ctx.metrics, ctx.config.str("processor.dlq_suffix")),
         pricer_settings_(pricer_settings_from(ctx.config, "processor")),
         tenants_(pricer_settings_.tenants, pricer_settings_.tenant_series),
@@ -39,20 +39,31 @@ class ProcessorComponent final : public Component {
               ctx.request_shutdown, [this] { return prepare_store(); }) {
     add_query_routes(ctx.router, ctx.blocking, *store_, query_tokens_from(ctx.config, "processor"),
                      ctx.metrics);
+    // /ready waits for the servers of the sinks in use, and for no other.
+    for (const auto& name : SinkRegistry::in_use(ctx.config)) {
+      const SinkInfo* info = SinkRegistry::instance().find(name);
+      if (info == nullptr || !info->probe) continue;
+      SinkProbe& probe = *sink_probes_.emplace_back(info->probe(ctx.config));
+      probes_.push_back(std::make_unique<DependencyProbe>(ctx.io, ctx.blocking, ctx.readiness,
+                                                          ctx.metrics, name, probe.interval(),
+                                                          [&probe] { return probe.check(); }));
+    }
   }
 
   void start() override {
+    for (auto& probe : probes_) probe->start();
     loop_.start();
     if (store_->supports_costs()) {
       pricer_.start();
     } else {
-      log::warn("processor", "processor.store keeps no cost windows: usage is not priced",
-                {{"store", "influxdb"}, {"fix", "processor.store: both (costs in MongoDB)"}});
+      log::warn("processor", "no sink in use keeps cost windows: usage is not priced",
+                {{"fix", "add a sink that serves queries to processor.sinks, e.g. mongodb"}});
     }
   }
   void stop() override {
     loop_.stop();
     pricer_.stop();
+    for (auto& probe : probes_) probe->stop();
   }
 
  private:
@@ -72,14 +83,16 @@ class ProcessorComponent final : public Component {
   }
 
   cost::PriceCatalog prices_;
-  GpuCatalog catalog_;
-  std::unique_ptr<Store> store_;  // processor.store: store_factory.cpp
-  KafkaDeadLetters dead_letters_;
+  events::GpuCatalog catalog_;
+  std::unique_ptr<Store> store_;  // processor.sinks: SinkRegistry::build
+  sinks::KafkaDeadLetters dead_letters_;
   PricerSettings pricer_settings_;
   TenantLabels tenants_;
   ProcessorCore core_;
   // Prices what the loop stored; stopped (joined) before the store goes.
   CostPricer pricer_;
+  std::vector<std::unique_ptr<SinkProbe>> sink_probes_;
+  std::vector<std::unique_ptr<DependencyProbe>> probes_;  // after what their checks use
   // Last: its destructor joins the consumer thread before the core and store go.
   kafka::ConsumerLoop loop_;
 };
@@ -98,7 +111,7 @@ std::vector<KeySpec> processor_keys() {
   };
   for (auto& key : kafka::consumer_loop_keys("processor")) keys.push_back(std::move(key));
   for (auto& key : cost_keys()) keys.push_back(std::move(key));
-  for (auto& key : store_keys()) keys.push_back(std::move(key));
+  for (auto& key : SinkRegistry::keys()) keys.push_back(std::move(key));
   // A processor serves queries beyond this machine: a token by default.
   for (auto& key : query_keys("bearer")) keys.push_back(std::move(key));
   return keys;
@@ -117,10 +130,13 @@ void check_processor_keys(const Config& config, KeyProblems& problems) {
 const ComponentRegistration kRegistration{
     {"processor",
      {"processor",
-      "Consumes events, validates, stores in MongoDB and/or InfluxDB, prices tokens and serves "
-      "queries.",
+      "Consumes events, validates, stores them in its sinks (processor.sinks), prices tokens and "
+      "serves queries.",
       processor_keys(), check_processor_keys},
-     [](ComponentContext& ctx) { return std::make_unique<ProcessorComponent>(ctx); }}};
+     [](ComponentContext& ctx) { return std::make_unique<ProcessorComponent>(ctx); },
+     // Every sink's section is valid in the processor role; only those in use are checked.
+     [] { return SinkRegistry::instance().sections(); },
+     SinkRegistry::check}};
 
 }  // namespace
 }  // namespace telemetryd::processor

@@ -92,16 +92,17 @@ void ProcessorCore::note_done(const std::string& topic, std::int32_t partition,
 bool ProcessorCore::accept(const IncomingMessage& message) {
   // Nothing is counted or marked done until the message is really taken: a caller that gets
   // false retries the same message, and a stop in between must leave its offset uncommitted.
-  DecodeResult decoded = decode_event(message.value, parser_);
+  events::DecodeResult decoded = events::decode_event(message.value, parser_);
   std::string reason, detail;
-  if (auto* error = std::get_if<DecodeError>(&decoded)) {
+  if (auto* error = std::get_if<events::DecodeError>(&decoded)) {
     reason = error->reason;
     detail = error->detail;
   } else {
-    const DecodedEvent& event = std::get<DecodedEvent>(decoded);
-    const bool expected_topic =
-        (event.kind == EventKind::kGpuMetrics && message.topic == settings_.gpu_metrics_topic) ||
-        (event.kind == EventKind::kTokenUsage && message.topic == settings_.token_usage_topic);
+    const events::DecodedEvent& event = std::get<events::DecodedEvent>(decoded);
+    const bool expected_topic = (event.kind == events::EventKind::kGpuMetrics &&
+                                 message.topic == settings_.gpu_metrics_topic) ||
+                                (event.kind == events::EventKind::kTokenUsage &&
+                                 message.topic == settings_.token_usage_topic);
     if (!expected_topic) {
       reason = "wrong_topic";
       detail = "type " + event.type + " does not belong on topic " + std::string(message.topic);
@@ -118,7 +119,7 @@ bool ProcessorCore::accept(const IncomingMessage& message) {
     invalid_.with({std::string(message.topic), reason}).Increment();
     return true;
   }
-  batch_.push_back({std::move(std::get<DecodedEvent>(decoded)), std::string(message.topic),
+  batch_.push_back({std::move(std::get<events::DecodedEvent>(decoded)), std::string(message.topic),
                     std::string(message.key), std::string(message.value), message.partition,
                     message.offset});
   update_in_flight();
@@ -216,13 +217,13 @@ Result<bool> ProcessorCore::mark_cost_windows() {
   std::map<std::pair<std::string, std::string>, cost::PlacementRow> placements;
   for (std::size_t i = 0; i < batch_.size() && i < written_.size(); ++i) {
     if (!written_[i]) continue;
-    const DecodedEvent& e = batch_[i].event;
+    const events::DecodedEvent& e = batch_[i].event;
     const std::int64_t ms = unix_ms(e.time);
     const std::int64_t start = cost::window_start(ms, settings_.cost_window_ms);
     starts.insert(start);
     // A GPU sample is also the energy baseline of the next window: a late one changes it too.
-    if (e.kind == EventKind::kGpuMetrics) starts.insert(start + settings_.cost_window_ms);
-    if (e.kind != EventKind::kTokenUsage || e.deployment.empty()) continue;
+    if (e.kind == events::EventKind::kGpuMetrics) starts.insert(start + settings_.cost_window_ms);
+    if (e.kind != events::EventKind::kTokenUsage || e.deployment.empty()) continue;
     std::vector<std::string> targets;
     for (const auto& uuid : e.gpu_uuids) targets.push_back("gpu:" + uuid);
     if (targets.empty() && !e.host.empty()) targets.push_back("host:" + e.host);
@@ -268,7 +269,7 @@ void ProcessorCore::count_written(const WriteOutcome& w) {
     if (skip[i]) continue;
     const Pending& p = batch_[i];
     end_to_end_latency_.Observe(std::chrono::duration<double>(now - p.event.time).count());
-    if (p.event.kind == EventKind::kTokenUsage) {
+    if (p.event.kind == events::EventKind::kTokenUsage) {
       const auto tokens = static_cast<double>(p.event.input_tokens + p.event.output_tokens);
       tokens_(p.event.model).Increment(tokens);
       tenant_tokens_(tenants_.label(p.event.tenant_id)).Increment(tokens);

@@ -13,12 +13,11 @@
 #include <vector>
 
 #include "core/batch_stage.hpp"
-#include "processor/dead_letters.hpp"
-#include "processor/event_decoder.hpp"
-#include "processor/store.hpp"
+#include "events/event_decoder.hpp"
 #include "processor/tenant_labels.hpp"
 #include "telemetryd/metrics.hpp"
 #include "telemetryd/result.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::processor {
 
@@ -58,7 +57,7 @@ class ProcessorCore final : public core::BatchStage {
 
  private:
   struct Pending {
-    DecodedEvent event;
+    events::DecodedEvent event;
     std::string topic;
     std::string key;
     std::string value;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 
+#include "processor/latest_view.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/time_format.hpp"
@@ -61,12 +62,12 @@ std::optional<std::string> query_param(const http::RequestContext& ctx, std::str
   return it->second;
 }
 
-// A write-only store (processor.store: influxdb) has nothing to answer queries from: 501 says
+// Write-only sinks (processor.sinks: [influxdb]) have nothing to answer queries from: 501 says
 // so for good, where 503 would invite retries.
 http::Response not_supported() {
   return http::json_error(beast_http::status::not_implemented, "not_supported",
-                          "queries need processor.store mongodb or both; with influxdb query "
-                          "InfluxDB itself");
+                          "queries need a sink that serves them in processor.sinks (mongodb, "
+                          "postgresql); with influxdb query InfluxDB itself");
 }
 
 http::Response invalid(std::string message, std::string_view field) {
@@ -77,7 +78,7 @@ http::Response invalid(std::string message, std::string_view field) {
 // control characters (C0 including NUL, DEL, C1): MongoDB's BCON_UTF8 would stop at a NUL and
 // match another GPU's uuid.
 bool valid_gpu_uuid(std::string_view uuid) {
-  if (uuid.empty() || uuid.size() > kMaxGpuUuidBytes) return false;
+  if (uuid.empty() || uuid.size() > query::kMaxGpuUuidBytes) return false;
   std::size_t i = 0;
   while (i < uuid.size()) {
     const auto byte = static_cast<unsigned char>(uuid[i]);
@@ -114,10 +115,10 @@ bool valid_gpu_uuid(std::string_view uuid) {
 // Reads from, to and step of /v1/gpus/{uuid}/metrics into `query`; the 400 answer when one is
 // wrong. Not a coroutine, so its temporaries never live across a co_await (see on_pool).
 std::optional<http::Response> parse_series_query(const http::RequestContext& ctx,
-                                                 SeriesQuery& query) {
+                                                 query::SeriesQuery& query) {
   query.gpu_uuid = ctx.params.at("uuid");
   if (!valid_gpu_uuid(query.gpu_uuid)) {
-    return invalid("the GPU uuid must be 1 to " + std::to_string(kMaxGpuUuidBytes) +
+    return invalid("the GPU uuid must be 1 to " + std::to_string(query::kMaxGpuUuidBytes) +
                        " bytes of UTF-8 without control characters",
                    "uuid");
   }
@@ -126,7 +127,7 @@ std::optional<http::Response> parse_series_query(const http::RequestContext& ctx
   for (const char* name : {"from", "to"}) {
     if (auto text = query_param(ctx, name)) {
       std::chrono::system_clock::time_point t;
-      if (!parse_rfc3339(*text, t))
+      if (!events::parse_rfc3339(*text, t))
         return invalid(std::string(name) + " must be an RFC 3339 time", name);
       // Keeps `to - 1h` and the bucket arithmetic far from the clock's minimum.
       if (t < kEpoch) return invalid(std::string(name) + " must not be before 1970-01-01", name);
@@ -134,32 +135,34 @@ std::optional<http::Response> parse_series_query(const http::RequestContext& ctx
     }
   }
   query.to = to.value_or(std::chrono::system_clock::now());
-  query.from = from.value_or(query.to - kDefaultSeriesRange);
+  query.from = from.value_or(query.to - query::kDefaultSeriesRange);
   if (query.from < kEpoch) {
     return invalid("from (by default 1 h before to) must not be before 1970-01-01", "from");
   }
   if (unix_ms(query.to) <= unix_ms(query.from)) {
     return invalid("from must be earlier than to", "from");
   }
-  if (query.to - query.from > kMaxSeriesRange) {
+  if (query.to - query.from > query::kMaxSeriesRange) {
     return invalid("the range from..to must not be longer than " +
-                       std::to_string(kMaxSeriesRange.count()) + " days",
+                       std::to_string(query::kMaxSeriesRange.count()) + " days",
                    "from");
   }
   if (auto text = query_param(ctx, "step")) {
-    if (!parse_step(*text, query.step_ms)) {
+    if (!query::parse_step(*text, query.step_ms)) {
       return invalid(
           "step must be a positive whole number of ms, s, m, h or d (500ms, 10s, 1m), "
           "or of seconds",
           "step");
     }
   } else {
-    query.step_ms = default_step(unix_ms(query.from), unix_ms(query.to));
+    query.step_ms = query::default_step(unix_ms(query.from), unix_ms(query.to));
   }
-  if (const auto points = bucket_count(unix_ms(query.from), unix_ms(query.to), query.step_ms);
-      points > kMaxSeriesPoints) {
-    return invalid("step " + format_step(query.step_ms) + " gives " + std::to_string(points) +
-                       " points over this range, more than " + std::to_string(kMaxSeriesPoints) +
+  if (const auto points =
+          query::bucket_count(unix_ms(query.from), unix_ms(query.to), query.step_ms);
+      points > query::kMaxSeriesPoints) {
+    return invalid("step " + query::format_step(query.step_ms) + " gives " +
+                       std::to_string(points) + " points over this range, more than " +
+                       std::to_string(query::kMaxSeriesPoints) +
                        ": ask for a larger step or a shorter range",
                    "step");
   }
@@ -221,7 +224,7 @@ std::optional<http::Response> parse_usage_query(const http::RequestContext& ctx,
   for (const char* name : {"from", "to"}) {
     if (auto text = query_param(ctx, name)) {
       std::chrono::system_clock::time_point t;
-      if (!parse_rfc3339(*text, t))
+      if (!events::parse_rfc3339(*text, t))
         return invalid(std::string(name) + " must be an RFC 3339 time", name);
       (std::string_view(name) == "from" ? query.from : query.to) = t;
     }
@@ -236,7 +239,7 @@ std::optional<http::Response> parse_usage_query(const http::RequestContext& ctx,
   return std::nullopt;
 }
 
-std::string series_body(const SeriesQuery& query, const std::string& points) {
+std::string series_body(const query::SeriesQuery& query, const std::string& points) {
   JsonWriter json;
   json.begin_object()
       .key("gpu_uuid")
@@ -246,7 +249,7 @@ std::string series_body(const SeriesQuery& query, const std::string& points) {
       .key("to")
       .value(rfc3339_utc(query.to))
       .key("step")
-      .value(format_step(query.step_ms))
+      .value(query::format_step(query.step_ms))
       .key("step_ms")
       .value(query.step_ms)
       .key("points")
@@ -402,7 +405,7 @@ void add_query_routes(http::Router& router, asio::thread_pool& blocking, Store& 
       router, "/v1/gpus/{uuid}/metrics", guard, store,
       [&blocking, &store](const http::RequestContext& ctx,
                           const http::TokenClient&) -> asio::awaitable<http::Response> {
-        SeriesQuery query;
+        query::SeriesQuery query;
         if (auto refused = parse_series_query(ctx, query)) co_return std::move(*refused);
         const QueryOutcome outcome =
             co_await on_pool(blocking, [&store, &query] { return store.gpu_series_json(query); });

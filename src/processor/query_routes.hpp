@@ -9,9 +9,9 @@
 
 #include "http/bearer_tokens.hpp"
 #include "http/router.hpp"
-#include "processor/store.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/metrics.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace telemetryd::processor {
 

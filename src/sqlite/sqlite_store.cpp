@@ -12,7 +12,7 @@
 
 namespace telemetryd::sqlite {
 
-using processor::EventKind;
+using events::EventKind;
 
 namespace {
 
@@ -33,7 +33,7 @@ std::string tenant_filter(const std::optional<std::vector<std::string>>& tenants
 
 // The stored document, shaped like MongoStore's as the API returns it: envelope fields, then the
 // event's data fields at the top level; the cost block is added when the window is priced.
-std::string document_json(const processor::StoredEvent& stored) {
+std::string document_json(const StoredEvent& stored) {
   const auto& e = *stored.event;
   JsonWriter json;
   json.begin_object()
@@ -94,7 +94,7 @@ Result<bool> SqliteStore::exec(const char* sql) {
   return true;
 }
 
-Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
+Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
   const std::lock_guard lock(mutex_);
   for (const char* sql : {
            // Lets retention give deleted pages back to the file system (PRAGMA
@@ -168,10 +168,9 @@ Result<bool> SqliteStore::prepare(const processor::GpuCatalog& catalog) {
   return true;
 }
 
-Result<processor::WriteOutcome> SqliteStore::write(
-    const std::vector<processor::StoredEvent>& batch) {
+Result<WriteOutcome> SqliteStore::write(const std::vector<StoredEvent>& batch) {
   const std::lock_guard lock(mutex_);
-  processor::WriteOutcome outcome;
+  WriteOutcome outcome;
   // A busy or locked file may pass: retryable, never a reason to dead-letter valid events.
   if (auto r = exec("BEGIN"); !r) return Error::retryable(r.error().message);
   sqlite3_stmt* raw_metrics = nullptr;
@@ -196,13 +195,14 @@ Result<processor::WriteOutcome> SqliteStore::write(
   if (!metrics || !usage || !latest) return failed();
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto& e = *batch[i].event;
-    sqlite3_stmt* s = e.kind == EventKind::kGpuMetrics ? metrics.get() : usage.get();
-    if (e.kind != EventKind::kGpuMetrics && e.kind != EventKind::kTokenUsage) continue;
+    sqlite3_stmt* s = e.kind == events::EventKind::kGpuMetrics ? metrics.get() : usage.get();
+    if (e.kind != events::EventKind::kGpuMetrics && e.kind != events::EventKind::kTokenUsage)
+      continue;
     sqlite3_reset(s);
     bind_text(s, 1, e.id);
     sqlite3_bind_int64(s, 2, unix_ms(e.time));
     std::string doc = document_json(batch[i]);
-    if (e.kind == EventKind::kGpuMetrics) {
+    if (e.kind == events::EventKind::kGpuMetrics) {
       bind_text(s, 3, e.gpu_uuid);
       bind_text(s, 4, e.host);
       bind_text(s, 5, doc);
@@ -219,7 +219,7 @@ Result<processor::WriteOutcome> SqliteStore::write(
       ++outcome.duplicates;
       outcome.duplicate_indexes.push_back(i);
     } else {
-      if (e.kind == EventKind::kGpuMetrics) {
+      if (e.kind == events::EventKind::kGpuMetrics) {
         // In the samples' transaction, so the view never holds a sample the history lacks.
         sqlite3_reset(latest.get());
         bind_text(latest.get(), 1, e.gpu_uuid);
@@ -228,8 +228,8 @@ Result<processor::WriteOutcome> SqliteStore::write(
         bind_text(latest.get(), 4, doc);
         if (sqlite3_step(latest.get()) != SQLITE_DONE) return failed();
       }
-      ++(e.kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
-                                          : outcome.token_usage_inserted);
+      ++(e.kind == events::EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
+                                                  : outcome.token_usage_inserted);
     }
   }
   if (auto r = exec("COMMIT"); !r) {
@@ -240,10 +240,10 @@ Result<processor::WriteOutcome> SqliteStore::write(
   return outcome;
 }
 
-Result<std::string> SqliteStore::latest_gpu_json(const processor::GpuQuery& query) {
-  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+Result<std::string> SqliteStore::latest_gpu_json(const GpuQuery& query) {
+  Result<std::vector<query::LatestSample>> samples = latest_samples();
   if (!samples) return samples.error();
-  return processor::latest_json_of(samples.value(), query);
+  return query::latest_json_of(samples.value(), query.gpu_uuid, query.host);
 }
 
 Result<std::string> SqliteStore::gpus_json() {
@@ -262,7 +262,7 @@ Result<std::string> SqliteStore::gpus_json() {
   return json.take();
 }
 
-Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) {
+Result<std::string> SqliteStore::usage_json(const UsageQuery& query) {
   const std::lock_guard lock(mutex_);
   const std::string column = query.group_by == "tenant"       ? "tenant_id"
                              : query.group_by == "deployment" ? "coalesce(json_extract(doc, "
@@ -322,11 +322,11 @@ Result<std::string> SqliteStore::usage_json(const processor::UsageQuery& query) 
   return json.take();
 }
 
-Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& query) {
-  // The bucket is the epoch-aligned floor (processor::bucket_start) in SQL; avg and max skip
+Result<std::string> SqliteStore::gpu_series_json(const query::SeriesQuery& query) {
+  // The bucket is the epoch-aligned floor (query::bucket_start) in SQL; avg and max skip
   // documents without the field (NULL), as MongoStore's accumulator does.
   std::string sql = "SELECT ts - ((ts % ?3) + ?3) % ?3 AS bucket, count(*)";
-  for (const auto& field : processor::kSeriesFields) {
+  for (const auto& field : query::kSeriesFields) {
     const std::string extract = "json_extract(doc, '$." + std::string(field.path) + "')";
     sql += ", avg(" + extract + "), max(" + extract + ")";
   }
@@ -340,17 +340,17 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
   sqlite3_bind_int64(s.get(), 2, unix_ms(query.from));
   sqlite3_bind_int64(s.get(), 3, query.step_ms);
   sqlite3_bind_int64(s.get(), 4, unix_ms(query.to));
-  std::vector<processor::SeriesPoint> points;
+  std::vector<query::SeriesPoint> points;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-    processor::SeriesPoint point;
+    query::SeriesPoint point;
     point.bucket_ms = sqlite3_column_int64(s.get(), 0);
     point.samples = sqlite3_column_int64(s.get(), 1);
-    for (std::size_t i = 0; i < processor::kSeriesFields.size(); ++i) {
+    for (std::size_t i = 0; i < query::kSeriesFields.size(); ++i) {
       const int column = 2 + 2 * static_cast<int>(i);
       if (sqlite3_column_type(s.get(), column) == SQLITE_NULL) continue;
-      point.fields[i] = processor::FieldStats{sqlite3_column_double(s.get(), column),
-                                              sqlite3_column_double(s.get(), column + 1)};
+      point.fields[i] = query::FieldStats{sqlite3_column_double(s.get(), column),
+                                          sqlite3_column_double(s.get(), column + 1)};
     }
     points.push_back(point);
   }
@@ -364,27 +364,27 @@ Result<std::string> SqliteStore::gpu_series_json(const processor::SeriesQuery& q
     if (rc == SQLITE_DONE) return std::string("null");
     if (rc != SQLITE_ROW) return Error::retryable(error_message());
   }
-  return processor::series_points_json(points);
+  return query::series_points_json(points);
 }
 
 Result<std::string> SqliteStore::devices_json() {
-  Result<std::vector<processor::LatestSample>> samples = latest_samples();
+  Result<std::vector<query::LatestSample>> samples = latest_samples();
   if (!samples) return samples.error();
-  return processor::devices_json_of(samples.value());
+  return query::devices_json_of(samples.value());
 }
 
-Result<std::vector<processor::LatestSample>> SqliteStore::latest_samples() {
+Result<std::vector<query::LatestSample>> SqliteStore::latest_samples() {
   // One row per GPU in the latest view, in its primary key's order.
   constexpr int kFirstField = 4;
   std::string sql = "SELECT gpu_uuid, host, ts, doc";
-  for (const char* field : processor::kDeviceFields) {
+  for (const char* field : query::kDeviceFields) {
     sql += ", json_extract(doc, '$." + std::string(field) + "')";
   }
   sql += " FROM gpu_latest ORDER BY gpu_uuid";
   const std::lock_guard lock(mutex_);
   const Statement s = prepare_statement(db_, sql);
   if (!s) return Error::retryable(error_message());
-  std::vector<processor::LatestSample> samples;
+  std::vector<query::LatestSample> samples;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     const auto text = [&](int column) {
@@ -392,18 +392,18 @@ Result<std::vector<processor::LatestSample>> SqliteStore::latest_samples() {
     };
     JsonWriter json;
     json.begin_object();
-    for (std::size_t i = 0; i < processor::kDeviceFields.size(); ++i) {
+    for (std::size_t i = 0; i < query::kDeviceFields.size(); ++i) {
       const int column = kFirstField + static_cast<int>(i);
       switch (sqlite3_column_type(s.get(), column)) {
         case SQLITE_INTEGER:
-          json.key(processor::kDeviceFields[i])
+          json.key(query::kDeviceFields[i])
               .value(static_cast<std::int64_t>(sqlite3_column_int64(s.get(), column)));
           break;
         case SQLITE_FLOAT:
-          json.key(processor::kDeviceFields[i]).value(sqlite3_column_double(s.get(), column));
+          json.key(query::kDeviceFields[i]).value(sqlite3_column_double(s.get(), column));
           break;
         case SQLITE_TEXT:
-          json.key(processor::kDeviceFields[i]).value(text(column));
+          json.key(query::kDeviceFields[i]).value(text(column));
           break;
         default:
           break;  // absent from the document
@@ -437,8 +437,9 @@ Result<bool> SqliteStore::mark_cost_windows(const std::vector<std::int64_t>& sta
   return true;
 }
 
-Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows(
-    std::int64_t marked_before_ms, std::int64_t now_ms, std::size_t limit) {
+Result<std::vector<CostWindowMark>> SqliteStore::settled_cost_windows(std::int64_t marked_before_ms,
+                                                                      std::int64_t now_ms,
+                                                                      std::size_t limit) {
   const std::lock_guard lock(mutex_);
   const Statement s =
       prepare_statement(db_,
@@ -449,7 +450,7 @@ Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows
   sqlite3_bind_int64(s.get(), 1, marked_before_ms);
   sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
   sqlite3_bind_int64(s.get(), 3, now_ms);
-  std::vector<processor::CostWindowMark> marks;
+  std::vector<CostWindowMark> marks;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     marks.push_back({sqlite3_column_int64(s.get(), 0), sqlite3_column_int64(s.get(), 1),
@@ -459,7 +460,7 @@ Result<std::vector<processor::CostWindowMark>> SqliteStore::settled_cost_windows
   return marks;
 }
 
-Result<bool> SqliteStore::claim_cost_window(processor::CostWindowMark& mark, std::int64_t token,
+Result<bool> SqliteStore::claim_cost_window(CostWindowMark& mark, std::int64_t token,
                                             std::int64_t now_ms, std::int64_t until_ms) {
   const std::lock_guard lock(mutex_);
   const Statement s =
@@ -584,7 +585,7 @@ Result<cost::WindowInputs> SqliteStore::cost_window_inputs(std::int64_t start_ms
 }
 
 Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
-                                      const std::optional<processor::CostWindowMark>& clear) {
+                                      const std::optional<CostWindowMark>& clear) {
   const std::lock_guard lock(mutex_);
   if (auto r = exec("BEGIN IMMEDIATE"); !r) return Error::retryable(r.error().message);
   const auto fail = [&]() -> Result<bool> {
@@ -688,7 +689,7 @@ Result<std::vector<std::int64_t>> SqliteStore::usage_window_starts(std::int64_t 
   return starts;
 }
 
-bool SqliteStore::send(const processor::DeadLetter& letter) {
+bool SqliteStore::send(const DeadLetter& letter) {
   const std::lock_guard lock(mutex_);
   sqlite3_stmt* raw = nullptr;
   sqlite3_prepare_v2(db_, "INSERT INTO dead_letters VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

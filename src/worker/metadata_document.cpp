@@ -163,7 +163,7 @@ std::int64_t to_epoch_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-Result<MetadataDocument> transform_metadata(const processor::DecodedEvent& event,
+Result<MetadataDocument> transform_metadata(const events::DecodedEvent& event,
                                             simdjson::dom::parser& parser) {
   element root;
   object data;
@@ -180,7 +180,7 @@ Result<MetadataDocument> transform_metadata(const processor::DecodedEvent& event
   std::string_view observed_text;
   std::chrono::system_clock::time_point observed;
   if (data.at_key("observed_at").get(observed_text) != simdjson::SUCCESS ||
-      !processor::parse_rfc3339(observed_text, observed)) {
+      !events::parse_rfc3339(observed_text, observed)) {
     return Error::permanent("data.observed_at is not an RFC 3339 date-time");
   }
   doc.version.observed_at_ms = to_epoch_ms(observed);

@@ -20,7 +20,7 @@
 #include <memory>
 #include <string>
 
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 #include "telemetryd/result.hpp"
 
 namespace telemetryd::worker {
@@ -52,7 +52,7 @@ struct MetadataDocument {
 
 /// Transforms a decoded gpu.metadata.v1 event. A permanent error (not storable as BSON) sends
 /// the event to the dead-letter topic.
-Result<MetadataDocument> transform_metadata(const processor::DecodedEvent& event,
+Result<MetadataDocument> transform_metadata(const events::DecodedEvent& event,
                                             simdjson::dom::parser& parser);
 
 /// gpu_metadata: {_id: event id, ts, source, received_at, ...fields}.

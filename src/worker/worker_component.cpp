@@ -11,7 +11,7 @@
 #include "core/fan_out_stage.hpp"
 #include "kafka/consumer_loop.hpp"
 #include "mongo/mongo_uri.hpp"
-#include "processor/kafka_dead_letters.hpp"
+#include "sinks/kafka_dead_letters.hpp"
 #include "telemetryd/component.hpp"
 #include "worker/mongo_metadata_store.hpp"
 #include "worker/worker_core.hpp"
@@ -69,7 +69,7 @@ class WorkerComponent final : public Component {
   }
 
   MongoMetadataStore store_;
-  processor::KafkaDeadLetters dead_letters_;
+  sinks::KafkaDeadLetters dead_letters_;
   WorkerCore core_;
   std::unique_ptr<archive::ArchiveStore> archive_store_;
   std::unique_ptr<archive::ArchiveBatcher> batcher_;

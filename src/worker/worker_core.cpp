@@ -2,13 +2,13 @@
 
 #include <map>
 
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 #include "telemetryd/log.hpp"
 
 namespace telemetryd::worker {
 
-WorkerCore::WorkerCore(WorkerSettings settings, MetadataStore& store,
-                       processor::DeadLetterSink& dead_letters, metrics::Registry& metrics)
+WorkerCore::WorkerCore(WorkerSettings settings, MetadataStore& store, DeadLetterSink& dead_letters,
+                       metrics::Registry& metrics)
     : settings_(std::move(settings)),
       store_(store),
       dead_letters_(dead_letters),
@@ -68,15 +68,15 @@ bool WorkerCore::dead_letter(const core::IncomingMessage& message, std::string_v
 bool WorkerCore::accept(const core::IncomingMessage& message) {
   // Nothing is counted or marked done until the message is really taken: a caller that gets
   // false offers the same message again.
-  processor::DecodeResult decoded = processor::decode_event(message.value, parser_);
+  events::DecodeResult decoded = events::decode_event(message.value, parser_);
   std::string reason, detail, stage = "validate";
   std::optional<MetadataDocument> doc;
-  if (auto* error = std::get_if<processor::DecodeError>(&decoded)) {
+  if (auto* error = std::get_if<events::DecodeError>(&decoded)) {
     reason = error->reason;
     detail = error->detail;
   } else {
-    const processor::DecodedEvent& event = std::get<processor::DecodedEvent>(decoded);
-    if (event.kind != processor::EventKind::kGpuMetadata || message.topic != settings_.topic) {
+    const events::DecodedEvent& event = std::get<events::DecodedEvent>(decoded);
+    if (event.kind != events::EventKind::kGpuMetadata || message.topic != settings_.topic) {
       reason = "wrong_topic";
       detail = "type " + event.type + " does not belong on topic " + std::string(message.topic);
     } else {

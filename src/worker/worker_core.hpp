@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/batch_stage.hpp"
-#include "processor/dead_letters.hpp"
 #include "telemetryd/metrics.hpp"
+#include "telemetryd/sink.hpp"
 #include "worker/metadata_store.hpp"
 
 namespace telemetryd::worker {
@@ -22,7 +22,7 @@ struct WorkerSettings {
 
 class WorkerCore final : public core::BatchStage {
  public:
-  WorkerCore(WorkerSettings settings, MetadataStore& store, processor::DeadLetterSink& dead_letters,
+  WorkerCore(WorkerSettings settings, MetadataStore& store, DeadLetterSink& dead_letters,
              metrics::Registry& metrics);
 
   bool accept(const core::IncomingMessage& message) override;
@@ -56,7 +56,7 @@ class WorkerCore final : public core::BatchStage {
 
   WorkerSettings settings_;
   MetadataStore& store_;
-  processor::DeadLetterSink& dead_letters_;
+  DeadLetterSink& dead_letters_;
   simdjson::dom::parser parser_;
   simdjson::dom::parser transform_parser_;
   std::vector<Pending> batch_;

@@ -84,7 +84,7 @@ const std::int64_t kOld = (std::chrono::duration_cast<std::chrono::seconds>(
                            3 * 3600) *
                           1000;
 
-// The processor of ProcessorFixture, storing into InfluxDB only (processor.store: influxdb).
+// The processor of ProcessorFixture, storing into InfluxDB only (processor.sinks: [influxdb]).
 struct InfluxProcessor : ProcessorFixture {
   std::string influx = required_env("TELEMETRYD_TEST_INFLUXDB_URL");
   ~InfluxProcessor() { drop_influx_database(influx, database); }
@@ -92,8 +92,8 @@ struct InfluxProcessor : ProcessorFixture {
   std::vector<std::string> argv() const {
     std::vector<std::string> out = processor_argv();
     for (const std::string& set : std::vector<std::string>{
-             "processor.store=influxdb", "influxdb.url=" + influx, "influxdb.database=" + database,
-             "influxdb.check_interval_ms=500"}) {
+             "processor.sinks=[influxdb]", "influxdb.url=" + influx,
+             "influxdb.database=" + database, "influxdb.check_interval_ms=500"}) {
       out.insert(out.end(), {"--set", set});
     }
     return out;

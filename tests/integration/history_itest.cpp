@@ -15,7 +15,6 @@
 #include "support/mongo_probe.hpp"
 
 using namespace telemetryd;
-using namespace telemetryd::processor;
 using namespace std::chrono_literals;
 
 namespace {
@@ -52,7 +51,7 @@ TEST_CASE("MongoStore answers the known samples' buckets and latest devices exac
   } drop{uri, database};
 
   mongo::MongoStore store(settings_for(uri, database));
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   CHECK(store.devices_json().value() == "[]");
   const auto events = test_support::history_events();
   const auto written = store.write(test_support::stored(events));
@@ -67,18 +66,18 @@ TEST_CASE("MongoStore answers the known samples' buckets and latest devices exac
   REQUIRE(devices);
   CHECK(devices.value() == test_support::kHistoryDevicesJson);
 
-  SeriesQuery minute = test_support::history_query();
+  query::SeriesQuery minute = test_support::history_query();
   minute.step_ms = 60000;
   const auto one = store.gpu_series_json(minute);
   REQUIRE(one);
   CHECK(one.value().find("\"samples\":5,\"utilization_gpu_percent\":{\"avg\":28,\"max\":60}") !=
         std::string::npos);
 
-  SeriesQuery empty = test_support::history_query();
+  query::SeriesQuery empty = test_support::history_query();
   empty.from += 1h;
   empty.to += 1h;
   CHECK(store.gpu_series_json(empty).value() == "[]");
-  SeriesQuery unknown = test_support::history_query();
+  query::SeriesQuery unknown = test_support::history_query();
   unknown.gpu_uuid = "GPU-nope";
   CHECK(store.gpu_series_json(unknown).value() == "null");
 
@@ -106,7 +105,7 @@ TEST_CASE("MongoStore latest view: newer wins, older, duplicate and tied samples
           "[history][latest][itest]") {
   const TestDatabase db("lvitest");
   mongo::MongoStore store(settings_for(db.uri, db.name));
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   test_support::check_latest_view_is_newest_wins(store);
   // One view document per GPU, whatever the history holds.
   CHECK(test_support::count_documents(db.uri, db.name, "gpu_latest") == 2);
@@ -118,7 +117,7 @@ TEST_CASE("MongoStore latest view: a database from before the view is filled at 
   const TestDatabase db("lvbackfill");
   {
     mongo::MongoStore store(settings_for(db.uri, db.name));
-    REQUIRE(store.prepare(GpuCatalog{}));
+    REQUIRE(store.prepare(events::GpuCatalog{}));
     REQUIRE(store.write(test_support::stored(test_support::history_events())));
   }
   // What an older release left: the history without the view.
@@ -126,14 +125,14 @@ TEST_CASE("MongoStore latest view: a database from before the view is filled at 
   REQUIRE(test_support::count_documents(db.uri, db.name, "gpu_latest") == 0);
 
   mongo::MongoStore store(settings_for(db.uri, db.name));
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   CHECK(store.devices_json().value() == test_support::kHistoryDevicesJson);
   CHECK(test_support::latest_id(store, "GPU-hist-1") == "h-5");
   CHECK(test_support::latest_id(store, "", "node-b") == "h-other");
 
   // A later start leaves a filled view as it is, and writes go on from it.
   mongo::MongoStore again(settings_for(db.uri, db.name));
-  REQUIRE(again.prepare(GpuCatalog{}));
+  REQUIRE(again.prepare(events::GpuCatalog{}));
   test_support::write_events(
       again, {test_support::history_event("h-6", "GPU-hist-1", std::chrono::seconds(50), "")});
   CHECK(test_support::latest_id(again, "GPU-hist-1") == "h-6");

@@ -43,8 +43,10 @@ struct Fixture {
 
   std::vector<std::string> processor_argv(const std::string& store) const {
     return {telemetryd_bin(), "run", "--role", "processor", "--set", "http.listen=127.0.0.1:0",
-            "--set", "kafka.brokers=" + brokers, "--set", "processor.store=" + store, "--set",
-            "influxdb.url=" + influx, "--set", "influxdb.database=" + database, "--set",
+            "--set", "kafka.brokers=" + brokers, "--set",
+            "processor.sinks=" +
+                (store == "both" ? std::string("[mongodb,influxdb]") : "[" + store + "]"),
+            "--set", "influxdb.url=" + influx, "--set", "influxdb.database=" + database, "--set",
             "influxdb.check_interval_ms=500", "--set",
             // store influxdb: a MongoDB nobody listens on, to show it is not needed
             "mongodb.uri=" + (store == "influxdb" ? std::string("mongodb://127.0.0.1:1/") : mongo),

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <set>
 
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 #include "support/child_process.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
@@ -93,9 +93,9 @@ TEST_CASE("POST /metadata: 202 means the normalised event is in Kafka, valid and
   REQUIRE(messages.size() == 1);
   CHECK(messages[0].key == "GPU-it-1");
   simdjson::dom::parser decoder_parser;
-  const auto decoded = telemetryd::processor::decode_event(messages[0].value, decoder_parser);
-  REQUIRE(std::holds_alternative<telemetryd::processor::DecodedEvent>(decoded));
-  const auto& event = std::get<telemetryd::processor::DecodedEvent>(decoded);
+  const auto decoded = telemetryd::events::decode_event(messages[0].value, decoder_parser);
+  REQUIRE(std::holds_alternative<telemetryd::events::DecodedEvent>(decoded));
+  const auto& event = std::get<telemetryd::events::DecodedEvent>(decoded);
   CHECK(event.id == id);
   CHECK(event.type == "io.telemetryd.gpu.metadata.v1");
   CHECK(event.gpu_uuid == "GPU-it-1");

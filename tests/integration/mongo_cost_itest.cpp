@@ -21,7 +21,6 @@
 #include "telemetryd/time_format.hpp"
 
 using namespace telemetryd;
-using namespace telemetryd::processor;
 
 namespace {
 
@@ -76,19 +75,19 @@ std::string usage_json_event(int n, std::int64_t time_ms, const std::string& mod
                       (fields.empty() ? "" : "," + fields) + "}");
 }
 
-std::vector<DecodedEvent> decode_all(const std::vector<std::string>& lines) {
+std::vector<events::DecodedEvent> decode_all(const std::vector<std::string>& lines) {
   simdjson::dom::parser parser;
-  std::vector<DecodedEvent> out;
+  std::vector<events::DecodedEvent> out;
   for (const auto& line : lines) {
-    DecodeResult result = decode_event(line, parser);
+    events::DecodeResult result = events::decode_event(line, parser);
     INFO(line);
-    REQUIRE(std::holds_alternative<DecodedEvent>(result));
-    out.push_back(std::get<DecodedEvent>(std::move(result)));
+    REQUIRE(std::holds_alternative<events::DecodedEvent>(result));
+    out.push_back(std::get<events::DecodedEvent>(std::move(result)));
   }
   return out;
 }
 
-std::vector<StoredEvent> batch_of(const std::vector<DecodedEvent>& events) {
+std::vector<StoredEvent> batch_of(const std::vector<events::DecodedEvent>& events) {
   std::vector<StoredEvent> batch;
   for (const auto& e : events) batch.push_back({&e});
   return batch;
@@ -172,7 +171,7 @@ TEST_CASE("MongoStore cost windows: marks settle by age and clear only with thei
           "[cost][itest]") {
   TestDatabase db;
   mongo::MongoStore store(db.settings());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
 
   REQUIRE(store.mark_cost_windows({kS + 2 * kW, kS, kS + kW, kS}, 1000, 1));
   REQUIRE(store.mark_cost_windows({kS + 3 * kW}, 2000, 1));
@@ -230,7 +229,7 @@ TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pri
   TestDatabase db;
   mongo::MongoStore store(db.settings());
   mongo::MongoStore other(db.settings());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
 
   const auto events = decode_all({
       usage_json_event(11, kS + 5000, "m1", "t1", 10, 30, R"("deployment":"d1")"),
@@ -357,7 +356,7 @@ TEST_CASE("MongoStore claims race: of two concurrent claimers, one writes", "[co
   TestDatabase db;
   mongo::MongoStore store(db.settings());
   mongo::MongoStore other(db.settings());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   // MongoDB lets one claim win. FerretDB 1.24 applies a filtered update as a read and then a
   // replacement, so both can win; the stored token then lets exactly one of them write.
   int both = 0;
@@ -387,7 +386,7 @@ TEST_CASE("MongoStore prices a window from what write() stored and sums the cost
           "[cost][itest]") {
   TestDatabase db;
   mongo::MongoStore store(db.settings());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
 
   const std::string h100 = "NVIDIA H100 80GB HBM3";
   const std::string a100 = "NVIDIA A100-SXM4-40GB";
@@ -597,7 +596,7 @@ TEST_CASE("MongoStore placements keep the earliest first_seen and the latest las
           "[cost][itest]") {
   TestDatabase db;
   mongo::MongoStore store(db.settings());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
 
   REQUIRE(store.upsert_placements({{"d", "gpu:X", 100, 200}, {"d", "host:h", 500, 600}}));
   // Earlier and later than what is stored, the same pair twice in one batch.
@@ -657,7 +656,7 @@ TEST_CASE("MongoStore placements keep the earliest first_seen and the latest las
 TEST_CASE("MongoStore reports the batch indexes of a redelivery's duplicates", "[cost][itest]") {
   TestDatabase db;
   mongo::MongoStore store(db.settings());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
 
   const std::string sample1 = gpu_json(1, kS, "GPU-A", "node-a", "NVIDIA H100 80GB HBM3", "");
   const std::string usage11 = usage_json_event(11, kS, "m1", "t1", 1, 2, "");

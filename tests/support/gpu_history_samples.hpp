@@ -7,20 +7,20 @@
 #include <string>
 #include <vector>
 
-#include "processor/event_decoder.hpp"
-#include "processor/store.hpp"
+#include "events/event_decoder.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace test_support {
 
 // 2026-12-04T10:00:00Z, a multiple of every step the tests use.
 inline const std::chrono::system_clock::time_point kHistoryT0{std::chrono::seconds(1796378400)};
 
-inline telemetryd::processor::DecodedEvent history_event(const std::string& id,
-                                                         const std::string& gpu_uuid,
-                                                         std::chrono::milliseconds offset,
-                                                         const std::string& fields) {
-  telemetryd::processor::DecodedEvent e;
-  e.kind = telemetryd::processor::EventKind::kGpuMetrics;
+inline telemetryd::events::DecodedEvent history_event(const std::string& id,
+                                                      const std::string& gpu_uuid,
+                                                      std::chrono::milliseconds offset,
+                                                      const std::string& fields) {
+  telemetryd::events::DecodedEvent e;
+  e.kind = telemetryd::events::EventKind::kGpuMetrics;
   e.id = id;
   e.source = "test";
   e.type = "gpu.metrics.v1";
@@ -37,7 +37,7 @@ inline telemetryd::processor::DecodedEvent history_event(const std::string& id,
 // GPU-hist-1: three samples in [T0, T0+10s) (the first with GPM activity, the last without
 // utilization_memory_percent), one in [T0+10s, T0+20s), one in [T0+30s, T0+40s), and one before
 // T0 that a range from T0 leaves out. GPU-hist-2: one sample, the only one of its GPU.
-inline std::vector<telemetryd::processor::DecodedEvent> history_events() {
+inline std::vector<telemetryd::events::DecodedEvent> history_events() {
   using std::chrono::milliseconds;
   return {
       history_event("h-before", "GPU-hist-1", milliseconds(-500),
@@ -74,15 +74,15 @@ inline std::vector<telemetryd::processor::DecodedEvent> history_events() {
   };
 }
 
-inline std::vector<telemetryd::processor::StoredEvent> stored(
-    const std::vector<telemetryd::processor::DecodedEvent>& events) {
-  std::vector<telemetryd::processor::StoredEvent> batch;
+inline std::vector<telemetryd::StoredEvent> stored(
+    const std::vector<telemetryd::events::DecodedEvent>& events) {
+  std::vector<telemetryd::StoredEvent> batch;
   for (const auto& e : events) batch.push_back({&e});
   return batch;
 }
 
 // GPU-hist-1 over [T0, T0+1m) by 10 s.
-inline telemetryd::processor::SeriesQuery history_query() {
+inline telemetryd::query::SeriesQuery history_query() {
   return {"GPU-hist-1", kHistoryT0, kHistoryT0 + std::chrono::minutes(1), 10000};
 }
 

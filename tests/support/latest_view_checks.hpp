@@ -9,16 +9,16 @@
 #include <string>
 #include <vector>
 
-#include "processor/store.hpp"
 #include "support/gpu_history_samples.hpp"
+#include "telemetryd/sink.hpp"
 
 namespace test_support {
 
 // A sample of GPU-lv-1 (node-a) or GPU-lv-2 (node-b) at T0 + `seconds`, its id `id`.
-inline telemetryd::processor::DecodedEvent latest_view_event(const std::string& id,
-                                                             const std::string& gpu_uuid,
-                                                             int seconds, int utilization) {
-  telemetryd::processor::DecodedEvent e =
+inline telemetryd::events::DecodedEvent latest_view_event(const std::string& id,
+                                                          const std::string& gpu_uuid, int seconds,
+                                                          int utilization) {
+  telemetryd::events::DecodedEvent e =
       history_event(id, gpu_uuid, std::chrono::seconds(seconds),
                     "\"utilization_gpu_percent\":" + std::to_string(utilization));
   e.host = gpu_uuid == "GPU-lv-1" ? "node-a" : "node-b";
@@ -29,7 +29,7 @@ inline telemetryd::processor::DecodedEvent latest_view_event(const std::string& 
 }
 
 // The _id of the sample /gpu/info answers for this filter, or "" when it answers none.
-inline std::string latest_id(telemetryd::processor::Store& store, const std::string& gpu_uuid,
+inline std::string latest_id(telemetryd::Store& store, const std::string& gpu_uuid,
                              const std::string& host = {}) {
   const auto json = store.latest_gpu_json({gpu_uuid, host});
   REQUIRE(json);
@@ -41,16 +41,16 @@ inline std::string latest_id(telemetryd::processor::Store& store, const std::str
   return body.substr(from, body.find('"', from) - from);
 }
 
-inline void write_events(telemetryd::processor::Store& store,
-                         const std::vector<telemetryd::processor::DecodedEvent>& events) {
+inline void write_events(telemetryd::Store& store,
+                         const std::vector<telemetryd::events::DecodedEvent>& events) {
   const auto written = store.write(stored(events));
   INFO((written ? std::string() : written.error().message));
   REQUIRE(written);
 }
 
 // Writes through the view's cases one batch at a time and checks what it answers after each.
-inline void check_latest_view_is_newest_wins(telemetryd::processor::Store& store) {
-  using telemetryd::processor::DecodedEvent;
+inline void check_latest_view_is_newest_wins(telemetryd::Store& store) {
+  using telemetryd::events::DecodedEvent;
   CHECK(latest_id(store, "GPU-lv-1").empty());
 
   write_events(store, {latest_view_event("lv-10", "GPU-lv-1", 10, 10)});
@@ -64,7 +64,8 @@ inline void check_latest_view_is_newest_wins(telemetryd::processor::Store& store
   CHECK(latest_id(store, "GPU-lv-1") == "lv-20");
 
   // A redelivery (same id) and another sample of the same time change nothing.
-  const std::vector<DecodedEvent> redelivered{latest_view_event("lv-20", "GPU-lv-1", 20, 20)};
+  const std::vector<telemetryd::events::DecodedEvent> redelivered{
+      latest_view_event("lv-20", "GPU-lv-1", 20, 20)};
   const auto again = store.write(stored(redelivered));
   REQUIRE(again);
   CHECK(again.value().duplicates == 1);

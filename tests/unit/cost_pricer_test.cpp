@@ -112,7 +112,7 @@ struct Pipeline {
       : store(path),
         core(CoreSettings{}, store, store, registry, tenants),
         pricer(PricerSettings{}, store, std::move(prices), registry, tenants) {
-    REQUIRE(store.prepare(GpuCatalog{}));
+    REQUIRE(store.prepare(events::GpuCatalog{}));
   }
 
   void feed(const std::vector<Message>& messages, std::size_t batch = 50) {
@@ -283,21 +283,21 @@ TEST_CASE("five stores preparing one new SQLite file at once all succeed", "[cos
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < stores.size(); ++i) {
     threads.emplace_back([&, i] {
-      if (auto prepared = stores[i]->prepare(GpuCatalog{}); !prepared) {
+      if (auto prepared = stores[i]->prepare(events::GpuCatalog{}); !prepared) {
         errors[i] = prepared.error().message;
       }
     });
   }
   for (auto& t : threads) t.join();
   for (const auto& error : errors) CHECK(error.empty());
-  CHECK(stores[0]->prepare(GpuCatalog{}));  // and again, on a prepared file
+  CHECK(stores[0]->prepare(events::GpuCatalog{}));  // and again, on a prepared file
 }
 
 TEST_CASE("cost window marks: one claimant at a time, a new mark outlives the pricing",
           "[cost][store]") {
   TempDir dir;
   sqlite::SqliteStore store((dir.path / "marks.sqlite3").string());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   REQUIRE(store.mark_cost_windows({kStart, kStart + 60000}, 1000, 1));
   auto settled = store.settled_cost_windows(999, 2000, 10);
   REQUIRE(settled);

@@ -1,11 +1,11 @@
 // dlq replay's decisions without Kafka: reading a letter's headers, the filters, the replayed
 // message's headers and destination.
 
-#include "processor/dead_letter_replay.hpp"
+#include "sinks/dead_letter_replay.hpp"
 
 #include <catch2/catch.hpp>
 
-using namespace telemetryd::processor;
+using namespace telemetryd::sinks;
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "processor/gpu_catalog.hpp"
+#include "events/gpu_catalog.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "support/child_process.hpp"
 #include "support/http_client.hpp"
@@ -160,7 +160,7 @@ TEST_CASE("the all role deletes what is older than embedded.retention_days at st
   {
     // A database left by an earlier run: 50 samples 5 days old, 20 two days old.
     telemetryd::sqlite::SqliteStore store(db_path);
-    REQUIRE(store.prepare(telemetryd::processor::GpuCatalog{}));
+    REQUIRE(store.prepare(telemetryd::events::GpuCatalog{}));
     sqlite3* db = nullptr;
     sqlite3_open(db_path.c_str(), &db);
     const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

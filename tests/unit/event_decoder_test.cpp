@@ -1,4 +1,4 @@
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 
 #include <simdjson.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 
 #include "support/child_process.hpp"
 
-using namespace telemetryd::processor;
+using namespace telemetryd;
 using namespace std::chrono;
 
 namespace {
@@ -25,13 +25,13 @@ std::vector<std::string> fixture_lines(const std::string& name) {
 }
 
 // "ok" for an accepted event, else the reason, so one CHECK compares both outcomes.
-std::string outcome(const DecodeResult& result) {
-  if (const auto* error = std::get_if<DecodeError>(&result)) return error->reason;
+std::string outcome(const events::DecodeResult& result) {
+  if (const auto* error = std::get_if<events::DecodeError>(&result)) return error->reason;
   return "ok";
 }
 
-std::string detail(const DecodeResult& result) {
-  const auto* error = std::get_if<DecodeError>(&result);
+std::string detail(const events::DecodeResult& result) {
+  const auto* error = std::get_if<events::DecodeError>(&result);
   return error == nullptr ? std::string() : error->detail;
 }
 
@@ -234,20 +234,21 @@ TEST_CASE("decode_event accepts every valid fixture and extracts its fields", "[
   const auto lines = fixture_lines("valid.ndjson");
   REQUIRE(lines.size() == 8);
   simdjson::dom::parser parser;
-  std::vector<DecodedEvent> events;
+  std::vector<events::DecodedEvent> events;
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    const auto result = decode_event(lines[i], parser);
+    const auto result = events::decode_event(lines[i], parser);
     INFO("valid.ndjson line " << i + 1 << ": " << detail(result));
     REQUIRE(outcome(result) == "ok");
-    events.push_back(std::get<DecodedEvent>(result));
+    events.push_back(std::get<events::DecodedEvent>(result));
   }
-  const EventKind kinds[] = {EventKind::kGpuMetrics,  EventKind::kGpuMetrics,
-                             EventKind::kGpuMetrics,  EventKind::kTokenUsage,
-                             EventKind::kTokenUsage,  EventKind::kTokenUsage,
-                             EventKind::kGpuMetadata, EventKind::kGpuMetadata};
+  const events::EventKind kinds[] = {
+      events::EventKind::kGpuMetrics,  events::EventKind::kGpuMetrics,
+      events::EventKind::kGpuMetrics,  events::EventKind::kTokenUsage,
+      events::EventKind::kTokenUsage,  events::EventKind::kTokenUsage,
+      events::EventKind::kGpuMetadata, events::EventKind::kGpuMetadata};
   for (std::size_t i = 0; i < events.size(); ++i) CHECK(events[i].kind == kinds[i]);
 
-  const DecodedEvent& minimal = events[0];
+  const events::DecodedEvent& minimal = events[0];
   CHECK(minimal.id == "01a20320-b603-7f9b-a050-b23a91d93080");
   CHECK(minimal.source == "//telemetryd/gpu-node-01/synthetic");
   CHECK(minimal.type == "io.telemetryd.gpu.metrics.v1");
@@ -267,7 +268,7 @@ TEST_CASE("decode_event accepts every valid fixture and extracts its fields", "[
   CHECK(events[3].deployment.empty());
   CHECK(events[3].input_tokens == 0);
   CHECK(events[3].gpu_uuids.empty());
-  const DecodedEvent& full = events[4];
+  const events::DecodedEvent& full = events[4];
   CHECK(full.subject == "acme");
   CHECK(full.tenant_id == "acme");
   CHECK(full.deployment == "llama70b-prod");
@@ -317,7 +318,7 @@ TEST_CASE("decode_event rejects every invalid fixture with the fitting reason", 
   REQUIRE(lines.size() == std::size(expected));
   simdjson::dom::parser parser;
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    const auto result = decode_event(lines[i], parser);
+    const auto result = events::decode_event(lines[i], parser);
     INFO("invalid.ndjson line " << i + 1 << ": " << lines[i].substr(0, 80));
     CHECK(outcome(result) == expected[i].first);
     CHECK_THAT(detail(result), Catch::Contains(expected[i].second));
@@ -328,21 +329,21 @@ TEST_CASE("decode_event handles hand-made edge cases", "[decoder]") {
   const Fixtures& f = fixtures();
   simdjson::dom::parser parser;
   for (const Case& c : extra_cases()) {
-    const auto result = decode_event(c.line, parser);
+    const auto result = events::decode_event(c.line, parser);
     INFO(c.name << ": " << detail(result));
     CHECK(outcome(result) == c.expected);
   }
-  const auto tokens = decode_event(edit(f.usage, kTokens, R"("input_tokens":5.0)"), parser);
+  const auto tokens = events::decode_event(edit(f.usage, kTokens, R"("input_tokens":5.0)"), parser);
   REQUIRE(outcome(tokens) == "ok");
-  CHECK(std::get<DecodedEvent>(tokens).input_tokens == 5);
-  CHECK(detail(decode_event(edit(f.usage, kTokens, R"("input_tokens":1.5)"), parser)) ==
+  CHECK(std::get<events::DecodedEvent>(tokens).input_tokens == 5);
+  CHECK(detail(events::decode_event(edit(f.usage, kTokens, R"("input_tokens":1.5)"), parser)) ==
         "data.usage.input_tokens must be an integer >= 0");
 }
 
 TEST_CASE("decode_event pins where it is stricter than the schemas", "[decoder]") {
   simdjson::dom::parser parser;
   for (const Case& c : known_differences()) {
-    const auto result = decode_event(c.line, parser);
+    const auto result = events::decode_event(c.line, parser);
     INFO(c.name << ": " << detail(result));
     CHECK(outcome(result) == c.expected);
   }
@@ -361,9 +362,9 @@ TEST_CASE("decode_event decodes many and large events", "[decoder]") {
     std::snprintf(id, sizeof id, "%012x", static_cast<unsigned>(i));
     std::string event = line;
     event.replace(event.find('@', id_at + 1), 1, std::to_string(i)).replace(id_at, 1, id);
-    if (const auto result = decode_event(event, parser); outcome(result) == "ok") {
+    if (const auto result = events::decode_event(event, parser); outcome(result) == "ok") {
       ++decoded;
-      total += std::get<DecodedEvent>(result).input_tokens;
+      total += std::get<events::DecodedEvent>(result).input_tokens;
     }
   }
   CHECK(decoded == 5000);
@@ -377,30 +378,31 @@ TEST_CASE("decode_event decodes many and large events", "[decoder]") {
   }
   std::string big = edit(f.full_usage, R"("tags":[)", R"("tags":[)" + tags);
   big = edit(big, R"("model":)", keys + R"("model":)");
-  CHECK(outcome(decode_event(big, parser)) == "ok");
-  CHECK(outcome(decode_event(edit(big, R"("k4999")", R"("k0")"), parser)) == "invalid_json");
+  CHECK(outcome(events::decode_event(big, parser)) == "ok");
+  CHECK(outcome(events::decode_event(edit(big, R"("k4999")", R"("k0")"), parser)) ==
+        "invalid_json");
 }
 
 TEST_CASE("parse_rfc3339 reads RFC 3339 date-times", "[decoder]") {
   system_clock::time_point t;
-  REQUIRE(parse_rfc3339("1970-01-01T00:00:00Z", t));
+  REQUIRE(events::parse_rfc3339("1970-01-01T00:00:00Z", t));
   CHECK(t == system_clock::time_point{});
   for (std::size_t n = 0; n <= 9; ++n) {
     const std::string text =
         "2026-11-22T12:00:05" + (n == 0 ? "" : "." + std::string("123456789").substr(0, n)) + "Z";
     const int ms[] = {0, 100, 120, 123, 123, 123, 123, 123, 123, 123};
     INFO(text);
-    REQUIRE(parse_rfc3339(text, t));
+    REQUIRE(events::parse_rfc3339(text, t));
     CHECK(t == utc(2026, 11, 22, 12, 0, 5, ms[n]));
   }
-  REQUIRE(parse_rfc3339("2026-11-22T13:00:00+01:00", t));
+  REQUIRE(events::parse_rfc3339("2026-11-22T13:00:00+01:00", t));
   CHECK(t == utc(2026, 11, 22, 12, 0, 0));
-  REQUIRE(parse_rfc3339("2026-11-22T06:30:00.5-05:30", t));
+  REQUIRE(events::parse_rfc3339("2026-11-22T06:30:00.5-05:30", t));
   CHECK(t == utc(2026, 11, 22, 12, 0, 0, 500));
-  REQUIRE(parse_rfc3339("2028-02-29T00:00:00Z", t));
+  REQUIRE(events::parse_rfc3339("2028-02-29T00:00:00Z", t));
   CHECK(t == utc(2028, 2, 29, 0, 0, 0));
-  CHECK(parse_rfc3339("2000-02-29T00:00:00Z", t));
-  REQUIRE(parse_rfc3339("2026-12-31T23:59:60Z", t));  // a leap second reads as the next :00
+  CHECK(events::parse_rfc3339("2000-02-29T00:00:00Z", t));
+  REQUIRE(events::parse_rfc3339("2026-12-31T23:59:60Z", t));  // a leap second reads as the next :00
   CHECK(t == utc(2027, 1, 1, 0, 0, 0));
 
   for (const char* bad : {"2027-02-29T00:00:00Z",      "1900-02-29T00:00:00Z",
@@ -416,7 +418,7 @@ TEST_CASE("parse_rfc3339 reads RFC 3339 date-times", "[decoder]") {
                           "26-01-01T00:00:00Z",        "",
                           "1500-01-01T00:00:00Z"}) {
     INFO(bad);
-    CHECK_FALSE(parse_rfc3339(bad, t));
+    CHECK_FALSE(events::parse_rfc3339(bad, t));
   }
 }
 
@@ -431,7 +433,7 @@ TEST_CASE("decode_event agrees with scripts/validate_events.py", "[decoder][sche
   for (Case& c : extra_cases()) cases.push_back(std::move(c));
   for (const Case& c : cases) {
     INFO(c.name << ": " << c.line.substr(0, 120));
-    CHECK((outcome(decode_event(c.line, parser)) == "ok") == schema_accepts(dir, c.line));
+    CHECK((outcome(events::decode_event(c.line, parser)) == "ok") == schema_accepts(dir, c.line));
   }
   // The documented differences must stay real: the schemas do accept these.
   for (const Case& c : known_differences()) {

@@ -13,8 +13,8 @@
 
 #include "app/roles.hpp"
 #include "events/cloudevent.hpp"
+#include "events/event_decoder.hpp"
 #include "http/router.hpp"
-#include "processor/event_decoder.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
@@ -28,18 +28,18 @@ bool valid_utf8(std::string_view text) {
 }
 
 // The fuzz target's round trip: decode, re-encode with the producer's encoder, decode again.
-processor::DecodedEvent round_trip(const std::string& line, std::string& encoded) {
+telemetryd::events::DecodedEvent round_trip(const std::string& line, std::string& encoded) {
   simdjson::dom::parser parser;
-  auto first = processor::decode_event(line, parser);
-  REQUIRE(std::holds_alternative<processor::DecodedEvent>(first));
-  const auto& event = std::get<processor::DecodedEvent>(first);
+  auto first = telemetryd::events::decode_event(line, parser);
+  REQUIRE(std::holds_alternative<telemetryd::events::DecodedEvent>(first));
+  const auto& event = std::get<telemetryd::events::DecodedEvent>(first);
   encoded = events::encode_cloudevent(event.id, event.source, event.type, event.time, event.subject,
                                       event.data_json);
   simdjson::dom::parser again;
-  auto second = processor::decode_event(encoded, again);
+  auto second = telemetryd::events::decode_event(encoded, again);
   INFO(encoded);
-  REQUIRE(std::holds_alternative<processor::DecodedEvent>(second));
-  const auto& decoded = std::get<processor::DecodedEvent>(second);
+  REQUIRE(std::holds_alternative<telemetryd::events::DecodedEvent>(second));
+  const auto& decoded = std::get<telemetryd::events::DecodedEvent>(second);
   CHECK(decoded.time == event.time);
   CHECK(decoded.subject == event.subject);
   return decoded;
@@ -114,9 +114,9 @@ TEST_CASE("fuzz: an unknown type is cut on a character boundary", "[fuzz][decode
       R"({"specversion":"1.0","id":"01a20320-c308-70ff-98c0-6effa0c5154e","source":"//s","type":")" +
       type + R"(","time":"2026-11-22T12:00:05Z","data":{}})";
   simdjson::dom::parser parser;
-  const auto result = processor::decode_event(line, parser);
-  REQUIRE(std::holds_alternative<processor::DecodeError>(result));
-  const auto& error = std::get<processor::DecodeError>(result);
+  const auto result = telemetryd::events::decode_event(line, parser);
+  REQUIRE(std::holds_alternative<telemetryd::events::DecodeError>(result));
+  const auto& error = std::get<telemetryd::events::DecodeError>(result);
   CHECK(error.reason == "unknown_type");
   CHECK(valid_utf8(error.detail));
   CHECK(error.detail.size() <= 200);

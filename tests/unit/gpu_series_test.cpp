@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "http/server.hpp"
-#include "processor/gpu_series.hpp"
 #include "processor/query_routes.hpp"
+#include "query/gpu_series.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "support/gpu_history_samples.hpp"
 #include "support/http_client.hpp"
@@ -25,63 +25,63 @@ using namespace telemetryd::processor;
 using namespace std::chrono_literals;
 
 TEST_CASE("buckets are aligned to the epoch, also before 1970", "[history]") {
-  CHECK(bucket_start(0, 10000) == 0);
-  CHECK(bucket_start(9999, 10000) == 0);
-  CHECK(bucket_start(10000, 10000) == 10000);
-  CHECK(bucket_start(1796378412345, 10000) == 1796378410000);
-  CHECK(bucket_start(-1, 10000) == -10000);
-  CHECK(bucket_start(-10000, 10000) == -10000);
-  CHECK(bucket_start(-10001, 10000) == -20000);
+  CHECK(query::bucket_start(0, 10000) == 0);
+  CHECK(query::bucket_start(9999, 10000) == 0);
+  CHECK(query::bucket_start(10000, 10000) == 10000);
+  CHECK(query::bucket_start(1796378412345, 10000) == 1796378410000);
+  CHECK(query::bucket_start(-1, 10000) == -10000);
+  CHECK(query::bucket_start(-10000, 10000) == -10000);
+  CHECK(query::bucket_start(-10001, 10000) == -20000);
 
-  CHECK(bucket_count(0, 10000, 10000) == 1);  // [0, 10 s): one bucket
-  CHECK(bucket_count(0, 10001, 10000) == 2);
-  CHECK(bucket_count(5000, 15000, 10000) == 2);  // two partial buckets
-  CHECK(bucket_count(0, 3600000, 1000) == 3600);
-  CHECK(bucket_count(10, 10, 1000) == 0);
-  CHECK(bucket_count(10, 5, 1000) == 0);
+  CHECK(query::bucket_count(0, 10000, 10000) == 1);  // [0, 10 s): one bucket
+  CHECK(query::bucket_count(0, 10001, 10000) == 2);
+  CHECK(query::bucket_count(5000, 15000, 10000) == 2);  // two partial buckets
+  CHECK(query::bucket_count(0, 3600000, 1000) == 3600);
+  CHECK(query::bucket_count(10, 10, 1000) == 0);
+  CHECK(query::bucket_count(10, 5, 1000) == 0);
 }
 
 TEST_CASE("step: a positive whole number with a unit, or seconds", "[history]") {
   std::int64_t ms = 0;
-  CHECK((parse_step("500ms", ms) && ms == 500));
-  CHECK((parse_step("10s", ms) && ms == 10000));
-  CHECK((parse_step("1m", ms) && ms == 60000));
-  CHECK((parse_step("2h", ms) && ms == 7200000));
-  CHECK((parse_step("1d", ms) && ms == 86400000));
-  CHECK((parse_step("30", ms) && ms == 30000));
-  CHECK((parse_step("999999999d", ms) && ms == 999999999LL * 86400000));
+  CHECK((query::parse_step("500ms", ms) && ms == 500));
+  CHECK((query::parse_step("10s", ms) && ms == 10000));
+  CHECK((query::parse_step("1m", ms) && ms == 60000));
+  CHECK((query::parse_step("2h", ms) && ms == 7200000));
+  CHECK((query::parse_step("1d", ms) && ms == 86400000));
+  CHECK((query::parse_step("30", ms) && ms == 30000));
+  CHECK((query::parse_step("999999999d", ms) && ms == 999999999LL * 86400000));
   for (const char* bad : {"", "0", "0s", "-1s", "1.5s", "s", "10 s", "10sec", "1M", "1000000000",
                           "ten", "1e3", "10s "}) {
     INFO(bad);
-    CHECK_FALSE(parse_step(bad, ms));
+    CHECK_FALSE(query::parse_step(bad, ms));
   }
-  CHECK(format_step(500) == "500ms");
-  CHECK(format_step(1500) == "1500ms");
-  CHECK(format_step(10000) == "10s");
-  CHECK(format_step(90000) == "90s");
-  CHECK(format_step(120000) == "2m");
-  CHECK(format_step(3600000) == "1h");
-  CHECK(format_step(172800000) == "2d");
+  CHECK(query::format_step(500) == "500ms");
+  CHECK(query::format_step(1500) == "1500ms");
+  CHECK(query::format_step(10000) == "10s");
+  CHECK(query::format_step(90000) == "90s");
+  CHECK(query::format_step(120000) == "2m");
+  CHECK(query::format_step(3600000) == "1h");
+  CHECK(query::format_step(172800000) == "2d");
 }
 
 TEST_CASE("the default step keeps at most 1000 points", "[history]") {
-  const std::int64_t t0 = 1796378400000;          // aligned to every step of the ladder up to 1 h
-  CHECK(default_step(t0, t0 + 60000) == 1000);    // 1 min: 1 s, 60 points
-  CHECK(default_step(t0, t0 + 3600000) == 5000);  // 1 h: 5 s, 720 points
-  CHECK(default_step(t0 + 1, t0 + 1000001) == 2000);         // 1000 s off the grid: 1001 at 1 s
-  CHECK(default_step(t0, t0 + 86400000) == 120000);          // 1 day: 2 min, 720 points
-  CHECK(default_step(t0, t0 + 30LL * 86400000) == 3600000);  // 30 days: 1 h, 720 points
+  const std::int64_t t0 = 1796378400000;  // aligned to every step of the ladder up to 1 h
+  CHECK(query::default_step(t0, t0 + 60000) == 1000);        // 1 min: 1 s, 60 points
+  CHECK(query::default_step(t0, t0 + 3600000) == 5000);      // 1 h: 5 s, 720 points
+  CHECK(query::default_step(t0 + 1, t0 + 1000001) == 2000);  // 1000 s off the grid: 1001 at 1 s
+  CHECK(query::default_step(t0, t0 + 86400000) == 120000);   // 1 day: 2 min, 720 points
+  CHECK(query::default_step(t0, t0 + 30LL * 86400000) == 3600000);  // 30 days: 1 h, 720 points
   // Beyond the ladder, whole days: 2000 days from 10:00 touch 1001 two-day buckets.
-  CHECK(default_step(t0, t0 + 2000LL * 86400000) == 3 * 86400000);
+  CHECK(query::default_step(t0, t0 + 2000LL * 86400000) == 3 * 86400000);
   for (const std::int64_t range : {1LL, 999LL, 1234567LL, 98765432LL, 40000LL * 86400000}) {
     INFO(range);
-    const std::int64_t step = default_step(t0 + 7, t0 + 7 + range);
-    CHECK(bucket_count(t0 + 7, t0 + 7 + range, step) <= kDefaultSeriesPoints);
+    const std::int64_t step = query::default_step(t0 + 7, t0 + 7 + range);
+    CHECK(query::bucket_count(t0 + 7, t0 + 7 + range, step) <= query::kDefaultSeriesPoints);
   }
 }
 
 TEST_CASE("the accumulator averages per bucket, skipping absent fields", "[history]") {
-  SeriesBuilder builder(10000);
+  query::SeriesBuilder builder(10000);
   // Out of order, as a database without a sort returns them.
   builder.add_sample(1796378435000);
   builder.add_value(0, 0);
@@ -104,7 +104,7 @@ TEST_CASE("the accumulator averages per bucket, skipping absent fields", "[histo
   CHECK(points[0].fields[2]->avg == 30000001000);  // over the two samples that have it
   CHECK_FALSE(points[0].fields[1]);
   CHECK(points[1].bucket_ms == 1796378430000);
-  CHECK(series_points_json(points) ==
+  CHECK(query::series_points_json(points) ==
         "[{\"ts\":\"2026-12-04T10:00:00.000Z\",\"samples\":3,"
         "\"utilization_gpu_percent\":{\"avg\":30,\"max\":60},"
         "\"memory_used_bytes\":{\"avg\":30000001000,\"max\":60000000000},"
@@ -112,7 +112,7 @@ TEST_CASE("the accumulator averages per bucket, skipping absent fields", "[histo
         "{\"ts\":\"2026-12-04T10:00:30.000Z\",\"samples\":1,"
         "\"utilization_gpu_percent\":{\"avg\":0,\"max\":0}}]");
   CHECK(builder.take().empty());
-  CHECK(series_points_json({}) == "[]");
+  CHECK(query::series_points_json({}) == "[]");
 }
 
 namespace {
@@ -127,7 +127,7 @@ struct TempDir {
 TEST_CASE("SQLite answers the known samples' buckets and latest devices exactly", "[history]") {
   TempDir dir;
   sqlite::SqliteStore store((dir.path / "h.sqlite3").string());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   CHECK(store.devices_json().value() == "[]");
   const auto events = test_support::history_events();
   const auto written = store.write(test_support::stored(events));
@@ -140,18 +140,18 @@ TEST_CASE("SQLite answers the known samples' buckets and latest devices exactly"
   CHECK(store.devices_json().value() == test_support::kHistoryDevicesJson);
 
   // One bucket over the whole minute: every sample of the GPU but the one before T0.
-  SeriesQuery minute = test_support::history_query();
+  query::SeriesQuery minute = test_support::history_query();
   minute.step_ms = 60000;
   const auto one = store.gpu_series_json(minute);
   REQUIRE(one);
   CHECK(one.value().find("\"samples\":5,\"utilization_gpu_percent\":{\"avg\":28,\"max\":60}") !=
         std::string::npos);
 
-  SeriesQuery empty = test_support::history_query();
+  query::SeriesQuery empty = test_support::history_query();
   empty.from += 1h;
   empty.to += 1h;
   CHECK(store.gpu_series_json(empty).value() == "[]");  // a known GPU, nothing in range
-  SeriesQuery unknown = test_support::history_query();
+  query::SeriesQuery unknown = test_support::history_query();
   unknown.gpu_uuid = "GPU-nope";
   CHECK(store.gpu_series_json(unknown).value() == "null");
 }
@@ -188,9 +188,9 @@ TEST_CASE("SQLite: a failing second statement of the series query is a retryable
   REQUIRE(sqlite3_auto_extension(entry) == SQLITE_OK);
   sqlite::SqliteStore store((dir.path / "h.sqlite3").string());
   sqlite3_cancel_auto_extension(entry);
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
 
-  SeriesQuery unknown = test_support::history_query();
+  query::SeriesQuery unknown = test_support::history_query();
   unknown.gpu_uuid = "GPU-nope";  // no points, so the probe runs
   refuse_after_series = true;
   const auto result = store.gpu_series_json(unknown);
@@ -210,14 +210,14 @@ class ScriptedStore final : public Store {
   Result<std::string> devices = std::string("[]");
   bool queries = true;
   std::mutex mutex;
-  std::optional<SeriesQuery> asked;
+  std::optional<query::SeriesQuery> asked;
 
-  Result<bool> prepare(const GpuCatalog&) override { return true; }
+  Result<bool> prepare(const events::GpuCatalog&) override { return true; }
   Result<WriteOutcome> write(const std::vector<StoredEvent>&) override { return WriteOutcome{}; }
   Result<std::string> latest_gpu_json(const GpuQuery&) override { return std::string("null"); }
   Result<std::string> gpus_json() override { return std::string("[]"); }
   Result<std::string> usage_json(const UsageQuery&) override { return std::string("[]"); }
-  Result<std::string> gpu_series_json(const SeriesQuery& query) override {
+  Result<std::string> gpu_series_json(const query::SeriesQuery& query) override {
     const std::lock_guard lock(mutex);
     asked = query;
     return series;

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "app/roles.hpp"
+#include "telemetryd/sink.hpp"
 
 using namespace telemetryd;
 
@@ -35,10 +36,11 @@ std::vector<std::string> problems_of(const LoadOptions& options) {
 
 }  // namespace
 
-TEST_CASE("processor.store defaults to mongodb and needs no influxdb section", "[influx][config]") {
+TEST_CASE("the processor's sinks default to mongodb and need no influxdb section",
+          "[influx][config]") {
   const Config config = load_config({.role = "processor"}, app::role_catalog());
-  CHECK(config.str("processor.store") == "mongodb");
-  CHECK_FALSE(influx::influx_in_use(config));
+  CHECK(SinkRegistry::in_use(config) == std::vector<std::string>{"mongodb"});
+  CHECK_FALSE(SinkRegistry::uses(config, "influxdb"));
   CHECK_FALSE(config.has("influxdb.url"));
 }
 
@@ -48,8 +50,8 @@ TEST_CASE("store influxdb without a url names the key and the line that asked fo
   const auto problems = problems_of({.file = file.path});
   REQUIRE(problems.size() == 1);
   CHECK(problems[0] == file.path +
-                           ":3:10: influxdb.url: missing: required when processor.store is "
-                           "influxdb (http://127.0.0.1:8086)");
+                           ":3:10: influxdb.url: missing: required when processor.store writes "
+                           "to InfluxDB (http://127.0.0.1:8086)");
 }
 
 TEST_CASE("api v2 needs org, bucket and a token; secrets are never echoed", "[influx][config]") {
@@ -81,7 +83,7 @@ TEST_CASE("an invalid influxdb.url is reported at its line, and a valid config b
       "  token_file: " +
       token.path + "\n  precision: ms\n  gzip: true\n  batch_size: 1000\n");
   const Config config = load_config({.file = good.path}, app::role_catalog());
-  CHECK(influx::influx_in_use(config));
+  CHECK(SinkRegistry::uses(config, "influxdb"));
   const influx::StoreSettings s = influx::store_settings_from(config);
   CHECK(s.writer.api == influx::Api::kV2);
   CHECK(s.writer.token == "tok-123");  // the file's trailing newline is not part of it

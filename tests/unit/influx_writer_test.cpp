@@ -131,14 +131,14 @@ TEST_CASE(
     "points of one series and time with different ids get their own slots, across "
     "batches; an id seen before gets its slot again",
     "[influx]") {
-  telemetryd::processor::DecodedEvent a, b, c;
+  telemetryd::events::DecodedEvent a, b, c;
   a.id = "01a20320-0000-7000-8000-00000000000a";
   b.id = "01a20320-0000-7000-8000-00000000000b";
   c.id = "01a20320-0000-7000-8000-00000000000c";
   const std::string t = "token_usage,model=m,tenant_id=t event_id=\"x\" ";
   const std::string u = "token_usage,model=m,tenant_id=u event_id=\"x\" ";
   SlotTracker slots;
-  std::vector<telemetryd::processor::StoredEvent> batch{{&a}, {&b}, {&c}, {&a}};
+  std::vector<telemetryd::StoredEvent> batch{{&a}, {&b}, {&c}, {&a}};
   std::vector<std::string> lines{t + "1000\n", t + "1000\n", u + "1000\n", t + "1000\n"};
   slots.assign({0, 1, 2, 3}, batch, lines);
   CHECK(lines[0] == t + "1000\n");  // first come keeps its slot
@@ -147,9 +147,9 @@ TEST_CASE(
   CHECK(lines[3] == t + "1000\n");  // a again: the same point
 
   // Next batch: d lands on the series and time a and b took; b is redelivered.
-  telemetryd::processor::DecodedEvent d;
+  telemetryd::events::DecodedEvent d;
   d.id = "01a20320-0000-7000-8000-00000000000d";
-  std::vector<telemetryd::processor::StoredEvent> next{{&d}, {&b}};
+  std::vector<telemetryd::StoredEvent> next{{&d}, {&b}};
   std::vector<std::string> next_lines{t + "1000\n", t + "1000\n"};
   slots.assign({0, 1}, next, next_lines);
   CHECK(next_lines[0] == t + "1002\n");

@@ -10,11 +10,11 @@
 #include <set>
 #include <thread>
 
+#include "events/event_decoder.hpp"
 #include "http/bearer_tokens.hpp"
 #include "ingest/idempotency.hpp"
 #include "ingest/metadata_normalizer.hpp"
 #include "ingest/rate_limiter.hpp"
-#include "processor/event_decoder.hpp"
 #include "support/child_process.hpp"
 #include "support/http_client.hpp"
 #include "telemetryd/config.hpp"
@@ -169,11 +169,11 @@ TEST_CASE("idempotency keys: same client and key, same v7-shaped id; scoped by c
           "[ingest]") {
   const std::string a = event_id_for_key("alice", "order-42");
   CHECK(a == event_id_for_key("alice", "order-42"));
-  CHECK(processor::is_uuid_v7(a));
+  CHECK(telemetryd::events::is_uuid_v7(a));
   CHECK(a != event_id_for_key("bob", "order-42"));
   CHECK(a != event_id_for_key("alice", "order-43"));
   const std::string v7 = "01890a5d-ac96-774b-bcce-b302099a8057";
-  CHECK(processor::is_uuid_v7(event_id_for_key("alice", v7)));
+  CHECK(telemetryd::events::is_uuid_v7(event_id_for_key("alice", v7)));
   CHECK(event_id_for_key("alice", v7) != event_id_for_key("bob", v7));  // scoped, even a UUID
   CHECK_FALSE(check_idempotency_key("order-42"));
   CHECK(check_idempotency_key(""));
@@ -326,7 +326,7 @@ TEST_CASE("ingest on the mock cluster: 202 with the id, the same key gives the s
   CHECK(std::string_view(parser.parse(bob.body)["id"]) != id);
   const auto no_key = ingest.post("/metadata", kMetadata);
   REQUIRE(no_key.status == 202);
-  CHECK(processor::is_uuid_v7(std::string_view(parser.parse(no_key.body)["id"])));
+  CHECK(telemetryd::events::is_uuid_v7(std::string_view(parser.parse(no_key.body)["id"])));
 }
 
 TEST_CASE("ingest on the mock cluster: every refusal is a JSON error with the right status",

@@ -10,26 +10,26 @@
 
 using namespace telemetryd;
 using namespace telemetryd::influx;
-using processor::DecodedEvent;
+using telemetryd::events::DecodedEvent;
 
 namespace {
 
-std::vector<DecodedEvent> valid_fixtures() {
+std::vector<events::DecodedEvent> valid_fixtures() {
   std::ifstream in(test_support::source_root() + "/tests/fixtures/events/valid.ndjson");
   REQUIRE(in);
   simdjson::dom::parser parser;
-  std::vector<DecodedEvent> events;
+  std::vector<events::DecodedEvent> events;
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
-    auto decoded = processor::decode_event(line, parser);
-    REQUIRE(std::holds_alternative<DecodedEvent>(decoded));
-    events.push_back(std::get<DecodedEvent>(decoded));
+    auto decoded = telemetryd::events::decode_event(line, parser);
+    REQUIRE(std::holds_alternative<events::DecodedEvent>(decoded));
+    events.push_back(std::get<events::DecodedEvent>(decoded));
   }
   REQUIRE(events.size() == 8);
   return events;
 }
 
-std::string encode(const DecodedEvent& e, Precision precision = Precision::kNanoseconds) {
+std::string encode(const events::DecodedEvent& e, Precision precision = Precision::kNanoseconds) {
   simdjson::dom::parser parser;
   std::string out;
   const std::string error = encode_point(out, {&e}, precision, parser);
@@ -60,7 +60,7 @@ TEST_CASE("measurement, keys and string fields are escaped as line protocol requ
 TEST_CASE("a full gpu.metrics.v1 fixture becomes one point with contract-typed fields",
           "[influx]") {
   const auto events = valid_fixtures();
-  const DecodedEvent& e = events[1];  // the every-field nvml sample
+  const events::DecodedEvent& e = events[1];  // the every-field nvml sample
   const std::string line = encode(e);
   CHECK(
       line.starts_with("gpu_metrics,collector=nvml,gpu_uuid=GPU-5f3c9a2e-8b1d-4c6e-9f0a-"
@@ -151,8 +151,8 @@ TEST_CASE(
     "distinct events of one series in one millisecond get distinct timestamps; a "
     "redelivery the same one",
     "[influx]") {
-  DecodedEvent a = valid_fixtures()[3];
-  DecodedEvent b = a;
+  events::DecodedEvent a = valid_fixtures()[3];
+  events::DecodedEvent b = a;
   b.id = "01a20320-c308-70ff-98c0-6effa0c5154f";  // another event, same series and millisecond
   CHECK(point_time(a, Precision::kNanoseconds) != point_time(b, Precision::kNanoseconds));
   CHECK(point_time(a, Precision::kNanoseconds) / 1000000 ==
@@ -171,7 +171,7 @@ TEST_CASE(
 }
 
 TEST_CASE("tag values InfluxDB cannot carry are refused, not mangled", "[influx]") {
-  DecodedEvent e = valid_fixtures()[0];
+  events::DecodedEvent e = valid_fixtures()[0];
   simdjson::dom::parser parser;
   std::string out;
   e.host = "node\n01";

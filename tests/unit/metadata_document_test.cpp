@@ -40,13 +40,13 @@ std::string edit(std::string line, const std::string& from, const std::string& t
   return line.replace(pos, from.size(), to);
 }
 
-processor::DecodedEvent decode(const std::string& line) {
+telemetryd::events::DecodedEvent decode(const std::string& line) {
   simdjson::dom::parser parser;
-  processor::DecodeResult result = processor::decode_event(line, parser);
-  const auto* error = std::get_if<processor::DecodeError>(&result);
+  telemetryd::events::DecodeResult result = telemetryd::events::decode_event(line, parser);
+  const auto* error = std::get_if<telemetryd::events::DecodeError>(&result);
   INFO((error ? error->reason + ": " + error->detail : std::string()));
   REQUIRE(error == nullptr);
-  return std::get<processor::DecodedEvent>(std::move(result));
+  return std::get<telemetryd::events::DecodedEvent>(std::move(result));
 }
 
 MetadataDocument transform(const std::string& line) {

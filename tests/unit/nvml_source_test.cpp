@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 #include "sources/nvml_api.hpp"
 #include "sources/nvml_device.hpp"
 #include "support/child_process.hpp"
@@ -816,8 +816,8 @@ TEST_CASE("nvml source events pass the decoder and the gpu.metrics.v1 schema", "
   std::ofstream out(path);
   simdjson::dom::parser parser;
   for (const Event& e : events) {
-    const auto decoded = processor::decode_event(e.payload, parser);
-    const auto* failure = std::get_if<processor::DecodeError>(&decoded);
+    const auto decoded = telemetryd::events::decode_event(e.payload, parser);
+    const auto* failure = std::get_if<telemetryd::events::DecodeError>(&decoded);
     INFO((failure ? failure->detail : std::string()));
     CHECK(failure == nullptr);
     out << e.payload << "\n";

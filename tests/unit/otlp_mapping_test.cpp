@@ -11,10 +11,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "events/event_decoder.hpp"
 #include "otlp/genai_mapping.hpp"
 #include "otlp/genai_metrics.hpp"
 #include "otlp/otlp_decode.hpp"
-#include "processor/event_decoder.hpp"
 #include "scrape/scrape_targets.hpp"
 #include "support/child_process.hpp"
 
@@ -31,7 +31,7 @@ std::string fixture(const std::string& name) {
 }
 
 struct Decoded {
-  processor::DecodedEvent event;
+  telemetryd::events::DecodedEvent event;
   std::string payload;
 };
 
@@ -39,11 +39,11 @@ std::vector<Decoded> decode_all(const std::vector<Event>& events) {
   simdjson::dom::parser parser;
   std::vector<Decoded> out;
   for (const auto& e : events) {
-    auto result = processor::decode_event(e.payload, parser);
-    if (auto* error = std::get_if<processor::DecodeError>(&result)) {
+    auto result = telemetryd::events::decode_event(e.payload, parser);
+    if (auto* error = std::get_if<telemetryd::events::DecodeError>(&result)) {
       FAIL("not a valid token.usage.v1 event: " << error->detail << "\n" << e.payload);
     }
-    out.push_back({std::get<processor::DecodedEvent>(result), e.payload});
+    out.push_back({std::get<telemetryd::events::DecodedEvent>(result), e.payload});
   }
   return out;
 }
@@ -113,7 +113,7 @@ TEST_CASE("the SDK's fixture spans become exact, valid usage events", "[otlp]") 
     CHECK(again.events[0].id == mapped.events[0].id);
     CHECK(again.events[1].id == mapped.events[1].id);
     CHECK(mapped.events[0].id != mapped.events[1].id);
-    CHECK(processor::is_uuid_v7(mapped.events[0].id));
+    CHECK(telemetryd::events::is_uuid_v7(mapped.events[0].id));
   }
 }
 

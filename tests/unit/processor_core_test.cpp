@@ -60,7 +60,7 @@ TEST_CASE("valid, duplicate and malformed events end stored once, dead-lettered,
   TempDir dir;
   const std::string db_path = (dir.path / "t.sqlite3").string();
   sqlite::SqliteStore store(db_path);
-  GpuCatalog catalog;
+  events::GpuCatalog catalog;
   catalog.add({"H100 80GB", "NVIDIA H100 80GB HBM3", 2.49});
   catalog.add({"A100 40GB", "NVIDIA A100-SXM4-40GB", 1.29});
   REQUIRE(store.prepare(catalog));
@@ -112,7 +112,7 @@ TEST_CASE("stored usage documents carry the cost block once their window is pric
           "[processor]") {
   TempDir dir;
   sqlite::SqliteStore store((dir.path / "c.sqlite3").string());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   metrics::Registry registry;
   TenantLabels tenants({}, 20);
   ProcessorCore core(CoreSettings{}, store, store, registry, tenants);
@@ -186,7 +186,7 @@ TEST_CASE("a refused dead letter is counted nowhere; a retried flush never re-wr
   TempDir dir;
   const std::string db_path = (dir.path / "r.sqlite3").string();
   sqlite::SqliteStore store(db_path);
-  GpuCatalog catalog;
+  events::GpuCatalog catalog;
   REQUIRE(store.prepare(catalog));
   metrics::Registry registry;
   RefusingDeadLetters dead_letters;
@@ -229,7 +229,7 @@ TEST_CASE("a batch the store does not take is retried and counted by code, never
   TempDir dir;
   const std::string db_path = (dir.path / "refuse.sqlite3").string();
   sqlite::SqliteStore store(db_path);
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   metrics::Registry registry;
   TenantLabels tenants({}, 20);
   ProcessorCore core(CoreSettings{}, store, store, registry, tenants);

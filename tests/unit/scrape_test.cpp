@@ -7,7 +7,7 @@
 #include <limits>
 #include <sstream>
 
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 #include "scrape/exposition.hpp"
 #include "scrape/serving_metrics.hpp"
 #include "scrape/token_deltas.hpp"
@@ -378,7 +378,7 @@ TEST_CASE("token deltas: baseline, increases, zero, reset", "[scrape]") {
   CHECK(d[0].generation_tokens == 30);
   CHECK(d[0].cached_prompt_tokens == 0);
   CHECK_FALSE(d[0].reset);
-  CHECK(telemetryd::processor::is_uuid_v7(d[0].event_id));
+  CHECK(telemetryd::events::is_uuid_v7(d[0].event_id));
   CHECK(d[0].event_id.substr(0, 13) == "00000000-3e80");  // 16000 ms = 0x3e80
 
   CHECK(scrape(31000, 160, 80, 10).empty());  // nothing new: no delta, state advanced
@@ -534,14 +534,14 @@ TEST_CASE("deterministic_uuid_v7: valid, deterministic, time in front", "[scrape
   CHECK(a == deterministic_uuid_v7(1754550000250, "seed"));
   CHECK(a != deterministic_uuid_v7(1754550000250, "seed2"));
   CHECK(a != deterministic_uuid_v7(1754550000251, "seed"));
-  CHECK(telemetryd::processor::is_uuid_v7(a));
+  CHECK(telemetryd::events::is_uuid_v7(a));
   CHECK(a.substr(0, 13) == "01988354-5a7a");  // 1754550000250 = 0x019883545a7a
-  CHECK(telemetryd::processor::is_uuid_v7(deterministic_uuid_v7(-5, "")));
+  CHECK(telemetryd::events::is_uuid_v7(deterministic_uuid_v7(-5, "")));
   CHECK(deterministic_uuid_v7(-5, "").substr(0, 8) == "00000000");
   CHECK(deterministic_uuid_v7(std::numeric_limits<std::int64_t>::max(), "").substr(0, 13) ==
         "ffffffff-ffff");
   for (int i = 0; i < 200; ++i)
-    CHECK(telemetryd::processor::is_uuid_v7(deterministic_uuid_v7(i * 7919, std::to_string(i))));
+    CHECK(telemetryd::events::is_uuid_v7(deterministic_uuid_v7(i * 7919, std::to_string(i))));
 }
 
 TEST_CASE("token deltas: a restart seen by _created, a vanished counter starts from zero",

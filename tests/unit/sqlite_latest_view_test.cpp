@@ -7,12 +7,12 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
+#include "processor/latest_view.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "support/gpu_history_samples.hpp"
 #include "support/latest_view_checks.hpp"
 
 using namespace telemetryd;
-using namespace telemetryd::processor;
 
 namespace {
 
@@ -41,7 +41,7 @@ TEST_CASE("SQLite latest view: newer wins, older, duplicate and tied samples are
           "[sqlite][latest]") {
   TempFile file;
   sqlite::SqliteStore store(file.path.string());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   test_support::check_latest_view_is_newest_wins(store);
 }
 
@@ -50,21 +50,21 @@ TEST_CASE("SQLite latest view: a file written before the view is filled from his
   TempFile file;
   {
     sqlite::SqliteStore store(file.path.string());
-    REQUIRE(store.prepare(GpuCatalog{}));
+    REQUIRE(store.prepare(events::GpuCatalog{}));
     REQUIRE(store.write(test_support::stored(test_support::history_events())));
   }
   // What an older release left: the history without the view.
   exec_sql(file.path, "DROP TABLE gpu_latest");
 
   sqlite::SqliteStore store(file.path.string());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   CHECK(store.devices_json().value() == test_support::kHistoryDevicesJson);
   CHECK(test_support::latest_id(store, "GPU-hist-1") == "h-5");
   CHECK(test_support::latest_id(store, "GPU-hist-2") == "h-other");
 
   // A later start leaves a filled view as it is, and writes go on from it.
   sqlite::SqliteStore again(file.path.string());
-  REQUIRE(again.prepare(GpuCatalog{}));
+  REQUIRE(again.prepare(events::GpuCatalog{}));
   test_support::write_events(
       again, {test_support::history_event("h-6", "GPU-hist-1", std::chrono::seconds(50), "")});
   CHECK(test_support::latest_id(again, "GPU-hist-1") == "h-6");
@@ -75,9 +75,9 @@ TEST_CASE("the in-memory copy of the view answers without the store until this p
           "[sqlite][latest]") {
   TempFile file;
   sqlite::SqliteStore store(file.path.string());
-  REQUIRE(store.prepare(GpuCatalog{}));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
   REQUIRE(store.keeps_latest_view());
-  LatestViewCache cache(store, std::chrono::hours(1));
+  processor::LatestViewCache cache(store, std::chrono::hours(1));
   CHECK_FALSE(cache.cached_devices_json());  // nothing read yet
   CHECK(cache.devices_json().value() == "[]");
   CHECK(cache.cached_devices_json() == std::optional<std::string>("[]"));
@@ -90,12 +90,13 @@ TEST_CASE("the in-memory copy of the view answers without the store until this p
   CHECK(cache.cached_latest_json({"GPU-nope", ""}) == std::optional<std::string>("null"));
 
   // A write that changes nothing (a redelivery) leaves the copy as it is.
-  const std::vector<DecodedEvent> again{test_support::latest_view_event("c-1", "GPU-lv-1", 1, 10)};
+  const std::vector<events::DecodedEvent> again{
+      test_support::latest_view_event("c-1", "GPU-lv-1", 1, 10)};
   REQUIRE(store.write(test_support::stored(again)));
   CHECK(cache.cached_devices_json());
 
   // Older than max_age: read again.
-  LatestViewCache young(store, std::chrono::milliseconds(0));
+  processor::LatestViewCache young(store, std::chrono::milliseconds(0));
   REQUIRE(young.devices_json());
   CHECK_FALSE(young.cached_devices_json());
 }

@@ -88,7 +88,7 @@ std::vector<std::int64_t> times(std::int64_t first, std::int64_t step, int count
 struct StoreFile {
   explicit StoreFile(bool legacy_file = false)
       : path(created(dir, legacy_file)), store(path), db(path) {
-    REQUIRE(store.prepare(processor::GpuCatalog{}));
+    REQUIRE(store.prepare(telemetryd::events::GpuCatalog{}));
   }
   static std::string created(const TempDir& dir, bool legacy_file) {
     const std::string path = (dir.path / "r.sqlite3").string();

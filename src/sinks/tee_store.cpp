@@ -1,26 +1,11 @@
-#include "processor/store_factory.hpp"
+#include "sinks/tee_store.hpp"
 
 #include <algorithm>
 #include <set>
 
-#include "influx/influx_config.hpp"
-#include "influx/influx_store.hpp"
-#include "mongo/mongo_store.hpp"
-#include "mongo/mongo_uri.hpp"
-
-namespace telemetryd::processor {
+namespace telemetryd::sinks {
 
 namespace {
-
-std::unique_ptr<Store> make_mongo(const Config& config) {
-  return std::make_unique<mongo::MongoStore>(mongo::MongoStoreSettings{
-      mongo::connection_from(config), config.str("mongodb.database"),
-      config.str("mongodb.write_concern"), config.integer("mongodb.ttl_days")});
-}
-
-std::unique_ptr<Store> make_influx(const Config& config) {
-  return std::make_unique<influx::InfluxStore>(influx::store_settings_from(config));
-}
 
 std::uint64_t fingerprint(const std::vector<StoredEvent>& batch) {
   std::uint64_t h = 14695981039346656037ULL ^ batch.size();
@@ -37,26 +22,10 @@ std::uint64_t fingerprint(const std::vector<StoredEvent>& batch) {
 
 }  // namespace
 
-std::vector<KeySpec> store_keys() {
-  return {{.name = "store",
-           .description = "Where events are stored: mongodb (queried by /gpu/info and /v1/usage), "
-                          "influxdb (write-only: the query routes answer 501), or both (a batch "
-                          "is done once both acknowledged it; queries from MongoDB).",
-           .default_value = "mongodb",
-           .allowed = {"mongodb", "influxdb", "both"}}};
-}
-
-std::unique_ptr<Store> make_processor_store(const Config& config) {
-  const std::string& choice = config.str("processor.store");
-  if (choice == "influxdb") return make_influx(config);
-  if (choice == "both") return std::make_unique<TeeStore>(make_mongo(config), make_influx(config));
-  return make_mongo(config);
-}
-
 TeeStore::TeeStore(std::unique_ptr<Store> primary, std::unique_ptr<Store> secondary)
     : primary_(std::move(primary)), secondary_(std::move(secondary)) {}
 
-Result<bool> TeeStore::prepare(const GpuCatalog& catalog) {
+Result<bool> TeeStore::prepare(const events::GpuCatalog& catalog) {
   if (Result<bool> r = primary_->prepare(catalog); !r) return r;
   return secondary_->prepare(catalog);
 }
@@ -84,7 +53,7 @@ Result<WriteOutcome> TeeStore::write(const std::vector<StoredEvent>& batch) {
   for (const auto& r : outcome.rejected) refused.insert(r.first);
   for (auto& r : second.value().rejected) {
     if (!refused.insert(r.first).second) continue;
-    std::size_t& inserted = batch[r.first].event->kind == EventKind::kTokenUsage
+    std::size_t& inserted = batch[r.first].event->kind == events::EventKind::kTokenUsage
                                 ? outcome.token_usage_inserted
                                 : outcome.gpu_metrics_inserted;
     if (inserted > 0) {
@@ -107,11 +76,11 @@ Result<std::string> TeeStore::gpus_json() {
 Result<std::string> TeeStore::usage_json(const UsageQuery& query) {
   return primary_->usage_json(query);
 }
-Result<std::string> TeeStore::gpu_series_json(const SeriesQuery& query) {
+Result<std::string> TeeStore::gpu_series_json(const query::SeriesQuery& query) {
   return primary_->gpu_series_json(query);
 }
 Result<std::string> TeeStore::devices_json() {
   return primary_->devices_json();
 }
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::sinks

@@ -1,9 +1,9 @@
-#include "processor/kafka_dead_letters.hpp"
+#include "sinks/kafka_dead_letters.hpp"
 
-#include "processor/dead_letter_replay.hpp"
+#include "sinks/dead_letter_replay.hpp"
 #include "telemetryd/log.hpp"
 
-namespace telemetryd::processor {
+namespace telemetryd::sinks {
 
 KafkaDeadLetters::KafkaDeadLetters(const Config& config, metrics::Registry& metrics,
                                    std::string suffix)
@@ -58,4 +58,4 @@ bool KafkaDeadLetters::flush(std::chrono::milliseconds timeout) {
   return true;
 }
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::sinks

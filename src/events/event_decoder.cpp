@@ -1,4 +1,4 @@
-#include "processor/event_decoder.hpp"
+#include "events/event_decoder.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 // token counts above int64, what simdjson cannot parse) are pinned by known_differences() in
 // tests/unit/event_decoder_test.cpp.
 
-namespace telemetryd::processor {
+namespace telemetryd::events {
 namespace {
 
 using simdjson::dom::array;
@@ -701,4 +701,4 @@ DecodeResult decode_event(std::string_view bytes, simdjson::dom::parser& parser)
   return out;
 }
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::events

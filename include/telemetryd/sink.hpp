@@ -1,26 +1,33 @@
 #pragma once
-// Where the processor keeps events: MongoDB and/or InfluxDB for the processor role, SQLite for
-// the embedded `all` role. Writes are idempotent by event id, so a redelivered event is stored
-// once.
+// The sink seam: where the processor keeps events (a `Store`: MongoDB, InfluxDB, PostgreSQL for
+// the processor role, chosen by `processor.sinks`; SQLite for the embedded `all` role), where
+// events it cannot store go (a `DeadLetterSink`), and the registry that names the processor's
+// stores. Writes are idempotent by event id, so a redelivered event is stored once. Each store
+// registers itself from one file in src/sinks/ (docs/architecture.md, "How to add a sink").
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cost/cost_model.hpp"
-#include "processor/event_decoder.hpp"
-#include "processor/gpu_catalog.hpp"
-#include "processor/gpu_series.hpp"
-#include "processor/latest_view.hpp"
+#include "events/event_decoder.hpp"
+#include "events/gpu_catalog.hpp"
+#include "query/gpu_series.hpp"
+#include "query/latest_samples.hpp"
+#include "telemetryd/config.hpp"
+#include "telemetryd/readiness.hpp"
 #include "telemetryd/result.hpp"
 
-namespace telemetryd::processor {
+namespace telemetryd {
 
 struct StoredEvent {
-  const DecodedEvent* event = nullptr;
+  const events::DecodedEvent* event = nullptr;
 };
 
 struct WriteOutcome {
@@ -62,7 +69,7 @@ class Store {
  public:
   virtual ~Store() = default;
   /// Ensures indexes and upserts the GPU catalog. Retryable errors mean the server is away.
-  virtual Result<bool> prepare(const GpuCatalog& catalog) = 0;
+  virtual Result<bool> prepare(const events::GpuCatalog& catalog) = 0;
   virtual Result<WriteOutcome> write(const std::vector<StoredEvent>& batch) = 0;
   /// The latest gpu_metrics document as JSON, or "null" when none matches.
   virtual Result<std::string> latest_gpu_json(const GpuQuery& query) = 0;
@@ -72,19 +79,20 @@ class Store {
   virtual Result<std::string> usage_json(const UsageQuery& query) = 0;
   /// One GPU's samples in [from, to) bucketed by step, as series_points_json's array (empty
   /// when the range has none), or "null" when the store holds no sample of that GPU at all.
-  virtual Result<std::string> gpu_series_json(const SeriesQuery& query) = 0;
+  virtual Result<std::string> gpu_series_json(const query::SeriesQuery& query) = 0;
   /// The latest sample of every GPU (kDeviceFields), one object per gpu_uuid in gpu_uuid order,
   /// as a JSON array.
   virtual Result<std::string> devices_json() = 0;
   /// False for a write-only store (InfluxDB): the query routes then answer 501.
   virtual bool supports_queries() const { return true; }
 
-  // ---- The latest view (processor/latest_view.hpp): one newest-wins sample per GPU ----
+  // ---- The latest view (query/latest_samples.hpp): one newest-wins sample per GPU ----
   /// True for a store that keeps it on write: the query routes then answer /gpu/info and
-  /// /v1/devices from an in-memory copy (LatestViewCache) instead of asking the two above.
+  /// /v1/devices from an in-memory copy (processor::LatestViewCache) instead of asking the two
+  /// above.
   virtual bool keeps_latest_view() const { return false; }
   /// Every GPU's latest sample in gpu_uuid order (only where keeps_latest_view()).
-  virtual Result<std::vector<LatestSample>> latest_samples() {
+  virtual Result<std::vector<query::LatestSample>> latest_samples() {
     return Error::permanent("this store keeps no latest view");
   }
   /// Grows each time this process stored GPU samples: a copy of the view older than that is
@@ -148,4 +156,93 @@ class Store {
   std::atomic<std::uint64_t> latest_generation_{0};
 };
 
-}  // namespace telemetryd::processor
+// ---- Dead letters ----
+
+/// Where events the processor cannot store go, with the reason, intact. The processor role sends
+/// them to `<topic>.dlq` in Kafka (sinks::KafkaDeadLetters); the embedded `all` role keeps them in
+/// its SQLite file.
+struct DeadLetter {
+  std::string_view topic;  // where the event came from
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+  std::string_view key;
+  std::string_view value;   // the original bytes
+  std::string_view reason;  // bounded label, e.g. missing_field
+  std::string_view detail;
+  std::string_view stage;  // "validate" or "store"
+};
+
+class DeadLetterSink {
+ public:
+  virtual ~DeadLetterSink() = default;
+  /// Queues one dead letter; false when it cannot even be queued (then the batch is retried).
+  virtual bool send(const DeadLetter& letter) = 0;
+  /// Waits until every queued dead letter is acknowledged; false on timeout or failure.
+  virtual bool flush(std::chrono::milliseconds timeout) = 0;
+};
+
+// ---- The registry of the processor's stores ----
+
+/// A blocking reachability check of one sink's server for /ready (run on the blocking pool,
+/// never on the io thread, at interval()).
+class SinkProbe {
+ public:
+  virtual ~SinkProbe() = default;
+  virtual ProbeResult check() = 0;
+  virtual std::chrono::milliseconds interval() const = 0;
+};
+
+struct SinkInfo {
+  /// The value in processor.sinks, and the readiness check's name.
+  std::string name;
+  /// Its config section (validated in the processor role, documented by config-reference);
+  /// shared with the component of the same connection where another role uses it too.
+  const SectionSpec* section = nullptr;
+  /// One line for processor.sinks' description.
+  std::string summary;
+  /// Builds the store; throws StartupError (or ConfigError) for unusable settings.
+  std::function<std::unique_ptr<Store>(const Config&)> create;
+  /// Builds its readiness probe; nullptr for a sink with no server.
+  std::function<std::unique_ptr<SinkProbe>(const Config&)> probe;
+  /// Checks across keys, run only when the sink is in use (e.g. a URL it requires); each
+  /// problem names the key path to fix.
+  std::function<std::vector<ConfigProblem>(const Config&)> check;
+};
+
+/// Every sink registered by a SinkRegistration (src/sinks/), and the one place that reads
+/// processor.sinks (and its deprecated predecessor processor.store).
+class SinkRegistry {
+ public:
+  static SinkRegistry& instance();
+  void add(SinkInfo info);
+  const SinkInfo* find(std::string_view name) const;
+  std::vector<std::string> names() const;
+  /// Every sink's config section, for the processor role's validation.
+  std::vector<const SectionSpec*> sections() const;
+
+  /// The processor section's keys that choose sinks (sinks, and the deprecated store).
+  static std::vector<KeySpec> keys();
+  /// The sinks the processor writes to, in order (processor.sinks, or what processor.store
+  /// meant). A config without a processor section (another role) uses none.
+  static std::vector<std::string> in_use(const Config& config);
+  static bool uses(const Config& config, std::string_view name);
+  /// The key that chose them, for problems about a sink's settings: "processor.sinks", or
+  /// "processor.store" where only the deprecated key is set.
+  static std::string chosen_by(const Config& config);
+  /// Problems of the choice (unknown name with did-you-mean, both keys set, no queryable
+  /// sink among several) and the cross-key checks of the sinks in use.
+  static std::vector<ConfigProblem> check(const Config& config);
+  /// The store the processor writes to: the one sink, or every sink in use behind a TeeStore
+  /// (queries and costs from the first that serves queries). Throws StartupError.
+  static std::unique_ptr<Store> build(const Config& config);
+
+ private:
+  std::vector<SinkInfo> sinks_;
+};
+
+/// Declared at namespace scope in a sink's .cpp file (src/sinks/) to register it at start-up.
+struct SinkRegistration {
+  explicit SinkRegistration(SinkInfo info) { SinkRegistry::instance().add(std::move(info)); }
+};
+
+}  // namespace telemetryd

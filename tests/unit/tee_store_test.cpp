@@ -1,7 +1,7 @@
-// processor.store both: the TeeStore over a real SQLite primary and a scripted secondary (a
-// stand-in for InfluxDB's answers: an outage, then a refusal of one point).
+// Several sinks (processor.sinks: [mongodb, influxdb]): the TeeStore over a real SQLite primary and
+// a scripted secondary (a stand-in for InfluxDB's answers: an outage, then a refusal of one point).
 
-#include "processor/store_factory.hpp"
+#include "sinks/tee_store.hpp"
 
 #include <simdjson.h>
 #include <unistd.h>
@@ -15,7 +15,7 @@
 #include "telemetryd/source.hpp"
 
 using namespace telemetryd;
-using namespace telemetryd::processor;
+using namespace telemetryd::sinks;
 
 namespace {
 
@@ -23,7 +23,7 @@ class ScriptedStore final : public Store {
  public:
   std::deque<Result<WriteOutcome>> answers;
   int writes = 0;
-  Result<bool> prepare(const GpuCatalog&) override { return true; }
+  Result<bool> prepare(const events::GpuCatalog&) override { return true; }
   Result<WriteOutcome> write(const std::vector<StoredEvent>&) override {
     ++writes;
     Result<WriteOutcome> next = answers.front();
@@ -33,12 +33,14 @@ class ScriptedStore final : public Store {
   Result<std::string> latest_gpu_json(const GpuQuery&) override { return std::string("null"); }
   Result<std::string> gpus_json() override { return std::string("[]"); }
   Result<std::string> usage_json(const UsageQuery&) override { return std::string("[]"); }
-  Result<std::string> gpu_series_json(const SeriesQuery&) override { return std::string("null"); }
+  Result<std::string> gpu_series_json(const query::SeriesQuery&) override {
+    return std::string("null");
+  }
   Result<std::string> devices_json() override { return std::string("[]"); }
   bool supports_queries() const override { return false; }
 };
 
-std::vector<DecodedEvent> decoded(std::size_t count) {
+std::vector<events::DecodedEvent> decoded(std::size_t count) {
   const Config config = load_config({.role = "producer"}, app::role_catalog());
   auto source = SourceRegistry::instance().find("synthetic")->create(config, Topics{});
   std::vector<Event> events;
@@ -46,9 +48,9 @@ std::vector<DecodedEvent> decoded(std::size_t count) {
   while (events.size() < count) source->sample(events, error);
   events.resize(count);
   simdjson::dom::parser parser;
-  std::vector<DecodedEvent> out;
+  std::vector<events::DecodedEvent> out;
   for (const auto& e : events)
-    out.push_back(std::get<DecodedEvent>(decode_event(e.payload, parser)));
+    out.push_back(std::get<events::DecodedEvent>(events::decode_event(e.payload, parser)));
   return out;
 }
 
@@ -69,7 +71,7 @@ TEST_CASE(
   influx.answers = {Error::retryable("influxdb 127.0.0.1:8086: connect: Connection refused"),
                     refuse_one};
   TeeStore tee(std::move(primary), std::move(secondary));
-  GpuCatalog catalog;
+  events::GpuCatalog catalog;
   REQUIRE(tee.prepare(catalog));
   CHECK(tee.supports_queries());  // from the primary
 

@@ -1,10 +1,10 @@
-#include "processor/dead_letter_replay.hpp"
+#include "sinks/dead_letter_replay.hpp"
 
 #include <algorithm>
 #include <array>
 #include <charconv>
 
-namespace telemetryd::processor {
+namespace telemetryd::sinks {
 namespace {
 
 template <typename Number>
@@ -69,4 +69,4 @@ std::string replay_destination(std::string_view to, const DeadLetterOrigin& orig
   return to.empty() ? origin.topic : std::string(to);
 }
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::sinks

@@ -5,10 +5,10 @@
 
 #include <vector>
 
-#include "processor/dead_letters.hpp"
 #include "sinks/kafka_sink.hpp"
+#include "telemetryd/sink.hpp"
 
-namespace telemetryd::processor {
+namespace telemetryd::sinks {
 
 class KafkaDeadLetters final : public DeadLetterSink {
  public:
@@ -26,4 +26,4 @@ class KafkaDeadLetters final : public DeadLetterSink {
   sinks::KafkaSink sink_;
 };
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::sinks

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace telemetryd::processor {
+namespace telemetryd::sinks {
 
 inline constexpr std::string_view kDeadLetterReasonHeader = "x-telemetryd-reason";
 inline constexpr std::string_view kDeadLetterDetailHeader = "x-telemetryd-detail";
@@ -60,4 +60,4 @@ Headers replay_headers(const Headers& letter_headers, std::string_view dlq_topic
 /// `to` when given, else the source topic; empty when neither is known.
 std::string replay_destination(std::string_view to, const DeadLetterOrigin& origin);
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::sinks

@@ -1,4 +1,4 @@
-#include "processor/gpu_series.hpp"
+#include "query/gpu_series.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
 
-namespace telemetryd::processor {
+namespace telemetryd::query {
 
 namespace {
 
@@ -166,4 +166,4 @@ std::string series_points_json(const std::vector<SeriesPoint>& points) {
   return json.take();
 }
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::query

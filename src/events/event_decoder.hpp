@@ -12,7 +12,7 @@
 #include <variant>
 #include <vector>
 
-namespace telemetryd::processor {
+namespace telemetryd::events {
 
 enum class EventKind { kGpuMetrics, kTokenUsage, kGpuMetadata };
 
@@ -54,4 +54,4 @@ bool is_uuid_v7(std::string_view id);
 /// Parses RFC 3339 `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; false when malformed.
 bool parse_rfc3339(std::string_view text, std::chrono::system_clock::time_point& out);
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::events

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace telemetryd::processor {
+namespace telemetryd::events {
 
 class GpuCatalog {
  public:
@@ -22,4 +22,4 @@ class GpuCatalog {
   std::vector<Entry> entries_;
 };
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::events

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-namespace telemetryd::processor {
+namespace telemetryd::query {
 
 /// A numeric field of a stored gpu_metrics document that the series summarises.
 struct SeriesField {
@@ -122,4 +122,4 @@ class SeriesBuilder {
 ///   "activity":{"sm_active_percent":{"avg":..,"max":..}}}]
 std::string series_points_json(const std::vector<SeriesPoint>& points);
 
-}  // namespace telemetryd::processor
+}  // namespace telemetryd::query
