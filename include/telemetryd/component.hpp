@@ -3,23 +3,28 @@
 // transforms and sinks). It owns its config section and registers itself in its own .cpp file,
 // so adding one touches that file and one line of meson.build.
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "telemetryd/config.hpp"
-#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/metrics.hpp"
 #include "telemetryd/readiness.hpp"
+
+// Declared, not included: a component that runs work includes Asio itself, and this interface
+// stays free of Boost (components that only register keys or routes never compile Asio for it).
+namespace boost::asio {
+class io_context;
+class thread_pool;
+}  // namespace boost::asio
 
 namespace telemetryd {
 
 namespace http {
 class Router;
 }
+class EventInletSlot;
 
 /// What a component gets from the daemon. The io_context runs on one thread; blocking client
 /// calls (librdkafka metadata, libmongoc commands) go to `blocking` and post results back.

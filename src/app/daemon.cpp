@@ -1,8 +1,10 @@
 #include "app/daemon.hpp"
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include "http/router.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd_build_config.hpp"
 

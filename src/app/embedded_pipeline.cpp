@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "sqlite/sqlite_store.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/source.hpp"
 

@@ -12,6 +12,7 @@
 #include "sinks/kafka_sink.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/log.hpp"
 #include "telemetryd/source.hpp"
 

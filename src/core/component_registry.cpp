@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "telemetryd/component.hpp"
+#include "telemetryd/event_inlet.hpp"
 
 namespace telemetryd {
 

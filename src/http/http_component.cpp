@@ -2,6 +2,7 @@
 // listener (optionally TLS, optionally requiring client certificates) and, when admin_listen is
 // set, a second plain listener that alone serves the operator routes.
 
+#include <boost/asio/io_context.hpp>
 #include <fstream>
 #include <optional>
 #include <sstream>

@@ -5,6 +5,7 @@
 // (with the same Idempotency-Key) without creating a duplicate. It never writes to a database.
 
 #include <simdjson.h>
+#include <boost/asio/io_context.hpp>
 
 // GCC 12 reports -Wmismatched-new-delete inside asio's awaitable frames of coroutines with several
 // co_return paths: the frame is allocated and freed by the same awaitable_frame_base operators,
@@ -26,6 +27,7 @@
 #include "ingest/metadata_normalizer.hpp"
 #include "ingest/rate_limiter.hpp"
 #include "telemetryd/component.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/log.hpp"
 

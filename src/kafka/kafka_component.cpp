@@ -3,6 +3,8 @@
 // same connection and security settings as the role's producers and consumers (a probe without
 // TLS or SASL could never pass against a TLS broker, or would pass against the wrong listener).
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 #include <mutex>
 

@@ -2,6 +2,8 @@
 // (mongo_section.cpp, shared with the processor's `mongodb` sink) and reports the server's
 // reachability to /ready with a real `ping` command.
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <memory>
 
 #include "core/dependency_probe.hpp"

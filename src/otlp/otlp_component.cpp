@@ -13,6 +13,7 @@
 #endif
 
 #include <simdjson.h>
+#include <boost/asio/io_context.hpp>
 
 #include <boost/asio/use_awaitable.hpp>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "otlp/otlp_decode.hpp"
 #include "otlp/otlp_response.hpp"
 #include "telemetryd/component.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/log.hpp"
 
 namespace telemetryd::otlp {

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <simdjson.h>
 #include <unistd.h>
+#include <boost/asio/io_context.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
@@ -36,6 +37,7 @@
 #include "scrape/token_deltas.hpp"
 #include "telemetryd/component.hpp"
 #include "telemetryd/errors.hpp"
+#include "telemetryd/event_inlet.hpp"
 #include "telemetryd/json_writer.hpp"
 #include "telemetryd/log.hpp"
 
