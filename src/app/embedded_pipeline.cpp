@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/batch_driver.hpp"
 #include "core/bounded_queue.hpp"
 #include "core/emission_schedule.hpp"
 #include "metrics/gpu_exporter.hpp"
@@ -47,7 +48,10 @@ sqlite::RetentionSettings retention_from(const Config& config,
   return s;
 }
 
-class EmbeddedPipeline final : public Component, public EventInlet {
+// The queue side of a core::BatchDriver: events arrive from the queue (in-process offsets), a
+// pause needs nothing (while the driver retries, nobody pops and the full queue holds the source
+// back), and a wait is a sleep.
+class EmbeddedPipeline final : public Component, public EventInlet, private core::BatchInput {
  public:
   explicit EmbeddedPipeline(ComponentContext& ctx)
       : readiness_(ctx.readiness),
@@ -68,7 +72,13 @@ class EmbeddedPipeline final : public Component, public EventInlet {
               tenants_),
         pricer_(pricer_settings_, store_, prices_, ctx.metrics, tenants_),
         retention_(store_, retention_from(ctx.config, pricer_settings_), ctx.metrics),
-        batch_size_(static_cast<std::size_t>(ctx.config.integer("embedded.batch_size"))),
+        driver_({.name = "embedded",
+                 .ready_reason = "running",
+                 .batch_size = static_cast<std::size_t>(ctx.config.integer("embedded.batch_size")),
+                 .batch_timeout = 200ms,
+                 .backoff_initial = 200ms,
+                 .backoff_max = 5000ms},
+                core_, *this, ctx.readiness),
         queue_depth_(
             ctx.metrics.gauge("embedded_queue_depth", "Events waiting in the in-process queue.")
                 .with({})) {
@@ -152,11 +162,9 @@ class EmbeddedPipeline final : public Component, public EventInlet {
 
   void run_processor() {
     std::int64_t offset = 0;
-    auto batch_started = std::chrono::steady_clock::now();
     for (;;) {
       std::optional<Event> event = queue_.pop(100ms);
       if (event) {
-        if (core_.pending() == 0) batch_started = std::chrono::steady_clock::now();
         const processor::IncomingMessage message{event->topic, 0, offset++, event->key,
                                                  event->payload};
         // False only when the dead-letter table refused the insert: retry, never drop.
@@ -165,29 +173,25 @@ class EmbeddedPipeline final : public Component, public EventInlet {
         break;
       }
       queue_depth_.Set(static_cast<double>(queue_.size()));
-      if (core_.pending() >= batch_size_ ||
-          (core_.pending() > 0 && std::chrono::steady_clock::now() - batch_started >= 200ms)) {
-        flush();
-      }
+      if (driver_.due()) driver_.flush_until_done();
     }
-    flush();
+    // What is queued here exists nowhere else: a few more tries before giving up.
+    if (!driver_.final_flush(4)) {
+      log::error("embedded", "stopping with events not stored", {{"pending", core_.pending()}});
+      request_shutdown_(1);
+    }
   }
 
-  void flush() {
-    std::map<processor::PartitionKey, std::int64_t> done;
-    for (int attempt = 0;; ++attempt) {
-      Result<bool> result = core_.flush(done);
-      if (result) return;
-      log::warn("embedded", "store write failed, retrying", {{"error", result.error().message}});
-      if (stopping_ && attempt > 3) {
-        log::error("embedded", "stopping with events not stored",
-                   {{"pending", core_.pending()}, {"error", result.error().message}});
-        request_shutdown_(1);
-        return;
-      }
-      std::this_thread::sleep_for(200ms);
+  // core::BatchInput, for driver_ (on the processor thread).
+  void commit(const core::DoneOffsets&) override {}  // offsets are numbered in-process
+  void set_paused(bool) override {}
+  void wait(std::chrono::milliseconds duration) override {
+    const auto until = std::chrono::steady_clock::now() + duration;
+    while (!stopping_ && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(20ms);
     }
   }
+  bool stopping() const override { return stopping_; }
 
   Readiness& readiness_;
   std::function<void(int)> request_shutdown_;
@@ -205,7 +209,7 @@ class EmbeddedPipeline final : public Component, public EventInlet {
   processor::ProcessorCore core_;
   processor::CostPricer pricer_;
   sqlite::RetentionTask retention_;
-  std::size_t batch_size_;
+  core::BatchDriver driver_;
   metrics::Gauge& queue_depth_;
   std::atomic<bool> stopping_{false};
   std::thread source_thread_;

@@ -176,7 +176,13 @@ ConsumerLoop::ConsumerLoop(const Config& config, const std::string& section,
           settings_.name + "_kafka_consumer_lag_seconds",
           "Age of the partition's oldest unconsumed event (0 when caught up): what an "
           "autoscaler should scale on, since messages differ in cost and rate.",
-          {"topic", "partition"})) {
+          {"topic", "partition"})),
+      driver_({.name = settings_.name,
+               .batch_size = settings_.batch_size,
+               .batch_timeout = settings_.batch_timeout,
+               .backoff_initial = settings_.backoff_initial,
+               .backoff_max = settings_.backoff_max},
+              stage_, *this, readiness_) {
   readiness_.declare(settings_.name, "starting");
   readiness_.guard(settings_.name, [this] { return stalled(); });
   rd_kafka_conf_t* conf = make_conf(consumer_properties(config, section));
@@ -198,12 +204,12 @@ std::optional<std::string> ConsumerLoop::stalled() const {
   const std::int64_t now = steady_ms();
   const std::int64_t limit =
       std::chrono::duration_cast<std::chrono::milliseconds>(settings_.stall_timeout).count();
-  const std::int64_t call_since = in_store_call_since_ms_.load();
+  const std::int64_t call_since = driver_.in_store_call_since_ms();
   if (call_since != 0 && now - call_since > limit) {
     return "stalled: a store call has not returned for " +
            std::to_string((now - call_since) / 1000) + " s";
   }
-  const std::int64_t progress = progress_ms_.load();
+  const std::int64_t progress = driver_.progress_ms();
   const std::int64_t lag = lag_total_.load();
   if (progress != 0 && lag > 0 && now - progress > limit) {
     return "stalled: " + std::to_string(lag) + " messages wait and nothing was stored for " +
@@ -250,7 +256,7 @@ void ConsumerLoop::assigned(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* par
   clock_ = nullptr;  // map nodes are stable, but a reassigned partition starts a new clock
   // During an outage the new partitions wait too (the store cannot take their events); the
   // next successful flush resumes the whole assignment.
-  if (paused_) rd_kafka_pause_partitions(rk, partitions);
+  if (driver_.paused()) rd_kafka_pause_partitions(rk, partitions);
 }
 
 void ConsumerLoop::revoked(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions,
@@ -260,7 +266,7 @@ void ConsumerLoop::revoked(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* part
   // (session timed out) can no longer commit: others may own the partitions already.
   const bool lost = rd_kafka_assignment_lost(rk) != 0;
   if (!lost) {
-    if (stage_.pending() > 0) flush_once();
+    if (stage_.pending() > 0) driver_.flush_once();
     rd_kafka_commit(rk, nullptr, 0);
   }
   std::set<core::PartitionKey> revoked;
@@ -309,7 +315,7 @@ int ConsumerLoop::on_stats(rd_kafka_t*, char* json, size_t json_len, void* opaqu
       });
   self->lag_total_ = total;
   // Caught up is progress too: nothing waits, so nothing can be stalled.
-  if (total == 0) self->progress_ms_ = steady_ms();
+  if (total == 0) self->driver_.note_progress();
   return 0;  // librdkafka frees json
 }
 
@@ -326,7 +332,7 @@ void ConsumerLoop::note_event_time(const rd_kafka_message_t* msg) {
   if (ts >= 0) clock_->last_event_ms = ts;
 }
 
-void ConsumerLoop::set_partitions_paused(bool pause) {
+void ConsumerLoop::set_paused(bool pause) {
   rd_kafka_topic_partition_list_t* assignment = nullptr;
   if (rd_kafka_assignment(consumer_.get(), &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
   if (pause) {
@@ -335,62 +341,29 @@ void ConsumerLoop::set_partitions_paused(bool pause) {
     rd_kafka_resume_partitions(consumer_.get(), assignment);
   }
   rd_kafka_topic_partition_list_destroy(assignment);
-  paused_ = pause;
 }
 
-// One attempt; on success stores the offsets of everything done.
-Result<bool> ConsumerLoop::flush_once() {
-  core::DoneOffsets done;
-  in_store_call_since_ms_ = steady_ms();
-  Result<bool> result = stage_.flush(done);
-  in_store_call_since_ms_ = 0;
-  if (!result) return result;
-  progress_ms_ = steady_ms();
+// Stores offset + 1 of each done partition; auto-commit, a revoke or a stop commits them.
+void ConsumerLoop::commit(const core::DoneOffsets& done) {
   rd_kafka_topic_partition_list_t* offsets =
       rd_kafka_topic_partition_list_new(static_cast<int>(done.size()));
   for (const auto& [key, offset] : done) {
     rd_kafka_topic_partition_list_add(offsets, key.first.c_str(), key.second)->offset = offset + 1;
   }
-  if (offsets->cnt > 0) rd_kafka_offsets_store(consumer_.get(), offsets);
+  rd_kafka_offsets_store(consumer_.get(), offsets);
   rd_kafka_topic_partition_list_destroy(offsets);
-  return true;
 }
 
-// Retries until the batch is done or the process stops: an outage pauses consumption (polls keep
-// the group membership alive) and never drops the batch.
-void ConsumerLoop::flush_until_done() {
-  const std::string& name = settings_.name;
-  auto backoff = settings_.backoff_initial;
-  for (;;) {
-    Result<bool> result = flush_once();
-    if (result) {
-      if (paused_) {
-        set_partitions_paused(false);
-        log::info(name, "store reachable again, consumption resumed");
-      }
-      readiness_.set(name, true, "consuming");
-      return;
+// A backoff wait during an outage: polls keep the group membership alive. Paused partitions
+// deliver nothing new, but a message fetched before the pause took effect is taken rather than
+// lost.
+void ConsumerLoop::wait(std::chrono::milliseconds duration) {
+  const auto until = std::chrono::steady_clock::now() + duration;
+  while (!stopping_ && std::chrono::steady_clock::now() < until) {
+    if (rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer_.get(), 100)) {
+      if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) accept(msg);
+      rd_kafka_message_destroy(msg);
     }
-    readiness_.set(name, false, "store unavailable: " + result.error().message);
-    // Paused again on every failure (harmless when already paused), so partitions assigned by a
-    // rebalance during the outage are held too.
-    const bool was_paused = paused_;
-    set_partitions_paused(true);
-    if (!was_paused) {
-      log::warn(name, "store unavailable, consumption paused",
-                {{"error", result.error().message}, {"pending", stage_.pending()}});
-    }
-    const auto until = std::chrono::steady_clock::now() + backoff;
-    while (!stopping_ && std::chrono::steady_clock::now() < until) {
-      if (rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer_.get(), 100)) {
-        // Paused partitions deliver nothing new, but a message fetched before the pause took
-        // effect is taken rather than lost.
-        if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) accept(msg);
-        rd_kafka_message_destroy(msg);
-      }
-    }
-    if (stopping_) return;
-    backoff = std::min(backoff * 2, settings_.backoff_max);
   }
 }
 
@@ -451,7 +424,7 @@ void ConsumerLoop::run() {
     return;
   }
   readiness_.set(name, true, "consuming");
-  progress_ms_ = steady_ms();
+  driver_.note_progress();
   while (!stopping_) {
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer_.get(), 100);
     if (msg != nullptr) {
@@ -462,15 +435,11 @@ void ConsumerLoop::run() {
       }
       rd_kafka_message_destroy(msg);
     }
-    const bool full = stage_.pending() >= settings_.batch_size;
-    const bool due =
-        stage_.pending() > 0 &&
-        std::chrono::steady_clock::now() - stage_.oldest_pending() >= settings_.batch_timeout;
-    if (full || due) flush_until_done();
+    if (driver_.due()) driver_.flush_until_done();
   }
   // Stopping: one last attempt unless the store is known to be down (it would only spend the
   // drain's time), then commit what is done; the rest is redelivered next start.
-  if (stage_.pending() > 0 && !paused_ && flush_once()) {
+  if (stage_.pending() > 0 && !driver_.paused() && driver_.final_flush(1)) {
     log::info(name, "final batch stored");
   }
   stage_.abandon([](const core::PartitionKey&) { return true; });

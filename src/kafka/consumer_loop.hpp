@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/batch_driver.hpp"
 #include "core/batch_stage.hpp"
 #include "kafka/client_properties.hpp"
 #include "kafka/kafka_handle.hpp"
@@ -82,7 +83,9 @@ void apply_lag_stats(metrics::Family<metrics::Gauge>& lag, simdjson::dom::parser
 std::optional<double> lag_age_seconds(std::int64_t lag, std::int64_t last_event_ms,
                                       std::int64_t assigned_ms, std::int64_t now_ms);
 
-class ConsumerLoop {
+// The Kafka side of a core::BatchDriver: it polls, pauses and resumes partitions, and stores
+// offsets; the driver decides when to flush and how to retry.
+class ConsumerLoop final : private core::BatchInput {
  public:
   /// Runs before subscribing, retried with backoff while it fails retryably (e.g. creating
   /// indexes while the database is away); a permanent failure shuts the process down with 1.
@@ -94,7 +97,7 @@ class ConsumerLoop {
                core::BatchStage& stage, Readiness& readiness, metrics::Registry& metrics,
                std::function<void(int)> request_shutdown, Prepare prepare = {});
   /// Stops and joins the thread, after a final flush attempt and commit.
-  ~ConsumerLoop();
+  ~ConsumerLoop() override;
   ConsumerLoop(const ConsumerLoop&) = delete;
   ConsumerLoop& operator=(const ConsumerLoop&) = delete;
 
@@ -120,10 +123,13 @@ class ConsumerLoop {
   void run();
   void prepare();
   void accept(rd_kafka_message_t* msg);
-  Result<bool> flush_once();
-  void flush_until_done();
-  void set_partitions_paused(bool pause);
   void sleep_unless_stopping(std::chrono::milliseconds duration);
+
+  // core::BatchInput, for driver_ (on the loop's thread).
+  void commit(const core::DoneOffsets& done) override;
+  void set_paused(bool paused) override;
+  void wait(std::chrono::milliseconds duration) override;
+  bool stopping() const override { return stopping_; }
 
   ConsumerLoopSettings settings_;
   core::BatchStage& stage_;
@@ -138,13 +144,10 @@ class ConsumerLoop {
   const rd_kafka_topic_t* clock_topic_ = nullptr;
   std::int32_t clock_partition_ = -1;
   PartitionClock* clock_ = nullptr;
-  // Progress, read by the readiness guard from HTTP threads (steady-clock ms; 0 = none).
-  std::atomic<std::int64_t> progress_ms_{0};
-  std::atomic<std::int64_t> in_store_call_since_ms_{0};
-  std::atomic<std::int64_t> lag_total_{0};
+  std::atomic<std::int64_t> lag_total_{0};  // read by the readiness guard
   HandlePtr consumer_;
   std::atomic<bool> stopping_{false};
-  bool paused_ = false;
+  core::BatchDriver driver_;
   std::thread thread_;
 };
 
