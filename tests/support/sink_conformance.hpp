@@ -299,6 +299,7 @@ inline void refused_event_rejected_at_its_index(const SinkTraits& traits, SinkHa
     const auto outcome = written(store, events);
     REQUIRE(outcome.rejected.size() == 1);
     CHECK(outcome.rejected[0].first == 2);
+    INFO("reason: " << outcome.rejected[0].second);
     CHECK_FALSE(outcome.rejected[0].second.empty());
     if (round == 0 || !traits.reports_duplicates) {
       CHECK(outcome.gpu_metrics_inserted == 3);
