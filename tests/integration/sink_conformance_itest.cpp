@@ -4,7 +4,6 @@
 // per check. A missing server address (TELEMETRYD_TEST_*) fails every check.
 
 #include <catch2/catch.hpp>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,28 +22,37 @@ using test_support::conformance::SinkTraits;
 
 namespace {
 
-// A registered sink on a database of its own: its config for the live server or a dead port
+// A registered sink on a database of its own: its config for the live server or a dead one
 // (nothing listens on port 1), and the store the registry builds from the live one.
 class RegisteredSink : public SinkHarness {
  public:
-  // `settings(live)`: the --set overrides that point the sink at its server.
-  RegisteredSink(const char* name, std::function<std::vector<std::string>(bool)> settings)
-      : name_(name), settings_(std::move(settings)) {}
+  struct Settings {
+    const char* name;          // in processor.sinks
+    const char* address_key;   // e.g. mongodb.uri
+    std::string address;       // the live server's, from the environment
+    const char* dead_address;  // the same sink on port 1
+    const char* database_key;  // e.g. mongodb.database
+  };
+  explicit RegisteredSink(Settings settings) : settings_(std::move(settings)) {}
 
   Store& store() override {
-    if (!store_) store_ = SinkRegistry::instance().find(name_)->create(config(true));
+    if (!store_) store_ = info().create(config(true));
     return *store_;
   }
-  std::unique_ptr<Store> unreachable() override {
-    return SinkRegistry::instance().find(name_)->create(config(false));
-  }
+  std::unique_ptr<Store> unreachable() override { return info().create(config(false)); }
   Config config(bool live) override {
-    std::vector<std::string> overrides{"processor.sinks=[" + name_ + "]"};
-    for (auto& s : settings_(live)) overrides.push_back(std::move(s));
-    return load_config({.role = "processor", .overrides = overrides}, app::role_catalog());
+    const std::string name = settings_.name;
+    return load_config(
+        {.role = "processor",
+         .overrides = {"processor.sinks=[" + name + "]",
+                       std::string(settings_.address_key) + "=" +
+                           (live ? settings_.address : std::string(settings_.dead_address)),
+                       std::string(settings_.database_key) + "=" + database}},
+        app::role_catalog());
   }
 
  protected:
+  const std::string& address() const { return settings_.address; }
   // Unique per process and check; `_` only, which every server takes in a database name.
   const std::string database = [] {
     std::string name = test_support::unique_topic("conformance");
@@ -53,8 +61,12 @@ class RegisteredSink : public SinkHarness {
   }();
 
  private:
-  std::string name_;
-  std::function<std::vector<std::string>(bool)> settings_;
+  const SinkInfo& info() const {
+    const SinkInfo* info = SinkRegistry::instance().find(settings_.name);
+    REQUIRE(info != nullptr);
+    return *info;
+  }
+  Settings settings_;
   std::unique_ptr<Store> store_;
 };
 
@@ -62,27 +74,22 @@ class MongoHarness final : public RegisteredSink {
  public:
   static constexpr SinkTraits kTraits{.name = "mongodb"};
   MongoHarness()
-      : RegisteredSink("mongodb", [this](bool live) {
-          return std::vector<std::string>{
-              "mongodb.uri=" + (live ? uri_ : std::string("mongodb://127.0.0.1:1/")),
-              "mongodb.database=" + database};
-        }) {}
-  ~MongoHarness() override { test_support::drop_database(uri_, database); }
+      : RegisteredSink({"mongodb", "mongodb.uri",
+                        test_support::required_env("TELEMETRYD_TEST_MONGO_URI"),
+                        "mongodb://127.0.0.1:1/", "mongodb.database"}) {}
+  ~MongoHarness() override { test_support::drop_database(address(), database); }
 
   std::int64_t stored(events::EventKind kind) override {
-    return test_support::count_documents(
-        uri_, database, kind == events::EventKind::kGpuMetrics ? "gpu_metrics" : "token_usage");
+    return test_support::count_documents(address(), database,
+                                         test_support::conformance::kind_name(kind));
   }
   std::int64_t latest_rows() override {
-    return test_support::count_documents(uri_, database, "gpu_latest");
+    return test_support::count_documents(address(), database, "gpu_latest");
   }
   // libmongoc refuses a `$`-prefixed key in a document, so the store does, per document.
   events::DecodedEvent refusable() override {
     return test_support::conformance::dollar_key_event();
   }
-
- private:
-  std::string uri_ = test_support::required_env("TELEMETRYD_TEST_MONGO_URI");
 };
 
 class InfluxHarness final : public RegisteredSink {
@@ -92,16 +99,14 @@ class InfluxHarness final : public RegisteredSink {
                                       .keeps_latest_view = false,
                                       .serves_queries = false};
   InfluxHarness()
-      : RegisteredSink("influxdb", [this](bool live) {
-          return std::vector<std::string>{
-              "influxdb.url=" + (live ? url_ : std::string("http://127.0.0.1:1")),
-              "influxdb.database=" + database};
-        }) {}
-  ~InfluxHarness() override { test_support::drop_influx_database(url_, database); }
+      : RegisteredSink({"influxdb", "influxdb.url",
+                        test_support::required_env("TELEMETRYD_TEST_INFLUXDB_URL"),
+                        "http://127.0.0.1:1", "influxdb.database"}) {}
+  ~InfluxHarness() override { test_support::drop_influx_database(address(), database); }
 
   std::int64_t stored(events::EventKind kind) override {
     return static_cast<std::int64_t>(test_support::influx_points(
-        url_, database, kind == events::EventKind::kGpuMetrics ? "gpu_metrics" : "token_usage"));
+        address(), database, test_support::conformance::kind_name(kind)));
   }
   // A field's type is fixed per shard once written: another writer stored clock_mem_mhz as a
   // string (in the same shard, at the same time), so the event's integer is refused by the
@@ -112,16 +117,13 @@ class InfluxHarness final : public RegisteredSink {
         std::chrono::duration_cast<std::chrono::milliseconds>(event.time.time_since_epoch())
             .count();
     const test_support::HttpResult seeded = test_support::http_request(
-        "127.0.0.1", test_support::port_of(url_), "POST", "/write?precision=ms&db=" + database,
+        "127.0.0.1", test_support::port_of(address()), "POST", "/write?precision=ms&db=" + database,
         "gpu_metrics,gpu_uuid=GPU-other-writer clock_mem_mhz=\"legacy\" " + std::to_string(ms),
         "text/plain");
     INFO(seeded.status << " " << seeded.body << seeded.error);
     REQUIRE(seeded.status == 204);
     return event;
   }
-
- private:
-  std::string url_ = test_support::required_env("TELEMETRYD_TEST_INFLUXDB_URL");
 };
 
 }  // namespace

@@ -146,6 +146,11 @@ inline std::vector<DecodedEvent> mixed_events(const std::string& seed, int gpu, 
   return out;
 }
 
+// Where every store keeps a kind: its table, collection or measurement.
+inline std::string kind_name(EventKind kind) {
+  return kind == EventKind::kGpuMetrics ? "gpu_metrics" : "token_usage";
+}
+
 inline std::size_t count_of(const std::vector<DecodedEvent>& events, EventKind kind) {
   return static_cast<std::size_t>(std::count_if(
       events.begin(), events.end(), [&](const DecodedEvent& e) { return e.kind == kind; }));

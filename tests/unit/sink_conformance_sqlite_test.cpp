@@ -23,9 +23,8 @@ class SqliteHarness final : public test_support::conformance::SinkHarness {
 
   Store& store() override { return store_; }
   std::int64_t stored(events::EventKind kind) override {
-    return test_support::SqliteShell(path_).integer(kind == events::EventKind::kGpuMetrics
-                                                        ? "SELECT count(*) FROM gpu_metrics"
-                                                        : "SELECT count(*) FROM token_usage");
+    return test_support::SqliteShell(path_).integer("SELECT count(*) FROM " +
+                                                    test_support::conformance::kind_name(kind));
   }
   std::int64_t latest_rows() override {
     return test_support::SqliteShell(path_).integer("SELECT count(*) FROM gpu_latest");
