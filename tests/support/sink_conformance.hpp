@@ -165,11 +165,28 @@ inline telemetryd::events::GpuCatalog conformance_catalog() {
 
 // ---- Assertions shared by the checks ----
 
+// Every write of the suite: each event of the batch is accounted for exactly once (inserted, a
+// duplicate at its index, or refused at its index), whatever else the check looks at.
 inline telemetryd::WriteOutcome written(Store& store, const std::vector<DecodedEvent>& events) {
-  const auto outcome = store.write(stored(events));
-  INFO((outcome ? std::string() : outcome.error().message));
-  REQUIRE(outcome);
-  return outcome.value();
+  const auto result = store.write(stored(events));
+  INFO((result ? std::string() : result.error().message));
+  REQUIRE(result);
+  const telemetryd::WriteOutcome& outcome = result.value();
+  CHECK(outcome.gpu_metrics_inserted + outcome.token_usage_inserted + outcome.duplicates +
+            outcome.rejected.size() ==
+        events.size());
+  CHECK(outcome.duplicate_indexes.size() == outcome.duplicates);
+  std::vector<int> seen(events.size(), 0);
+  for (const std::size_t i : outcome.duplicate_indexes) {
+    REQUIRE(i < events.size());
+    ++seen[i];
+  }
+  for (const auto& [i, reason] : outcome.rejected) {
+    REQUIRE(i < events.size());
+    ++seen[i];
+  }
+  CHECK(std::count_if(seen.begin(), seen.end(), [](int n) { return n > 1; }) == 0);
+  return outcome;
 }
 
 inline void prepared(Store& store) {
@@ -244,6 +261,9 @@ inline void prepare_is_idempotent(const SinkTraits& traits, SinkHarness& sink) {
 inline void distinct_events_stored_once(const SinkTraits&, SinkHarness& sink) {
   Store& store = sink.store();
   prepared(store);
+  const auto empty = written(store, {});
+  CHECK(empty.gpu_metrics_inserted + empty.token_usage_inserted + empty.duplicates == 0);
+  CHECK(empty.rejected.empty());
   const auto events = mixed_events("distinct", 7, 5);
   const auto outcome = written(store, events);
   CHECK(outcome.gpu_metrics_inserted == 7);
@@ -497,7 +517,8 @@ struct CheckCase {
 inline std::vector<CheckCase> checks_for(const SinkTraits& t) {
   return {
       {"prepare is idempotent", prepare_is_idempotent},
-      {"distinct events are stored once each, with exact counts", distinct_events_stored_once},
+      {"distinct events are stored once each, with exact counts (an empty batch: none)",
+       distinct_events_stored_once},
       {t.reports_duplicates ? "a redelivered batch is all duplicates; a mixed one splits exactly"
                             : "a redelivered batch stores nothing twice (rewrites count as "
                               "writes: no duplicates reported)",
