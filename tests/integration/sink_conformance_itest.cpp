@@ -27,11 +27,10 @@ namespace {
 class RegisteredSink : public SinkHarness {
  public:
   struct Settings {
-    const char* name;          // in processor.sinks
-    const char* address_key;   // e.g. mongodb.uri
-    std::string address;       // the live server's, from the environment
-    const char* dead_address;  // the same sink on port 1
-    const char* database_key;  // e.g. mongodb.database
+    const char* name;               // in processor.sinks
+    const char* database_key;       // e.g. mongodb.database: set to `database`
+    std::vector<std::string> live;  // the --set overrides for the live server
+    std::vector<std::string> dead;  // the same sink on a dead one (nothing listens on port 1)
   };
   explicit RegisteredSink(Settings settings) : settings_(std::move(settings)) {}
 
@@ -41,18 +40,13 @@ class RegisteredSink : public SinkHarness {
   }
   std::unique_ptr<Store> unreachable() override { return info().create(config(false)); }
   Config config(bool live) override {
-    const std::string name = settings_.name;
-    return load_config(
-        {.role = "processor",
-         .overrides = {"processor.sinks=[" + name + "]",
-                       std::string(settings_.address_key) + "=" +
-                           (live ? settings_.address : std::string(settings_.dead_address)),
-                       std::string(settings_.database_key) + "=" + database}},
-        app::role_catalog());
+    std::vector<std::string> overrides = live ? settings_.live : settings_.dead;
+    overrides.push_back("processor.sinks=[" + std::string(settings_.name) + "]");
+    overrides.push_back(std::string(settings_.database_key) + "=" + database);
+    return load_config({.role = "processor", .overrides = overrides}, app::role_catalog());
   }
 
  protected:
-  const std::string& address() const { return settings_.address; }
   // Unique per process and check; `_` only, which every server takes in a database name.
   const std::string database = [] {
     std::string name = test_support::unique_topic("conformance");
@@ -74,18 +68,20 @@ class MongoHarness final : public RegisteredSink {
  public:
   static constexpr SinkTraits kTraits{.name = "mongodb"};
   MongoHarness()
-      : RegisteredSink({"mongodb", "mongodb.uri",
-                        test_support::required_env("TELEMETRYD_TEST_MONGO_URI"),
-                        "mongodb://127.0.0.1:1/", "mongodb.database"}) {}
-  ~MongoHarness() override { test_support::drop_database(address(), database); }
+      : RegisteredSink({"mongodb",
+                        "mongodb.database",
+                        {"mongodb.uri=" + uri()},
+                        {"mongodb.uri=mongodb://127.0.0.1:1/"}}) {}
+  ~MongoHarness() override { test_support::drop_database(uri(), database); }
 
   std::int64_t stored(events::EventKind kind) override {
-    return test_support::count_documents(address(), database,
+    return test_support::count_documents(uri(), database,
                                          test_support::conformance::kind_name(kind));
   }
   std::int64_t latest_rows() override {
-    return test_support::count_documents(address(), database, "gpu_latest");
+    return test_support::count_documents(uri(), database, "gpu_latest");
   }
+  static std::string uri() { return test_support::required_env("TELEMETRYD_TEST_MONGO_URI"); }
   // libmongoc refuses a `$`-prefixed key in a document, so the store does, per document.
   events::DecodedEvent refusable() override {
     return test_support::conformance::dollar_key_event();
@@ -99,15 +95,17 @@ class InfluxHarness final : public RegisteredSink {
                                       .keeps_latest_view = false,
                                       .serves_queries = false};
   InfluxHarness()
-      : RegisteredSink({"influxdb", "influxdb.url",
-                        test_support::required_env("TELEMETRYD_TEST_INFLUXDB_URL"),
-                        "http://127.0.0.1:1", "influxdb.database"}) {}
-  ~InfluxHarness() override { test_support::drop_influx_database(address(), database); }
+      : RegisteredSink({"influxdb",
+                        "influxdb.database",
+                        {"influxdb.url=" + url()},
+                        {"influxdb.url=http://127.0.0.1:1"}}) {}
+  ~InfluxHarness() override { test_support::drop_influx_database(url(), database); }
 
   std::int64_t stored(events::EventKind kind) override {
-    return static_cast<std::int64_t>(test_support::influx_points(
-        address(), database, test_support::conformance::kind_name(kind)));
+    return static_cast<std::int64_t>(
+        test_support::influx_points(url(), database, test_support::conformance::kind_name(kind)));
   }
+  static std::string url() { return test_support::required_env("TELEMETRYD_TEST_INFLUXDB_URL"); }
   // A field's type is fixed per shard once written: another writer stored clock_mem_mhz as a
   // string (in the same shard, at the same time), so the event's integer is refused by the
   // server, in a partial write the store maps back to the event.
@@ -117,7 +115,7 @@ class InfluxHarness final : public RegisteredSink {
         std::chrono::duration_cast<std::chrono::milliseconds>(event.time.time_since_epoch())
             .count();
     const test_support::HttpResult seeded = test_support::http_request(
-        "127.0.0.1", test_support::port_of(address()), "POST", "/write?precision=ms&db=" + database,
+        "127.0.0.1", test_support::port_of(url()), "POST", "/write?precision=ms&db=" + database,
         "gpu_metrics,gpu_uuid=GPU-other-writer clock_mem_mhz=\"legacy\" " + std::to_string(ms),
         "text/plain");
     INFO(seeded.status << " " << seeded.body << seeded.error);
