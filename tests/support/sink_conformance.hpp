@@ -303,11 +303,14 @@ inline void duplicate_within_a_batch(const SinkTraits& traits, SinkHarness& sink
   check_stored(sink, 2, 2);
 }
 
-// What a sink may refuse of a decoded event: a `$`-prefixed key in data (MongoDB), an integer
-// field that the server holds with another type (InfluxDB: see clock_mem_mhz_event). The decoder
-// accepts both.
+// What a sink may refuse of a decoded event: a `$`-prefixed key in data (MongoDB), a \u0000
+// escape in a string of data (PostgreSQL's jsonb), an integer field that the server holds with
+// another type (InfluxDB: see clock_mem_mhz_event). The decoder accepts all three.
 inline DecodedEvent dollar_key_event() {
   return gpu_event("dollar", 2, 30, "\"$where\":\"1\"");
+}
+inline DecodedEvent nul_escape_event() {
+  return gpu_event("nul", 2, 32, "\"note\":\"a\\u0000b\"");
 }
 inline DecodedEvent clock_mem_mhz_event() {
   return gpu_event("clock-mem", 2, 31, "\"clock_mem_mhz\":1593");
@@ -342,14 +345,15 @@ inline void refused_event_rejected_at_its_index(const SinkTraits& traits, SinkHa
 inline void refuses_nothing(const SinkTraits&, SinkHarness& sink) {
   Store& store = sink.store();
   prepared(store);
-  auto events = mixed_events("keep", 3, 1);
+  auto events = mixed_events("keep", 4, 1);
   events[1] = dollar_key_event();
   events[2] = clock_mem_mhz_event();
+  events[3] = nul_escape_event();
   const auto outcome = written(store, events);
   CHECK(outcome.rejected.empty());
-  CHECK(outcome.gpu_metrics_inserted == 3);
+  CHECK(outcome.gpu_metrics_inserted == 4);
   CHECK(outcome.token_usage_inserted == 1);
-  check_stored(sink, 3, 1);
+  check_stored(sink, 4, 1);
 }
 
 inline void check_retryable(const char* what, const telemetryd::Error& error) {
