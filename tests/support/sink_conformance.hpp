@@ -66,6 +66,9 @@ class SinkHarness {
   virtual std::int64_t latest_rows() { return -1; }
   /// A store of this sink whose server does not answer (or, for a file, cannot be written).
   virtual std::unique_ptr<Store> unreachable() = 0;
+  /// Ends the outage of unreachable()'s store where the harness can (true); a server sink's
+  /// stays away (false).
+  virtual bool end_outage() { return false; }
   /// A GPU sample (a valid event, as the decoder accepts it) that the sink refuses for good,
   /// after arranging the server for it where that takes a step. Called after prepare(); only
   /// where refuses_per_event.
@@ -372,6 +375,12 @@ inline void unreachable_is_retryable(const SinkTraits&, SinkHarness& sink) {
   const auto write = away->write(stored(events));
   REQUIRE_FALSE(write);
   check_retryable("write", write.error());
+  if (!sink.end_outage()) return;
+  // Retryable means what it says: the same store, retried once the outage ends, stores the batch.
+  prepared(*away);
+  const auto retried = written(*away, events);
+  CHECK(retried.gpu_metrics_inserted == 2);
+  CHECK(retried.token_usage_inserted == 2);
 }
 
 inline void readiness_probe(const SinkTraits& traits, SinkHarness& sink) {

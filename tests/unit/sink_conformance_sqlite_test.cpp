@@ -41,6 +41,10 @@ class SqliteHarness final : public test_support::conformance::SinkHarness {
     locker_->exec("BEGIN EXCLUSIVE");
     return std::make_unique<sqlite::SqliteStore>(locked);
   }
+  bool end_outage() override {
+    locker_.reset();  // closing the connection ends its transaction
+    return true;
+  }
 
  private:
   test_support::TempDir dir_{"conformance"};
