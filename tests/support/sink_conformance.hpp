@@ -17,13 +17,12 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "events/cloudevent.hpp"
@@ -429,6 +428,7 @@ inline void latest_view_newest_wins(const SinkTraits&, SinkHarness& sink) {
   for (std::size_t i = 0; i < view.value().size(); ++i) {
     CHECK(again.value()[i].gpu_uuid == view.value()[i].gpu_uuid);
     CHECK(again.value()[i].ts_ms == view.value()[i].ts_ms);
+    CHECK(again.value()[i].document_json == view.value()[i].document_json);
   }
   CHECK(latest_id(store, "GPU-lv-1") == "lv-40");
 }
