@@ -137,7 +137,15 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
            "offset INTEGER, key BLOB, value BLOB, reason TEXT, detail TEXT, stage TEXT, at "
            "INTEGER)",
        }) {
-    if (auto r = exec(sql); !r) return r;
+    if (auto r = exec(sql); !r) {
+      // A file another connection holds past the busy timeout is the server-away case of a
+      // file: retryable, as in write(); anything else (a corrupt file, a full schema) is not.
+      const int code = sqlite3_extended_errcode(db_);
+      if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
+        return Error::retryable(r.error().message, "sqlite:" + std::to_string(code));
+      }
+      return r;
+    }
   }
   Statement upsert;
   {

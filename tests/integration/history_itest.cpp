@@ -101,17 +101,6 @@ TEST_CASE("MongoStore history queries fail retryably when the database does not 
   CHECK(devices.error().kind == Error::Kind::kRetryable);
 }
 
-TEST_CASE("MongoStore latest view: newer wins, older, duplicate and tied samples are ignored",
-          "[history][latest][itest]") {
-  const TestDatabase db("lvitest");
-  mongo::MongoStore store(settings_for(db.uri, db.name));
-  REQUIRE(store.prepare(events::GpuCatalog{}));
-  test_support::check_latest_view_is_newest_wins(store);
-  // One view document per GPU, whatever the history holds.
-  CHECK(test_support::count_documents(db.uri, db.name, "gpu_latest") == 2);
-  CHECK(test_support::count_documents(db.uri, db.name, "gpu_metrics") == 7);
-}
-
 TEST_CASE("MongoStore latest view: a database from before the view is filled at start",
           "[history][latest][itest]") {
   const TestDatabase db("lvbackfill");

@@ -1,8 +1,8 @@
 #pragma once
 // The latest-sample-per-GPU view (docs: gpu_latest) as every queryable store must keep it: newest
 // wins, so a redelivered, older or equally old sample never changes what /gpu/info and
-// /v1/devices answer. The SQLite unit test and the MongoDB (FerretDB) integration test run the
-// same checks through Store::write and the query methods.
+// /v1/devices answer. The sink conformance suite (sink_conformance.hpp) runs these checks on
+// every store that keeps the view, through Store::write and the query methods.
 
 #include <catch2/catch.hpp>
 #include <chrono>

@@ -1,8 +1,6 @@
-// The SQLite store's latest-sample-per-GPU view (gpu_latest): newest wins under redelivery and
-// late samples, and a file written before the view existed gets it filled at start.
-
-#include <sqlite3.h>
-#include <unistd.h>
+// The SQLite store's latest-sample-per-GPU view (gpu_latest): a file written before the view
+// existed gets it filled at start, and the in-memory copy. Newest wins under redelivery and late
+// samples is the sink conformance suite's (sink_conformance_sqlite_test.cpp).
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -11,39 +9,19 @@
 #include "sqlite/sqlite_store.hpp"
 #include "support/gpu_history_samples.hpp"
 #include "support/latest_view_checks.hpp"
+#include "support/sqlite_shell.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace telemetryd;
 
 namespace {
 
 struct TempFile {
-  std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("telemetryd-latest-" + std::to_string(getpid()));
-  std::filesystem::path path = dir / "latest.sqlite3";
-  TempFile() { std::filesystem::create_directories(dir); }
-  ~TempFile() { std::filesystem::remove_all(dir); }
+  test_support::TempDir dir{"latest"};
+  std::filesystem::path path = dir.path / "latest.sqlite3";
 };
 
-void exec_sql(const std::filesystem::path& path, const char* sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  char* error = nullptr;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
-  INFO((error ? error : ""));
-  sqlite3_free(error);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
-}
-
 }  // namespace
-
-TEST_CASE("SQLite latest view: newer wins, older, duplicate and tied samples are ignored",
-          "[sqlite][latest]") {
-  TempFile file;
-  sqlite::SqliteStore store(file.path.string());
-  REQUIRE(store.prepare(events::GpuCatalog{}));
-  test_support::check_latest_view_is_newest_wins(store);
-}
 
 TEST_CASE("SQLite latest view: a file written before the view is filled from history at start",
           "[sqlite][latest]") {
@@ -54,7 +32,7 @@ TEST_CASE("SQLite latest view: a file written before the view is filled from his
     REQUIRE(store.write(test_support::stored(test_support::history_events())));
   }
   // What an older release left: the history without the view.
-  exec_sql(file.path, "DROP TABLE gpu_latest");
+  test_support::SqliteShell(file.path.string()).exec("DROP TABLE gpu_latest");
 
   sqlite::SqliteStore store(file.path.string());
   REQUIRE(store.prepare(events::GpuCatalog{}));

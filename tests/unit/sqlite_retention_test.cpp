@@ -13,6 +13,7 @@
 #include "processor/processor_core.hpp"
 #include "sqlite/retention_task.hpp"
 #include "sqlite/sqlite_store.hpp"
+#include "support/sqlite_shell.hpp"
 #include "telemetryd/source.hpp"
 #include "telemetryd/time_format.hpp"
 
@@ -37,25 +38,9 @@ struct TempDir {
 };
 
 // A second connection, as an operator's sqlite3 shell would open the file.
-class Db {
+class Db : public test_support::SqliteShell {
  public:
-  explicit Db(const std::string& path) { sqlite3_open(path.c_str(), &db_); }
-  ~Db() { sqlite3_close(db_); }
-  void exec(const std::string& sql) {
-    char* error = nullptr;
-    const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
-    INFO(sql << ": " << (error ? error : ""));
-    sqlite3_free(error);
-    REQUIRE(rc == SQLITE_OK);
-  }
-  std::int64_t integer(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr);
-    REQUIRE(sqlite3_step(s) == SQLITE_ROW);
-    const std::int64_t n = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return n;
-  }
+  using SqliteShell::SqliteShell;
   // Events at the given times, with documents about as large as the synthetic fleet's.
   void insert(const std::string& table, const std::vector<std::int64_t>& times) {
     exec("BEGIN");
@@ -71,9 +56,6 @@ class Db {
     }
     exec("COMMIT");
   }
-
- private:
-  sqlite3* db_ = nullptr;
 };
 
 // count times from `first`, `step` apart.
