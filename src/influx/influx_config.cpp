@@ -1,7 +1,5 @@
 #include "influx/influx_config.hpp"
 
-#include <fstream>
-#include <sstream>
 
 #include "telemetryd/errors.hpp"
 #include "telemetryd/sink.hpp"
@@ -14,18 +12,6 @@ std::optional<std::string> check_url(std::string_view text) {
   std::string error;
   if (!parse_url(text, error)) return "invalid InfluxDB URL: " + error;
   return std::nullopt;
-}
-
-// Secrets from files: the whole file, without the trailing newline editors add.
-std::string read_secret(const std::string& file, const std::string& key) {
-  std::ifstream in(file);
-  if (!in) throw StartupError(key + ": cannot read " + file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  if (text.empty()) throw StartupError(key + ": " + file + " is empty");
-  return text;
 }
 
 }  // namespace
@@ -56,7 +42,7 @@ std::vector<KeySpec> influx_keys() {
        .default_value = "",
        .secret = true},
       {.name = "password_file",
-       .description = "v1: file holding the password (trailing newline ignored).",
+       .description = "v1: file holding the password (its first line).",
        .default_value = ""},
       {.name = "org", .description = "v2: organization.", .default_value = ""},
       {.name = "bucket",
@@ -68,7 +54,7 @@ std::vector<KeySpec> influx_keys() {
        .default_value = "",
        .secret = true},
       {.name = "token_file",
-       .description = "v2: file holding the API token (trailing newline ignored).",
+       .description = "v2: file holding the API token (its first line).",
        .default_value = ""},
       {.name = "precision",
        .description = "Timestamp precision. ns: the event's millisecond plus a sub-millisecond "
@@ -152,16 +138,11 @@ StoreSettings store_settings_from(const Config& config) {
   w.database = config.str("influxdb.database");
   w.retention_policy = config.str("influxdb.retention_policy");
   w.username = config.str("influxdb.username");
-  w.password = config.str("influxdb.password");
-  if (const std::string& file = config.str("influxdb.password_file"); !file.empty()) {
-    w.password = read_secret(file, "influxdb.password_file");
-  }
+  // The project's one secret reader: the first line of <key>_file, else the key's value.
+  w.password = read_secret(config, "influxdb.password");
   w.org = config.str("influxdb.org");
   w.bucket = config.str("influxdb.bucket");
-  w.token = config.str("influxdb.token");
-  if (const std::string& file = config.str("influxdb.token_file"); !file.empty()) {
-    w.token = read_secret(file, "influxdb.token_file");
-  }
+  w.token = read_secret(config, "influxdb.token");
   w.precision =
       config.str("influxdb.precision") == "ms" ? Precision::kMilliseconds : Precision::kNanoseconds;
   w.gzip = config.flag("influxdb.gzip");

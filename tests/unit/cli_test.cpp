@@ -223,5 +223,6 @@ TEST_CASE("a processor without its dependencies is alive, not ready, and drains 
   }
   CHECK(parsed >= 5);
   CHECK(child.stdout_text().find("\"msg\":\"stopped\"") != std::string::npos);
+  INFO("stderr: " << child.stderr_text());
   CHECK(child.stderr_text().empty());
 }
