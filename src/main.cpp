@@ -45,8 +45,11 @@ app::DaemonOutcome run(const LoadOptions& options) {
   try {
     return app::run_daemon(config, options);
   } catch (const ConfigError& e) {
-    // Rules a component checks when it is built (e.g. files a key names): still exit 78.
-    app::log_config_problems(e);
+    // Rules a component checks when it is built (e.g. files a key names): still exit 78, and
+    // placed at the key in the file like every other problem.
+    std::vector<ConfigProblem> problems;
+    for (const auto& problem : e.problems()) problems.push_back(config.located(problem));
+    app::log_config_problems(ConfigError(std::move(problems)));
     return {.exit_code = kExitConfig};
   } catch (const StartupError& e) {
     log::error("daemon", "cannot start", {{"error", e.what()}});
@@ -64,8 +67,12 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::vector<std::string> sets;
   auto* run_cmd = cli.add_subcommand("run", "Run a role until SIGTERM");
-  run_cmd->add_option("--role", role, "producer, processor, worker, all or gpu-exporter")
-      ->check(CLI::IsMember({"producer", "processor", "worker", "all", "gpu-exporter"}));
+  // The role table (src/app/roles.cpp) is the one list of roles.
+  std::string roles_help;
+  for (const auto& name : app::role_catalog().roles) {
+    roles_help += (roles_help.empty() ? "" : ", ") + name;
+  }
+  run_cmd->add_option("--role", role, roles_help)->check(CLI::IsMember(app::role_catalog().roles));
   run_cmd->add_option("--config,-c", config_file, "Role file (YAML); defaults apply without one")
       ->check(CLI::ExistingFile);
   run_cmd->add_option("--set", sets, "Override a key: key.path=value (repeatable)");

@@ -82,6 +82,13 @@ struct SectionSpec {
   std::function<void(const Config&, KeyProblems&)> check;
 };
 
+/// Where a key was written: file (or "--set") and position; its section's for a default.
+struct KeyOrigin {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
 using ConfigValue = std::variant<std::string, std::int64_t, double, bool, std::vector<std::string>>;
 
 /// A validated configuration: every declared key of the role's sections has a value
@@ -105,12 +112,23 @@ class Config {
   bool flag(std::string_view path) const;
   const std::vector<std::string>& list(std::string_view path) const;
 
+  /// The loader records where each key was written.
+  void set_origins(std::map<std::string, KeyOrigin, std::less<>> origins) {
+    origins_ = std::move(origins);
+  }
+  /// The one place a problem found after loading (a component's constructor, a file a key
+  /// names) gets its position: where `path` was written (its section's place when it was left
+  /// at its default), else where `because_of` was, else the problem as it came. Problems that
+  /// already have a line keep it.
+  ConfigProblem located(ConfigProblem problem) const;
+
  private:
   template <typename T>
   const T& get(std::string_view path) const;
   std::string source_;
   std::string role_;
   std::map<std::string, ConfigValue, std::less<>> values_;
+  std::map<std::string, KeyOrigin, std::less<>> origins_;
 };
 
 /// Tells the loader which sections a role uses; nullopt for an unknown role.

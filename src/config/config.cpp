@@ -123,4 +123,15 @@ std::optional<std::string> check_optional_host_port(std::string_view text) {
   return check_host_port(text);
 }
 
+ConfigProblem Config::located(ConfigProblem problem) const {
+  if (problem.line != 0) return problem;
+  auto it = origins_.find(problem.path);
+  if (it == origins_.end() && !problem.because_of.empty()) it = origins_.find(problem.because_of);
+  if (it == origins_.end() || it->second.line == 0) return problem;
+  problem.file = it->second.file;
+  problem.line = it->second.line;
+  problem.column = it->second.column;
+  return problem;
+}
+
 }  // namespace telemetryd

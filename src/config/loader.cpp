@@ -242,6 +242,9 @@ class Validator {
 
     if (!problems_.empty()) throw ConfigError(problems_);
     Config config(file_.empty() ? std::string("(defaults)") : file_, role, std::move(values_));
+    std::map<std::string, KeyOrigin, std::less<>> origins;
+    for (const auto& [path, at] : origins_) origins[path] = {at.file, at.line, at.column};
+    config.set_origins(std::move(origins));
     if (catalog_.check) {
       for (const ConfigProblem& p : catalog_.check(config)) {
         bool found = false;

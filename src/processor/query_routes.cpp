@@ -293,7 +293,8 @@ std::optional<http::BearerTokens> query_tokens_from(const Config& config,
     throw ConfigError({{config.source(), 0, 0, prefix + "tokens_file",
                         "is required when " + prefix + "auth is bearer",
                         "a file of `name token [tenants=a,b]` lines, or " + prefix +
-                            "auth: none on a loopback listener"}});
+                            "auth: none on a loopback listener",
+                        prefix + "auth"}});
   }
   return http::BearerTokens::load(config.str(prefix + "tokens_file"), prefix + "tokens_file");
 }

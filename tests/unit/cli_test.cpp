@@ -139,6 +139,24 @@ TEST_CASE("run with a bad override exits 78 and logs the problem as JSON", "[cli
   CHECK(out.find("--set:1:1: http.listen: expected host:port") != std::string::npos);
 }
 
+TEST_CASE("a problem a component finds at start is placed at the key in the file, exit 78",
+          "[cli][config]") {
+  // The processor checks processor.query.tokens_file when it is built, not when the file is
+  // loaded (the key may come from the environment): the problem still names file:line:col, at
+  // the key's section when the key itself is absent.
+  const std::string path = "/tmp/telemetryd-cli-located-" + std::to_string(getpid()) + ".yaml";
+  {
+    std::ofstream file(path);
+    file << "role: processor\nhttp:\n  listen: 127.0.0.1:0\nprocessor:\n  query:\n"
+            "    auth: bearer\n";
+  }
+  ChildProcess child({telemetryd_bin(), "run", "--config", path});
+  REQUIRE(child.wait_exit(10s) == 78);
+  std::remove(path.c_str());
+  CHECK(child.stdout_text().find(path + ":5:3: processor.query.tokens_file: is required when "
+                                        "processor.query.auth is bearer") != std::string::npos);
+}
+
 TEST_CASE("run fails with exit 1 when the listen port is taken", "[cli]") {
   ChildProcess first(
       {telemetryd_bin(), "run", "--role", "all", "--set", "http.listen=127.0.0.1:0"});
