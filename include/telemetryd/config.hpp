@@ -186,5 +186,8 @@ std::optional<std::string> check_key_matches_certificate(const std::string& cert
 /// first line without its line ending when `key`_file is set, else the value of `key`. Throws
 /// StartupError naming the key and the file, never the secret.
 std::string read_secret(const Config& config, const std::string& key);
+/// The two keys read_secret reads: `name` (a secret, e.g. "password") and `name`_file;
+/// `what` says whose secret it is ("Password of username").
+std::vector<KeySpec> secret_keys(const std::string& name, const std::string& what);
 
 }  // namespace telemetryd

@@ -106,6 +106,18 @@ std::optional<std::string> check_key_matches_certificate(const std::string& cert
   return std::nullopt;
 }
 
+std::vector<KeySpec> secret_keys(const std::string& name, const std::string& what) {
+  return {{.name = name,
+           .description = what + "; prefer " + name + "_file or ${ENV}.",
+           .default_value = "",
+           .secret = true},
+          {.name = name + "_file",
+           .description = "File whose first line is the " + name + " (instead of " + name +
+                          "); read at start, e.g. from $CREDENTIALS_DIRECTORY.",
+           .default_value = "",
+           .check = check_readable_file}};
+}
+
 std::string read_secret(const Config& config, const std::string& key) {
   const std::string file_key = key + "_file";
   const std::string& file = config.str(file_key);

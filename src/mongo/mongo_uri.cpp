@@ -104,7 +104,7 @@ UriPtr make_uri(const MongoConnection& connection, std::int32_t server_selection
 }
 
 std::vector<KeySpec> connection_keys() {
-  return {
+  std::vector<KeySpec> keys{
       {.name = "uri",
        .description = "Connection string; never logged, it may hold a password. Prefer the "
                       "username and password keys below to credentials in the URI.",
@@ -132,19 +132,13 @@ std::vector<KeySpec> connection_keys() {
       {.name = "username",
        .description = "User to authenticate as (SCRAM); needs password or password_file.",
        .default_value = ""},
-      {.name = "password",
-       .description = "Password of username; prefer password_file or ${ENV}. Never logged.",
-       .default_value = "",
-       .secret = true},
-      {.name = "password_file",
-       .description = "File whose first line is the password (instead of password); read at "
-                      "start, e.g. from $CREDENTIALS_DIRECTORY.",
-       .default_value = "",
-       .check = check_readable_file},
-      {.name = "auth_source",
-       .description = "Database holding the user; empty uses the URI's database, else admin.",
-       .default_value = ""},
   };
+  for (auto& key : secret_keys("password", "Password of username")) keys.push_back(std::move(key));
+  keys.push_back({.name = "auth_source",
+                  .description = "Database holding the user; empty uses the URI's database, else "
+                                 "admin.",
+                  .default_value = ""});
+  return keys;
 }
 
 void check_connection_keys(const Config& config, KeyProblems& problems) {

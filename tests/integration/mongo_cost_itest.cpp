@@ -18,9 +18,11 @@
 #include "mongo/mongo_store.hpp"
 #include "support/child_process.hpp"
 #include "support/mongo_probe.hpp"
+#include "support/store_events.hpp"
 #include "telemetryd/time_format.hpp"
 
 using namespace telemetryd;
+using namespace test_support::store_events;
 
 namespace {
 
@@ -42,56 +44,6 @@ struct TestDatabase {
     return settings;
   }
 };
-
-// A version-7 UUID per number, as the decoder requires.
-std::string event_id(int n) {
-  char tail[13];
-  std::snprintf(tail, sizeof tail, "%012x", n);
-  return std::string("01930000-0000-7000-8000-") + tail;
-}
-
-std::string envelope(int n, const char* type, std::int64_t time_ms, const std::string& data) {
-  const auto time = std::chrono::system_clock::time_point(std::chrono::milliseconds(time_ms));
-  return R"({"specversion":"1.0","id":")" + event_id(n) +
-         R"(","source":"//test/cost","type":"io.telemetryd.)" + type + R"(","time":")" +
-         rfc3339_utc(time) + R"(","data":)" + data + "}";
-}
-
-std::string gpu_json(int n, std::int64_t time_ms, const std::string& uuid, const std::string& host,
-                     const std::string& model_name, const std::string& fields) {
-  return envelope(n, "gpu.metrics.v1", time_ms,
-                  R"({"gpu_uuid":")" + uuid + R"(","host":")" + host + R"(","model_name":")" +
-                      model_name + R"(","collector":"synthetic")" +
-                      (fields.empty() ? "" : "," + fields) + "}");
-}
-
-std::string usage_json_event(int n, std::int64_t time_ms, const std::string& model,
-                             const std::string& tenant, std::int64_t input, std::int64_t output,
-                             const std::string& fields) {
-  return envelope(n, "token.usage.v1", time_ms,
-                  R"({"model":")" + model + R"(","tenant_id":")" + tenant +
-                      R"(","usage":{"input_tokens":)" + std::to_string(input) +
-                      R"(,"output_tokens":)" + std::to_string(output) + "}" +
-                      (fields.empty() ? "" : "," + fields) + "}");
-}
-
-std::vector<events::DecodedEvent> decode_all(const std::vector<std::string>& lines) {
-  simdjson::dom::parser parser;
-  std::vector<events::DecodedEvent> out;
-  for (const auto& line : lines) {
-    events::DecodeResult result = events::decode_event(line, parser);
-    INFO(line);
-    REQUIRE(std::holds_alternative<events::DecodedEvent>(result));
-    out.push_back(std::get<events::DecodedEvent>(std::move(result)));
-  }
-  return out;
-}
-
-std::vector<StoredEvent> batch_of(const std::vector<events::DecodedEvent>& events) {
-  std::vector<StoredEvent> batch;
-  for (const auto& e : events) batch.push_back({&e});
-  return batch;
-}
 
 struct UsageTotals {
   std::vector<std::string> keys;
@@ -237,31 +189,8 @@ TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pri
   });
   REQUIRE(store.write(batch_of(events)));
   // A cost of each document, first written unconditionally (reprice).
-  const auto cost_of = [](const std::string& id, std::int64_t start, double usd) {
-    cost::UsageCost c;
-    c.id = id;
-    c.time_ms = start + 5000;  // the usage document's time, as price_window copies it
-    c.model = "m1";
-    c.tenant_id = "t1";
-    c.deployment = "d1";
-    c.window_start_ms = start;
-    c.window_s = 60;
-    c.basis = "output";
-    c.tokens = 30;
-    c.tokens_in_window = 30;
-    c.placement = "configured";
-    c.gpus = {"GPU-A"};
-    c.gpu_model = "H100";
-    c.price_per_hour_usd = 2.49;
-    c.energy_price_usd_per_kwh = 0.12;
-    c.gpu_seconds = 12;
-    c.energy_j = 3000;
-    c.amortized_usd = usd;
-    c.utilization_usd = usd / 2;
-    c.energy_usd = usd / 4;
-    return c;
-  };
-  REQUIRE(store.write_costs({cost_of(event_id(11), kS, 1.0)}, std::nullopt).value());
+
+  REQUIRE(store.write_costs({usage_cost(event_id(11), kS, 1.0)}, std::nullopt).value());
   const auto stored_usd = [&](std::int64_t start) {
     auto inputs = store.cost_window_inputs(start, start + kW, 0);
     REQUIRE(inputs);
@@ -306,13 +235,13 @@ TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pri
   CHECK(store.settled_cost_windows(1000, 122001, 10).value().empty());
 
   // (b) The pricer whose lease was taken over writes nothing and is told so.
-  auto written = store.write_costs({cost_of(event_id(11), kS, 2.0)}, mine);
+  auto written = store.write_costs({usage_cost(event_id(11), kS, 2.0)}, mine);
   REQUIRE(written);
   CHECK_FALSE(written.value());
   CHECK(stored_usd(kS) == 1.0);
   CHECK(store.settled_cost_windows(1000, 122002, 10).value().size() == 1);  // still marked
   // The one holding it writes and clears the mark.
-  written = other.write_costs({cost_of(event_id(11), kS, 3.0)}, theirs);
+  written = other.write_costs({usage_cost(event_id(11), kS, 3.0)}, theirs);
   REQUIRE(written);
   CHECK(written.value());
   CHECK(stored_usd(kS) == 3.0);
@@ -327,7 +256,7 @@ TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pri
   REQUIRE(store.claim_cost_window(pricing, 21, 3000, 63000).value());
   REQUIRE(other.mark_cost_windows({kS + kW}, 4000, 6));
   CHECK(store.settled_cost_windows(5000, 4000, 10).value().empty());  // the claim holds
-  written = store.write_costs({cost_of(event_id(12), kS + kW, 4.0)}, pricing);
+  written = store.write_costs({usage_cost(event_id(12), kS + kW, 4.0)}, pricing);
   REQUIRE(written);
   CHECK(written.value());
   CHECK(stored_usd(kS + kW) == 4.0);
@@ -340,13 +269,13 @@ TEST_CASE("MongoStore claims: one pricer per mark, a lease, and a taken-over pri
   CHECK(settled.value()[0].claim_token == 21);
   CostWindowMark next = settled.value()[0];
   REQUIRE(other.claim_cost_window(next, 22, 4000, 64000).value());
-  REQUIRE(other.write_costs({cost_of(event_id(12), kS + kW, 5.0)}, next).value());
+  REQUIRE(other.write_costs({usage_cost(event_id(12), kS + kW, 5.0)}, next).value());
   CHECK(stored_usd(kS + kW) == 5.0);
   CHECK(test_support::count_documents(db.uri, db.name, "cost_windows") == 0);
 
   // A document gone meanwhile (the TTL) is no failure; the others are written.
   REQUIRE(store
-              .write_costs({cost_of(event_id(99), kS, 6.0), cost_of(event_id(11), kS, 6.0)},
+              .write_costs({usage_cost(event_id(99), kS, 6.0), usage_cost(event_id(11), kS, 6.0)},
                            std::nullopt)
               .value());
   CHECK(stored_usd(kS) == 6.0);
