@@ -36,6 +36,7 @@ BUILD_PACKAGES=(
     libboost1.81-dev librdkafka-dev libsimdjson-dev libmongoc-dev libbson-dev
     libyaml-cpp-dev libcli11-dev catch2 libsystemd-dev libssl-dev libsqlite3-dev zlib1g-dev
     prometheus-cpp-dev  # its core library: metrics registry and text exposition
+    libpq-dev           # the PostgreSQL sink's client library
     curl ca-certificates
 )
 # Test-only tools; installed by scripts/test.sh alone.
@@ -46,11 +47,13 @@ TEST_PACKAGES=(
     openssl           # the test CA of the s3tls service
     clang libfuzzer-14-dev libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan+UBSan runtimes
     influxdb          # InfluxDB 1.6.7 for the InfluxDB sink's integration tests (services.sh)
+    postgresql        # PostgreSQL 15 for the PostgreSQL sink's integration tests (services.sh)
     busybox-static    # the image's healthcheck wget (scripts/build-image.sh)
     podman            # loads the built image (scripts/deploy-checks.sh); its API socket is disabled
 )
-# Packages in TEST_PACKAGES that ship a server enabled at install: disabled again below.
-SERVER_PACKAGES=(prometheus influxdb cloud-init podman)
+# Packages in TEST_PACKAGES that ship a server enabled at install: disabled again below
+# (postgresql's units and init script belong to postgresql-common).
+SERVER_PACKAGES=(prometheus influxdb cloud-init podman postgresql-common)
 
 PACKAGES=("${BUILD_PACKAGES[@]}")
 [[ $mode == test ]] && PACKAGES+=("${TEST_PACKAGES[@]}")

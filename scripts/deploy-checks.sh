@@ -79,18 +79,18 @@ lean_closure() {
   local bad
   # prometheus: the server and its exporters; prometheus-cpp-dev, the metrics library the
   # binary links, is a build dependency.
-  bad=$(grep -E '^(default-jdk|default-jre|openjdk-|maven|golang|clang|llvm|libclang|libfuzzer|prometheus$|prometheus-[^c]|influxdb|cloud-init)' <<<"$closure")
+  bad=$(grep -E '^(default-jdk|default-jre|openjdk-|maven|golang|clang|llvm|libclang|libfuzzer|prometheus$|prometheus-[^c]|influxdb|postgresql|cloud-init)' <<<"$closure")
   if [ -n "$bad" ]; then
     echo "FAIL: run-all.sh's packages pull in test-only ones:"
     echo "$bad"
     return 1
   fi
-  echo "no JDK, Maven, Go, clang/LLVM, Prometheus, InfluxDB or cloud-init in the closure"
+  echo "no JDK, Maven, Go, clang/LLVM, Prometheus, InfluxDB, PostgreSQL or cloud-init in the closure"
 }
 
 no_server_enabled() {
   local pkg unit bad=0
-  for pkg in prometheus influxdb podman; do
+  for pkg in prometheus influxdb podman postgresql-common; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
       { echo "$pkg: not installed"; continue; }
     for unit in $(dpkg -L "$pkg" | sed -n 's#^/lib/systemd/system/\([^/]*\.\(service\|socket\|timer\)\)$#\1#p'); do

@@ -13,9 +13,14 @@
 #   influxdb18 InfluxDB 1.8.10 built from the Go module proxy, auth enabled, https with a test CA:
 #             the v2 compatibility write API (/api/v2/write with a Token); started only when named or
 #             TELEMETRYD_WITH_INFLUXDB18=1 (its first build takes about two minutes)
+#   postgresql PostgreSQL 15, Debian's /usr/lib/postgresql/15/bin (packages postgresql, libpq-dev):
+#             its own cluster under <state>/postgresql, TCP on 127.0.0.1 only (no Unix socket),
+#             scram-sha-256 for a test user with a random password (<state>/secrets), database
+#             telemetry, TLS (ssl=on, test certificates) offered but not required. As root it
+#             runs as the `postgres` user (PostgreSQL refuses to run as root)
 #
 # Usage: scripts/services.sh up|down|status|restart|clean [--purge] [SERVICE ...]
-#   SERVICE: kafka, ferretdb, ferretdb-tls, s3, s3tls, influxdb, influxdb18
+#   SERVICE: kafka, ferretdb, ferretdb-tls, s3, s3tls, influxdb, influxdb18, postgresql
 #   up        fetch/build if needed, start what is not running, wait until ready, write <state>/env
 #   down      stop what this script started (pid files); `down --purge` also deletes data + logs
 #   status    one line per service; exit 0 when all requested services run, else 3
@@ -36,6 +41,7 @@
 #   TELEMETRYD_INFLUXDB_PORT=8086 TELEMETRYD_INFLUXDB_RPC_PORT=18088 (InfluxDB's backup RPC,
 #   which cannot be turned off; its default 8088 collides with FerretDB's debug port)
 #   TELEMETRYD_INFLUXDB18_PORT=18086 TELEMETRYD_INFLUXDB18_RPC_PORT=18089
+#   TELEMETRYD_POSTGRES_PORT=15432 (not 5432: Debian's package may run its own cluster there)
 # Tests: `source <state>/env` gives TELEMETRYD_TEST_KAFKA_BROKERS, TELEMETRYD_TEST_MONGO_URI,
 # TELEMETRYD_SERVICES_DIR and TELEMETRYD_KAFKA_LIBS; for S3: TELEMETRYD_TEST_S3_ENDPOINT,
 # _S3_ACCESS_KEY, _S3_SECRET_KEY, _S3_BUCKET, _S3_REGION, _S3_TLS_ENDPOINT, _S3_CA_FILE; for TLS:
@@ -46,6 +52,8 @@
 # TELEMETRYD_TEST_MONGO_TLS_AUTH_SOURCE.
 # InfluxDB: TELEMETRYD_TEST_INFLUXDB_URL, (with influxdb18) TELEMETRYD_TEST_INFLUXDB18_URL (https),
 # TELEMETRYD_TEST_INFLUXDB18_CA_FILE and TELEMETRYD_TEST_INFLUXDB18_TOKEN.
+# PostgreSQL: TELEMETRYD_TEST_POSTGRES_HOST, _PORT, _USER, _PASSWORD, _PASSWORD_FILE, _DATABASE,
+# _CA_FILE, and TELEMETRYD_TEST_POSTGRES_DSN (a libpq conninfo without the password).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib/services-common.sh
@@ -72,6 +80,8 @@ INFLUXDB_RPC_PORT="${TELEMETRYD_INFLUXDB_RPC_PORT:-18088}"
 INFLUXDB18_PORT="${TELEMETRYD_INFLUXDB18_PORT:-18086}"
 INFLUXDB18_RPC_PORT="${TELEMETRYD_INFLUXDB18_RPC_PORT:-18089}"
 INFLUXDB_BIN=/usr/bin/influxd
+POSTGRES_PORT="${TELEMETRYD_POSTGRES_PORT:-15432}"
+POSTGRES_BIN_DIR=/usr/lib/postgresql/15/bin
 
 KAFKA_DIR="$STATE_DIR/kafka"
 KAFKA_DATA="$KAFKA_DIR/data"
@@ -96,15 +106,19 @@ INFLUXDB18_DIR="$STATE_DIR/influxdb18"
 # Test-only credentials of the influxdb18 admin (its v2 token is "user:password").
 INFLUXDB18_USER=telemetryd
 INFLUXDB18_PASSWORD=telemetryd-test
+POSTGRES_DIR="$STATE_DIR/postgresql"
+POSTGRES_USER=telemetryd_test
+POSTGRES_DATABASE=telemetry
 
 KAFKA_READY_TIMEOUT=90
 FERRETDB_READY_TIMEOUT=60
 S3_READY_TIMEOUT=30
 INFLUXDB_READY_TIMEOUT=60
+POSTGRES_READY_TIMEOUT=60
 STOP_TIMEOUT=20
 
-ALL_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls influxdb influxdb18)
-DEFAULT_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls influxdb)
+ALL_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls influxdb influxdb18 postgresql)
+DEFAULT_SERVICES=(kafka ferretdb ferretdb-tls s3 s3tls influxdb postgresql)
 if [[ "${TELEMETRYD_WITH_INFLUXDB18:-0}" == 1 ]]; then DEFAULT_SERVICES+=(influxdb18); fi
 
 say() { printf 'services: %s\n' "$*"; }
@@ -127,7 +141,8 @@ port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/
 for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MONGO_PORT" "$FERRETDB_DEBUG_PORT" \
     "$KAFKA_SSL_PORT" "$KAFKA_SASL_SSL_PORT" "$MONGO_TLS_PORT" "$FERRETDB_TLS_DEBUG_PORT" \
     "$S3_PORT" "$S3_TLS_PORT" \
-    "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT"; do
+    "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" \
+    "$POSTGRES_PORT"; do
     [[ "$p" =~ ^[0-9]+$ ]] || fail "invalid port number: '$p'"
 done
 
@@ -145,6 +160,7 @@ cmdline_marker() {
     ferretdb-tls) printf '%s\n' "--state-dir=$FERRETDB_TLS_DIR" ;;
     influxdb) printf '%s\n' "$INFLUXDB_DIR/influxdb.conf" ;;
     influxdb18) printf '%s\n' "$INFLUXDB18_DIR/influxdb.conf" ;;
+    postgresql) printf '%s\n' "$POSTGRES_DIR/data" ;;
     esac
 }
 cmdline_program() {
@@ -155,6 +171,7 @@ cmdline_program() {
     ferretdb-tls) printf '%s\n' "ferretdb" ;;
     influxdb) printf '%s\n' "$INFLUXDB_BIN" ;;
     influxdb18) printf '%s\n' "$INFLUXDB18_BIN" ;;
+    postgresql) printf '%s\n' "$POSTGRES_BIN_DIR/postgres" ;;
     esac
 }
 
@@ -180,6 +197,7 @@ service_port() {
     ferretdb-tls) printf '%s\n' "$MONGO_TLS_PORT" ;;
     influxdb) printf '%s\n' "$INFLUXDB_PORT" ;;
     influxdb18) printf '%s\n' "$INFLUXDB18_PORT" ;;
+    postgresql) printf '%s\n' "$POSTGRES_PORT" ;;
     esac
 }
 service_ports() {
@@ -191,6 +209,7 @@ service_ports() {
     ferretdb-tls) printf '%s\n' "$MONGO_TLS_PORT" "$FERRETDB_TLS_DEBUG_PORT" ;;
     influxdb) printf '%s\n' "$INFLUXDB_PORT" "$INFLUXDB_RPC_PORT" ;;
     influxdb18) printf '%s\n' "$INFLUXDB18_PORT" "$INFLUXDB18_RPC_PORT" ;;
+    postgresql) printf '%s\n' "$POSTGRES_PORT" ;;
     esac
 }
 
@@ -632,6 +651,91 @@ influxdb18_ready() {
     influx18_curl "$url" --data-urlencode "q=$q"
 }
 
+# -------------------------------------------------------------------------- postgresql
+
+postgres_password() { test_secret postgres-password pg-; }
+
+# PostgreSQL refuses to run as root: as root every server command runs as the `postgres` user
+# (Debian's package makes it), which then owns the cluster's folder; as anyone else, as that
+# user. setpriv execs in place, so the pid this script records is the postmaster's own.
+postgres_as() {
+    if ((EUID == 0)); then
+        setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+    else
+        "$@"
+    fi
+}
+
+postgresql_prepare() {
+    [[ -x "$POSTGRES_BIN_DIR/postgres" ]] ||
+        fail "postgresql: $POSTGRES_BIN_DIR/postgres not found (run scripts/bootstrap.sh: packages postgresql, libpq-dev)"
+    command -v pg_isready >/dev/null 2>&1 || fail "postgresql: pg_isready not found (package postgresql-client)"
+    if ((EUID == 0)); then
+        id postgres >/dev/null 2>&1 || fail "postgresql: running as root needs the postgres user (package postgresql)"
+    fi
+    ensure_certs
+}
+
+# A new cluster: the superuser is the test user (scram-sha-256, its password read from a file
+# only it can read, never on a command line), then its database. Single-user mode creates the
+# database before any port opens.
+postgresql_init() {
+    local pwfile="$POSTGRES_DIR/pwfile" out
+    mkdir -p "$POSTGRES_DIR"
+    if ((EUID == 0)); then chown postgres:postgres "$POSTGRES_DIR"; fi
+    chmod 700 "$POSTGRES_DIR"
+    (umask 077 && postgres_password >"$pwfile")
+    if ((EUID == 0)); then chown postgres:postgres "$pwfile"; fi
+    if ! out="$(postgres_as "$POSTGRES_BIN_DIR/initdb" -D "$POSTGRES_DIR/data" -U "$POSTGRES_USER" \
+        --pwfile="$pwfile" --auth=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 2>&1)"; then
+        rm -f "$pwfile"
+        printf '%s\n' "$out" >&2
+        rm -rf "$POSTGRES_DIR/data"
+        fail "postgresql: initdb failed"
+    fi
+    rm -f "$pwfile"
+    if ! out="$(printf 'CREATE DATABASE %s\n' "$POSTGRES_DATABASE" |
+        postgres_as "$POSTGRES_BIN_DIR/postgres" --single -D "$POSTGRES_DIR/data" postgres 2>&1)"; then
+        printf '%s\n' "$out" >&2
+        rm -rf "$POSTGRES_DIR/data"
+        fail "postgresql: creating database $POSTGRES_DATABASE failed"
+    fi
+    credential_marker "$POSTGRES_USER" "$(postgres_password)" >"$POSTGRES_DIR/test-user"
+    say "postgresql: new cluster in $POSTGRES_DIR/data (user $POSTGRES_USER, database $POSTGRES_DATABASE)"
+}
+
+postgresql_start() {
+    # A cluster made with another password (deleted secrets) could never be logged into.
+    if [[ -d "$POSTGRES_DIR/data" &&
+        "$(cat "$POSTGRES_DIR/test-user" 2>/dev/null)" != "$(credential_marker "$POSTGRES_USER" "$(postgres_password)")" ]]; then
+        say "postgresql: the test password changed; making a new cluster"
+        rm -rf "$POSTGRES_DIR/data"
+    fi
+    [[ -f "$POSTGRES_DIR/data/PG_VERSION" ]] || postgresql_init
+    # The server key must belong to the server's user and be private: copies of the test ones.
+    install -m 600 "$CERTS_DIR/server.pem" "$POSTGRES_DIR/data/server.crt"
+    install -m 600 "$CERTS_DIR/server.key" "$POSTGRES_DIR/data/server.key"
+    if ((EUID == 0)); then chown postgres:postgres "$POSTGRES_DIR/data/server.crt" "$POSTGRES_DIR/data/server.key"; fi
+    rotate_log "$LOG_DIR/postgresql.log"
+    local -a as_user=()
+    if ((EUID == 0)); then as_user=(setpriv --reuid=postgres --regid=postgres --init-groups --); fi
+    cd "$POSTGRES_DIR"
+    # Settings on the command line, so the cluster's own files stay as initdb wrote them:
+    # loopback TCP only, no Unix socket (no /run/postgresql needed), TLS offered, not required;
+    # throwaway test data, so no fsync.
+    setsid nohup "${as_user[@]}" "$POSTGRES_BIN_DIR/postgres" -D "$POSTGRES_DIR/data" \
+        -c listen_addresses=127.0.0.1 -c port="$POSTGRES_PORT" -c unix_socket_directories= \
+        -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key \
+        -c max_connections=50 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+        </dev/null >"$LOG_DIR/postgresql.log" 2>&1 9>&- &
+    echo $! >"$(pidfile postgresql)"
+    cd - >/dev/null
+}
+
+postgresql_ready() {
+    pg_isready -q -h 127.0.0.1 -p "$POSTGRES_PORT" -d "$POSTGRES_DATABASE" -U "$POSTGRES_USER" -t 2
+}
+
 # ------------------------------------------------------------------------------- verbs
 
 declare -A STARTED_AT=()
@@ -655,6 +759,7 @@ ready_timeout() {
     s3 | s3tls) printf '%s\n' "$S3_READY_TIMEOUT" ;;
     ferretdb-tls) printf '%s\n' "$FERRETDB_READY_TIMEOUT" ;;
     influxdb | influxdb18) printf '%s\n' "$INFLUXDB_READY_TIMEOUT" ;;
+    postgresql) printf '%s\n' "$POSTGRES_READY_TIMEOUT" ;;
     esac
 }
 
@@ -700,6 +805,15 @@ wait_ready() {
     done
 }
 
+# PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client to disconnect (a
+# processor under test may never); SIGINT is its fast shutdown: clients are cut off, data kept.
+stop_signal() {
+    case $1 in
+    postgresql) printf 'INT\n' ;;
+    *) printf 'TERM\n' ;;
+    esac
+}
+
 stop_service() {
     local svc=$1 pid f t0 i
     f="$(pidfile "$svc")"
@@ -713,7 +827,7 @@ stop_service() {
         return 0
     fi
     t0="$(now)"
-    kill -TERM "$pid" 2>/dev/null || true
+    kill "-$(stop_signal "$svc")" "$pid" 2>/dev/null || true
     for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
         [[ -d "/proc/$pid" ]] || break
         # a zombie is as good as gone
@@ -752,6 +866,7 @@ purge_service() {
     ferretdb-tls) rm -rf "$FERRETDB_TLS_DIR" "$SECRETS_DIR/mongo-tls-password" ;;
     influxdb) rm -rf "$INFLUXDB_DIR" ;;
     influxdb18) rm -rf "$INFLUXDB18_DIR" ;;
+    postgresql) rm -rf "$POSTGRES_DIR" "$SECRETS_DIR/postgres-password" ;;
     esac
     rm -f "$LOG_DIR/$1".*
     say "$1 data and logs deleted"
@@ -774,6 +889,17 @@ write_env() {
             printf 'export TELEMETRYD_TEST_INFLUXDB18_URL=%q\n' "https://localhost:$INFLUXDB18_PORT"
             printf 'export TELEMETRYD_TEST_INFLUXDB18_CA_FILE=%q\n' "$INFLUXDB18_DIR/tls/ca.pem"
             printf 'export TELEMETRYD_TEST_INFLUXDB18_TOKEN=%q\n' "$INFLUXDB18_USER:$INFLUXDB18_PASSWORD"
+        fi
+        if [[ -d "$POSTGRES_DIR/data" ]]; then
+            printf 'export TELEMETRYD_TEST_POSTGRES_HOST=%q\n' 127.0.0.1
+            printf 'export TELEMETRYD_TEST_POSTGRES_PORT=%q\n' "$POSTGRES_PORT"
+            printf 'export TELEMETRYD_TEST_POSTGRES_USER=%q\n' "$POSTGRES_USER"
+            printf 'export TELEMETRYD_TEST_POSTGRES_PASSWORD=%q\n' "$(postgres_password)"
+            printf 'export TELEMETRYD_TEST_POSTGRES_PASSWORD_FILE=%q\n' "$SECRETS_DIR/postgres-password"
+            printf 'export TELEMETRYD_TEST_POSTGRES_DATABASE=%q\n' "$POSTGRES_DATABASE"
+            printf 'export TELEMETRYD_TEST_POSTGRES_CA_FILE=%q\n' "$CERTS_DIR/ca.pem"
+            printf 'export TELEMETRYD_TEST_POSTGRES_DSN=%q\n' \
+                "host=127.0.0.1 port=$POSTGRES_PORT user=$POSTGRES_USER dbname=$POSTGRES_DATABASE"
         fi
         printf 'export TELEMETRYD_SERVICES_DIR=%q\n' "$STATE_DIR"
         printf 'export TELEMETRYD_KAFKA_LIBS=%q\n' "$KAFKA_LIBS"
@@ -802,7 +928,7 @@ tidy_state_dir() {
     rm -f "$STATE_DIR/env" "$RUN_DIR/lock"
     # test certificates: only once no TLS service keeps data that was made with them
     rmdir "$SECRETS_DIR" 2>/dev/null || true
-    [[ -d "$KAFKA_DIR" || -d "$FERRETDB_TLS_DIR" ]] || rm -rf "$CERTS_DIR"
+    [[ -d "$KAFKA_DIR" || -d "$FERRETDB_TLS_DIR" || -d "$POSTGRES_DIR" ]] || rm -rf "$CERTS_DIR"
     rmdir "$RUN_DIR" "$LOG_DIR" 2>/dev/null || true
     if rmdir "$STATE_DIR" 2>/dev/null; then say "removed $STATE_DIR"; fi
 }
@@ -830,7 +956,7 @@ services=()
 for arg in "$@"; do
     case $arg in
     --purge) purge=1 ;;
-    kafka | ferretdb | ferretdb-tls | s3 | s3tls | influxdb | influxdb18) services+=("$arg") ;;
+    kafka | ferretdb | ferretdb-tls | s3 | s3tls | influxdb | influxdb18 | postgresql) services+=("$arg") ;;
     -h | --help) usage 0 ;;
     *) fail "unknown service or option '$arg' (services: ${ALL_SERVICES[*]})" ;;
     esac

@@ -52,7 +52,7 @@ find build build-asan -name '*.junit.xml' -delete 2>/dev/null || true
 rm -f build-fuzz/fuzz.junit.xml
 rm -f build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
 
-step "services: Kafka (KRaft), FerretDB, versitygw (S3) and InfluxDB 1.6.7 and 1.8.10 on 127.0.0.1"
+step "services: Kafka (KRaft), FerretDB, versitygw (S3), InfluxDB 1.6.7 and 1.8.10 and PostgreSQL 15 on 127.0.0.1"
 trap 'stop_deploy_tools; step "services: stopping"; scripts/services.sh down' EXIT
 # InfluxDB 1.8 (built once from the Go module proxy, about two minutes) serves the v2 write API.
 if TELEMETRYD_WITH_INFLUXDB18="${TELEMETRYD_WITH_INFLUXDB18:-1}" scripts/services.sh up; then

@@ -1,7 +1,7 @@
 // The sink conformance suite (tests/support/sink_conformance.hpp) on the processor's registered
-// sinks against the real servers scripts/services.sh starts: each store is built by the sink
-// registry from a processor role config, as the processor builds it, on a database of its own
-// per check. A missing server address (TELEMETRYD_TEST_*) fails every check.
+// sinks (mongodb, influxdb, postgresql) against the real servers scripts/services.sh starts: each
+// store is built by the sink registry from a processor role config, as the processor builds it, on
+// a database of its own per check. A missing server address (TELEMETRYD_TEST_*) fails every check.
 
 #include <catch2/catch.hpp>
 #include <memory>
@@ -14,6 +14,7 @@
 #include "support/influx_probe.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
+#include "support/postgres_probe.hpp"
 #include "support/sink_conformance.hpp"
 
 using namespace telemetryd;
@@ -124,7 +125,38 @@ class InfluxHarness final : public RegisteredSink {
   }
 };
 
+class PostgresHarness final : public RegisteredSink {
+ public:
+  static constexpr SinkTraits kTraits{.name = "postgresql"};
+  PostgresHarness()
+      : RegisteredSink(
+            {"postgresql",
+             "postgresql.database",
+             {"postgresql.host=" + server().host, "postgresql.port=" + server().port,
+              "postgresql.user=" + server().user,
+              "postgresql.password_file=" + server().password_file},
+             {"postgresql.host=127.0.0.1", "postgresql.port=1", "postgresql.user=" + server().user,
+              "postgresql.password_file=" + server().password_file}}) {}
+
+  std::int64_t stored(events::EventKind kind) override {
+    return db_.count(test_support::conformance::kind_name(kind));
+  }
+  std::int64_t latest_rows() override { return db_.count("gpu_latest"); }
+  // jsonb cannot hold \u0000 (SQLSTATE 22P05): the server refuses that row alone.
+  events::DecodedEvent refusable() override {
+    return test_support::conformance::nul_escape_event();
+  }
+
+ private:
+  static const test_support::PostgresServer& server() {
+    static const test_support::PostgresServer s;
+    return s;
+  }
+  test_support::PostgresDatabase db_{database};  // created here, dropped with the harness
+};
+
 }  // namespace
 
 TELEMETRYD_SINK_CONFORMANCE(MongoHarness, "[conformance][mongo][itest]");
 TELEMETRYD_SINK_CONFORMANCE(InfluxHarness, "[conformance][influx][itest]");
+TELEMETRYD_SINK_CONFORMANCE(PostgresHarness, "[conformance][postgresql][itest]");

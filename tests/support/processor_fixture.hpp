@@ -1,13 +1,14 @@
 #pragma once
-// A processor under test against the real broker and FerretDB: unique topics, database and
-// group, the command line that runs it, and the stored count. Header-only: it lives with
-// Catch2.
+// A processor under test against the real broker and FerretDB (or PostgreSQL): unique topics,
+// database and group, the command line that runs it, and the stored count. Header-only: it lives
+// with Catch2.
 
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "support/http_client.hpp"
 #include "support/kafka_reader.hpp"
 #include "support/mongo_probe.hpp"
+#include "support/postgres_probe.hpp"
 
 namespace test_support {
 
@@ -65,7 +67,15 @@ inline std::vector<std::string> processor_command(const ProcessorTarget& t,
   return argv;
 }
 
+// Where the processor under test stores: processor.store's default (MongoDB on FerretDB), or
+// PostgreSQL (a database of its own on the services.sh server).
+enum class StoreKind { kMongo, kPostgres };
+
 struct ProcessorFixture {
+  explicit ProcessorFixture(StoreKind kind = StoreKind::kMongo) {
+    if (kind == StoreKind::kPostgres) postgres = std::make_unique<PostgresDatabase>();
+  }
+
   std::string brokers = required_env("TELEMETRYD_TEST_KAFKA_BROKERS");
   std::string mongo = required_env("TELEMETRYD_TEST_MONGO_URI");
   std::string gpu_topic = unique_topic("pitest-gpu");
@@ -74,16 +84,22 @@ struct ProcessorFixture {
       "pitest" + std::to_string(getpid()) + "_" +
       std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000000);
   std::string group = unique_topic("pitest-group");
+  std::unique_ptr<PostgresDatabase> postgres;  // set with StoreKind::kPostgres
   ~ProcessorFixture() { drop_database(mongo, database); }
 
   std::vector<std::string> processor_argv() const {
-    return processor_command({brokers, mongo, database, group, gpu_topic, usage_topic},
-                             {"mongodb.check_interval_ms=500", "processor.cost.settle_s=1"});
+    std::vector<std::string> sets{"mongodb.check_interval_ms=500", "processor.cost.settle_s=1"};
+    if (postgres) {
+      for (auto& set : postgres->processor_sets()) sets.push_back(std::move(set));
+    }
+    return processor_command({brokers, mongo, database, group, gpu_topic, usage_topic}, sets);
   }
 
   std::int64_t stored() const {
-    const auto a = count_documents(mongo, database, "gpu_metrics");
-    const auto b = count_documents(mongo, database, "token_usage");
+    const auto a =
+        postgres ? postgres->count("gpu_metrics") : count_documents(mongo, database, "gpu_metrics");
+    const auto b =
+        postgres ? postgres->count("token_usage") : count_documents(mongo, database, "token_usage");
     return a < 0 || b < 0 ? -1 : a + b;
   }
 

@@ -39,7 +39,7 @@ std::vector<std::string> problems_of(const LoadOptions& options) {
 
 TEST_CASE("the registry holds the processor's sinks, each with its section", "[sinks]") {
   const auto names = SinkRegistry::instance().names();
-  for (const char* name : {"influxdb", "mongodb"}) {
+  for (const char* name : {"influxdb", "mongodb", "postgresql"}) {
     const SinkInfo* info = SinkRegistry::instance().find(name);
     REQUIRE(info != nullptr);
     CHECK(info->section->name == name);
