@@ -229,8 +229,8 @@ class SinkRegistry {
   /// The key that chose them, for problems about a sink's settings: "processor.sinks", or
   /// "processor.store" where only the deprecated key is set.
   static std::string chosen_by(const Config& config);
-  /// Problems of the choice (unknown name with did-you-mean, both keys set, no queryable
-  /// sink among several) and the cross-key checks of the sinks in use.
+  /// Problems of the choice (no sink, a name twice, both keys set; an unknown name is the
+  /// key's own check, with a guess) and the cross-key checks of the sinks in use.
   static std::vector<ConfigProblem> check(const Config& config);
   /// The store the processor writes to: the one sink, or every sink in use behind a TeeStore
   /// (queries and costs from the first that serves queries). Throws StartupError.

@@ -1,6 +1,5 @@
 #include "influx/influx_config.hpp"
 
-
 #include "telemetryd/errors.hpp"
 #include "telemetryd/sink.hpp"
 

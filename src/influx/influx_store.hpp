@@ -4,7 +4,8 @@
 // by series and timestamp: a retry or redelivery rewrites the same points. InfluxDB cannot tell
 // a rewrite from a first write, so every point written counts as inserted (no duplicates).
 // Queries (/gpu/info, /v1/usage, /v1/gpus, /v1/gpus/{uuid}/metrics, /v1/devices) are not served
-// from InfluxDB: use its own query API or Grafana, or run with processor.store: both.
+// from InfluxDB: use its own query API or Grafana, or run with processor.sinks: [mongodb,
+// influxdb].
 
 #include <cstddef>
 #include <cstdint>

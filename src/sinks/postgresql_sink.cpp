@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "telemetryd/config.hpp"
@@ -153,6 +154,8 @@ ConnectionSettings connection_from(const Config& config) {
   const std::int64_t ms = config.integer("postgresql.connect_timeout_ms");
   add("connect_timeout", std::to_string(std::max<std::int64_t>(2, (ms + 999) / 1000)));
   add("application_name", "telemetryd");
+  // Events are UTF-8: the server converts to the database's encoding (or refuses, per row).
+  add("client_encoding", "UTF8");
   // A server that vanished without a FIN (a pulled cable, a killed VM) is noticed within about
   // 30 s instead of the kernel's two hours.
   add("keepalives_idle", "10");
@@ -175,8 +178,9 @@ using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
 //   08 connection, 53 insufficient resources (disk full, too many connections), 57 operator
 //   intervention (shutdown, crash recovery, cancel), 58 system (I/O), 40 serialization or
 //   deadlock, 55P03 lock not available: retrying later can succeed, so the events are kept.
-//   22 data exception (a value the type refuses, \u0000 in jsonb), 23 integrity: this row will
-//   never be stored, so it is refused alone and goes to the dead letters.
+//   22 data exception (a value the type refuses, \u0000 in jsonb), 23 integrity, 54000 a row
+//   too large for an index (a kilobytes-long host or id): this row will never be stored, so it
+//   is refused alone and goes to the dead letters.
 // Anything else (42: a missing table or privilege, XX: internal) is retryable and unclassified,
 // so valid events are never dead-lettered for a server-side mistake someone can fix.
 Error classify(const PGresult* result, PGconn* conn, std::string_view what) {
@@ -191,7 +195,9 @@ Error classify(const PGresult* result, PGconn* conn, std::string_view what) {
   const std::string_view code(state);
   const std::string label = "postgresql:" + std::string(code);
   const std::string_view cls = code.substr(0, 2);
-  if (cls == "22" || cls == "23") return Error::permanent(std::move(message), label);
+  if (cls == "22" || cls == "23" || code == "54000") {
+    return Error::permanent(std::move(message), label);
+  }
   if (cls == "08" || cls == "53" || cls == "57" || cls == "58" || cls == "40" || code == "55P03") {
     return Error::retryable(std::move(message), label);
   }
@@ -282,6 +288,7 @@ class Connection {
     auto r = exec("COMMIT");
     in_transaction_ = false;
     if (r) return true;
+    commit_unanswered_ = true;
     rollback();
     Error e = r.error();
     e.kind = Error::Kind::kRetryable;
@@ -297,6 +304,10 @@ class Connection {
     }
   }
 
+  /// True once after a COMMIT failed without a clear answer: its rows may be stored although
+  /// the retry reports them as duplicates.
+  bool take_commit_unanswered() { return std::exchange(commit_unanswered_, false); }
+
   void close() {
     if (conn_ != nullptr) PQfinish(conn_);
     conn_ = nullptr;
@@ -306,6 +317,7 @@ class Connection {
   ConnectionSettings settings_;
   PGconn* conn_ = nullptr;
   bool in_transaction_ = false;
+  bool commit_unanswered_ = false;
 };
 
 // Reading result cells (text format).
@@ -405,20 +417,21 @@ constexpr const char* kSchema[] = {
 };
 
 // One statement per table for a whole batch: the columns arrive as arrays and unnest() turns
-// them back into rows; the document is the envelope merged with the event's data (`||` keeps
-// the data's own fields where names collide, as the other stores' documents do not have any).
+// them back into rows; the document is the event's data merged with the envelope (`||` keeps
+// the right side's field where names collide, so a data field named `_id`, `ts`, `source` or
+// `received_at` never replaces the envelope's).
 // RETURNING names what was inserted; an id it does not name was already stored (a duplicate).
 constexpr const char* kInsertMetricsSql =
     "INSERT INTO gpu_metrics (id, ts, gpu_uuid, host, doc) SELECT u.id, u.ts, u.gpu_uuid, u.host, "
-    "jsonb_build_object('_id', u.id, 'ts', u.ts_text, 'source', u.source, 'received_at', $8::text) "
-    "|| u.data::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
+    "u.data::jsonb || jsonb_build_object('_id', u.id, 'ts', u.ts_text, 'source', u.source, "
+    "'received_at', $8::text) FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
     "$6::text[], $7::text[]) AS u(id, ts, ts_text, source, gpu_uuid, host, data) "
     "ON CONFLICT (id) DO NOTHING RETURNING id";
 constexpr const char* kInsertUsageSql =
     "INSERT INTO token_usage (id, ts, model, tenant_id, deployment, input_tokens, output_tokens, "
     "doc) SELECT u.id, u.ts, u.model, u.tenant_id, u.deployment, u.input_tokens, "
-    "u.output_tokens, jsonb_build_object('_id', u.id, 'ts', u.ts_text, 'source', u.source, "
-    "'received_at', $11::text) || u.data::jsonb FROM unnest($1::text[], $2::bigint[], "
+    "u.output_tokens, u.data::jsonb || jsonb_build_object('_id', u.id, 'ts', u.ts_text, 'source', "
+    "u.source, 'received_at', $11::text) FROM unnest($1::text[], $2::bigint[], "
     "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], "
     "$10::text[]) AS u(id, ts, ts_text, source, model, tenant_id, deployment, input_tokens, "
     "output_tokens, data) ON CONFLICT (id) DO NOTHING RETURNING id";
@@ -438,9 +451,19 @@ class PostgresStore final : public Store {
   // ---- prepare ----
   Result<bool> prepare(const events::GpuCatalog& catalog) override {
     const std::lock_guard lock(mutex_);
+    // One transaction under an advisory lock: processors starting together would otherwise race
+    // in CREATE ... IF NOT EXISTS, which PostgreSQL can answer with a unique violation on its
+    // catalog. Any failure here is retryable: no event is at stake, and the loop backs off.
+    const auto fail = [&](Error e) -> Result<bool> {
+      conn_.rollback();
+      return retryable(std::move(e));
+    };
+    if (auto r = conn_.begin(); !r) return fail(r.error());
+    if (auto r = conn_.exec("SELECT pg_advisory_xact_lock(7265786173)"); !r) return fail(r.error());
     for (const char* sql : kSchema) {
-      if (auto r = conn_.exec(sql); !r) return r.error();
+      if (auto r = conn_.exec(sql); !r) return fail(r.error());
     }
+    if (auto r = conn_.commit(); !r) return retryable(r.error());
     TextArray names, models, prices;
     for (const auto& entry : catalog.entries()) {
       names.add(entry.name);
@@ -739,7 +762,9 @@ class PostgresStore final : public Store {
     }
     auto samples = conn_.exec(
         "SELECT gpu_uuid, host, doc ->> 'model_name', ts, (doc ->> "
-        "'utilization_gpu_percent')::float8, (doc ->> 'energy_consumed_mj')::numeric::bigint "
+        "'utilization_gpu_percent')::float8, least(greatest((doc ->> "
+        "'energy_consumed_mj')::numeric, "
+        "-9223372036854775808), 9223372036854775807)::bigint "
         "FROM gpu_metrics WHERE ts >= $1 AND ts < $2",
         {std::to_string(start_ms - lookback_ms), std::to_string(end_ms)});
     if (!samples) return retryable(samples.error());
@@ -980,13 +1005,14 @@ class PostgresStore final : public Store {
   // was inserted; every other row was already stored (earlier, or earlier in this batch).
   void count(const std::vector<StoredEvent>& batch, const std::vector<std::size_t>& rows,
              const std::vector<std::string>& inserted, WriteOutcome& outcome) {
-    std::unordered_map<std::string_view, bool> fresh;
-    for (const std::string& id : inserted) fresh.emplace(id, true);
+    // A count per id: a gpu_metrics and a token_usage event may share one, each in its table.
+    std::unordered_map<std::string_view, int> fresh;
+    for (const std::string& id : inserted) ++fresh[id];
     for (const std::size_t i : rows) {
       const auto& e = *batch[i].event;
       const auto it = fresh.find(e.id);
-      if (it != fresh.end() && it->second) {
-        it->second = false;
+      if (it != fresh.end() && it->second > 0) {
+        --it->second;
         ++(e.kind == EventKind::kGpuMetrics ? outcome.gpu_metrics_inserted
                                             : outcome.token_usage_inserted);
       } else {
@@ -994,7 +1020,9 @@ class PostgresStore final : public Store {
         outcome.duplicate_indexes.push_back(i);
       }
     }
-    if (outcome.gpu_metrics_inserted > 0) latest_changed();
+    // After an unanswered COMMIT the rows may have been stored then: the view may have moved.
+    const bool unanswered = conn_.take_commit_unanswered();
+    if (outcome.gpu_metrics_inserted > 0 || unanswered) latest_changed();
   }
 
   // One connection for the processor's flush thread and the HTTP pool's queries: they take

@@ -79,10 +79,11 @@ std::vector<KeySpec> SinkRegistry::keys() {
       {.name = "sinks",
        .type = ValueType::kStringList,
        .description =
-           "The stores events are written to, in order; each has its own section (mongodb, "
-           "influxdb, postgresql, ...). A batch is done once every sink acknowledged it. The "
-           "first that serves queries answers the query API and keeps the cost windows "
-           "(influxdb is write-only). Unset: [mongodb], or what the deprecated `store` says.",
+           "The stores events are written to; each has its own section (mongodb, influxdb, "
+           "postgresql, ...). A batch is done once every sink acknowledged it. The first that "
+           "serves queries (influxdb is write-only) is written first, answers the query API and "
+           "keeps the cost windows; the others follow in the order given. Unset: [mongodb], or "
+           "what the deprecated `store` says.",
        .check = [](std::string_view name) -> std::optional<std::string> {
          // Runs for each item of the list.
          if (instance().find(name) != nullptr) return std::nullopt;

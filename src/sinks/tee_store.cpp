@@ -33,8 +33,10 @@ Result<bool> TeeStore::prepare(const events::GpuCatalog& catalog) {
 Result<WriteOutcome> TeeStore::write(const std::vector<StoredEvent>& batch) {
   const std::uint64_t print = fingerprint(batch);
   if (!acknowledged_ || acknowledged_fingerprint_ != print) {
+    const std::uint64_t generation = primary_->latest_generation();
     Result<WriteOutcome> first = primary_->write(batch);
     if (!first) return first.error();
+    if (primary_->latest_generation() != generation) latest_changed();
     acknowledged_ = std::move(first.value());
     acknowledged_fingerprint_ = print;
   }

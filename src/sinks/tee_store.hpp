@@ -25,6 +25,11 @@ class TeeStore final : public Store {
   Result<std::string> gpu_series_json(const query::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
   bool supports_queries() const override { return primary_->supports_queries(); }
+  // The latest view is the primary's; a write that moved it moves this store's generation.
+  bool keeps_latest_view() const override { return primary_->keeps_latest_view(); }
+  Result<std::vector<query::LatestSample>> latest_samples() override {
+    return primary_->latest_samples();
+  }
   // Costs live beside the queried documents, in the primary.
   bool supports_costs() const override { return primary_->supports_costs(); }
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,

@@ -79,7 +79,7 @@ class MongoHarness final : public RegisteredSink {
     return test_support::count_documents(uri(), database,
                                          test_support::conformance::kind_name(kind));
   }
-  std::int64_t latest_rows() override {
+  std::optional<std::int64_t> latest_rows() override {
     return test_support::count_documents(uri(), database, "gpu_latest");
   }
   static std::string uri() { return test_support::required_env("TELEMETRYD_TEST_MONGO_URI"); }
@@ -141,7 +141,7 @@ class PostgresHarness final : public RegisteredSink {
   std::int64_t stored(events::EventKind kind) override {
     return db_.count(test_support::conformance::kind_name(kind));
   }
-  std::int64_t latest_rows() override { return db_.count("gpu_latest"); }
+  std::optional<std::int64_t> latest_rows() override { return db_.count("gpu_latest"); }
   // jsonb cannot hold \u0000 (SQLSTATE 22P05): the server refuses that row alone.
   events::DecodedEvent refusable() override {
     return test_support::conformance::nul_escape_event();

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -61,8 +62,9 @@ class SinkHarness {
   /// What the server holds of one kind (rows, documents, points), read the sink's own way, not
   /// through the Store.
   virtual std::int64_t stored(EventKind kind) = 0;
-  /// One entry per GPU in the latest view as the server holds it; -1 where it has none.
-  virtual std::int64_t latest_rows() { return -1; }
+  /// One entry per GPU in the latest view as the server holds it; nullopt for a sink without
+  /// one (a harness that has one returns its count, and a failed count fails the check).
+  virtual std::optional<std::int64_t> latest_rows() { return std::nullopt; }
   /// A store of this sink whose server does not answer (or, for a file, cannot be written).
   virtual std::unique_ptr<Store> unreachable() = 0;
   /// Ends the outage of unreachable()'s store where the harness can (true); a server sink's
@@ -415,7 +417,7 @@ inline void latest_view_newest_wins(const SinkTraits&, SinkHarness& sink) {
   CHECK(store.latest_generation() > before);
   // One entry per GPU, whatever the history holds (7 samples: the redelivery is not one).
   CHECK(sink.stored(EventKind::kGpuMetrics) == 7);
-  if (sink.latest_rows() >= 0) CHECK(sink.latest_rows() == 2);
+  if (const auto rows = sink.latest_rows()) CHECK(*rows == 2);
 
   // A redelivery of a whole older batch after the newest changes nothing.
   const auto view = store.latest_samples();

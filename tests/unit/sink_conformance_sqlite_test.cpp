@@ -26,7 +26,7 @@ class SqliteHarness final : public test_support::conformance::SinkHarness {
     return test_support::SqliteShell(path_).integer("SELECT count(*) FROM " +
                                                     test_support::conformance::kind_name(kind));
   }
-  std::int64_t latest_rows() override {
+  std::optional<std::int64_t> latest_rows() override {
     return test_support::SqliteShell(path_).integer("SELECT count(*) FROM gpu_latest");
   }
   // A file with the schema, held by another connection's exclusive transaction until the

@@ -78,8 +78,14 @@ TEST_CASE(
   const auto events = decoded(10);
   std::vector<StoredEvent> batch;
   for (const auto& e : events) batch.push_back({&e});
+  CHECK(tee.keeps_latest_view());  // the primary's view, served through the tee
+  const auto generation = tee.latest_generation();
   Result<WriteOutcome> first = tee.write(batch);
   REQUIRE_FALSE(first);
+  // The primary stored GPU samples before the secondary failed: cached views are stale now.
+  CHECK(tee.latest_generation() > generation);
+  REQUIRE(tee.latest_samples());
+  CHECK_FALSE(tee.latest_samples()->empty());
   CHECK(first.error().kind == Error::Kind::kRetryable);
 
   Result<WriteOutcome> second = tee.write(batch);
