@@ -7,35 +7,13 @@
 #include <fstream>
 
 #include "app/roles.hpp"
+#include "support/role_file.hpp"
 #include "telemetryd/sink.hpp"
 
 using namespace telemetryd;
 
-namespace {
-
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::string& text) {
-    char name[] = "/tmp/telemetryd-sinks-XXXXXX";
-    const int fd = mkstemp(name);
-    close(fd);
-    path = name;
-    std::ofstream(path) << text;
-  }
-  ~TempFile() { unlink(path.c_str()); }
-};
-
-std::vector<std::string> problems_of(const LoadOptions& options) {
-  std::vector<std::string> out;
-  try {
-    load_config(options, app::role_catalog());
-  } catch (const ConfigError& e) {
-    for (const auto& p : e.problems()) out.push_back(p.to_string());
-  }
-  return out;
-}
-
-}  // namespace
+using test_support::problems_of;
+using test_support::TempFile;
 
 TEST_CASE("the registry holds the processor's sinks, each with its section", "[sinks]") {
   const auto names = SinkRegistry::instance().names();
