@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "query/answer_rows.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
@@ -424,7 +425,8 @@ constexpr const char* kSchema[] = {
 constexpr const char* kInsertMetricsSql =
     "INSERT INTO gpu_metrics (id, ts, gpu_uuid, host, doc) SELECT u.id, u.ts, u.gpu_uuid, u.host, "
     "u.data::jsonb || jsonb_build_object('_id', u.id, 'ts', u.ts_text, 'source', u.source, "
-    "'received_at', $8::text) FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], "
+    "'received_at', $8::text) FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], "
+    "$5::text[], "
     "$6::text[], $7::text[]) AS u(id, ts, ts_text, source, gpu_uuid, host, data) "
     "ON CONFLICT (id) DO NOTHING RETURNING id";
 constexpr const char* kInsertUsageSql =
@@ -524,16 +526,8 @@ class PostgresStore final : public Store {
     JsonWriter json;
     json.begin_array();
     for (int row = 0; row < PQntuples(res); ++row) {
-      json.begin_object()
-          .key("_id")
-          .value(cell(res, row, 0))
-          .key("name")
-          .value(cell(res, row, 0))
-          .key("model_name")
-          .value(cell(res, row, 1))
-          .key("price_per_hour_usd")
-          .value(cell_double(res, row, 2).value_or(0))
-          .end_object();
+      query::write_gpu_entry(json, cell(res, row, 0), cell(res, row, 1),
+                             cell_double(res, row, 2).value_or(0));
     }
     json.end_array();
     return json.take();
@@ -572,35 +566,23 @@ class PostgresStore final : public Store {
     json.begin_array();
     for (int row = 0; row < PQntuples(res); ++row) {
       const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
-      json.begin_object()
-          .key("_id")
-          .value(cell(res, row, 0))
-          .key("requests")
-          .value(cell_int(res, row, 1))
-          .key("input_tokens")
-          .value(cell_int(res, row, 2))
-          .key("output_tokens")
-          .value(cell_int(res, row, 3))
-          .key("cost_usd")
-          .value(number(4))
-          .key("cost_utilization_usd")
-          .value(number(5))
-          .key("cost_energy_usd")
-          .value(number(6))
-          .key("gpu_seconds")
-          .value(number(7))
-          .key("energy_j")
-          .value(number(8))
-          .key("priced_requests")
-          .value(cell_int(res, row, 9))
-          .end_object();
+      query::write_usage_row(json, {.key = cell(res, row, 0),
+                                    .requests = cell_int(res, row, 1),
+                                    .input_tokens = cell_int(res, row, 2),
+                                    .output_tokens = cell_int(res, row, 3),
+                                    .cost_usd = number(4),
+                                    .cost_utilization_usd = number(5),
+                                    .cost_energy_usd = number(6),
+                                    .gpu_seconds = number(7),
+                                    .energy_j = number(8),
+                                    .priced_requests = cell_int(res, row, 9)});
     }
     json.end_array();
     return json.take();
   }
 
   Result<std::string> gpu_series_json(const query::SeriesQuery& query) override {
-    // The epoch-aligned floor (processor::bucket_start) in SQL; avg and max skip documents
+    // The epoch-aligned floor (query::bucket_start) in SQL; avg and max skip documents
     // without the field (NULL), as MongoStore's accumulator does.
     std::string sql = "SELECT ts - ((ts % $3) + $3) % $3 AS bucket, count(*)";
     for (const auto& field : query::kSeriesFields) {

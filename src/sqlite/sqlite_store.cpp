@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "query/answer_rows.hpp"
 #include "sqlite/statement.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
@@ -158,16 +159,7 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
   }
   for (const auto& entry : catalog.entries()) {
     JsonWriter json;
-    json.begin_object()
-        .key("_id")
-        .value(entry.name)
-        .key("name")
-        .value(entry.name)
-        .key("model_name")
-        .value(entry.model_name)
-        .key("price_per_hour_usd")
-        .value(entry.price_per_hour_usd)
-        .end_object();
+    query::write_gpu_entry(json, entry.name, entry.model_name, entry.price_per_hour_usd);
     sqlite3_reset(upsert.get());
     bind_text(upsert.get(), 1, entry.name);
     bind_text(upsert.get(), 2, json.str());
@@ -302,28 +294,17 @@ Result<std::string> SqliteStore::usage_json(const UsageQuery& query) {
     const auto integer = [&](int column) {
       return static_cast<std::int64_t>(sqlite3_column_int64(s.get(), column));
     };
-    json.begin_object()
-        .key("_id")
-        .value(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)))
-        .key("requests")
-        .value(integer(1))
-        .key("input_tokens")
-        .value(integer(2))
-        .key("output_tokens")
-        .value(integer(3))
-        .key("cost_usd")
-        .value(sqlite3_column_double(s.get(), 4))
-        .key("cost_utilization_usd")
-        .value(sqlite3_column_double(s.get(), 5))
-        .key("cost_energy_usd")
-        .value(sqlite3_column_double(s.get(), 6))
-        .key("gpu_seconds")
-        .value(sqlite3_column_double(s.get(), 7))
-        .key("energy_j")
-        .value(sqlite3_column_double(s.get(), 8))
-        .key("priced_requests")
-        .value(integer(9))
-        .end_object();
+    const auto* key = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0));
+    query::write_usage_row(json, {.key = key != nullptr ? key : "",
+                                  .requests = integer(1),
+                                  .input_tokens = integer(2),
+                                  .output_tokens = integer(3),
+                                  .cost_usd = sqlite3_column_double(s.get(), 4),
+                                  .cost_utilization_usd = sqlite3_column_double(s.get(), 5),
+                                  .cost_energy_usd = sqlite3_column_double(s.get(), 6),
+                                  .gpu_seconds = sqlite3_column_double(s.get(), 7),
+                                  .energy_j = sqlite3_column_double(s.get(), 8),
+                                  .priced_requests = integer(9)});
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   json.end_array();
