@@ -20,6 +20,7 @@
 #include "events/gpu_catalog.hpp"
 #include "query/gpu_series.hpp"
 #include "query/latest_samples.hpp"
+#include "query/usage_rollup.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/readiness.hpp"
 #include "telemetryd/result.hpp"
@@ -99,6 +100,27 @@ class Store {
   /// stale.
   std::uint64_t latest_generation() const { return latest_generation_.load(); }
 
+  // ---- Usage rollups (query/usage_rollup.hpp): per-minute sums that /v1/usage reads ----
+  /// True for a store that keeps them: write() marks the minutes of the requests of a batch
+  /// (duplicates too, so a crash between the two is healed by the redelivery) and write_costs()
+  /// the minutes of the requests it prices, in the same transaction as the change (before it,
+  /// where the store has none); usage_json() then reads rolled minutes instead of requests.
+  virtual bool keeps_usage_rollups() const { return false; }
+  /// Recomputes the rows of up to `limit` marked minutes, oldest first, whose latest mark is at
+  /// or before `marked_before_ms`, from the stored requests; clears each mark unless it was
+  /// marked again meanwhile. How many minutes it rolled up.
+  virtual Result<std::size_t> roll_up_usage(std::int64_t /*marked_before_ms*/,
+                                            std::size_t /*limit*/) {
+    return no_rollups();
+  }
+  /// The rollup rows of the minutes in [from, to), by minute, model, tenant_id, deployment.
+  virtual Result<std::vector<query::UsageMinute>> usage_minutes(std::int64_t /*from_ms*/,
+                                                                std::int64_t /*to_ms*/) {
+    return no_rollups();
+  }
+  /// The marked minutes (changed since they were last rolled up), ascending.
+  virtual Result<std::vector<std::int64_t>> marked_usage_minutes() { return no_rollups(); }
+
   // ---- Cost (src/cost/, docs/cost.md): windows priced from what is stored ----
   /// False for a write-only store: nothing is priced, and the methods below answer a permanent
   /// error.
@@ -153,6 +175,7 @@ class Store {
 
  private:
   static Error no_costs() { return Error::permanent("this store keeps no cost windows"); }
+  static Error no_rollups() { return Error::permanent("this store keeps no usage rollups"); }
   std::atomic<std::uint64_t> latest_generation_{0};
 };
 

@@ -94,7 +94,8 @@ class InfluxHarness final : public RegisteredSink {
   static constexpr SinkTraits kTraits{.name = "influxdb",
                                       .reports_duplicates = false,
                                       .keeps_latest_view = false,
-                                      .serves_queries = false};
+                                      .serves_queries = false,
+                                      .keeps_usage_rollups = false};
   InfluxHarness()
       : RegisteredSink({"influxdb",
                         "influxdb.database",

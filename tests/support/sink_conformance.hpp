@@ -35,7 +35,10 @@
 #include "support/gpu_history_samples.hpp"
 #include "support/latest_view_checks.hpp"
 #include "telemetryd/config.hpp"
+#include "query/usage_rollup.hpp"
 #include "telemetryd/sink.hpp"
+#include "telemetryd/time_format.hpp"
+#include "cost/cost_model.hpp"
 
 namespace test_support::conformance {
 
@@ -51,6 +54,7 @@ struct SinkTraits {
   bool refuses_per_event = true;   // some decoded event is refused for good, alone
   bool keeps_latest_view = true;   // Store::keeps_latest_view()
   bool serves_queries = true;      // Store::supports_queries()
+  bool keeps_usage_rollups = true;  // Store::keeps_usage_rollups()
 };
 
 /// One sink under test: a fresh store on a fresh database (or file), dropped by the destructor.
@@ -520,6 +524,268 @@ inline void no_queries(const SinkTraits&, SinkHarness& sink) {
   permanent(store.latest_gpu_json({}));
 }
 
+// ---- Usage rollups: per-minute sums, recomputed from the stored requests ----
+
+// One request at `ms` (any time, not only whole seconds after base_ms()).
+inline DecodedEvent usage_at(const std::string& seed, std::int64_t ms, const std::string& model,
+                             const std::string& tenant, const std::string& deployment,
+                             std::int64_t input, std::int64_t output) {
+  namespace events = telemetryd::events;
+  events::TokenUsage u;
+  u.model = model;
+  u.tenant_id = tenant;
+  u.input_tokens = input;
+  u.output_tokens = output;
+  if (!deployment.empty()) u.deployment = deployment;
+  return decode(events::encode_cloudevent(
+      events::deterministic_uuid_v7(ms, seed), "conformance", "io.telemetryd.token.usage.v1",
+      std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)), u.tenant_id,
+      events::encode_token_usage_data(u)));
+}
+
+// A cost block for one request; sums of these stay exact in binary floating point.
+inline telemetryd::cost::UsageCost rollup_cost(const DecodedEvent& e, bool priced) {
+  telemetryd::cost::UsageCost c;
+  c.id = e.id;
+  c.time_ms = telemetryd::unix_ms(e.time);
+  c.model = e.model;
+  c.tenant_id = e.tenant_id;
+  c.deployment = e.deployment;
+  c.window_start_ms = telemetryd::cost::window_start(c.time_ms, 60000);
+  c.basis = "output";
+  c.tokens = e.output_tokens;
+  c.tokens_in_window = e.output_tokens;
+  c.placement = priced ? "configured" : "none";
+  if (priced) {
+    c.amortized_usd = 0.25;
+    c.utilization_usd = 0.125;
+    c.energy_usd = 0.5;
+    c.gpu_seconds = 2;
+    c.energy_j = 8;
+  } else {
+    c.amortized_reason = c.utilization_reason = c.energy_reason = "no_placement";
+  }
+  return c;
+}
+
+using RollupCosts = std::map<std::string, telemetryd::cost::UsageCost>;  // by request id
+
+// The rows a rollup of these requests must hold in [from, to), in usage_minutes() order.
+inline std::vector<telemetryd::query::UsageMinute> expected_minutes(
+    const std::vector<DecodedEvent>& events, const RollupCosts& costs, std::int64_t from,
+    std::int64_t to) {
+  using telemetryd::query::UsageMinute;
+  std::map<std::tuple<std::int64_t, std::string, std::string, std::string>, UsageMinute> rows;
+  for (const DecodedEvent& e : events) {
+    if (e.kind != EventKind::kTokenUsage) continue;
+    const std::int64_t minute = telemetryd::query::minute_of(telemetryd::unix_ms(e.time));
+    if (minute < from || minute >= to) continue;
+    UsageMinute& row = rows[{minute, e.model, e.tenant_id, e.deployment}];
+    row.minute_ms = minute;
+    row.model = e.model;
+    row.tenant_id = e.tenant_id;
+    row.deployment = e.deployment;
+    ++row.requests;
+    row.input_tokens += e.input_tokens;
+    row.output_tokens += e.output_tokens;
+    const auto cost = costs.find(e.id);
+    if (cost == costs.end()) continue;
+    row.cost_usd += cost->second.amortized_usd.value_or(0);
+    row.cost_utilization_usd += cost->second.utilization_usd.value_or(0);
+    row.cost_energy_usd += cost->second.energy_usd.value_or(0);
+    row.gpu_seconds += cost->second.gpu_seconds.value_or(0);
+    row.energy_j += cost->second.energy_j.value_or(0);
+    if (cost->second.amortized_usd) ++row.priced_requests;
+  }
+  std::vector<UsageMinute> out;
+  for (auto& [key, row] : rows) out.push_back(std::move(row));
+  return out;
+}
+
+inline std::vector<telemetryd::query::UsageMinute> stored_minutes(Store& store,
+                                                                  std::int64_t from,
+                                                                  std::int64_t to) {
+  const auto rows = store.usage_minutes(from, to);
+  INFO((rows ? std::string() : rows.error().message));
+  REQUIRE(rows);
+  return rows.value();
+}
+
+inline std::size_t rolled_up(Store& store) {
+  const std::int64_t later = telemetryd::unix_ms(std::chrono::system_clock::now()) + 3600000;
+  const auto rolled = store.roll_up_usage(later, 1000);
+  INFO((rolled ? std::string() : rolled.error().message));
+  REQUIRE(rolled);
+  const auto marked = store.marked_usage_minutes();
+  REQUIRE(marked);
+  CHECK(marked.value().empty());
+  return rolled.value();
+}
+
+// Per group: requests, input, output, priced requests, and the five cost sums.
+using UsageGroup = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, double,
+                              double, double, double, double>;
+
+inline std::map<std::string, UsageGroup> usage_groups(Store& store,
+                                                      const telemetryd::UsageQuery& query) {
+  const auto usage = store.usage_json(query);
+  INFO((usage ? usage.value() : usage.error().message));
+  REQUIRE(usage);
+  simdjson::dom::parser parser;
+  simdjson::dom::array groups = parser.parse(usage.value());
+  std::map<std::string, UsageGroup> out;
+  for (simdjson::dom::element g : groups) {
+    // A request without a deployment is its own group, "" (null where the store says so).
+    const std::string key = g["_id"].is_null() ? "" : std::string(std::string_view(g["_id"]));
+    out[key] = {std::int64_t(g["requests"]),         std::int64_t(g["input_tokens"]),
+                std::int64_t(g["output_tokens"]),    std::int64_t(g["priced_requests"]),
+                double(g["cost_usd"]),               double(g["cost_utilization_usd"]),
+                double(g["cost_energy_usd"]),        double(g["gpu_seconds"]),
+                double(g["energy_j"])};
+  }
+  return out;
+}
+
+// Every answer of /v1/usage over ranges that cut minutes, whole minutes, one minute's inside
+// and no range at all, by each grouping, with and without a tenant filter, against the sums of
+// the requests themselves.
+inline void check_usage_answers(Store& store, const std::vector<DecodedEvent>& events,
+                                const RollupCosts& costs, std::int64_t m0) {
+  using std::chrono::milliseconds;
+  using time_point = std::chrono::system_clock::time_point;
+  const std::vector<std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>>> ranges{
+      {std::nullopt, std::nullopt},
+      {m0, m0 + 180000},
+      {m0 + 20000, m0 + 130000},
+      {m0 + 60000, m0 + 120000},
+      {m0 + 61000, m0 + 100000},
+      {std::nullopt, m0 + 75000},
+      {m0 + 45000, std::nullopt},
+  };
+  for (const auto& [from, to] : ranges) {
+    for (const char* group : {"model", "tenant", "deployment"}) {
+      for (const bool scoped : {false, true}) {
+        telemetryd::UsageQuery query;
+        query.group_by = group;
+        if (from) query.from = time_point(milliseconds(*from));
+        if (to) query.to = time_point(milliseconds(*to));
+        if (scoped) query.tenants = std::vector<std::string>{"conf-tenant-1"};
+        std::map<std::string, UsageGroup> want;
+        for (const DecodedEvent& e : events) {
+          const std::int64_t ms = telemetryd::unix_ms(e.time);
+          if (e.kind != EventKind::kTokenUsage || (from && ms < *from) || (to && ms >= *to) ||
+              (scoped && e.tenant_id != "conf-tenant-1")) {
+            continue;
+          }
+          const std::string& key = std::string(group) == "model"    ? e.model
+                                   : std::string(group) == "tenant" ? e.tenant_id
+                                                                    : e.deployment;
+          auto& [requests, input, output, priced, usd, utilization, energy, seconds, joules] =
+              want[key];
+          ++requests;
+          input += e.input_tokens;
+          output += e.output_tokens;
+          const auto cost = costs.find(e.id);
+          if (cost == costs.end()) continue;
+          if (cost->second.amortized_usd) ++priced;
+          usd += cost->second.amortized_usd.value_or(0);
+          utilization += cost->second.utilization_usd.value_or(0);
+          energy += cost->second.energy_usd.value_or(0);
+          seconds += cost->second.gpu_seconds.value_or(0);
+          joules += cost->second.energy_j.value_or(0);
+        }
+        INFO("group_by " << group << (scoped ? ", tenant conf-tenant-1" : "") << ", from "
+                         << (from ? std::to_string(*from - m0) : "-") << " to "
+                         << (to ? std::to_string(*to - m0) : "-") << " ms after m0");
+        CHECK(usage_groups(store, query) == want);
+      }
+    }
+  }
+}
+
+inline void usage_rollups_recomputed(const SinkTraits&, SinkHarness& sink) {
+  using telemetryd::query::kRollupMinuteMs;
+  Store& store = sink.store();
+  REQUIRE(store.keeps_usage_rollups());
+  prepared(store);
+  // Three whole minutes, m0 to m0 + 3 min: twelve requests at uneven offsets, two models, two
+  // tenants, two deployments and none, and two GPU samples that are not usage.
+  const std::int64_t m0 = telemetryd::query::minute_of(base_ms()) + kRollupMinuteMs;
+  std::vector<DecodedEvent> events{gpu_event("rollup", 0, 1), gpu_event("rollup", 1, 2)};
+  for (int i = 0; i < 12; ++i) {
+    events.push_back(usage_at("rollup" + std::to_string(i), m0 + i * 15000 + 1000 * (i % 3),
+                              i % 2 == 0 ? "conf-model-a" : "conf-model-b",
+                              i % 3 == 0 ? "conf-tenant-1" : "conf-tenant-2",
+                              i % 4 == 3 ? "" : (i % 2 == 0 ? "dep-x" : "dep-y"), 100 + 7 * i,
+                              20 + 3 * i));
+  }
+  const std::int64_t end = m0 + 3 * kRollupMinuteMs;
+  written(store, events);
+  const std::vector<std::int64_t> minutes{m0, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs};
+  auto marked = store.marked_usage_minutes();
+  REQUIRE(marked);
+  CHECK(marked.value() == minutes);
+  // Not yet rolled up: the answers come from the requests of the marked minutes.
+  CHECK(stored_minutes(store, m0, end).empty());
+  check_usage_answers(store, events, {}, m0);
+
+  CHECK(rolled_up(store) == 3);
+  const auto rows = stored_minutes(store, m0, end);
+  CHECK(rows == expected_minutes(events, {}, m0, end));
+  CHECK(stored_minutes(store, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs) ==
+        expected_minutes(events, {}, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs));
+  check_usage_answers(store, events, {}, m0);
+
+  // A redelivered batch (all duplicates) marks its minutes again and changes no rollup, before
+  // the next roll-up or after it.
+  written(store, events);
+  CHECK(stored_minutes(store, m0, end) == rows);
+  check_usage_answers(store, events, {}, m0);
+  rolled_up(store);
+  CHECK(stored_minutes(store, m0, end) == rows);
+  check_usage_answers(store, events, {}, m0);
+
+  // Costs written onto one request of each minute (one of them unpriced) mark those minutes;
+  // the answers carry them at once and the rollups once rolled up.
+  RollupCosts costs;
+  std::vector<telemetryd::cost::UsageCost> blocks;
+  for (const std::size_t i : {2, 7, 8, 13}) {
+    blocks.push_back(rollup_cost(events[i], i != 8));
+    costs[events[i].id] = blocks.back();
+  }
+  const auto wrote = store.write_costs(blocks, std::nullopt);
+  INFO((wrote ? std::string() : wrote.error().message));
+  REQUIRE(wrote);
+  marked = store.marked_usage_minutes();
+  REQUIRE(marked);
+  CHECK(marked.value() == minutes);
+  check_usage_answers(store, events, costs, m0);
+  rolled_up(store);
+  CHECK(stored_minutes(store, m0, end) == expected_minutes(events, costs, m0, end));
+  check_usage_answers(store, events, costs, m0);
+
+  // A late request into a rolled minute counts at once, and in the rollup once rolled up.
+  const DecodedEvent late = usage_at("rollup-late", m0 + kRollupMinuteMs + 59999, "conf-model-c",
+                                     "conf-tenant-1", "dep-x", 5, 6);
+  written(store, {late});
+  events.push_back(late);
+  marked = store.marked_usage_minutes();
+  REQUIRE(marked);
+  CHECK(marked.value() == std::vector<std::int64_t>{m0 + kRollupMinuteMs});
+  check_usage_answers(store, events, costs, m0);
+  CHECK(rolled_up(store) == 1);
+  CHECK(stored_minutes(store, m0, end) == expected_minutes(events, costs, m0, end));
+  check_usage_answers(store, events, costs, m0);
+}
+
+inline void no_usage_rollups(const SinkTraits&, SinkHarness& sink) {
+  Store& store = sink.store();
+  CHECK_FALSE(store.keeps_usage_rollups());
+  const auto rolled = store.roll_up_usage(0, 1);
+  REQUIRE_FALSE(rolled);
+  CHECK(rolled.error().kind == telemetryd::Error::Kind::kPermanent);
+}
+
 // ---- Registration: one test case per (sink, check) ----
 
 using Check = void (*)(const SinkTraits&, SinkHarness&);
@@ -555,6 +821,11 @@ inline std::vector<CheckCase> checks_for(const SinkTraits& t) {
       t.serves_queries ? CheckCase{"queries agree with the events, unchanged by redelivery",
                                    queries_agree_with_events}
                        : CheckCase{"serves no queries, and says so", no_queries},
+      t.keeps_usage_rollups
+          ? CheckCase{"usage rollups: recomputed per minute from the stored requests, unchanged "
+                      "by redelivery; answers exact across cut, marked and rolled minutes",
+                      usage_rollups_recomputed}
+          : CheckCase{"keeps no usage rollups, and says so", no_usage_rollups},
   };
 }
 
