@@ -34,6 +34,11 @@ CostPricer::CostPricer(PricerSettings settings, Store& store, cost::PriceCatalog
                           .counter("processor_cost_windows_priced_total",
                                    "Cost windows priced (or priced again after new events).")
                           .with({})),
+      minutes_rolled_(metrics
+                          .counter("processor_usage_rollups_total",
+                                   "Usage minutes rolled up for /v1/usage (again after new "
+                                   "requests or costs).")
+                          .with({})),
       failures_(metrics
                     .counter("processor_cost_pricing_failures_total",
                              "Rounds of pricing that failed on the store (retried).")
@@ -178,6 +183,17 @@ Result<std::size_t> CostPricer::run_once(std::int64_t now) {
   return priced;
 }
 
+// The usage rollups (query/usage_rollup.hpp) ride on the pricer's thread and settle time: a
+// minute is rolled up once no request or cost has landed in it for `settle`, so a busy minute
+// is recomputed once, not once per batch. Pricing a window marks its minutes again.
+Result<std::size_t> CostPricer::roll_up_once(std::int64_t now) {
+  if (!store_.keeps_usage_rollups()) return std::size_t{0};
+  Result<std::size_t> rolled =
+      store_.roll_up_usage(now - settings_.settle.count(), settings_.minutes_per_round);
+  if (rolled) minutes_rolled_.Increment(static_cast<double>(rolled.value()));
+  return rolled;
+}
+
 Result<RepriceReport> CostPricer::reprice(
     std::int64_t from_ms, std::int64_t to_ms, bool dry_run,
     const std::function<void(const cost::UsageRow&, const cost::UsageCost&)>& on_change) {
@@ -226,7 +242,10 @@ void CostPricer::run() {
     wake_.wait_for(lock, wait, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
-    Result<std::size_t> priced = run_once(unix_ms(std::chrono::system_clock::now()));
+    const std::int64_t now = unix_ms(std::chrono::system_clock::now());
+    Result<std::size_t> priced = run_once(now);
+    Result<std::size_t> rolled = priced ? roll_up_once(now) : priced;
+    if (priced && !rolled) priced = rolled.error();
     lock.lock();
     if (!priced) {
       failures_.Increment();
@@ -240,8 +259,11 @@ void CostPricer::run() {
     }
     if (failing) log::info("cost", "pricing cost windows again");
     failing = false;
-    // A full round means more windows are waiting: go on at once.
-    wait = priced.value() >= settings_.windows_per_round ? std::chrono::milliseconds(0) : tick;
+    // A full round means more windows (or minutes) are waiting: go on at once.
+    wait = priced.value() >= settings_.windows_per_round ||
+                   rolled.value() >= settings_.minutes_per_round
+               ? std::chrono::milliseconds(0)
+               : tick;
   }
 }
 

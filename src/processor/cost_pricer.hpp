@@ -33,6 +33,7 @@ struct PricerSettings {
   std::size_t tenant_series = 20;
   std::vector<std::string> tenants;
   std::size_t windows_per_round = 16;
+  std::size_t minutes_per_round = 64;  // usage minutes rolled up per round
 };
 
 struct RepriceReport {
@@ -56,6 +57,8 @@ class CostPricer {
 
   /// Prices the windows settled at `now_ms` (up to windows_per_round); how many it priced.
   Result<std::size_t> run_once(std::int64_t now_ms);
+  /// Rolls up the usage minutes settled at `now_ms` (up to minutes_per_round); how many.
+  Result<std::size_t> roll_up_once(std::int64_t now_ms);
   /// Re-prices every window with usage in [from, to): `telemetryd reprice`. With dry_run nothing
   /// is written; on_change sees each document whose cost changes (its stored and new cost).
   Result<RepriceReport> reprice(
@@ -88,6 +91,7 @@ class CostPricer {
   metrics::Family<metrics::Gauge>& cost_per_token_;
   metrics::Family<metrics::Gauge>& unpriced_gpus_;
   metrics::Counter& windows_priced_;
+  metrics::Counter& minutes_rolled_;
   metrics::Counter& failures_;
   std::map<std::string, std::set<std::string>> unpriced_;  // model -> GPU uuids
 

@@ -97,6 +97,15 @@ Result<RetentionPass> SqliteStore::enforce_retention(const RetentionSettings& se
         !latest) {
       return latest.error();
     }
+    // Rollups go with their requests; the minute the cut falls in is rolled up again from
+    // what is left of it.
+    for (const char* sql :
+         {"DELETE FROM usage_minutes WHERE minute + 60000 <= ?1",
+          "DELETE FROM usage_marks WHERE minute + 60000 <= ?1",
+          "INSERT INTO usage_marks (minute, marked_at, nonce) SELECT minute, 0, 0 "
+          "FROM usage_minutes WHERE minute < ?1 ON CONFLICT(minute) DO NOTHING"}) {
+      if (Result<std::int64_t> n = change(sql, {before}); !n) return n.error();
+    }
     Result<std::int64_t> windows = change("DELETE FROM cost_windows WHERE start < ?1", {before});
     if (!windows) return windows.error();
     pass.cost_windows += windows.value();

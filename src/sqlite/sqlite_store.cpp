@@ -4,8 +4,10 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "query/answer_rows.hpp"
+#include "query/usage_rollup.hpp"
 #include "sqlite/statement.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
@@ -19,17 +21,6 @@ namespace {
 
 void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-}
-
-// ` AND tenant_id IN (?3, ...)`, the tenants bound from ?3 on; nothing for every tenant
-// (nullopt), and a filter that matches nothing for an empty list.
-std::string tenant_filter(const std::optional<std::vector<std::string>>& tenants) {
-  if (!tenants) return {};
-  if (tenants->empty()) return " AND 0";
-  std::string sql = " AND tenant_id IN (";
-  for (std::size_t i = 0; i < tenants->size(); ++i)
-    sql += (i ? ", ?" : "?") + std::to_string(i + 3);
-  return sql + ")";
 }
 
 // The stored document, shaped like MongoStore's as the API returns it: envelope fields, then the
@@ -134,6 +125,22 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
            "CREATE TABLE IF NOT EXISTS placements (deployment TEXT NOT NULL, target TEXT NOT NULL, "
            "first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY (deployment, "
            "target))",
+           // Per-minute usage rollups and the minutes changed since they were rolled up
+           // (query/usage_rollup.hpp; sqlite_usage_rollup.cpp).
+           "CREATE TABLE IF NOT EXISTS usage_minutes (minute INTEGER NOT NULL, model TEXT NOT "
+           "NULL, tenant_id TEXT NOT NULL, deployment TEXT NOT NULL, requests INTEGER NOT NULL, "
+           "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT "
+           "NULL, cost_utilization_usd REAL NOT NULL, cost_energy_usd REAL NOT NULL, "
+           "gpu_seconds REAL NOT NULL, energy_j REAL NOT NULL, priced_requests INTEGER NOT NULL, "
+           "PRIMARY KEY (minute, model, tenant_id, deployment)) WITHOUT ROWID",
+           "CREATE TABLE IF NOT EXISTS usage_marks (minute INTEGER PRIMARY KEY, marked_at "
+           "INTEGER NOT NULL, nonce INTEGER NOT NULL)",
+           // A file written before the rollups: every minute with requests is marked once (the
+           // marks table is new only then), so the roll-up fills them in; answers read the
+           // requests of marked minutes meanwhile.
+           "INSERT OR IGNORE INTO usage_marks (minute, marked_at, nonce) SELECT DISTINCT ts - "
+           "((ts % 60000) + 60000) % 60000, 0, 0 FROM token_usage WHERE NOT EXISTS (SELECT 1 "
+           "FROM usage_minutes) AND NOT EXISTS (SELECT 1 FROM usage_marks)",
            "CREATE TABLE IF NOT EXISTS dead_letters (topic TEXT, partition INTEGER, "
            "offset INTEGER, key BLOB, value BLOB, reason TEXT, detail TEXT, stage TEXT, at "
            "INTEGER)",
@@ -193,8 +200,12 @@ Result<WriteOutcome> SqliteStore::write(const std::vector<StoredEvent>& batch) {
     return Error::retryable(path_ + ": " + message, code);
   };
   if (!metrics || !usage || !latest) return failed();
+  std::set<std::int64_t> usage_minutes;  // marked for the roll-up, duplicates' too
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto& e = *batch[i].event;
+    if (e.kind == events::EventKind::kTokenUsage) {
+      usage_minutes.insert(query::minute_of(unix_ms(e.time)));
+    }
     sqlite3_stmt* s = e.kind == events::EventKind::kGpuMetrics ? metrics.get() : usage.get();
     if (e.kind != events::EventKind::kGpuMetrics && e.kind != events::EventKind::kTokenUsage)
       continue;
@@ -232,6 +243,7 @@ Result<WriteOutcome> SqliteStore::write(const std::vector<StoredEvent>& batch) {
                                                   : outcome.token_usage_inserted);
     }
   }
+  if (Result<bool> marked = mark_usage_minutes(usage_minutes); !marked) return failed();
   if (auto r = exec("COMMIT"); !r) {
     exec("ROLLBACK");
     return Error::retryable(r.error().message);
@@ -256,55 +268,6 @@ Result<std::string> SqliteStore::gpus_json() {
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     json.raw(reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0)));
-  }
-  if (rc != SQLITE_DONE) return Error::retryable(error_message());
-  json.end_array();
-  return json.take();
-}
-
-Result<std::string> SqliteStore::usage_json(const UsageQuery& query) {
-  const std::lock_guard lock(mutex_);
-  const std::string column = query.group_by == "tenant"       ? "tenant_id"
-                             : query.group_by == "deployment" ? "coalesce(json_extract(doc, "
-                                                                "'$.deployment'), '')"
-                                                              : "model";
-  // The cost block's sums, as MongoStore::usage_json names them; total() skips nulls.
-  const std::string sql =
-      "SELECT " + column +
-      " AS key, count(*), sum(input_tokens), sum(output_tokens), total(amount_usd), "
-      "total(json_extract(doc, '$.cost.utilization_usd')), "
-      "total(json_extract(doc, '$.cost.energy_usd')), total(json_extract(doc, "
-      "'$.cost.gpu_seconds')), total(json_extract(doc, '$.cost.energy_j')), "
-      "count(json_extract(doc, '$.cost.amortized_usd')) "
-      "FROM token_usage WHERE ts >= ?1 AND ts < ?2" +
-      tenant_filter(query.tenants) + " GROUP BY key ORDER BY key";
-  const Statement s = prepare_statement(db_, sql);
-  if (!s) return Error::retryable(error_message());
-  sqlite3_bind_int64(s.get(), 1, query.from ? unix_ms(*query.from) : INT64_MIN);
-  sqlite3_bind_int64(s.get(), 2, query.to ? unix_ms(*query.to) : INT64_MAX);
-  if (query.tenants) {
-    for (std::size_t i = 0; i < query.tenants->size(); ++i) {
-      bind_text(s.get(), static_cast<int>(i) + 3, (*query.tenants)[i]);
-    }
-  }
-  JsonWriter json;
-  json.begin_array();
-  int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-    const auto integer = [&](int column) {
-      return static_cast<std::int64_t>(sqlite3_column_int64(s.get(), column));
-    };
-    const auto* key = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0));
-    query::write_usage_row(json, {.key = key != nullptr ? key : "",
-                                  .requests = integer(1),
-                                  .input_tokens = integer(2),
-                                  .output_tokens = integer(3),
-                                  .cost_usd = sqlite3_column_double(s.get(), 4),
-                                  .cost_utilization_usd = sqlite3_column_double(s.get(), 5),
-                                  .cost_energy_usd = sqlite3_column_double(s.get(), 6),
-                                  .gpu_seconds = sqlite3_column_double(s.get(), 7),
-                                  .energy_j = sqlite3_column_double(s.get(), 8),
-                                  .priced_requests = integer(9)});
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   json.end_array();
@@ -602,6 +565,9 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
       "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', json(?3)) WHERE id "
       "= ?1");
   if (!update) return fail();
+  std::set<std::int64_t> usage_minutes;
+  for (const cost::UsageCost& c : costs) usage_minutes.insert(query::minute_of(c.time_ms));
+  if (Result<bool> marked = mark_usage_minutes(usage_minutes); !marked) return fail();
   for (const cost::UsageCost& c : costs) {
     sqlite3_reset(update.get());
     bind_text(update.get(), 1, c.id);

@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,11 @@ class SqliteStore final : public Store, public DeadLetterSink {
   Result<std::string> gpu_series_json(const query::SeriesQuery& query) override;
   Result<std::string> devices_json() override;
   bool keeps_latest_view() const override { return true; }
+  bool keeps_usage_rollups() const override { return true; }
+  Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override;
+  Result<std::vector<query::UsageMinute>> usage_minutes(std::int64_t from_ms,
+                                                        std::int64_t to_ms) override;
+  Result<std::vector<std::int64_t>> marked_usage_minutes() override;
   Result<std::vector<query::LatestSample>> latest_samples() override;
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;
@@ -95,6 +101,8 @@ class SqliteStore final : public Store, public DeadLetterSink {
                                     std::initializer_list<std::int64_t> args, RetentionPass& pass);
   Result<bool> exec(const char* sql);
   std::string error_message() const;
+  // Marks minutes for the roll-up, inside the caller's transaction (mutex_ held).
+  Result<bool> mark_usage_minutes(const std::set<std::int64_t>& minutes);
 
   std::string path_;
   sqlite3* db_ = nullptr;

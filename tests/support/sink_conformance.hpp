@@ -26,19 +26,19 @@
 #include <variant>
 #include <vector>
 
+#include "cost/cost_model.hpp"
 #include "events/cloudevent.hpp"
 #include "events/event_decoder.hpp"
 #include "events/event_id.hpp"
 #include "events/gpu_catalog.hpp"
 #include "events/gpu_metrics.hpp"
 #include "events/token_usage.hpp"
+#include "query/usage_rollup.hpp"
 #include "support/gpu_history_samples.hpp"
 #include "support/latest_view_checks.hpp"
 #include "telemetryd/config.hpp"
-#include "query/usage_rollup.hpp"
 #include "telemetryd/sink.hpp"
 #include "telemetryd/time_format.hpp"
-#include "cost/cost_model.hpp"
 
 namespace test_support::conformance {
 
@@ -48,12 +48,12 @@ using telemetryd::events::EventKind;
 
 /// What a sink declares it does; the checks hold it to each claim, both ways.
 struct SinkTraits {
-  const char* name;                // as in processor.sinks (registered) or the store's own name
-  bool registered = true;          // in SinkRegistry, with a readiness probe
-  bool reports_duplicates = true;  // false: a rewrite counts as a write (InfluxDB)
-  bool refuses_per_event = true;   // some decoded event is refused for good, alone
-  bool keeps_latest_view = true;   // Store::keeps_latest_view()
-  bool serves_queries = true;      // Store::supports_queries()
+  const char* name;                 // as in processor.sinks (registered) or the store's own name
+  bool registered = true;           // in SinkRegistry, with a readiness probe
+  bool reports_duplicates = true;   // false: a rewrite counts as a write (InfluxDB)
+  bool refuses_per_event = true;    // some decoded event is refused for good, alone
+  bool keeps_latest_view = true;    // Store::keeps_latest_view()
+  bool serves_queries = true;       // Store::supports_queries()
   bool keeps_usage_rollups = true;  // Store::keeps_usage_rollups()
 };
 
@@ -602,8 +602,7 @@ inline std::vector<telemetryd::query::UsageMinute> expected_minutes(
   return out;
 }
 
-inline std::vector<telemetryd::query::UsageMinute> stored_minutes(Store& store,
-                                                                  std::int64_t from,
+inline std::vector<telemetryd::query::UsageMinute> stored_minutes(Store& store, std::int64_t from,
                                                                   std::int64_t to) {
   const auto rows = store.usage_minutes(from, to);
   INFO((rows ? std::string() : rows.error().message));
@@ -637,10 +636,14 @@ inline std::map<std::string, UsageGroup> usage_groups(Store& store,
   for (simdjson::dom::element g : groups) {
     // A request without a deployment is its own group, "" (null where the store says so).
     const std::string key = g["_id"].is_null() ? "" : std::string(std::string_view(g["_id"]));
-    out[key] = {std::int64_t(g["requests"]),         std::int64_t(g["input_tokens"]),
-                std::int64_t(g["output_tokens"]),    std::int64_t(g["priced_requests"]),
-                double(g["cost_usd"]),               double(g["cost_utilization_usd"]),
-                double(g["cost_energy_usd"]),        double(g["gpu_seconds"]),
+    out[key] = {std::int64_t(g["requests"]),
+                std::int64_t(g["input_tokens"]),
+                std::int64_t(g["output_tokens"]),
+                std::int64_t(g["priced_requests"]),
+                double(g["cost_usd"]),
+                double(g["cost_utilization_usd"]),
+                double(g["cost_energy_usd"]),
+                double(g["gpu_seconds"]),
                 double(g["energy_j"])};
   }
   return out;
@@ -654,12 +657,8 @@ inline void check_usage_answers(Store& store, const std::vector<DecodedEvent>& e
   using std::chrono::milliseconds;
   using time_point = std::chrono::system_clock::time_point;
   const std::vector<std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>>> ranges{
-      {std::nullopt, std::nullopt},
-      {m0, m0 + 180000},
-      {m0 + 20000, m0 + 130000},
-      {m0 + 60000, m0 + 120000},
-      {m0 + 61000, m0 + 100000},
-      {std::nullopt, m0 + 75000},
+      {std::nullopt, std::nullopt}, {m0, m0 + 180000},         {m0 + 20000, m0 + 130000},
+      {m0 + 60000, m0 + 120000},    {m0 + 61000, m0 + 100000}, {std::nullopt, m0 + 75000},
       {m0 + 45000, std::nullopt},
   };
   for (const auto& [from, to] : ranges) {

@@ -5,6 +5,8 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <simdjson.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +99,24 @@ std::vector<Message> workload() {
 double value_of(const std::string& text, const std::string& series) {
   const auto at = text.find("\n" + series + " ");
   return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+}
+
+// Two /v1/usage answers agree: the same groups, counts, and sums up to the rounding of
+// adding in another order (per minute, then the minutes).
+void check_same_usage(const std::string& got, const std::string& want) {
+  INFO(got << "\n" << want);
+  simdjson::dom::parser a, b;
+  simdjson::dom::array x = a.parse(got), y = b.parse(want);
+  REQUIRE(x.size() == y.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    simdjson::dom::object gx = x.at(i), gy = y.at(i);
+    CHECK(std::string_view(gx["_id"]) == std::string_view(gy["_id"]));
+    for (const char* n : {"requests", "input_tokens", "output_tokens", "priced_requests"})
+      CHECK(std::int64_t(gx[n]) == std::int64_t(gy[n]));
+    for (const char* n :
+         {"cost_usd", "cost_utilization_usd", "cost_energy_usd", "gpu_seconds", "energy_j"})
+      CHECK(double(gx[n]) == Approx(double(gy[n])).epsilon(1e-12));
+  }
 }
 
 struct Pipeline {
@@ -200,6 +220,27 @@ TEST_CASE("5% redelivered duplicates change no counter, window, spend or histogr
   // the fourth window the usage reached.
   const double spend = value_of(a, "processor_cost_usd_total{model=\"llama\",basis=\"amortized\"}");
   CHECK(spend == Approx(3.79 * 2 * 3 * 60 / 3600).epsilon(1e-9));
+
+  // The pricer's thread rolls up the minutes the requests and the costs marked: /v1/usage then
+  // reads rolled minutes, and answers what the requests answered, costs included; the same
+  // with the redeliveries.
+  UsageQuery by_tenant;
+  by_tenant.group_by = "tenant";
+  const std::string from_requests = once.store.usage_json(by_tenant).value();
+  CHECK(from_requests.find("\"priced_requests\":0") == std::string::npos);
+  std::size_t rolled = 0;
+  for (Pipeline* p : {&once, &dup}) {
+    const auto n = p->pricer.roll_up_once(kFarFuture);
+    REQUIRE(n);
+    rolled = n.value();
+    CHECK(p->store.marked_usage_minutes().value().empty());
+    check_same_usage(p->store.usage_json(by_tenant).value(), from_requests);
+    CHECK(value_of(p->registry.expose(), "processor_usage_rollups_total") ==
+          static_cast<double>(rolled));
+  }
+  CHECK(rolled >= 3);
+  CHECK(once.store.usage_minutes(0, kFarFuture).value() ==
+        dup.store.usage_minutes(0, kFarFuture).value());
 }
 
 TEST_CASE("after a restart, deployment-only usage is priced through the stored placement",
