@@ -3,7 +3,10 @@
 // per GPU per second ending now, written straight into the database in bulk: a million samples
 // through Kafka and the processor would take the benchmark's whole time.
 // Usage: read_path_fill mongodb URI DATABASE GPUS SAMPLES
-//        read_path_fill sqlite FILE GPUS SAMPLES
+//        read_path_fill sqlite FILE GPUS SAMPLES [USAGE_DAYS REQUESTS_PER_MINUTE]
+// With USAGE_DAYS, the SQLite file also gets that many days of token usage ending now (two
+// models x two tenants, one deployment, round robin), and its usage rollups are dropped, so
+// the daemon's next start marks and rolls up every minute as after an upgrade.
 // The latest view (gpu_latest) is dropped, so the daemon's next start fills it from this
 // history, as it does after an upgrade (and a release without the view ignores it). Prints one JSON
 // line: {"samples":N,"seconds":S}.
@@ -177,20 +180,90 @@ int fill_sqlite(const std::string& path, int gpus, int samples) {
   return status;
 }
 
+// Days of requests, `per_minute` each minute, as SqliteStore::write stores them.
+int fill_sqlite_usage(const std::string& path, int days, int per_minute) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return 2;
+  sqlite3_exec(db, "DROP TABLE IF EXISTS usage_minutes; DROP TABLE IF EXISTS usage_marks; BEGIN",
+               nullptr, nullptr, nullptr);
+  sqlite3_stmt* insert = nullptr;
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO token_usage (id, ts, model, tenant_id, input_tokens, "
+                     "output_tokens, amount_usd, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)",
+                     -1, &insert, nullptr);
+  if (insert == nullptr) {
+    std::fprintf(stderr, "%s\n", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return 2;
+  }
+  const std::int64_t end = telemetryd::unix_ms(Clock::now());
+  const std::int64_t requests = static_cast<std::int64_t>(days) * 1440 * per_minute;
+  const std::int64_t step = 60000 / per_minute;
+  int status = 0;
+  for (std::int64_t i = 0; i < requests && status == 0; ++i) {
+    const std::int64_t ts = end - (requests - i) * step;
+    const std::string id = "usage-" + std::to_string(i);
+    const std::string model = "model-" + std::to_string(i % 2);
+    const std::string tenant = "tenant-" + std::to_string((i / 2) % 2);
+    const std::int64_t input = 100 + i % 900, output = 20 + i % 300;
+    telemetryd::JsonWriter json;
+    json.begin_object()
+        .key("_id")
+        .value(id)
+        .key("ts")
+        .value(telemetryd::rfc3339_utc(Clock::time_point(std::chrono::milliseconds(ts))))
+        .key("source")
+        .value("bench/read_path")
+        .key("model")
+        .value(model)
+        .key("tenant_id")
+        .value(tenant)
+        .key("deployment")
+        .value("chat")
+        .key("input_tokens")
+        .value(input)
+        .key("output_tokens")
+        .value(output)
+        .end_object();
+    sqlite3_reset(insert);
+    sqlite3_bind_text(insert, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 2, ts);
+    sqlite3_bind_text(insert, 3, model.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(insert, 4, tenant.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 5, input);
+    sqlite3_bind_int64(insert, 6, output);
+    sqlite3_bind_text(insert, 7, json.str().c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(insert) != SQLITE_DONE) {
+      std::fprintf(stderr, "insert failed: %s\n", sqlite3_errmsg(db));
+      status = 1;
+    }
+  }
+  sqlite3_finalize(insert);
+  sqlite3_exec(db, status == 0 ? "COMMIT" : "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string kind = argc > 1 ? argv[1] : "";
-  if (!((kind == "mongodb" && argc == 6) || (kind == "sqlite" && argc == 5))) {
-    std::fprintf(stderr, "usage: %s mongodb URI DATABASE GPUS SAMPLES | sqlite FILE GPUS SAMPLES\n",
+  if (!((kind == "mongodb" && argc == 6) || (kind == "sqlite" && (argc == 5 || argc == 7)))) {
+    std::fprintf(stderr,
+                 "usage: %s mongodb URI DATABASE GPUS SAMPLES | sqlite FILE GPUS SAMPLES "
+                 "[USAGE_DAYS REQUESTS_PER_MINUTE]\n",
                  argv[0]);
     return 2;
   }
-  const int gpus = std::stoi(argv[argc - 2]);
-  const int samples = std::stoi(argv[argc - 1]);
+  const bool usage = kind == "sqlite" && argc == 7;
+  const int gpus = std::stoi(argv[kind == "mongodb" ? 4 : 3]);
+  const int samples = std::stoi(argv[kind == "mongodb" ? 5 : 4]);
   const auto started = std::chrono::steady_clock::now();
-  const int status = kind == "mongodb" ? fill_mongo(argv[2], argv[3], gpus, samples)
-                                       : fill_sqlite(argv[2], gpus, samples);
+  int status = kind == "mongodb" ? fill_mongo(argv[2], argv[3], gpus, samples)
+                                 : fill_sqlite(argv[2], gpus, samples);
+  if (status == 0 && usage) {
+    status = fill_sqlite_usage(argv[2], std::stoi(argv[5]), std::stoi(argv[6]));
+  }
   if (status != 0) return status;
   std::printf("{\"samples\":%lld,\"seconds\":%.3f}\n", static_cast<long long>(gpus) * samples,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -13,6 +13,11 @@ Routes:
   /gpu/info                     the newest sample of any GPU
   /gpu/info?gpu_uuid=<one GPU>  one GPU's newest sample (GPU number --gpus / 2)
   /v1/devices                   every GPU's newest sample
+  /v1/usage?group_by=model|tenant&from=..&to=..
+                                --usage-days of token usage (SQLite only; filled beside the
+                                samples, its rollups dropped so the start marks and rolls up
+                                every minute, as after an upgrade), measured once the rollup
+                                counter has covered them; range cut mid-minute at both ends
 
 --binary runs another build (e.g. the release before the view) for a before/after comparison;
 give it a smaller fill when the old read path is too slow at 1,000,000. The processor rows need
@@ -85,6 +90,17 @@ class Daemon:
             time.sleep(0.2)
         sys.exit(f"/v1/devices did not list {gpus} GPUs within {timeout} s:\n{self.text()[-3000:]}")
 
+    def wait_rolled(self, minutes, timeout):
+        """Seconds until the pricer has rolled up `minutes` usage minutes (the filled ones)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            for line in self.get("/metrics").splitlines():
+                if line.startswith("processor_usage_rollups_total ") and \
+                        float(line.split()[1]) >= minutes:
+                    return time.monotonic() - started
+            time.sleep(0.5)
+        sys.exit(f"{minutes} usage minutes were not rolled up within {timeout} s")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -114,7 +130,7 @@ def fill(tool, argv):
     return json.loads(proc.stdout)
 
 
-def measure(name, tools, daemon_args, fill_argv, args, workdir, reuse=False):
+def measure(name, tools, daemon_args, fill_argv, args, workdir, reuse=False, usage_days=0):
     binary, load_tool, fill_tool = tools
     if reuse:  # filled by an earlier run: drop the view only (no samples)
         fill(fill_tool, fill_argv[:-1] + ["0"])
@@ -134,10 +150,21 @@ def measure(name, tools, daemon_args, fill_argv, args, workdir, reuse=False):
             daemon.get(target, timeout=args.start_timeout)
         rows = []
         one_gpu = f"GPU-readpath-{args.gpus // 2:04d}"  # read_path_fill's names
-        for target in ("/health", "/gpu/info", f"/gpu/info?gpu_uuid={one_gpu}", "/v1/devices"):
+        targets = ["/health", "/gpu/info", f"/gpu/info?gpu_uuid={one_gpu}", "/v1/devices"]
+        rolled_s = None
+        if usage_days:
+            rolled_s = daemon.wait_rolled(usage_days * 1440, args.start_timeout)
+            # The whole filled range, cut at both ends (partial minutes read from requests).
+            now = time.time()
+            since = time.strftime("%Y-%m-%dT%H:%M:%S.500Z", time.gmtime(now - usage_days * 86400))
+            until = time.strftime("%Y-%m-%dT%H:%M:%S.500Z", time.gmtime(now))
+            for group in ("model", "tenant"):
+                targets.append(f"/v1/usage?group_by={group}&from={since}&to={until}")
+        for target in targets:
             progress(f"{name}: measuring {target}")
             rows.append(load(load_tool, daemon, target, args))
-        return {"name": name, "fill": filled, "ready_s": ready_s, "rows": rows}
+        return {"name": name, "fill": filled, "ready_s": ready_s, "rows": rows,
+                "usage_days": usage_days, "rolled_s": rolled_s}
     finally:
         daemon.stop()
 
@@ -154,7 +181,15 @@ def report(result):
     health = result["rows"][0]
     store = result["name"].split(", ")[-1]
     samples = f"{fill_info['samples']:,} samples"
+    if result.get("usage_days"):
+        print(f"usage: {result['usage_days']} days of requests rolled up "
+              f"{result['rolled_s']:.1f} s after the start")
     for r in result["rows"][1:]:
+        if r["target"].startswith("/v1/usage"):
+            group = r["target"].split("group_by=")[1].split("&")[0]
+            record("read path", f"{store} /v1/usage by {group}, {result['usage_days']} days p99",
+                   r["p99_ms"], "ms", "GET /health p99", health["p99_ms"], "< 50 ms")
+            continue
         if "?" in r["target"]:
             continue
         record("read path", f"{store} {r['target']}, {samples}", r["per_second"], "req/s",
@@ -172,6 +207,10 @@ def main():
     parser.add_argument("--seconds", type=float, default=5, help="length of each measurement")
     parser.add_argument("--threads", type=int, default=4, help="client connections")
     parser.add_argument("--stores", default="sqlite,mongodb")
+    parser.add_argument("--usage-days", type=int, default=30,
+                        help="days of token usage in the SQLite file for /v1/usage (0: none)")
+    parser.add_argument("--usage-per-minute", type=int, default=20,
+                        help="requests per minute of that usage")
     parser.add_argument("--mongo-database",
                         help="a database an earlier run filled with the same --gpus and "
                              "--samples: reused (its view dropped) instead of filled again")
@@ -200,8 +239,9 @@ def main():
                 "--set", "synthetic.sample_interval_ms=60000"]
             results.append(measure(
                 "all role, SQLite", tools, daemon_args,
-                ["sqlite", str(data / "telemetryd.sqlite3"), str(args.gpus), str(args.samples)],
-                args, tmp))
+                ["sqlite", str(data / "telemetryd.sqlite3"), str(args.gpus), str(args.samples),
+                 *([str(args.usage_days), str(args.usage_per_minute)] if args.usage_days else [])],
+                args, tmp, usage_days=args.usage_days))
         brokers = os.environ.get("TELEMETRYD_TEST_KAFKA_BROKERS")
         mongo = os.environ.get("TELEMETRYD_TEST_MONGO_URI")
         if "mongodb" in args.stores and brokers and mongo:
