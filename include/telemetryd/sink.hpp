@@ -100,22 +100,28 @@ class Store {
   /// stale.
   std::uint64_t latest_generation() const { return latest_generation_.load(); }
 
-  // ---- Usage rollups (query/usage_rollup.hpp): per-minute sums that /v1/usage reads ----
+  // ---- Usage rollups (query/usage_rollup.hpp): per-minute and per-hour sums for /v1/usage ----
   /// True for a store that keeps them: write() marks the minutes of the requests of a batch
   /// (duplicates too, so a crash between the two is healed by the redelivery) and write_costs()
   /// the minutes of the requests it prices, in the same transaction as the change (before it,
-  /// where the store has none); usage_json() then reads rolled minutes instead of requests.
+  /// where the store has none); usage_json() then reads rollups where they are current
+  /// (query::plan_usage_reads) instead of requests.
   virtual bool keeps_usage_rollups() const { return false; }
   /// Recomputes the rows of up to `limit` marked minutes, oldest first, whose latest mark is at
-  /// or before `marked_before_ms`, from the stored requests; clears each mark unless it was
-  /// marked again meanwhile. How many minutes it rolled up.
+  /// or before `marked_before_ms`, from the stored requests, and then the rows of their hours
+  /// from their minutes; clears each mark unless it was marked again meanwhile. How many
+  /// minutes it rolled up.
   virtual Result<std::size_t> roll_up_usage(std::int64_t /*marked_before_ms*/,
                                             std::size_t /*limit*/) {
     return no_rollups();
   }
-  /// The rollup rows of the minutes in [from, to), by minute, model, tenant_id, deployment.
-  virtual Result<std::vector<query::UsageMinute>> usage_minutes(std::int64_t /*from_ms*/,
-                                                                std::int64_t /*to_ms*/) {
+  /// The minute (or hour) rows starting in [from, to), by start, model, tenant_id, deployment.
+  virtual Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t /*from_ms*/,
+                                                                   std::int64_t /*to_ms*/) {
+    return no_rollups();
+  }
+  virtual Result<std::vector<query::UsageRollupRow>> usage_hours(std::int64_t /*from_ms*/,
+                                                                 std::int64_t /*to_ms*/) {
     return no_rollups();
   }
   /// The marked minutes (changed since they were last rolled up), ascending.

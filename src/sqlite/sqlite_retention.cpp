@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "query/usage_rollup.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "sqlite/statement.hpp"
 
@@ -97,14 +98,17 @@ Result<RetentionPass> SqliteStore::enforce_retention(const RetentionSettings& se
         !latest) {
       return latest.error();
     }
-    // Rollups go with their requests; the minute the cut falls in is rolled up again from
-    // what is left of it.
+    // Rollups go with their requests. The hour the cut falls in goes whole, and its minutes
+    // left are marked, so the roll-up makes it again from what is left of it.
+    const std::int64_t cut_hour = query::hour_of(before);
     for (const char* sql :
          {"DELETE FROM usage_minutes WHERE minute + 60000 <= ?1",
           "DELETE FROM usage_marks WHERE minute + 60000 <= ?1",
-          "INSERT INTO usage_marks (minute, marked_at, nonce) SELECT minute, 0, 0 "
-          "FROM usage_minutes WHERE minute < ?1 ON CONFLICT(minute) DO NOTHING"}) {
-      if (Result<std::int64_t> n = change(sql, {before}); !n) return n.error();
+          "DELETE FROM usage_hours WHERE hour < ?1",
+          "INSERT INTO usage_marks (minute, marked_at, nonce) SELECT DISTINCT minute, 0, 0 FROM "
+          "usage_minutes WHERE minute >= ?2 AND minute < ?2 + 3600000 ON CONFLICT(minute) DO "
+          "NOTHING"}) {
+      if (Result<std::int64_t> n = change(sql, {before, cut_hour}); !n) return n.error();
     }
     Result<std::int64_t> windows = change("DELETE FROM cost_windows WHERE start < ?1", {before});
     if (!windows) return windows.error();

@@ -125,14 +125,20 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
            "CREATE TABLE IF NOT EXISTS placements (deployment TEXT NOT NULL, target TEXT NOT NULL, "
            "first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY (deployment, "
            "target))",
-           // Per-minute usage rollups and the minutes changed since they were rolled up
-           // (query/usage_rollup.hpp; sqlite_usage_rollup.cpp).
+           // Usage rollups per minute and per hour, and the minutes changed since they were
+           // rolled up (query/usage_rollup.hpp; sqlite_usage_rollup.cpp).
            "CREATE TABLE IF NOT EXISTS usage_minutes (minute INTEGER NOT NULL, model TEXT NOT "
            "NULL, tenant_id TEXT NOT NULL, deployment TEXT NOT NULL, requests INTEGER NOT NULL, "
            "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT "
            "NULL, cost_utilization_usd REAL NOT NULL, cost_energy_usd REAL NOT NULL, "
            "gpu_seconds REAL NOT NULL, energy_j REAL NOT NULL, priced_requests INTEGER NOT NULL, "
            "PRIMARY KEY (minute, model, tenant_id, deployment)) WITHOUT ROWID",
+           "CREATE TABLE IF NOT EXISTS usage_hours (hour INTEGER NOT NULL, model TEXT NOT "
+           "NULL, tenant_id TEXT NOT NULL, deployment TEXT NOT NULL, requests INTEGER NOT NULL, "
+           "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cost_usd REAL NOT "
+           "NULL, cost_utilization_usd REAL NOT NULL, cost_energy_usd REAL NOT NULL, "
+           "gpu_seconds REAL NOT NULL, energy_j REAL NOT NULL, priced_requests INTEGER NOT NULL, "
+           "PRIMARY KEY (hour, model, tenant_id, deployment)) WITHOUT ROWID",
            "CREATE TABLE IF NOT EXISTS usage_marks (minute INTEGER PRIMARY KEY, marked_at "
            "INTEGER NOT NULL, nonce INTEGER NOT NULL)",
            // A file written before the rollups: every minute with requests is marked once (the

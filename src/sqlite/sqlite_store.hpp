@@ -66,8 +66,10 @@ class SqliteStore final : public Store, public DeadLetterSink {
   bool keeps_latest_view() const override { return true; }
   bool keeps_usage_rollups() const override { return true; }
   Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override;
-  Result<std::vector<query::UsageMinute>> usage_minutes(std::int64_t from_ms,
-                                                        std::int64_t to_ms) override;
+  Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t from_ms,
+                                                           std::int64_t to_ms) override;
+  Result<std::vector<query::UsageRollupRow>> usage_hours(std::int64_t from_ms,
+                                                         std::int64_t to_ms) override;
   Result<std::vector<std::int64_t>> marked_usage_minutes() override;
   Result<std::vector<query::LatestSample>> latest_samples() override;
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
@@ -103,6 +105,8 @@ class SqliteStore final : public Store, public DeadLetterSink {
   std::string error_message() const;
   // Marks minutes for the roll-up, inside the caller's transaction (mutex_ held).
   Result<bool> mark_usage_minutes(const std::set<std::int64_t>& minutes);
+  Result<std::vector<query::UsageRollupRow>> rollup_rows(const char* table, const char* start,
+                                                         std::int64_t from_ms, std::int64_t to_ms);
 
   std::string path_;
   sqlite3* db_ = nullptr;

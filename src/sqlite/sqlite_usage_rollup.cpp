@@ -1,6 +1,6 @@
-// The SQLite store's per-minute usage rollups (query/usage_rollup.hpp): the marks written with
-// the requests and costs, the roll-up that recomputes a marked minute, and /v1/usage answered
-// from rolled minutes plus the requests of the partial and marked ones.
+// The SQLite store's usage rollups (query/usage_rollup.hpp): the marks written with the
+// requests and costs, the roll-up that recomputes a marked minute and then its hour, and
+// /v1/usage answered from hour rows, minute rows and requests as plan_usage_reads splits it.
 
 #include <set>
 #include <string>
@@ -10,15 +10,14 @@
 #include "query/usage_rollup.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "sqlite/statement.hpp"
-#include "telemetryd/json_writer.hpp"
 #include "telemetryd/time_format.hpp"
 
 namespace telemetryd::sqlite {
 
 namespace {
 
-// The sums of one request as the rollup and the answer add them: requests, tokens, then the
-// cost block's (total() in the sums skips the nulls of unpriced requests).
+// The sums of one request as the rollups and the answers add them: requests, tokens, then the
+// cost block's (total() skips the nulls of unpriced requests).
 constexpr const char* kRequestSums =
     "1 AS requests, input_tokens, output_tokens, amount_usd AS cost_usd, "
     "json_extract(doc, '$.cost.utilization_usd') AS cost_utilization_usd, "
@@ -29,6 +28,7 @@ constexpr const char* kRequestSums =
 
 constexpr const char* kDeploymentOfRequest = "coalesce(json_extract(doc, '$.deployment'), '')";
 
+// The columns of a rollup row after its start and key, in UsageRollupRow's order.
 constexpr const char* kSumColumns =
     "sum(requests), sum(input_tokens), sum(output_tokens), total(cost_usd), "
     "total(cost_utilization_usd), total(cost_energy_usd), total(gpu_seconds), total(energy_j), "
@@ -38,16 +38,33 @@ void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
 }
 
-// ` AND <column> IN (?first, ...)`; nothing for every tenant (nullopt), and a filter that
-// matches nothing for an empty list.
-std::string tenant_filter(const std::optional<std::vector<std::string>>& tenants,
-                          const char* column, int first) {
+// ` AND tenant_id IN (?3, ...)`; nothing for every tenant (nullopt), and a filter that matches
+// nothing for an empty list.
+std::string tenant_filter(const std::optional<std::vector<std::string>>& tenants) {
   if (!tenants) return {};
   if (tenants->empty()) return " AND 0";
-  std::string sql = std::string(" AND ") + column + " IN (";
+  std::string sql = " AND tenant_id IN (";
   for (std::size_t i = 0; i < tenants->size(); ++i)
-    sql += (i ? ", ?" : "?") + std::to_string(static_cast<int>(i) + first);
+    sql += (i ? ", ?" : "?") + std::to_string(i + 3);
   return sql + ")";
+}
+
+// The sums of a statement's columns from `first` on.
+query::UsageRow sums_at(sqlite3_stmt* s, int first) {
+  return {.requests = sqlite3_column_int64(s, first),
+          .input_tokens = sqlite3_column_int64(s, first + 1),
+          .output_tokens = sqlite3_column_int64(s, first + 2),
+          .cost_usd = sqlite3_column_double(s, first + 3),
+          .cost_utilization_usd = sqlite3_column_double(s, first + 4),
+          .cost_energy_usd = sqlite3_column_double(s, first + 5),
+          .gpu_seconds = sqlite3_column_double(s, first + 6),
+          .energy_j = sqlite3_column_double(s, first + 7),
+          .priced_requests = sqlite3_column_int64(s, first + 8)};
+}
+
+std::string text_at(sqlite3_stmt* s, int column) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, column));
+  return p != nullptr ? p : "";
 }
 
 }  // namespace
@@ -83,30 +100,46 @@ Result<std::size_t> SqliteStore::roll_up_usage(std::int64_t marked_before_ms, st
   };
   const Statement marks = prepare_statement(
       db_, "SELECT minute FROM usage_marks WHERE marked_at <= ?1 ORDER BY minute LIMIT ?2");
-  const Statement clear = prepare_statement(db_, "DELETE FROM usage_minutes WHERE minute = ?1");
-  const Statement fill = prepare_statement(
-      db_, std::string("INSERT INTO usage_minutes SELECT ?1, model, tenant_id, deployment, ") +
-               kSumColumns + " FROM (SELECT model, tenant_id, " + kDeploymentOfRequest +
-               " AS deployment, " + kRequestSums +
-               " FROM token_usage WHERE ts >= ?1 AND ts < ?1 + 60000) GROUP BY model, "
-               "tenant_id, deployment");
-  // One transaction holds the recomputation and the mark, so no write slips between them.
-  const Statement unmark = prepare_statement(db_, "DELETE FROM usage_marks WHERE minute = ?1");
-  if (!marks || !clear || !fill || !unmark) return fail();
+  // One transaction holds the recomputations and the marks, so no write slips between them.
+  const std::vector<std::string> per_minute{
+      "DELETE FROM usage_minutes WHERE minute = ?1",
+      std::string("INSERT INTO usage_minutes SELECT ?1, model, tenant_id, deployment, ") +
+          kSumColumns + " FROM (SELECT model, tenant_id, " + kDeploymentOfRequest +
+          " AS deployment, " + kRequestSums +
+          " FROM token_usage WHERE ts >= ?1 AND ts < ?1 + 60000) GROUP BY model, tenant_id, "
+          "deployment",
+      "DELETE FROM usage_marks WHERE minute = ?1"};
+  const std::vector<std::string> per_hour{
+      "DELETE FROM usage_hours WHERE hour = ?1",
+      std::string("INSERT INTO usage_hours SELECT ?1, model, tenant_id, deployment, ") +
+          kSumColumns +
+          " FROM usage_minutes WHERE minute >= ?1 AND minute < ?1 + 3600000 GROUP BY model, "
+          "tenant_id, deployment"};
+  if (!marks) return fail();
   sqlite3_bind_int64(marks.get(), 1, marked_before_ms);
   sqlite3_bind_int64(marks.get(), 2, static_cast<std::int64_t>(limit));
   std::vector<std::int64_t> minutes;
+  std::set<std::int64_t> hours;
   int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(marks.get())) == SQLITE_ROW)
+  while ((rc = sqlite3_step(marks.get())) == SQLITE_ROW) {
     minutes.push_back(sqlite3_column_int64(marks.get(), 0));
-  if (rc != SQLITE_DONE) return fail();
-  for (const std::int64_t minute : minutes) {
-    for (sqlite3_stmt* s : {clear.get(), fill.get(), unmark.get()}) {
-      sqlite3_reset(s);
-      sqlite3_bind_int64(s, 1, minute);
-      if (sqlite3_step(s) != SQLITE_DONE) return fail();
-    }
+    hours.insert(query::hour_of(minutes.back()));
   }
+  if (rc != SQLITE_DONE) return fail();
+  const auto run_each = [&](const std::vector<std::string>& sqls, const auto& starts) {
+    for (const std::string& sql : sqls) {
+      const Statement s = prepare_statement(db_, sql);
+      if (!s) return false;
+      for (const std::int64_t start : starts) {
+        sqlite3_reset(s.get());
+        sqlite3_bind_int64(s.get(), 1, start);
+        if (sqlite3_step(s.get()) != SQLITE_DONE) return false;
+      }
+    }
+    return true;
+  };
+  // Each hour once, from its minutes as they now are.
+  if (!run_each(per_minute, minutes) || !run_each(per_hour, hours)) return fail();
   if (auto r = exec("COMMIT"); !r) {
     exec("ROLLBACK");
     return Error::retryable(r.error().message);
@@ -114,42 +147,52 @@ Result<std::size_t> SqliteStore::roll_up_usage(std::int64_t marked_before_ms, st
   return minutes.size();
 }
 
-Result<std::vector<query::UsageMinute>> SqliteStore::usage_minutes(std::int64_t from_ms,
-                                                                   std::int64_t to_ms) {
+Result<std::vector<query::UsageRollupRow>> SqliteStore::rollup_rows(const char* table,
+                                                                    const char* start,
+                                                                    std::int64_t from_ms,
+                                                                    std::int64_t to_ms) {
   const std::lock_guard lock(mutex_);
-  const Statement s = prepare_statement(
-      db_,
-      "SELECT minute, model, tenant_id, deployment, requests, input_tokens, output_tokens, "
-      "cost_usd, cost_utilization_usd, cost_energy_usd, gpu_seconds, energy_j, priced_requests "
-      "FROM usage_minutes WHERE minute >= ?1 AND minute < ?2 ORDER BY minute, model, tenant_id, "
-      "deployment");
+  const std::string columns =
+      "model, tenant_id, deployment, requests, input_tokens, output_tokens, cost_usd, "
+      "cost_utilization_usd, cost_energy_usd, gpu_seconds, energy_j, priced_requests";
+  const Statement s =
+      prepare_statement(db_, std::string("SELECT ") + start + ", " + columns + " FROM " + table +
+                                 " WHERE " + start + " >= ?1 AND " + start + " < ?2 ORDER BY " +
+                                 start + ", model, tenant_id, deployment");
   if (!s) return Error::retryable(error_message());
   sqlite3_bind_int64(s.get(), 1, from_ms);
   sqlite3_bind_int64(s.get(), 2, to_ms);
-  std::vector<query::UsageMinute> rows;
+  std::vector<query::UsageRollupRow> rows;
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     sqlite3_stmt* r = s.get();
-    const auto text = [&](int column) {
-      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(r, column));
-      return std::string(p != nullptr ? p : "");
-    };
-    rows.push_back({.minute_ms = sqlite3_column_int64(r, 0),
-                    .model = text(1),
-                    .tenant_id = text(2),
-                    .deployment = text(3),
-                    .requests = sqlite3_column_int64(r, 4),
-                    .input_tokens = sqlite3_column_int64(r, 5),
-                    .output_tokens = sqlite3_column_int64(r, 6),
-                    .cost_usd = sqlite3_column_double(r, 7),
-                    .cost_utilization_usd = sqlite3_column_double(r, 8),
-                    .cost_energy_usd = sqlite3_column_double(r, 9),
-                    .gpu_seconds = sqlite3_column_double(r, 10),
-                    .energy_j = sqlite3_column_double(r, 11),
-                    .priced_requests = sqlite3_column_int64(r, 12)});
+    const query::UsageRow sums = sums_at(r, 4);
+    rows.push_back({.start_ms = sqlite3_column_int64(r, 0),
+                    .model = text_at(r, 1),
+                    .tenant_id = text_at(r, 2),
+                    .deployment = text_at(r, 3),
+                    .requests = sums.requests,
+                    .input_tokens = sums.input_tokens,
+                    .output_tokens = sums.output_tokens,
+                    .cost_usd = sums.cost_usd,
+                    .cost_utilization_usd = sums.cost_utilization_usd,
+                    .cost_energy_usd = sums.cost_energy_usd,
+                    .gpu_seconds = sums.gpu_seconds,
+                    .energy_j = sums.energy_j,
+                    .priced_requests = sums.priced_requests});
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   return rows;
+}
+
+Result<std::vector<query::UsageRollupRow>> SqliteStore::usage_minutes(std::int64_t from_ms,
+                                                                      std::int64_t to_ms) {
+  return rollup_rows("usage_minutes", "minute", from_ms, to_ms);
+}
+
+Result<std::vector<query::UsageRollupRow>> SqliteStore::usage_hours(std::int64_t from_ms,
+                                                                    std::int64_t to_ms) {
+  return rollup_rows("usage_hours", "hour", from_ms, to_ms);
 }
 
 Result<std::vector<std::int64_t>> SqliteStore::marked_usage_minutes() {
@@ -166,67 +209,77 @@ Result<std::vector<std::int64_t>> SqliteStore::marked_usage_minutes() {
 
 Result<std::string> SqliteStore::usage_json(const UsageQuery& query) {
   const std::lock_guard lock(mutex_);
-  const query::UsagePlan plan =
-      query::plan_usage(query.from ? std::optional(unix_ms(*query.from)) : std::nullopt,
-                        query.to ? std::optional(unix_ms(*query.to)) : std::nullopt);
+  const std::optional<std::int64_t> from =
+      query.from ? std::optional(unix_ms(*query.from)) : std::nullopt;
+  const std::optional<std::int64_t> to =
+      query.to ? std::optional(unix_ms(*query.to)) : std::nullopt;
+  // One read transaction: the marks and the rows they qualify are one snapshot.
+  if (auto r = exec("BEGIN"); !r) return Error::retryable(r.error().message);
+  struct Rollback {
+    SqliteStore* store;
+    ~Rollback() { store->exec("ROLLBACK"); }
+  } end_read{this};
+
+  const Statement marks =
+      prepare_statement(db_, "SELECT minute FROM usage_marks WHERE minute >= ?1 AND minute < ?2");
+  if (!marks) return Error::retryable(error_message());
+  sqlite3_bind_int64(marks.get(), 1, from ? query::minute_of(*from) : INT64_MIN);
+  sqlite3_bind_int64(marks.get(), 2, to.value_or(INT64_MAX));
+  std::vector<std::int64_t> marked;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(marks.get())) == SQLITE_ROW)
+    marked.push_back(sqlite3_column_int64(marks.get(), 0));
+  if (rc != SQLITE_DONE) return Error::retryable(error_message());
+  const query::UsageReads reads = query::plan_usage_reads(from, to, std::move(marked));
+
   const bool by_tenant = query.group_by == "tenant";
   const bool by_deployment = query.group_by == "deployment";
   const std::string rolled_key = by_tenant ? "tenant_id" : by_deployment ? "deployment" : "model";
   const std::string request_key = by_tenant       ? "tenant_id"
                                   : by_deployment ? kDeploymentOfRequest
                                                   : "model";
-  const std::string tenants = tenant_filter(query.tenants, "tenant_id", 7);
-  // Rolled minutes less the marked ones, then the requests of each edge and of each marked
-  // minute: every part reads an index range (minute, or ts), never the whole range's requests.
-  const std::string requests = "SELECT " + request_key + " AS key, " + kRequestSums;
-  const std::string sql =
-      "WITH marked AS (SELECT minute FROM usage_marks WHERE minute >= ?1 AND minute < ?2) "
-      "SELECT key, " +
-      std::string(kSumColumns) + " FROM (SELECT " + rolled_key +
-      " AS key, requests, input_tokens, output_tokens, cost_usd, cost_utilization_usd, "
-      "cost_energy_usd, gpu_seconds, energy_j, priced_requests FROM usage_minutes WHERE "
-      "minute >= ?1 AND minute < ?2 AND minute NOT IN marked" +
-      tenants + " UNION ALL " + requests + " FROM token_usage WHERE ts >= ?3 AND ts < ?4" +
-      tenants + " UNION ALL " + requests + " FROM token_usage WHERE ts >= ?5 AND ts < ?6" +
-      tenants + " UNION ALL " + requests +
-      " FROM marked JOIN token_usage ON ts >= marked.minute AND ts < marked.minute + 60000" +
-      tenants + ") GROUP BY key ORDER BY key";
-  const Statement s = prepare_statement(db_, sql);
-  if (!s) return Error::retryable(error_message());
-  sqlite3_bind_int64(s.get(), 1, plan.rolled_from_ms);
-  sqlite3_bind_int64(s.get(), 2, plan.rolled_to_ms);
-  for (std::size_t i = 0; i < 2; ++i) {
-    const auto [from, to] = i < plan.edges.size() ? plan.edges[i] : std::pair{0L, 0L};
-    sqlite3_bind_int64(s.get(), static_cast<int>(3 + 2 * i), from);
-    sqlite3_bind_int64(s.get(), static_cast<int>(4 + 2 * i), to);
-  }
-  if (query.tenants) {
-    for (std::size_t i = 0; i < query.tenants->size(); ++i) {
-      bind_text(s.get(), static_cast<int>(i) + 7, (*query.tenants)[i]);
+  const std::string tenants = tenant_filter(query.tenants);
+  const std::string rolled_sums =
+      ", requests, input_tokens, output_tokens, cost_usd, cost_utilization_usd, "
+      "cost_energy_usd, gpu_seconds, energy_j, priced_requests FROM ";
+  // Each part one index range (hour, minute or ts) per range of the plan.
+  const struct Part {
+    std::string sql;
+    const std::vector<query::TimeRange>& ranges;
+  } parts[] = {
+      {"SELECT " + rolled_key + " AS key" + rolled_sums +
+           "usage_hours WHERE hour >= ?1 AND hour < ?2",
+       reads.hours},
+      {"SELECT " + rolled_key + " AS key" + rolled_sums +
+           "usage_minutes WHERE minute >= ?1 AND minute < ?2",
+       reads.minutes},
+      {"SELECT " + request_key + " AS key, " + kRequestSums +
+           " FROM token_usage WHERE ts >= ?1 AND ts < ?2",
+       reads.requests},
+  };
+  query::UsageTotals totals;
+  for (const Part& part : parts) {
+    if (part.ranges.empty()) continue;
+    const Statement s =
+        prepare_statement(db_, "SELECT key, " + std::string(kSumColumns) + " FROM (" + part.sql +
+                                   tenants + ") GROUP BY key");
+    if (!s) return Error::retryable(error_message());
+    if (query.tenants) {
+      for (std::size_t i = 0; i < query.tenants->size(); ++i) {
+        bind_text(s.get(), static_cast<int>(i) + 3, (*query.tenants)[i]);
+      }
+    }
+    for (const auto& [range_from, range_to] : part.ranges) {
+      sqlite3_reset(s.get());
+      sqlite3_bind_int64(s.get(), 1, range_from);
+      sqlite3_bind_int64(s.get(), 2, range_to);
+      while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+        totals.add(text_at(s.get(), 0), sums_at(s.get(), 1));
+      }
+      if (rc != SQLITE_DONE) return Error::retryable(error_message());
     }
   }
-  JsonWriter json;
-  json.begin_array();
-  int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-    const auto integer = [&](int column) {
-      return static_cast<std::int64_t>(sqlite3_column_int64(s.get(), column));
-    };
-    const auto* key = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0));
-    query::write_usage_row(json, {.key = key != nullptr ? key : "",
-                                  .requests = integer(1),
-                                  .input_tokens = integer(2),
-                                  .output_tokens = integer(3),
-                                  .cost_usd = sqlite3_column_double(s.get(), 4),
-                                  .cost_utilization_usd = sqlite3_column_double(s.get(), 5),
-                                  .cost_energy_usd = sqlite3_column_double(s.get(), 6),
-                                  .gpu_seconds = sqlite3_column_double(s.get(), 7),
-                                  .energy_j = sqlite3_column_double(s.get(), 8),
-                                  .priced_requests = integer(9)});
-  }
-  if (rc != SQLITE_DONE) return Error::retryable(error_message());
-  json.end_array();
-  return json.take();
+  return totals.json();
 }
 
 }  // namespace telemetryd::sqlite

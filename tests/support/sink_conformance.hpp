@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -570,18 +571,22 @@ inline telemetryd::cost::UsageCost rollup_cost(const DecodedEvent& e, bool price
 
 using RollupCosts = std::map<std::string, telemetryd::cost::UsageCost>;  // by request id
 
-// The rows a rollup of these requests must hold in [from, to), in usage_minutes() order.
-inline std::vector<telemetryd::query::UsageMinute> expected_minutes(
+// The rows a rollup of these requests must hold for the minutes (or hours: `unit`) starting
+// in [from, to), in usage_minutes() order.
+inline std::vector<telemetryd::query::UsageRollupRow> expected_rows(
     const std::vector<DecodedEvent>& events, const RollupCosts& costs, std::int64_t from,
-    std::int64_t to) {
-  using telemetryd::query::UsageMinute;
-  std::map<std::tuple<std::int64_t, std::string, std::string, std::string>, UsageMinute> rows;
+    std::int64_t to, std::int64_t unit = telemetryd::query::kRollupMinuteMs) {
+  using telemetryd::query::UsageRollupRow;
+  std::map<std::tuple<std::int64_t, std::string, std::string, std::string>, UsageRollupRow> rows;
   for (const DecodedEvent& e : events) {
     if (e.kind != EventKind::kTokenUsage) continue;
-    const std::int64_t minute = telemetryd::query::minute_of(telemetryd::unix_ms(e.time));
-    if (minute < from || minute >= to) continue;
-    UsageMinute& row = rows[{minute, e.model, e.tenant_id, e.deployment}];
-    row.minute_ms = minute;
+    const std::int64_t ms = telemetryd::unix_ms(e.time);
+    const std::int64_t start = unit == telemetryd::query::kRollupHourMs
+                                   ? telemetryd::query::hour_of(ms)
+                                   : telemetryd::query::minute_of(ms);
+    if (start < from || start >= to) continue;
+    UsageRollupRow& row = rows[{start, e.model, e.tenant_id, e.deployment}];
+    row.start_ms = start;
     row.model = e.model;
     row.tenant_id = e.tenant_id;
     row.deployment = e.deployment;
@@ -597,17 +602,36 @@ inline std::vector<telemetryd::query::UsageMinute> expected_minutes(
     row.energy_j += cost->second.energy_j.value_or(0);
     if (cost->second.amortized_usd) ++row.priced_requests;
   }
-  std::vector<UsageMinute> out;
+  std::vector<UsageRollupRow> out;
   for (auto& [key, row] : rows) out.push_back(std::move(row));
   return out;
 }
 
-inline std::vector<telemetryd::query::UsageMinute> stored_minutes(Store& store, std::int64_t from,
-                                                                  std::int64_t to) {
+inline std::vector<telemetryd::query::UsageRollupRow> stored_minutes(Store& store,
+                                                                     std::int64_t from,
+                                                                     std::int64_t to) {
   const auto rows = store.usage_minutes(from, to);
   INFO((rows ? std::string() : rows.error().message));
   REQUIRE(rows);
   return rows.value();
+}
+
+inline std::vector<telemetryd::query::UsageRollupRow> stored_hours(Store& store, std::int64_t from,
+                                                                   std::int64_t to) {
+  const auto rows = store.usage_hours(from, to);
+  INFO((rows ? std::string() : rows.error().message));
+  REQUIRE(rows);
+  return rows.value();
+}
+
+// Both rollups hold exactly what these requests make of them around m0 (two hours each side).
+inline void check_rollups(Store& store, const std::vector<DecodedEvent>& events,
+                          const RollupCosts& costs, std::int64_t m0) {
+  using telemetryd::query::kRollupHourMs;
+  const std::int64_t from = telemetryd::query::hour_of(m0) - 2 * kRollupHourMs;
+  const std::int64_t to = from + 5 * kRollupHourMs;
+  CHECK(stored_minutes(store, from, to) == expected_rows(events, costs, from, to));
+  CHECK(stored_hours(store, from, to) == expected_rows(events, costs, from, to, kRollupHourMs));
 }
 
 inline std::size_t rolled_up(Store& store) {
@@ -656,10 +680,19 @@ inline void check_usage_answers(Store& store, const std::vector<DecodedEvent>& e
                                 const RollupCosts& costs, std::int64_t m0) {
   using std::chrono::milliseconds;
   using time_point = std::chrono::system_clock::time_point;
+  const std::int64_t hour = telemetryd::query::hour_of(m0);
   const std::vector<std::pair<std::optional<std::int64_t>, std::optional<std::int64_t>>> ranges{
-      {std::nullopt, std::nullopt}, {m0, m0 + 180000},         {m0 + 20000, m0 + 130000},
-      {m0 + 60000, m0 + 120000},    {m0 + 61000, m0 + 100000}, {std::nullopt, m0 + 75000},
+      {std::nullopt, std::nullopt},
+      {m0, m0 + 180000},
+      {m0 + 20000, m0 + 130000},
+      {m0 + 60000, m0 + 120000},
+      {m0 + 61000, m0 + 100000},
+      {std::nullopt, m0 + 75000},
       {m0 + 45000, std::nullopt},
+      // Whole hours (m0's and the next), and whole hours with cut minutes and edges round them.
+      {hour, hour + 2 * telemetryd::query::kRollupHourMs},
+      {hour - 90500, hour + 2 * telemetryd::query::kRollupHourMs + 30500},
+      {m0 + 30000, hour + 2 * telemetryd::query::kRollupHourMs},
   };
   for (const auto& [from, to] : ranges) {
     for (const char* group : {"model", "tenant", "deployment"}) {
@@ -707,9 +740,10 @@ inline void usage_rollups_recomputed(const SinkTraits&, SinkHarness& sink) {
   Store& store = sink.store();
   REQUIRE(store.keeps_usage_rollups());
   prepared(store);
-  // Three whole minutes, m0 to m0 + 3 min: twelve requests at uneven offsets, two models, two
-  // tenants, two deployments and none, and two GPU samples that are not usage.
-  const std::int64_t m0 = telemetryd::query::minute_of(base_ms()) + kRollupMinuteMs;
+  // Three whole minutes across an hour's end, m0 to m0 + 3 min: twelve requests at uneven
+  // offsets, two models, two tenants, two deployments and none, and two GPU samples that are
+  // not usage.
+  const std::int64_t m0 = telemetryd::query::hour_of(base_ms()) - 2 * kRollupMinuteMs;
   std::vector<DecodedEvent> events{gpu_event("rollup", 0, 1), gpu_event("rollup", 1, 2)};
   for (int i = 0; i < 12; ++i) {
     events.push_back(usage_at("rollup" + std::to_string(i), m0 + i * 15000 + 1000 * (i % 3),
@@ -718,30 +752,32 @@ inline void usage_rollups_recomputed(const SinkTraits&, SinkHarness& sink) {
                               i % 4 == 3 ? "" : (i % 2 == 0 ? "dep-x" : "dep-y"), 100 + 7 * i,
                               20 + 3 * i));
   }
-  const std::int64_t end = m0 + 3 * kRollupMinuteMs;
   written(store, events);
   const std::vector<std::int64_t> minutes{m0, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs};
   auto marked = store.marked_usage_minutes();
   REQUIRE(marked);
   CHECK(marked.value() == minutes);
   // Not yet rolled up: the answers come from the requests of the marked minutes.
-  CHECK(stored_minutes(store, m0, end).empty());
+  check_rollups(store, {}, {}, m0);
   check_usage_answers(store, events, {}, m0);
 
   CHECK(rolled_up(store) == 3);
-  const auto rows = stored_minutes(store, m0, end);
-  CHECK(rows == expected_minutes(events, {}, m0, end));
-  CHECK(stored_minutes(store, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs) ==
-        expected_minutes(events, {}, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs));
+  check_rollups(store, events, {}, m0);
+  const auto rows = stored_minutes(store, 0, INT64_MAX);
+  const auto hours = stored_hours(store, 0, INT64_MAX);
+  CHECK(hours.size() ==
+        expected_rows(events, {}, 0, INT64_MAX, telemetryd::query::kRollupHourMs).size());
   check_usage_answers(store, events, {}, m0);
 
   // A redelivered batch (all duplicates) marks its minutes again and changes no rollup, before
   // the next roll-up or after it.
   written(store, events);
-  CHECK(stored_minutes(store, m0, end) == rows);
+  CHECK(stored_minutes(store, 0, INT64_MAX) == rows);
+  CHECK(stored_hours(store, 0, INT64_MAX) == hours);
   check_usage_answers(store, events, {}, m0);
   rolled_up(store);
-  CHECK(stored_minutes(store, m0, end) == rows);
+  CHECK(stored_minutes(store, 0, INT64_MAX) == rows);
+  CHECK(stored_hours(store, 0, INT64_MAX) == hours);
   check_usage_answers(store, events, {}, m0);
 
   // Costs written onto one request of each minute (one of them unpriced) mark those minutes;
@@ -760,10 +796,11 @@ inline void usage_rollups_recomputed(const SinkTraits&, SinkHarness& sink) {
   CHECK(marked.value() == minutes);
   check_usage_answers(store, events, costs, m0);
   rolled_up(store);
-  CHECK(stored_minutes(store, m0, end) == expected_minutes(events, costs, m0, end));
+  check_rollups(store, events, costs, m0);
   check_usage_answers(store, events, costs, m0);
 
-  // A late request into a rolled minute counts at once, and in the rollup once rolled up.
+  // A late request into a rolled minute counts at once (its hour read from minutes meanwhile),
+  // and in both rollups once rolled up.
   const DecodedEvent late = usage_at("rollup-late", m0 + kRollupMinuteMs + 59999, "conf-model-c",
                                      "conf-tenant-1", "dep-x", 5, 6);
   written(store, {late});
@@ -773,7 +810,7 @@ inline void usage_rollups_recomputed(const SinkTraits&, SinkHarness& sink) {
   CHECK(marked.value() == std::vector<std::int64_t>{m0 + kRollupMinuteMs});
   check_usage_answers(store, events, costs, m0);
   CHECK(rolled_up(store) == 1);
-  CHECK(stored_minutes(store, m0, end) == expected_minutes(events, costs, m0, end));
+  check_rollups(store, events, costs, m0);
   check_usage_answers(store, events, costs, m0);
 }
 
@@ -821,8 +858,8 @@ inline std::vector<CheckCase> checks_for(const SinkTraits& t) {
                                    queries_agree_with_events}
                        : CheckCase{"serves no queries, and says so", no_queries},
       t.keeps_usage_rollups
-          ? CheckCase{"usage rollups: recomputed per minute from the stored requests, unchanged "
-                      "by redelivery; answers exact across cut, marked and rolled minutes",
+          ? CheckCase{"usage rollups: minutes and hours recomputed from the stored requests, "
+                      "unchanged by redelivery; answers exact across cut, marked and rolled parts",
                       usage_rollups_recomputed}
           : CheckCase{"keeps no usage rollups, and says so", no_usage_rollups},
   };

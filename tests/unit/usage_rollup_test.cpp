@@ -1,6 +1,6 @@
-// Usage rollups: how a /v1/usage range splits into rolled minutes and edges read from the
-// requests, and the SQLite store's upgrade and retention of them. That a rollup is exact and
-// unchanged by redelivery is the sink conformance suite's (sink_conformance_sqlite_test.cpp).
+// Usage rollups: how a /v1/usage range splits into hour rows, minute rows and requests, and the
+// SQLite store's upgrade and retention of them. That a rollup is exact and unchanged by redelivery
+// is the sink conformance suite's (sink_conformance_sqlite_test.cpp).
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -83,6 +83,49 @@ TEST_CASE("a usage range splits into whole rolled minutes and partial edges", "[
   }
 }
 
+TEST_CASE("a usage range reads whole clean hours, other whole minutes, and requests", "[rollup]") {
+  using query::kRollupHourMs;
+  using query::plan_usage_reads;
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  const std::int64_t h = 100 * kRollupHourMs;
+  const std::int64_t m = kRollupMinuteMs;
+
+  SECTION("no marks: hours inside, minutes round them, requests at the cut ends") {
+    const auto r = plan_usage_reads(h - 2 * m - 5, h + 3 * kRollupHourMs + m + 7, {});
+    CHECK(r.hours == Edges{{h, h + 3 * kRollupHourMs}});
+    CHECK(r.minutes == Edges{{h - 2 * m, h}, {h + 3 * kRollupHourMs, h + 3 * kRollupHourMs + m}});
+    CHECK(r.requests == Edges{{h - 2 * m - 5, h - 2 * m},
+                              {h + 3 * kRollupHourMs + m, h + 3 * kRollupHourMs + m + 7}});
+  }
+  SECTION("a marked minute: its hour is read from minutes, the minute from requests") {
+    const auto r = plan_usage_reads(h, h + 3 * kRollupHourMs,
+                                    {h + kRollupHourMs + 5 * m, h - m, h + 9 * kRollupHourMs});
+    CHECK(r.hours == Edges{{h, h + kRollupHourMs}, {h + 2 * kRollupHourMs, h + 3 * kRollupHourMs}});
+    CHECK(r.minutes == Edges{{h + kRollupHourMs, h + kRollupHourMs + 5 * m},
+                             {h + kRollupHourMs + 6 * m, h + 2 * kRollupHourMs}});
+    CHECK(r.requests == Edges{{h + kRollupHourMs + 5 * m, h + kRollupHourMs + 6 * m}});
+  }
+  SECTION("adjacent marked minutes join; marks in the cut edges add nothing") {
+    const auto r = plan_usage_reads(h + 30, h + 10 * m, {h, h + 3 * m, h + 4 * m, h + 3 * m});
+    CHECK(r.hours.empty());
+    CHECK(r.minutes == Edges{{h + m, h + 3 * m}, {h + 5 * m, h + 10 * m}});
+    CHECK(r.requests == Edges{{h + 30, h + m}, {h + 3 * m, h + 5 * m}});
+  }
+  SECTION("unbounded: every hour but the marked ones'") {
+    const auto r = plan_usage_reads(std::nullopt, std::nullopt, {h + m});
+    CHECK(r.hours == Edges{{kMin, h}, {h + kRollupHourMs, kMax}});
+    CHECK(r.minutes == Edges{{h, h + m}, {h + 2 * m, h + kRollupHourMs}});
+    CHECK(r.requests == Edges{{h + m, h + 2 * m}});
+  }
+  SECTION("inside one minute: the requests only") {
+    const auto r = plan_usage_reads(h + 1, h + 2, {h});
+    CHECK(r.hours.empty());
+    CHECK(r.minutes.empty());
+    CHECK(r.requests == Edges{{h + 1, h + 2}});
+  }
+}
+
 namespace {
 
 namespace conformance = test_support::conformance;
@@ -119,14 +162,17 @@ TEST_CASE("SQLite: a file written before the rollups has its minutes marked at s
   CHECK(store.roll_up_usage(0, 2).value() == 2);  // marked at 0: settled; two per round
   CHECK(store.roll_up_usage(0, 2).value() == 1);
   CHECK(store.usage_minutes(m0, m0 + 3 * kRollupMinuteMs).value() ==
-        conformance::expected_minutes(events, {}, m0, m0 + 3 * kRollupMinuteMs));
+        conformance::expected_rows(events, {}, m0, m0 + 3 * kRollupMinuteMs));
+  CHECK(store.usage_hours(0, std::numeric_limits<std::int64_t>::max()).value() ==
+        conformance::expected_rows(events, {}, 0, std::numeric_limits<std::int64_t>::max(),
+                                   query::kRollupHourMs));
   // A later start finds rollups: nothing is marked again.
   sqlite::SqliteStore again(path);
   REQUIRE(again.prepare(events::GpuCatalog{}));
   CHECK(again.marked_usage_minutes().value().empty());
 }
 
-TEST_CASE("SQLite retention takes the rollups of the minutes it deletes, and re-rolls the cut one",
+TEST_CASE("SQLite retention takes the rollups of what it deletes, and rolls up the cut hour again",
           "[rollup][sqlite]") {
   test_support::TempDir dir{"rollup"};
   const std::string path = (dir.path / "retention.sqlite3").string();
@@ -143,12 +189,21 @@ TEST_CASE("SQLite retention takes the rollups of the minutes it deletes, and re-
   const std::int64_t cut = m0 + kRollupMinuteMs + 30000;
   const auto pass = store.enforce_retention(settings, cut + 1);
   REQUIRE(pass);
-  CHECK(store.marked_usage_minutes().value() == std::vector<std::int64_t>{m0 + kRollupMinuteMs});
-  REQUIRE(store.roll_up_usage(std::numeric_limits<std::int64_t>::max(), 100).value() == 1);
+  // Marked: the minutes left of the hour the cut falls in (its hour rows are gone).
+  std::vector<std::int64_t> left;
+  for (const std::int64_t minute : {m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs}) {
+    if (query::hour_of(minute) == query::hour_of(cut)) left.push_back(minute);
+  }
+  CHECK(store.marked_usage_minutes().value() == left);
+  REQUIRE(store.roll_up_usage(std::numeric_limits<std::int64_t>::max(), 100).value() ==
+          left.size());
   std::vector<events::DecodedEvent> kept;
   for (const auto& e : events)
     if (unix_ms(e.time) >= cut) kept.push_back(e);
   CHECK(kept.size() == 3);
   CHECK(store.usage_minutes(m0 - kRollupMinuteMs, m0 + 3 * kRollupMinuteMs).value() ==
-        conformance::expected_minutes(kept, {}, m0, m0 + 3 * kRollupMinuteMs));
+        conformance::expected_rows(kept, {}, m0, m0 + 3 * kRollupMinuteMs));
+  CHECK(store.usage_hours(0, std::numeric_limits<std::int64_t>::max()).value() ==
+        conformance::expected_rows(kept, {}, 0, std::numeric_limits<std::int64_t>::max(),
+                                   query::kRollupHourMs));
 }
