@@ -7,8 +7,17 @@
 //   3. Text arrays: a batch goes to the server as a few array parameters and one unnest()
 //      statement, so a batch is one round trip whatever its size.
 //   4. PostgresStore: prepare (tables, indexes, catalog), idempotent write, the query side, the
-//      latest view and the cost windows, the same documents and JSON as MongoStore and
-//      SqliteStore.
+//      latest view, the usage rollups and the cost windows, the same documents and JSON as
+//      MongoStore and SqliteStore.
+//      Usage rollups (query/usage_rollup.hpp): `usage_minutes` holds one row per (minute, model,
+//      tenant_id, deployment) with the sums /v1/usage answers; `usage_marks` one row per minute
+//      changed since its last roll-up (marked_at, and a nonce per marking). A batch marks the
+//      minutes of its requests (duplicates too) and write_costs those of the requests it
+//      prices, each in the transaction of its change; roll_up_usage recomputes a marked minute
+//      from token_usage and clears the mark unless it was marked again. /v1/usage reads the
+//      rows of the unmarked whole minutes and the requests of the edges and of the marked
+//      minutes. A database older than the rollups has every minute holding requests marked at
+//      prepare.
 //   5. Registration: the `postgresql` sink (processor.sinks: [postgresql]) with its section,
 //      its factory and its readiness probe (SELECT 1).
 
@@ -28,7 +37,9 @@
 #include <utility>
 #include <vector>
 
+#include "cost/cost_model.hpp"
 #include "query/answer_rows.hpp"
+#include "query/usage_rollup.hpp"
 #include "telemetryd/config.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/json_writer.hpp"
@@ -56,9 +67,9 @@ std::vector<KeySpec> postgresql_keys() {
        .min = 1,
        .max = 65535},
       {.name = "database",
-       .description = "Database holding gpu_metrics, token_usage, gpus, gpu_latest, cost_windows "
-                      "and placements; the tables are created at start, the database must "
-                      "exist.",
+       .description = "Database holding gpu_metrics, token_usage, usage_minutes, usage_marks, "
+                      "gpus, gpu_latest, cost_windows and placements; the tables are created at "
+                      "start, the database must exist.",
        .default_value = "telemetry"},
       {.name = "user",
        .description = "Role to log in as; empty uses libpq's default (the OS user name).",
@@ -404,6 +415,17 @@ constexpr const char* kSchema[] = {
     "CREATE INDEX IF NOT EXISTS token_usage_model_ts ON token_usage (model, ts)",
     "CREATE INDEX IF NOT EXISTS token_usage_tenant_ts ON token_usage (tenant_id, ts)",
     "CREATE INDEX IF NOT EXISTS token_usage_ts ON token_usage (ts)",
+    // Per-minute usage rollups (query/usage_rollup.hpp): one row per (minute, model, tenant,
+    // deployment) with the sums /v1/usage answers, and a mark per minute changed since it was
+    // last rolled up. The primary key's leading minute serves the range reads.
+    "CREATE TABLE IF NOT EXISTS usage_minutes (minute bigint, model text, tenant_id text, "
+    "deployment text, requests bigint NOT NULL, input_tokens bigint NOT NULL, output_tokens "
+    "bigint NOT NULL, cost_usd double precision NOT NULL, cost_utilization_usd double precision "
+    "NOT NULL, cost_energy_usd double precision NOT NULL, gpu_seconds double precision NOT NULL, "
+    "energy_j double precision NOT NULL, priced_requests bigint NOT NULL, PRIMARY KEY (minute, "
+    "model, tenant_id, deployment))",
+    "CREATE TABLE IF NOT EXISTS usage_marks (minute bigint PRIMARY KEY, marked_at bigint NOT "
+    "NULL, nonce bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS gpus (name text PRIMARY KEY, model_name text NOT NULL, "
     "price_per_hour_usd double precision NOT NULL)",
     // The latest sample of each GPU (newest wins on write), so /gpu/info and /v1/devices read
@@ -446,6 +468,134 @@ constexpr const char* kUpsertLatestSql =
     "array_position($1::text[], id) ON CONFLICT (gpu_uuid) DO UPDATE SET ts = excluded.ts, host "
     "= excluded.host, doc = excluded.doc WHERE excluded.ts > gpu_latest.ts";
 
+// ---- Usage rollups (query/usage_rollup.hpp) ----
+// What one request adds to its group, and the sums of a group: the roll-up and /v1/usage both
+// sum these, so a rolled minute answers exactly what its requests answer. The cost block's
+// sums are named as MongoStore::usage_json names them; sum() skips requests not priced yet
+// (NULL) and coalesce makes an unpriced group 0, like SQLite's total().
+constexpr const char* kRequestValues =
+    "1 AS requests, input_tokens, output_tokens, amount_usd AS cost_usd, (doc #>> "
+    "'{cost,utilization_usd}')::float8 AS cost_utilization_usd, (doc #>> "
+    "'{cost,energy_usd}')::float8 AS cost_energy_usd, (doc #>> '{cost,gpu_seconds}')::float8 AS "
+    "gpu_seconds, (doc #>> '{cost,energy_j}')::float8 AS energy_j, (doc #>> "
+    "'{cost,amortized_usd}' IS NOT NULL)::int AS priced_requests";
+constexpr const char* kUsageSums =
+    "sum(requests), sum(input_tokens), sum(output_tokens), coalesce(sum(cost_usd), 0), "
+    "coalesce(sum(cost_utilization_usd), 0), coalesce(sum(cost_energy_usd), 0), "
+    "coalesce(sum(gpu_seconds), 0), coalesce(sum(energy_j), 0), sum(priced_requests)";
+constexpr const char* kRollupColumns =
+    "requests, input_tokens, output_tokens, cost_usd, cost_utilization_usd, cost_energy_usd, "
+    "gpu_seconds, energy_j, priced_requests";
+
+// A fresh nonce replaces the previous one, so a roll-up that read the previous one leaves the
+// mark for the next. Minutes in ascending order: concurrent batches lock the marks in one
+// order.
+constexpr const char* kMarkMinutesSql =
+    "INSERT INTO usage_marks (minute, marked_at, nonce) SELECT m, $2::bigint, $3::bigint FROM "
+    "unnest($1::bigint[]) AS m ORDER BY m ON CONFLICT (minute) DO UPDATE SET marked_at = "
+    "excluded.marked_at, nonce = excluded.nonce";
+// An upgraded database: every minute already holding requests is marked, so the roll-up fills
+// the history in; until then its answers read the requests.
+constexpr const char* kMarkStoredMinutesSql =
+    "INSERT INTO usage_marks (minute, marked_at, nonce) SELECT DISTINCT ts - ((ts % 60000) + "
+    "60000) % 60000, $1::bigint, $2::bigint FROM token_usage ON CONFLICT (minute) DO NOTHING";
+// The mark, locked until the roll-up commits: a second roller waits and then finds it gone (or
+// marked again, and recomputes after the first committed), so the two never insert the same
+// rows; a batch marking the minute meanwhile waits too, and its requests are rolled next time.
+constexpr const char* kLockMarkSql =
+    "SELECT nonce FROM usage_marks WHERE minute = $1 AND marked_at <= $2 FOR UPDATE";
+constexpr const char* kClearMinuteSql = "DELETE FROM usage_minutes WHERE minute = $1";
+constexpr const char* kUnmarkSql = "DELETE FROM usage_marks WHERE minute = $1 AND nonce = $2";
+
+std::string roll_minute_sql() {
+  return std::string("INSERT INTO usage_minutes (minute, model, tenant_id, deployment, ") +
+         kRollupColumns + ") SELECT $1::bigint, model, tenant_id, coalesce(deployment, ''), " +
+         kUsageSums + " FROM (SELECT model, tenant_id, deployment, " + kRequestValues +
+         " FROM token_usage WHERE ts >= $1::bigint AND ts < $1::bigint + 60000) AS r GROUP BY "
+         "2, 3, 4";
+}
+
+// One /v1/usage statement for a plan (query::plan_usage): the rows of the unmarked whole
+// minutes, the requests of each partial edge and the requests of the marked whole minutes,
+// summed per group. Every part reads by its own range, so an index serves each: a long range
+// costs its minutes, not its requests.
+class UsageStatement {
+ public:
+  UsageStatement(const std::string& column, const std::optional<std::vector<std::string>>& tenants)
+      : column_(column) {
+    if (!tenants) return;
+    TextArray list;
+    for (const auto& t : *tenants) list.add(t);
+    tenant_filter_ = " AND tenant_id = ANY(" + param(list.take()) + "::text[])";
+  }
+
+  void add_rolled(std::int64_t from_ms, std::int64_t to_ms) {
+    const std::string from = param(std::to_string(from_ms));
+    const std::string to = param(std::to_string(to_ms));
+    // NOT EXISTS, not NOT IN: an anti-join, which stays one pass however many minutes are
+    // marked (NOT IN is hashed only while the marks fit in work_mem, after an upgrade they
+    // may not).
+    add_part("SELECT " + column_ + " AS key, " + kRollupColumns +
+             " FROM usage_minutes WHERE minute >= " + from + "::bigint AND minute < " + to +
+             "::bigint AND NOT EXISTS (SELECT 1 FROM usage_marks AS k WHERE k.minute = "
+             "usage_minutes.minute)" +
+             tenant_filter_);
+    // OFFSET 0 keeps the lateral subquery a subquery: one index range per marked minute, never
+    // a pass over the requests of the whole range.
+    add_part("SELECT r.* FROM usage_marks AS m CROSS JOIN LATERAL (SELECT " + column_ +
+             " AS key, " + kRequestValues +
+             " FROM token_usage WHERE ts >= m.minute AND ts < m.minute + 60000" + tenant_filter_ +
+             " OFFSET 0) AS r WHERE m.minute >= " + from + "::bigint AND m.minute < " + to +
+             "::bigint");
+  }
+
+  void add_requests(std::int64_t from_ms, std::int64_t to_ms) {
+    const std::string from = param(std::to_string(from_ms));
+    const std::string to = param(std::to_string(to_ms));
+    add_part("SELECT " + column_ + " AS key, " + kRequestValues + " FROM token_usage WHERE ts >= " +
+             from + "::bigint AND ts < " + to + "::bigint" + tenant_filter_);
+  }
+
+  bool empty() const { return parts_.empty(); }
+
+  // Byte order (COLLATE "C") whatever the database's locale, as the other stores sort.
+  std::string sql() const {
+    return "SELECT key, " + std::string(kUsageSums) + " FROM (" + parts_ +
+           ") AS u GROUP BY key ORDER BY key COLLATE \"C\"";
+  }
+  const std::vector<std::optional<std::string>>& args() const { return args_; }
+
+ private:
+  std::string param(std::string value) {
+    args_.emplace_back(std::move(value));
+    return "$" + std::to_string(args_.size());
+  }
+  void add_part(const std::string& part) { parts_ += parts_.empty() ? part : " UNION ALL " + part; }
+
+  std::string column_;
+  std::string tenant_filter_;
+  std::string parts_;
+  std::vector<std::optional<std::string>> args_;
+};
+
+// Ascending, each once: one mark per minute and statement (DO UPDATE may touch a row once).
+std::vector<std::int64_t> sorted_unique(std::vector<std::int64_t> minutes) {
+  std::sort(minutes.begin(), minutes.end());
+  minutes.erase(std::unique(minutes.begin(), minutes.end()), minutes.end());
+  return minutes;
+}
+
+// The minutes of the token usage events among `rows`.
+std::vector<std::int64_t> usage_minutes_of(const std::vector<StoredEvent>& batch,
+                                           const std::vector<std::size_t>& rows) {
+  std::vector<std::int64_t> minutes;
+  for (const std::size_t i : rows) {
+    const auto& e = *batch[i].event;
+    if (e.kind == EventKind::kTokenUsage) minutes.push_back(query::minute_of(unix_ms(e.time)));
+  }
+  return sorted_unique(std::move(minutes));
+}
+
 class PostgresStore final : public Store {
  public:
   explicit PostgresStore(ConnectionSettings settings) : conn_(std::move(settings)) {}
@@ -462,8 +612,13 @@ class PostgresStore final : public Store {
     };
     if (auto r = conn_.begin(); !r) return fail(r.error());
     if (auto r = conn_.exec("SELECT pg_advisory_xact_lock(7265786173)"); !r) return fail(r.error());
+    Result<bool> upgrading = rollups_missing();
+    if (!upgrading) return fail(upgrading.error());
     for (const char* sql : kSchema) {
       if (auto r = conn_.exec(sql); !r) return fail(r.error());
+    }
+    if (upgrading.value()) {
+      if (auto r = mark_stored_minutes(); !r) return fail(r.error());
     }
     if (auto r = conn_.commit(); !r) return retryable(r.error());
     TextArray names, models, prices;
@@ -533,37 +688,27 @@ class PostgresStore final : public Store {
     return json.take();
   }
 
+  // Whole minutes from the rollups (less the marked ones, read from their requests), the
+  // partial minutes at the edges from the requests: the same answer the requests alone give.
   Result<std::string> usage_json(const UsageQuery& query) override {
     const std::string column = query.group_by == "tenant"       ? "tenant_id"
                                : query.group_by == "deployment" ? "deployment"
                                                                 : "model";
-    // The cost block's sums, named as MongoStore::usage_json names them; sum() skips rows not
-    // priced yet (NULL), coalesce makes an unpriced group 0 like SQLite's total(). Byte order
-    // (COLLATE "C") whatever the database's locale, as the other stores sort.
-    const std::string sql =
-        "SELECT " + column +
-        " AS key, count(*), sum(input_tokens), sum(output_tokens), coalesce(sum(amount_usd), 0), "
-        "coalesce(sum((doc #>> '{cost,utilization_usd}')::float8), 0), "
-        "coalesce(sum((doc #>> '{cost,energy_usd}')::float8), 0), "
-        "coalesce(sum((doc #>> '{cost,gpu_seconds}')::float8), 0), "
-        "coalesce(sum((doc #>> '{cost,energy_j}')::float8), 0), "
-        "count(doc #>> '{cost,amortized_usd}') FROM token_usage WHERE ts >= $1 AND ts < $2" +
-        std::string(query.tenants ? " AND tenant_id = ANY($3::text[])" : "") + " GROUP BY " +
-        column + " ORDER BY " + column + " COLLATE \"C\"";
-    std::vector<std::optional<std::string>> args{
-        std::to_string(query.from ? unix_ms(*query.from) : INT64_MIN),
-        std::to_string(query.to ? unix_ms(*query.to) : INT64_MAX)};
-    if (query.tenants) {
-      TextArray tenants;
-      for (const auto& t : *query.tenants) tenants.add(t);
-      args.emplace_back(tenants.take());
+    const query::UsagePlan plan =
+        query::plan_usage(query.from ? std::optional(unix_ms(*query.from)) : std::nullopt,
+                          query.to ? std::optional(unix_ms(*query.to)) : std::nullopt);
+    UsageStatement statement(column, query.tenants);
+    if (plan.rolled_from_ms < plan.rolled_to_ms) {
+      statement.add_rolled(plan.rolled_from_ms, plan.rolled_to_ms);
     }
-    const std::lock_guard lock(mutex_);
-    auto r = conn_.exec(sql.c_str(), args);
-    if (!r) return r.error();
-    const PGresult* res = r.value().get();
+    for (const auto& [from, to] : plan.edges) statement.add_requests(from, to);
     JsonWriter json;
     json.begin_array();
+    if (statement.empty()) return json.end_array().take();  // an empty range
+    const std::lock_guard lock(mutex_);
+    auto r = conn_.exec(statement.sql().c_str(), statement.args());
+    if (!r) return r.error();
+    const PGresult* res = r.value().get();
     for (int row = 0; row < PQntuples(res); ++row) {
       const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
       query::write_usage_row(json, {.key = cell(res, row, 0),
@@ -660,6 +805,67 @@ class PostgresStore final : public Store {
                          compact_json(cell(res, row, 3)), json.take()});
     }
     return samples;
+  }
+
+  // ---- usage rollups (query/usage_rollup.hpp) ----
+  bool keeps_usage_rollups() const override { return true; }
+
+  Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override {
+    const std::lock_guard lock(mutex_);
+    auto marks =
+        conn_.exec("SELECT minute FROM usage_marks WHERE marked_at <= $1 ORDER BY minute LIMIT $2",
+                   {std::to_string(marked_before_ms),
+                    std::to_string(std::min<std::size_t>(limit, INT64_MAX))});
+    if (!marks) return retryable(marks.error());
+    std::size_t rolled = 0;
+    for (int row = 0; row < PQntuples(marks.value().get()); ++row) {
+      Result<bool> done = roll_up_minute(cell_int(marks.value().get(), row, 0), marked_before_ms);
+      if (!done) return done.error();
+      if (done.value()) ++rolled;
+    }
+    return rolled;
+  }
+
+  Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t from_ms,
+                                                        std::int64_t to_ms) override {
+    const std::lock_guard lock(mutex_);
+    auto r = conn_.exec(
+        (std::string("SELECT minute, model, tenant_id, deployment, ") + kRollupColumns +
+         " FROM usage_minutes WHERE minute >= $1 AND minute < $2 ORDER BY minute, model COLLATE "
+         "\"C\", tenant_id COLLATE \"C\", deployment COLLATE \"C\"")
+            .c_str(),
+        {std::to_string(from_ms), std::to_string(to_ms)});
+    if (!r) return retryable(r.error());
+    const PGresult* res = r.value().get();
+    std::vector<query::UsageRollupRow> rows;
+    for (int row = 0; row < PQntuples(res); ++row) {
+      const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
+      rows.push_back({.start_ms = cell_int(res, row, 0),
+                      .model = cell(res, row, 1),
+                      .tenant_id = cell(res, row, 2),
+                      .deployment = cell(res, row, 3),
+                      .requests = cell_int(res, row, 4),
+                      .input_tokens = cell_int(res, row, 5),
+                      .output_tokens = cell_int(res, row, 6),
+                      .cost_usd = number(7),
+                      .cost_utilization_usd = number(8),
+                      .cost_energy_usd = number(9),
+                      .gpu_seconds = number(10),
+                      .energy_j = number(11),
+                      .priced_requests = cell_int(res, row, 12)});
+    }
+    return rows;
+  }
+
+  Result<std::vector<std::int64_t>> marked_usage_minutes() override {
+    const std::lock_guard lock(mutex_);
+    auto r = conn_.exec("SELECT minute FROM usage_marks ORDER BY minute");
+    if (!r) return retryable(r.error());
+    std::vector<std::int64_t> minutes;
+    for (int row = 0; row < PQntuples(r.value().get()); ++row) {
+      minutes.push_back(cell_int(r.value().get(), row, 0));
+    }
+    return minutes;
   }
 
   // ---- cost windows (docs/cost.md) ----
@@ -776,10 +982,12 @@ class PostgresStore final : public Store {
   Result<bool> write_costs(const std::vector<cost::UsageCost>& costs,
                            const std::optional<CostWindowMark>& clear) override {
     TextArray ids, amounts, blocks;
+    std::vector<std::int64_t> minutes;
     for (const cost::UsageCost& c : costs) {
       ids.add(c.id);
       amounts.add(c.amortized_usd);
       blocks.add(cost::cost_block_json(c));
+      minutes.push_back(query::minute_of(c.time_ms));
     }
     const std::lock_guard lock(mutex_);
     const auto fail = [&](const Error& e) -> Result<bool> {
@@ -805,6 +1013,8 @@ class PostgresStore final : public Store {
         "block) WHERE t.id = c.id",
         {ids.take(), amounts.take(), blocks.take()});
     if (!update) return fail(update.error());
+    // The priced requests' rollups are recomputed: their cost sums changed.
+    if (auto r = mark_minutes(sorted_unique(std::move(minutes))); !r) return fail(r.error());
     if (clear) {
       auto removed = conn_.exec(
           "DELETE FROM cost_windows WHERE start = $1 AND nonce = $2 AND claim_token = $3",
@@ -867,6 +1077,58 @@ class PostgresStore final : public Store {
     return e;
   }
 
+  // Marks `minutes` changed, inside the caller's transaction (none: no statement). Not an
+  // event's fault when it fails, so retryable.
+  Result<bool> mark_minutes(const std::vector<std::int64_t>& minutes) {
+    if (minutes.empty()) return true;
+    TextArray list;
+    for (const std::int64_t m : minutes) list.add(m);
+    auto r = conn_.exec(kMarkMinutesSql,
+                        {list.take(), std::to_string(unix_ms(std::chrono::system_clock::now())),
+                         std::to_string(cost::random_token())});
+    if (!r) return retryable(r.error());
+    return true;
+  }
+
+  // Recomputes one marked minute's rows in a transaction of its own. False when the mark is
+  // gone (another roller did it) or was marked again after `marked_before_ms`.
+  Result<bool> roll_up_minute(std::int64_t minute, std::int64_t marked_before_ms) {
+    const auto fail = [&](const Error& e) -> Result<bool> {
+      conn_.rollback();
+      return retryable(e);
+    };
+    const std::string m = std::to_string(minute);
+    if (auto r = conn_.begin(); !r) return fail(r.error());
+    auto mark = conn_.exec(kLockMarkSql, {m, std::to_string(marked_before_ms)});
+    if (!mark) return fail(mark.error());
+    if (PQntuples(mark.value().get()) == 0) {
+      conn_.rollback();
+      return false;
+    }
+    const std::string nonce = cell(mark.value().get(), 0, 0);
+    if (auto r = conn_.exec(kClearMinuteSql, {m}); !r) return fail(r.error());
+    if (auto r = conn_.exec(roll_minute_sql().c_str(), {m}); !r) return fail(r.error());
+    if (auto r = conn_.exec(kUnmarkSql, {m, nonce}); !r) return fail(r.error());
+    if (auto r = conn_.commit(); !r) return retryable(r.error());
+    return true;
+  }
+
+  // Inside prepare's schema transaction, before the CREATEs: whether this database predates the
+  // rollups (so its stored requests need marking).
+  Result<bool> rollups_missing() {
+    auto r = conn_.exec("SELECT to_regclass('usage_minutes') IS NULL");
+    if (!r) return r.error();
+    return cell(r.value().get(), 0, 0) == "t";
+  }
+
+  Result<bool> mark_stored_minutes() {
+    auto r = conn_.exec(kMarkStoredMinutesSql,
+                        {std::to_string(unix_ms(std::chrono::system_clock::now())),
+                         std::to_string(cost::random_token())});
+    if (!r) return r.error();
+    return true;
+  }
+
   static std::vector<std::string> uuids_of(std::string_view json, simdjson::dom::parser& parser) {
     std::vector<std::string> out;
     simdjson::dom::array array;
@@ -886,6 +1148,8 @@ class PostgresStore final : public Store {
     if (rows.empty()) return inserted;
     if (auto r = conn_.begin(); !r) return r.error();
     Result<bool> ok = insert(batch, rows, received_at, inserted);
+    // Duplicates too: a crash between the insert and a mark is healed by the redelivery.
+    if (ok) ok = mark_minutes(usage_minutes_of(batch, rows));
     if (!ok) {
       conn_.rollback();
       return ok.error();
@@ -977,6 +1241,7 @@ class PostgresStore final : public Store {
       outcome.rejected.emplace_back(i, ok.error().message);
       if (auto r = conn_.exec("ROLLBACK TO SAVEPOINT row"); !r) return fail(r.error());
     }
+    if (auto r = mark_minutes(usage_minutes_of(batch, kept)); !r) return fail(r.error());
     if (auto r = conn_.commit(); !r) return r.error();
     std::sort(outcome.rejected.begin(), outcome.rejected.end());
     count(batch, kept, inserted, outcome);

@@ -1,13 +1,16 @@
 // The PostgreSQL sink against the real server scripts/services.sh started (PostgreSQL 15):
 // exact counts, redeliveries counted as duplicates and never stored twice, a row the server
 // refuses rejected alone, an outage answered as retryable and recovered from, the query JSON
-// the same as SqliteStore's for the same events, the cost windows and the latest view. Rows are
-// counted with libpq directly (support/postgres_probe.hpp), not through the sink.
+// the same as SqliteStore's for the same events, the cost windows, the latest view and the usage
+// rollups (the oldest settled marks first, a database from before them upgraded, rollers racing
+// each other and the writer). Rows are counted with libpq directly (support/postgres_probe.hpp),
+// not through the sink.
 
 #include <simdjson.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +19,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "app/roles.hpp"
@@ -560,4 +564,136 @@ TEST_CASE("events/s into PostgreSQL by batch size", "[postgresql][bench][.]") {
     WARN("batch " << size << ": " << total << " events in " << seconds
                   << " s = " << static_cast<long>(total / seconds) << " events/s");
   }
+}
+
+TEST_CASE(
+    "PostgreSQL sink: usage rollups roll the oldest marks first, only settled ones, up to the "
+    "limit",
+    "[postgresql][itest]") {
+  PostgresDatabase db;
+  auto store = make_store(db);
+  REQUIRE(store->prepare(GpuCatalog{}));
+  REQUIRE(store->write(batch_of(decode_all({usage_event(1, kS + 2 * kW + 5, "m", "t", 1, 2),
+                                            usage_event(2, kS + 10, "m", "t", 3, 4),
+                                            usage_event(3, kS + kW, "m", "t", 5, 6)}))));
+  const auto marked = store->marked_usage_minutes();
+  REQUIRE(marked);
+  CHECK(marked.value() == std::vector<std::int64_t>{kS, kS + kW, kS + 2 * kW});
+  // Marked now: none of them settled an hour ago.
+  const std::int64_t now = unix_ms(std::chrono::system_clock::now());
+  auto none = store->roll_up_usage(now - 3600000, 10);
+  REQUIRE(none);
+  CHECK(none.value() == 0);
+  auto one = store->roll_up_usage(now + 3600000, 1);
+  REQUIRE(one);
+  CHECK(one.value() == 1);
+  CHECK(store->marked_usage_minutes().value() == std::vector<std::int64_t>{kS + kW, kS + 2 * kW});
+  const auto rows = store->usage_minutes(kS, kS + 3 * kW);
+  REQUIRE(rows);
+  REQUIRE(rows.value().size() == 1);
+  CHECK(rows.value()[0] == UsageRollupRow{.start_ms = kS,
+                                       .model = "m",
+                                       .tenant_id = "t",
+                                       .requests = 1,
+                                       .input_tokens = 3,
+                                       .output_tokens = 4});
+  auto rest = store->roll_up_usage(now + 3600000, 10);
+  REQUIRE(rest);
+  CHECK(rest.value() == 2);
+  CHECK(store->marked_usage_minutes().value().empty());
+  CHECK(db.count("usage_minutes") == 3);
+}
+
+TEST_CASE(
+    "PostgreSQL sink: a database from before the usage rollups gets every stored minute marked "
+    "at start, answers the same before and after the roll-up",
+    "[postgresql][itest]") {
+  PostgresDatabase db;
+  auto store = make_store(db);
+  REQUIRE(store->prepare(GpuCatalog{}));
+  std::vector<std::string> lines{gpu_event(100, kS + 7, "GPU-0", "node-a")};
+  for (int i = 0; i < 9; ++i) {
+    lines.push_back(usage_event(i, kS + i * 25000, "m" + std::to_string(i % 2),
+                                "t" + std::to_string(i % 3), 10 + i, 20 + i));
+  }
+  REQUIRE(store->write(batch_of(decode_all(lines))));
+  UsageQuery query;
+  query.from = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + 1000));
+  query.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + 3 * kW + 500));
+  const auto before = store->usage_json(query);
+  REQUIRE(before);
+  // The tables of an older telemetryd: no rollups, requests stored.
+  REQUIRE(postgres_query(db.server, db.name, "DROP TABLE usage_minutes, usage_marks"));
+
+  auto upgraded = make_store(db);
+  REQUIRE(upgraded->prepare(GpuCatalog{}));
+  const auto marked = upgraded->marked_usage_minutes();
+  REQUIRE(marked);
+  CHECK(marked.value() == std::vector<std::int64_t>{kS, kS + kW, kS + 2 * kW, kS + 3 * kW});
+  CHECK(upgraded->usage_json(query).value() == before.value());
+  auto rolled = upgraded->roll_up_usage(unix_ms(std::chrono::system_clock::now()) + 3600000, 100);
+  REQUIRE(rolled);
+  CHECK(rolled.value() == 4);
+  CHECK(upgraded->usage_json(query).value() == before.value());
+  CHECK(db.count("usage_minutes", "minute = " + std::to_string(kS)) == 3);
+  // Started again: the tables exist, nothing is marked anew.
+  REQUIRE(upgraded->prepare(GpuCatalog{}));
+  CHECK(upgraded->marked_usage_minutes().value().empty());
+}
+
+TEST_CASE(
+    "PostgreSQL sink: two processors rolling up while batches arrive end with the rollups of "
+    "the stored requests, without an error",
+    "[postgresql][itest]") {
+  PostgresDatabase db;
+  auto writer = make_store(db);
+  auto first = make_store(db);
+  auto second = make_store(db);
+  REQUIRE(writer->prepare(GpuCatalog{}));
+  REQUIRE(first->prepare(GpuCatalog{}));
+  REQUIRE(second->prepare(GpuCatalog{}));
+  const std::int64_t later = unix_ms(std::chrono::system_clock::now()) + 3600000;
+  std::vector<std::string> errors;  // the main thread's; each roller keeps its own until the join
+  std::string first_error, second_error;
+  std::atomic<bool> writing{true};
+  const auto roll = [&](Store& store, std::string& error) {
+    while (writing.load() && error.empty()) {
+      auto rolled = store.roll_up_usage(later, 2);
+      if (!rolled) error = rolled.error().message;
+    }
+  };
+  std::thread a(roll, std::ref(*first), std::ref(first_error));
+  std::thread b(roll, std::ref(*second), std::ref(second_error));
+  for (int batch = 0; batch < 30; ++batch) {
+    std::vector<std::string> lines;
+    for (int i = 0; i < 20; ++i) {
+      const int n = batch * 20 + i;
+      lines.push_back(usage_event(n, kS + (n * 7919) % (4 * kW), "m" + std::to_string(n % 2),
+                                  "t" + std::to_string(n % 3), n, 2 * n));
+    }
+    auto wrote = writer->write(batch_of(decode_all(lines)));
+    if (!wrote) errors.push_back(wrote.error().message);
+  }
+  writing = false;
+  a.join();
+  b.join();
+  for (const std::string* e : {&first_error, &second_error}) {
+    if (!e->empty()) errors.push_back(*e);
+  }
+  CHECK(errors == std::vector<std::string>{});
+  auto rest = first->roll_up_usage(later, 100);
+  REQUIRE(rest);
+  CHECK(first->marked_usage_minutes().value().empty());
+  // The rollups hold exactly the sums of the stored requests, per minute and group.
+  const std::string rollups =
+      "SELECT minute, model, tenant_id, deployment, requests, input_tokens, output_tokens FROM "
+      "usage_minutes";
+  const std::string requests =
+      "SELECT ts - ((ts % 60000) + 60000) % 60000, model, tenant_id, deployment, count(*), "
+      "sum(input_tokens), sum(output_tokens) FROM token_usage GROUP BY 1, 2, 3, 4";
+  CHECK(db.count("token_usage") == 600);
+  CHECK(postgres_query(db.server, db.name,
+                       "SELECT count(*) FROM ((" + rollups + " EXCEPT " + requests +
+                           ") UNION ALL (" + requests + " EXCEPT " + rollups + ")) AS d") == "0");
+  CHECK(db.count("usage_minutes") > 0);
 }
