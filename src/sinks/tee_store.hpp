@@ -30,6 +30,22 @@ class TeeStore final : public Store {
   Result<std::vector<query::LatestSample>> latest_samples() override {
     return primary_->latest_samples();
   }
+  // So do the usage rollups: the primary's write() marks them, its roll-up keeps them.
+  bool keeps_usage_rollups() const override { return primary_->keeps_usage_rollups(); }
+  Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override {
+    return primary_->roll_up_usage(marked_before_ms, limit);
+  }
+  Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t from_ms,
+                                                           std::int64_t to_ms) override {
+    return primary_->usage_minutes(from_ms, to_ms);
+  }
+  Result<std::vector<query::UsageRollupRow>> usage_hours(std::int64_t from_ms,
+                                                         std::int64_t to_ms) override {
+    return primary_->usage_hours(from_ms, to_ms);
+  }
+  Result<std::vector<std::int64_t>> marked_usage_minutes() override {
+    return primary_->marked_usage_minutes();
+  }
   // Costs live beside the queried documents, in the primary.
   bool supports_costs() const override { return primary_->supports_costs(); }
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,

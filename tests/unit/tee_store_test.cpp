@@ -102,5 +102,13 @@ TEST_CASE(
   Result<WriteOutcome> third = tee.write({batch.begin(), batch.begin() + 4});
   REQUIRE(third);
   CHECK(third->duplicates == 4);
+
+  // The usage rollups are the primary's too: its marks, its roll-up, its rows.
+  CHECK(tee.keeps_usage_rollups());
+  const auto rolled = tee.roll_up_usage(INT64_MAX, 100);
+  REQUIRE(rolled);
+  CHECK(tee.marked_usage_minutes().value().empty());
+  CHECK(tee.usage_minutes(0, INT64_MAX).value().size() >= (rolled.value() > 0 ? 1U : 0U));
+  CHECK(tee.usage_hours(0, INT64_MAX));
   std::filesystem::remove_all(dir);
 }
