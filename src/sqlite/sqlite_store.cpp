@@ -161,6 +161,7 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
       return r;
     }
   }
+  if (Result<bool> r = add_cost_column(); !r) return r;
   Statement upsert;
   {
     sqlite3_stmt* raw = nullptr;
@@ -179,6 +180,36 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
     if (sqlite3_step(upsert.get()) != SQLITE_DONE) return Error::permanent(error_message());
   }
   return true;
+}
+
+// The cost block in a column of its own beside the document (NULL until priced), so that the
+// usage sums read it only for priced requests: taking it out of every document costs about six
+// times more where most requests are not priced yet (the newest minutes). A file from before
+// the column gets it, filled from its documents once.
+Result<bool> SqliteStore::add_cost_column() {
+  // Checked inside the write transaction: another store preparing the same new file at once
+  // adds it first, and this one then finds it.
+  if (auto r = exec("BEGIN IMMEDIATE"); !r) return Error::retryable(r.error().message);
+  const auto fail = [&](const std::string& message) -> Result<bool> {
+    exec("ROLLBACK");
+    return Error::retryable(path_ + ": " + message);
+  };
+  const auto commit = [&]() -> Result<bool> {
+    if (auto r = exec("COMMIT"); !r) return fail(r.error().message);
+    return true;
+  };
+  {
+    const Statement has = prepare_statement(
+        db_, "SELECT count(*) FROM pragma_table_info('token_usage') WHERE name = 'cost'");
+    if (!has || sqlite3_step(has.get()) != SQLITE_ROW) return fail(error_message());
+    if (sqlite3_column_int64(has.get(), 0) > 0) return commit();
+  }
+  for (const char* sql : {"ALTER TABLE token_usage ADD COLUMN cost TEXT",
+                          "UPDATE token_usage SET cost = json_extract(doc, '$.cost') WHERE "
+                          "json_type(doc, '$.cost') = 'object'"}) {
+    if (auto r = exec(sql); !r) return fail(r.error().message);
+  }
+  return commit();
 }
 
 Result<WriteOutcome> SqliteStore::write(const std::vector<StoredEvent>& batch) {
@@ -568,8 +599,8 @@ Result<bool> SqliteStore::write_costs(const std::vector<cost::UsageCost>& costs,
   }
   const Statement update = prepare_statement(
       db_,
-      "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', json(?3)) WHERE id "
-      "= ?1");
+      "UPDATE token_usage SET amount_usd = ?2, doc = json_set(doc, '$.cost', json(?3)), cost = "
+      "?3 WHERE id = ?1");
   if (!update) return fail();
   std::set<std::int64_t> usage_minutes;
   for (const cost::UsageCost& c : costs) usage_minutes.insert(query::minute_of(c.time_ms));

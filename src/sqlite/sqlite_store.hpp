@@ -105,6 +105,7 @@ class SqliteStore final : public Store, public DeadLetterSink {
   std::string error_message() const;
   // Marks minutes for the roll-up, inside the caller's transaction (mutex_ held).
   Result<bool> mark_usage_minutes(const std::set<std::int64_t>& minutes);
+  Result<bool> add_cost_column();
   Result<std::vector<query::UsageRollupRow>> rollup_rows(const char* table, const char* start,
                                                          std::int64_t from_ms, std::int64_t to_ms);
 

@@ -51,8 +51,9 @@ class Db : public test_support::SqliteShell {
       exec(table == "gpu_metrics"
                ? "INSERT INTO gpu_metrics VALUES (" + id + ", " + std::to_string(ts) +
                      ", 'GPU-1', 'host-1', " + doc + ")"
-               : "INSERT INTO token_usage VALUES (" + id + ", " + std::to_string(ts) +
-                     ", 'm', 't', 10, 20, NULL, " + doc + ")");
+               : "INSERT INTO token_usage (id, ts, model, tenant_id, input_tokens, "
+                 "output_tokens, amount_usd, doc) VALUES (" +
+                     id + ", " + std::to_string(ts) + ", 'm', 't', 10, 20, NULL, " + doc + ")");
     }
     exec("COMMIT");
   }

@@ -141,30 +141,43 @@ std::vector<events::DecodedEvent> three_minutes_of_usage(std::int64_t m0) {
 
 }  // namespace
 
-TEST_CASE("SQLite: a file written before the rollups has its minutes marked at start, once",
-          "[rollup][sqlite]") {
+TEST_CASE(
+    "SQLite: a file written before the rollups gets its minutes marked and its costs "
+    "copied to their column at start, once",
+    "[rollup][sqlite]") {
   test_support::TempDir dir{"rollup"};
   const std::string path = (dir.path / "old.sqlite3").string();
   const std::int64_t m0 = minute_of(conformance::base_ms());
   const auto events = three_minutes_of_usage(m0);
+  conformance::RollupCosts costs;
+  std::string answer;
   {
     sqlite::SqliteStore store(path);
     REQUIRE(store.prepare(events::GpuCatalog{}));
     conformance::written(store, events);
+    const std::vector<cost::UsageCost> blocks{conformance::rollup_cost(events[1], true),
+                                              conformance::rollup_cost(events[4], true)};
+    for (const auto& c : blocks) costs[c.id] = c;
+    REQUIRE(store.write_costs(blocks, std::nullopt));
+    answer = store.usage_json({}).value();
+    CHECK(answer.find("\"priced_requests\":1") != std::string::npos);
   }
-  // What an older release left: the requests without rollups or marks.
-  test_support::SqliteShell(path).exec("DROP TABLE usage_minutes; DROP TABLE usage_marks");
+  // What an older release left: the requests, their costs only in the documents, no rollups.
+  test_support::SqliteShell(path).exec(
+      "DROP TABLE usage_minutes; DROP TABLE usage_hours; DROP TABLE usage_marks; ALTER TABLE "
+      "token_usage DROP COLUMN cost");
 
   sqlite::SqliteStore store(path);
   REQUIRE(store.prepare(events::GpuCatalog{}));
   CHECK(store.marked_usage_minutes().value() ==
         std::vector<std::int64_t>{m0, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs});
+  CHECK(store.usage_json({}).value() == answer);  // the costs read from the new column
   CHECK(store.roll_up_usage(0, 2).value() == 2);  // marked at 0: settled; two per round
   CHECK(store.roll_up_usage(0, 2).value() == 1);
   CHECK(store.usage_minutes(m0, m0 + 3 * kRollupMinuteMs).value() ==
-        conformance::expected_rows(events, {}, m0, m0 + 3 * kRollupMinuteMs));
+        conformance::expected_rows(events, costs, m0, m0 + 3 * kRollupMinuteMs));
   CHECK(store.usage_hours(0, std::numeric_limits<std::int64_t>::max()).value() ==
-        conformance::expected_rows(events, {}, 0, std::numeric_limits<std::int64_t>::max(),
+        conformance::expected_rows(events, costs, 0, std::numeric_limits<std::int64_t>::max(),
                                    query::kRollupHourMs));
   // A later start finds rollups: nothing is marked again.
   sqlite::SqliteStore again(path);
