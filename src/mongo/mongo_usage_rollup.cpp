@@ -245,7 +245,8 @@ Result<std::vector<WriteError>> insert_all(mongoc_collection_t* collection,
 // The rows of these minutes replaced: one delete_many, then inserts (not upserts: FerretDB 1.24
 // scans the whole collection for each update statement, docs/cost.md). A duplicate key means
 // another roll-up of the same minutes wrote between our delete and insert, so which rows won is
-// unknown: the marks stay and the minutes are rolled again.
+// unknown: false, and the marks stay so that the minutes are rolled again (not an error: with
+// one roll-up per processor this is a race, not a failing store).
 Result<bool> replace_rows(mongoc_client_t* client, const std::string& database,
                           const std::vector<std::int64_t>& minutes, const Rows& rows) {
   const Collection collection(client, database, kUsageMinutesCollection);
@@ -259,9 +260,7 @@ Result<bool> replace_rows(mongoc_client_t* client, const std::string& database,
     if (!errors) return errors.error();
     if (errors.value().empty()) continue;
     const WriteError& first = errors.value().front();
-    if (first.code == kDuplicateKey) {
-      return Error::retryable("another roll-up wrote the same usage minutes at once");
-    }
+    if (first.code == kDuplicateKey) return false;
     return classify_write_error(first.code, "usage minute not written, code " +
                                                 std::to_string(first.code) + ": " + first.message);
   }
@@ -292,23 +291,6 @@ Result<std::vector<Mark>> due_marks(mongoc_client_t* client, const std::string& 
   return marks;
 }
 
-// Deletes the marks that were read, each only while it holds the nonce read: a minute marked
-// again meanwhile keeps its mark and is rolled again.
-Result<bool> clear_marks(mongoc_client_t* client, const std::string& database,
-                         const std::vector<Mark>& marks) {
-  BsonPtr filter(bson_new());
-  bson_t any;
-  BSON_APPEND_ARRAY_BEGIN(filter.get(), "$or", &any);
-  for (std::size_t i = 0; i < marks.size(); ++i) {
-    const BsonPtr one(
-        BCON_NEW("_id", BCON_INT64(marks[i].minute), "nonce", BCON_INT64(marks[i].nonce)));
-    BSON_APPEND_DOCUMENT(&any, std::to_string(i).c_str(), one.get());
-  }
-  bson_append_array_end(filter.get(), &any);
-  const Collection collection(client, database, kUsageMarksCollection);
-  return deleted_many(collection.get(), filter.get());
-}
-
 // The marked minutes in [from, to).
 Result<std::set<std::int64_t>> marks_in(mongoc_client_t* client, const std::string& database,
                                         Range range) {
@@ -335,6 +317,37 @@ Result<bool> holds_any(mongoc_client_t* client, const std::string& database, con
       for_each_found(collection.get(), filter, opts.get(), [&](const bson_t*) { found = true; });
   if (!read) return read;
   return found;
+}
+
+// Deletes each mark that was read, only while it holds the nonce read: a minute marked again
+// meanwhile keeps its mark and is rolled again. One delete per mark, to tell which were not
+// deleted. A mark already gone means that another roll-up of the same minute, running at once
+// (one per processor), cleared it after it wrote its rows, which may be newer than ours and
+// which ours may have replaced: the minute is marked again, so that it is rolled once more.
+Result<bool> clear_marks(mongoc_client_t* client, const std::string& database,
+                         const std::vector<Mark>& marks) {
+  std::vector<std::int64_t> superseded;
+  const Collection collection(client, database, kUsageMarksCollection);
+  for (const Mark& mark : marks) {
+    const BsonPtr selector(
+        BCON_NEW("_id", BCON_INT64(mark.minute), "nonce", BCON_INT64(mark.nonce)));
+    bson_t reply;
+    bson_error_t error;
+    const bool ok =
+        mongoc_collection_delete_one(collection.get(), selector.get(), nullptr, &reply, &error);
+    const std::int64_t deleted = ok ? int64_at(&reply, "deletedCount").value_or(0) : 0;
+    const bool concern_failed = ok && has_write_concern_error(&reply);
+    bson_destroy(&reply);
+    if (!ok) return classify(error);
+    if (concern_failed) return Error::retryable("write concern not satisfied clearing a mark");
+    if (deleted == 1) continue;
+    const BsonPtr by_id(BCON_NEW("_id", BCON_INT64(mark.minute)));
+    Result<bool> marked = holds_any(client, database, kUsageMarksCollection, by_id.get());
+    if (!marked) return marked;
+    if (!marked.value()) superseded.push_back(mark.minute);
+  }
+  if (superseded.empty()) return true;
+  return mark_usage_minutes(client, database, superseded);
 }
 
 // The upgrade's marks: inserts, since usage_marks was empty (upserts would each scan it on
@@ -473,9 +486,9 @@ Result<std::size_t> roll_up_usage_minutes(mongoc_client_t* client, const std::st
       return added.error();
     }
   }
-  if (auto replaced = replace_rows(client, database, minutes, rows); !replaced) {
-    return replaced.error();
-  }
+  Result<bool> replaced = replace_rows(client, database, minutes, rows);
+  if (!replaced) return replaced.error();
+  if (!replaced.value()) return std::size_t{0};
   if (auto cleared = clear_marks(client, database, marks.value()); !cleared) {
     return cleared.error();
   }
