@@ -350,33 +350,43 @@ Result<bool> clear_marks(mongoc_client_t* client, const std::string& database,
   return mark_usage_minutes(client, database, superseded);
 }
 
-// The upgrade's marks: inserts, since usage_marks was empty (upserts would each scan it on
-// FerretDB). A duplicate key means another processor is doing the same pass at once: that
-// chunk is upserted instead, which a race cannot fail.
+// The upgrade's marks (`minutes` ascending) that are not there yet: inserts, not upserts
+// (FerretDB 1.24 scans the collection for each update statement, and the pass may mark every
+// minute of months). A duplicate key means another processor runs the same pass at once: that
+// mark is there, and the inserts go on after it (FerretDB ends an unordered insert at its first
+// write error).
 Result<bool> insert_marks(mongoc_client_t* client, const std::string& database,
                           const std::vector<std::int64_t>& minutes) {
   const std::int64_t marked_at = now_ms();
   const std::int64_t nonce = cost::random_token();
-  std::vector<BsonPtr> docs;
-  for (const std::int64_t m : minutes) {
-    docs.emplace_back(BCON_NEW("_id", BCON_INT64(m), "marked_at", BCON_INT64(marked_at), "nonce",
-                               BCON_INT64(nonce)));
-  }
   const Collection collection(client, database, kUsageMarksCollection);
-  for (std::size_t from = 0; from < docs.size(); from += kChunk) {
-    const std::size_t to = std::min(docs.size(), from + kChunk);
-    auto errors = insert_all(collection.get(), docs, from, to);
-    if (!errors) return errors.error();
-    if (errors.value().empty()) continue;
-    for (const WriteError& e : errors.value()) {
-      if (e.code != kDuplicateKey) {
-        return classify_write_error(
-            e.code, "usage mark not written, code " + std::to_string(e.code) + ": " + e.message);
-      }
+  for (std::size_t chunk = 0; chunk < minutes.size(); chunk += kChunk) {
+    const std::size_t end = std::min(minutes.size(), chunk + kChunk);
+    Result<std::set<std::int64_t>> present =
+        marks_in(client, database, {minutes[chunk], minutes[end - 1] + 1});
+    if (!present) return present.error();
+    std::vector<BsonPtr> docs;
+    for (std::size_t i = chunk; i < end; ++i) {
+      if (present.value().contains(minutes[i])) continue;
+      docs.emplace_back(BCON_NEW("_id", BCON_INT64(minutes[i]), "marked_at", BCON_INT64(marked_at),
+                                 "nonce", BCON_INT64(nonce)));
     }
-    const std::vector<std::int64_t> chunk(minutes.begin() + static_cast<std::ptrdiff_t>(from),
-                                          minutes.begin() + static_cast<std::ptrdiff_t>(to));
-    if (auto marked = mark_usage_minutes(client, database, chunk); !marked) return marked;
+    std::size_t from = 0;
+    while (from < docs.size()) {
+      Result<std::vector<WriteError>> errors =
+          insert_all(collection.get(), docs, from, docs.size());
+      if (!errors) return errors.error();
+      if (errors.value().empty()) break;
+      std::int64_t first = std::numeric_limits<std::int64_t>::max();
+      for (const WriteError& e : errors.value()) {
+        if (e.code != kDuplicateKey || e.index < 0) {
+          return classify_write_error(
+              e.code, "usage mark not written, code " + std::to_string(e.code) + ": " + e.message);
+        }
+        first = std::min(first, e.index);
+      }
+      from += static_cast<std::size_t>(first) + 1;
+    }
   }
   return true;
 }
@@ -450,26 +460,40 @@ Result<bool> mark_usage_minutes(mongoc_client_t* client, const std::string& data
 }
 
 Result<bool> initialize_usage_rollups(mongoc_client_t* client, const std::string& database) {
+  // The marker's state: absent (never looked), "marking" (a pass began: it runs again until it
+  // ends, since a crash may have left it halfway) or "done".
   const BsonPtr marker(BCON_NEW("_id", BCON_UTF8(kRollupsInitialized)));
-  const BsonPtr all(bson_new());
-  Result<bool> done = holds_any(client, database, kMetaCollection, marker.get());
-  if (!done || done.value()) return done;
-  // Rows or marks mean the rollups were kept already (the marker write was lost): nothing to
-  // mark. A crash after some marks were inserted leaves marks, and the marker is written next.
-  Result<bool> rows = holds_any(client, database, kUsageMinutesCollection, all.get());
-  if (!rows) return rows;
-  Result<bool> marks = holds_any(client, database, kUsageMarksCollection, all.get());
-  if (!marks) return marks;
-  if (!rows.value() && !marks.value()) {
-    Result<std::vector<std::int64_t>> minutes = usage_minutes_held(client, database);
-    if (!minutes) return minutes.error();
-    if (auto marked = insert_marks(client, database, minutes.value()); !marked) return marked;
+  std::string state;
+  {
+    const Collection meta(client, database, kMetaCollection);
+    Result<bool> read = for_each_found(meta.get(), marker.get(), nullptr,
+                                       [&](const bson_t* doc) { state = utf8_at(doc, "state"); });
+    if (!read) return read;
   }
-  std::vector<Upsert> ops;
-  ops.push_back({BsonPtr(bson_copy(marker.get())),
-                 BsonPtr(BCON_NEW("$set", "{", "at", BCON_INT64(now_ms()), "}"))});
-  const Collection meta(client, database, kMetaCollection);
-  return upsert_all(meta.get(), ops);
+  if (state == "done") return true;
+  const auto set_state = [&](const char* value) {
+    std::vector<Upsert> ops;
+    ops.push_back(
+        {BsonPtr(bson_copy(marker.get())), BsonPtr(BCON_NEW("$set", "{", "state", BCON_UTF8(value),
+                                                            "at", BCON_INT64(now_ms()), "}"))});
+    const Collection meta(client, database, kMetaCollection);
+    return upsert_all(meta.get(), ops);
+  };
+  if (state.empty()) {
+    // Rows or marks without a marker: a database that kept rollups before the marker existed
+    // has nothing to mark.
+    const BsonPtr all(bson_new());
+    Result<bool> rows = holds_any(client, database, kUsageMinutesCollection, all.get());
+    if (!rows) return rows;
+    Result<bool> marks = holds_any(client, database, kUsageMarksCollection, all.get());
+    if (!marks) return marks;
+    if (rows.value() || marks.value()) return set_state("done");
+    if (auto began = set_state("marking"); !began) return began;
+  }
+  Result<std::vector<std::int64_t>> minutes = usage_minutes_held(client, database);
+  if (!minutes) return minutes.error();
+  if (auto marked = insert_marks(client, database, minutes.value()); !marked) return marked;
+  return set_state("done");
 }
 
 Result<std::size_t> roll_up_usage_minutes(mongoc_client_t* client, const std::string& database,

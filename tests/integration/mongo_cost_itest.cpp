@@ -651,7 +651,19 @@ TEST_CASE("MongoStore marks every minute of a database from before the usage rol
   // Rows and marks gone again (a TTL that expired every row): the marker keeps the pass from
   // running twice.
   test_support::drop_collection(db.uri, db.name, "usage_minutes");
+  {
+    mongo::MongoStore store(db.settings());
+    REQUIRE(store.prepare(events::GpuCatalog{}));
+    CHECK(store.marked_usage_minutes().value().empty());
+  }
+  // A pass that stopped halfway (one minute marked, the marker still "marking") runs again at
+  // the next start and marks the rest.
   mongo::MongoStore store(db.settings());
+  REQUIRE(
+      store.write(batch_of(decode_all({usage_json_event(11, kS + 5000, "m1", "t1", 1, 2, "")}))));
+  CHECK(store.marked_usage_minutes().value() == std::vector<std::int64_t>{kS});
+  update_document(db.uri, db.name, "telemetryd_meta", "usage_rollups_initialized",
+                  BCON_NEW("$set", "{", "state", BCON_UTF8("marking"), "}"));
   REQUIRE(store.prepare(events::GpuCatalog{}));
-  CHECK(store.marked_usage_minutes().value().empty());
+  CHECK(store.marked_usage_minutes().value() == std::vector<std::int64_t>{kS, kS + kW});
 }
