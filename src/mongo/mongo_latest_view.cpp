@@ -12,6 +12,7 @@
 
 #include "mongo/bson_json.hpp"
 #include "mongo/bson_ptr.hpp"
+#include "mongo/collection.hpp"
 #include "mongo/find_each.hpp"
 #include "mongo/mongo_errors.hpp"
 #include "mongo/upsert_bulk.hpp"
@@ -25,19 +26,6 @@ namespace {
 // A refused upsert is read back and tried again this often at most: more means another writer
 // keeps creating the same GPUs' documents, a condition to retry later, not an answer.
 constexpr int kRaceRetries = 6;  // 10 ms doubling between tries: about 0.6 s in all
-
-class Collection {
- public:
-  Collection(mongoc_client_t* client, const std::string& database, const char* name)
-      : collection_(mongoc_client_get_collection(client, database.c_str(), name)) {}
-  ~Collection() { mongoc_collection_destroy(collection_); }
-  Collection(const Collection&) = delete;
-  Collection& operator=(const Collection&) = delete;
-  mongoc_collection_t* get() const { return collection_; }
-
- private:
-  mongoc_collection_t* collection_;
-};
 
 // Hands the stored sample inside a view document (its `doc` field) to `use`; nothing when it has
 // none. A callback, not a returned bson_t: bson_init_static points the bson_t into itself, so a

@@ -5,13 +5,11 @@
 #pragma GCC diagnostic ignored "-Wignored-attributes"
 
 #include <algorithm>
-#include <array>
-#include <cmath>
 #include <map>
 #include <set>
-#include <thread>
 #include <tuple>
 
+#include "mongo/bson_fields.hpp"
 #include "mongo/bson_json.hpp"
 #include "mongo/bson_ptr.hpp"
 #include "mongo/find_each.hpp"
@@ -19,6 +17,7 @@
 #include "mongo/mongo_errors.hpp"
 #include "mongo/mongo_index.hpp"
 #include "mongo/mongo_latest_view.hpp"
+#include "mongo/mongo_usage_rollup.hpp"
 #include "mongo/upsert_bulk.hpp"
 #include "telemetryd/errors.hpp"
 #include "telemetryd/log.hpp"
@@ -41,11 +40,6 @@ class MongoStore::Client {
 };
 
 namespace {
-
-// Where MongoStore keeps the cost of each usage document (docs/cost.md): one document per usage
-// document, same _id, with its ts, window, model, tenant and deployment and the `cost` block.
-// Beside the usage documents rather than on them: see replace_cost_documents.
-constexpr const char* kCostCollection = "token_usage_costs";
 
 // The stored document: the event's data fields at the top level, with _id, ts (a BSON date for
 // range queries and TTL) and source. A usage document gets its `cost` block later, when its
@@ -76,34 +70,6 @@ Result<std::string> drain_to_json_array(mongoc_cursor_t* cursor, mongoc_collecti
   return json.take();
 }
 
-// Unordered upserts, one per _id. Two processors upserting the same new _id at once can both try
-// the insert, and the loser gets E11000 (MongoDB retries that itself for an equality on _id;
-// FerretDB never). Tried again, the upsert finds the document and updates it, so a race never
-// fails the batch. Two things seen on the test server (FerretDB 1.24) shape the retry:
-// - an unordered update batch ends at its first write error (the upserts after it are not
-//   applied), so the retry runs from the first failed upsert to the end (every upsert is
-//   idempotent);
-// - the same upsert keeps failing while the winner's update command runs (tens of milliseconds
-//   for 20 upserts), so a retry waits, longer each time. Still failing after kRaceRetries, it
-//   is a retryable error: a conflict, not an answer about the documents.
-constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
-
-Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
-  std::size_t from = 0;
-  int retries = 0;  // of the upsert at `from`
-  while (from < ops.size()) {
-    Result<std::optional<std::size_t>> refused = run_upserts(collection, ops, from);
-    if (!refused) return refused.error();
-    if (!refused.value()) return true;
-    const std::size_t first_failed = *refused.value();
-    retries = first_failed == from ? retries + 1 : 1;
-    if (retries > kRaceRetries) return Error::retryable("upsert kept racing another writer");
-    std::this_thread::sleep_for(std::chrono::milliseconds(10) * (1 << (retries - 1)));
-    from = first_failed;
-  }
-  return true;
-}
-
 // Runs a find and hands every document to `each`, then frees the cursor and the collection.
 template <typename Each>
 Result<bool> find_each(mongoc_client_t* client, const std::string& database,
@@ -114,60 +80,6 @@ Result<bool> find_each(mongoc_client_t* client, const std::string& database,
   Result<bool> read = for_each_found(collection, filter, opts, std::forward<Each>(each));
   mongoc_collection_destroy(collection);
   return read;
-}
-
-// Field readers for the cost inputs: a field of another type than the contract's reads as
-// absent (a document the decoder accepted always has the right one).
-std::string utf8_at(const bson_t* doc, const char* path) {
-  bson_iter_t iter, field;
-  if (bson_iter_init(&iter, doc) && bson_iter_find_descendant(&iter, path, &field) &&
-      BSON_ITER_HOLDS_UTF8(&field)) {
-    return bson_iter_utf8(&field, nullptr);
-  }
-  return {};
-}
-
-std::optional<double> double_at(const bson_t* doc, const char* path) {
-  bson_iter_t iter, field;
-  if (bson_iter_init(&iter, doc) && bson_iter_find_descendant(&iter, path, &field) &&
-      BSON_ITER_HOLDS_NUMBER(&field)) {
-    return bson_iter_as_double(&field);
-  }
-  return std::nullopt;
-}
-
-std::optional<std::int64_t> int64_at(const bson_t* doc, const char* path) {
-  bson_iter_t iter, field;
-  if (bson_iter_init(&iter, doc) && bson_iter_find_descendant(&iter, path, &field) &&
-      BSON_ITER_HOLDS_NUMBER(&field)) {
-    return bson_iter_as_int64(&field);
-  }
-  return std::nullopt;
-}
-
-// ts is a BSON date in gpu_metrics and token_usage.
-std::int64_t date_at(const bson_t* doc, const char* key) {
-  bson_iter_t iter;
-  if (bson_iter_init_find(&iter, doc, key) && BSON_ITER_HOLDS_DATE_TIME(&iter)) {
-    return bson_iter_date_time(&iter);
-  }
-  return 0;
-}
-
-// {ts: {$gte: from, $lt: to}}
-BsonPtr ts_range(std::int64_t from_ms, std::int64_t to_ms) {
-  return BsonPtr(
-      BCON_NEW("ts", "{", "$gte", BCON_DATE_TIME(from_ms), "$lt", BCON_DATE_TIME(to_ms), "}"));
-}
-
-BsonPtr projection_of(std::initializer_list<const char*> fields, bool with_id) {
-  BsonPtr opts(bson_new());
-  bson_t projection;
-  BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "projection", &projection);
-  if (!with_id) BSON_APPEND_INT32(&projection, "_id", 0);
-  for (const char* field : fields) BSON_APPEND_INT32(&projection, field, 1);
-  bson_append_document_end(opts.get(), &projection);
-  return opts;
 }
 
 }  // namespace
@@ -197,6 +109,13 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
                      BsonPtr(BCON_NEW("tenant_id", BCON_INT32(1), "ts", BCON_INT32(-1)))});
   // The pricer's queue: settled_cost_windows reads the marks older than the settle delay.
   indexes.push_back({"cost_windows", "marked_at", BsonPtr(BCON_NEW("marked_at", BCON_INT32(1)))});
+  // Usage rollups: answers and roll-ups read the rows by minute; the roll-up reads the marks
+  // older than its delay.
+  indexes.push_back(
+      {kUsageMinutesCollection, "minute", BsonPtr(BCON_NEW("minute", BCON_INT32(1)))});
+  indexes.push_back({kUsageHoursCollection, "hour", BsonPtr(BCON_NEW("hour", BCON_INT32(1)))});
+  indexes.push_back(
+      {kUsageMarksCollection, "marked_at", BsonPtr(BCON_NEW("marked_at", BCON_INT32(1)))});
   // cost_window_inputs and usage_window_starts read both collections by a ts range alone, which
   // the {gpu_uuid, ts} and {model, ts} indexes cannot serve. With a TTL, ts_ttl serves it.
   // Descending, so that it never has the TTL index's key: turning a TTL on later would otherwise
@@ -215,8 +134,10 @@ Result<bool> MongoStore::ensure_indexes(mongoc_client_t* client) {
     const BsonPtr ts(BCON_NEW("ts", BCON_INT32(1)));
     // The latest view expires with its GPU's last sample, so a GPU whose history the TTL
     // removed leaves /v1/devices as it did when that read the history.
-    for (const char* collection :
-         {"gpu_metrics", "token_usage", kCostCollection, kLatestCollection}) {
+    // A minute's (hour's) rollup rows expire with it (their ts is its start), as its requests
+    // do: an answer counts no request from a rollup long after the request expired.
+    for (const char* collection : {"gpu_metrics", "token_usage", kCostCollection, kLatestCollection,
+                                   kUsageMinutesCollection, kUsageHoursCollection}) {
       Result<bool> created = create_index(client, settings_.database, collection, "ts_ttl",
                                           ts.get(), settings_.ttl_days * 86400);
       if (!created) return created;
@@ -231,6 +152,10 @@ Result<bool> MongoStore::prepare(const events::GpuCatalog& catalog) {
   // A database from before the view gets it filled once, so an upgrade keeps /v1/devices.
   if (auto filled = backfill_latest(client.get(), settings_.database); !filled) {
     return filled.error();
+  }
+  // Likewise a database from before the usage rollups gets its minutes marked once.
+  if (auto initialized = initialize_usage_rollups(client.get(), settings_.database); !initialized) {
+    return initialized.error();
   }
   // Through upsert_all: processors started together on a new database upsert the same entries
   // at once, and FerretDB answers the loser of each race with E11000, which must not stop it.
@@ -307,6 +232,20 @@ Result<bool> keep_latest(mongoc_client_t* client, const std::string& database,
 }  // namespace
 
 Result<WriteOutcome> MongoStore::write(const std::vector<StoredEvent>& batch) {
+  // The minutes of the batch's requests are marked before any is inserted, duplicates too:
+  // without transactions, a crash between the two then leaves a mark (one more roll-up), never
+  // a stored request that its minute's rollup lacks. A redelivered batch marks them again.
+  std::vector<std::int64_t> usage_times;
+  for (const StoredEvent& stored : batch) {
+    if (stored.event->kind == EventKind::kTokenUsage)
+      usage_times.push_back(unix_ms(stored.event->time));
+  }
+  if (!usage_times.empty()) {
+    Client client(pool_);
+    if (auto marked = mark_usage_minutes(client.get(), settings_.database, usage_times); !marked) {
+      return marked.error();
+    }
+  }
   WriteOutcome outcome;
   // One unordered insert per collection; batch indexes are kept to map write errors back.
   for (const events::EventKind kind :
@@ -418,116 +357,33 @@ Result<std::string> MongoStore::gpus_json() {
   return drain_to_json_array(cursor, collection);
 }
 
+// Rolled minutes and requests (mongo_usage_rollup.hpp): the answer costs the rows of the whole
+// minutes in the range and the requests of its edges and marked minutes, not all its requests.
 Result<std::string> MongoStore::usage_json(const UsageQuery& query) {
   Client client(pool_);
-  BsonPtr match(bson_new());
-  if (query.from || query.to) {
-    bson_t range;
-    BSON_APPEND_DOCUMENT_BEGIN(match.get(), "ts", &range);
-    if (query.from) BSON_APPEND_DATE_TIME(&range, "$gte", unix_ms(*query.from));
-    if (query.to) BSON_APPEND_DATE_TIME(&range, "$lt", unix_ms(*query.to));
-    bson_append_document_end(match.get(), &range);
-  }
-  // A scoped token or ?tenant=: both collections carry tenant_id, so one $in narrows every
-  // column's $match (an empty list matches nothing).
-  if (query.tenants) {
-    bson_t condition;
-    bson_t list;
-    BSON_APPEND_DOCUMENT_BEGIN(match.get(), "tenant_id", &condition);
-    BSON_APPEND_ARRAY_BEGIN(&condition, "$in", &list);
-    for (std::size_t i = 0; i < query.tenants->size(); ++i) {
-      const std::string index = std::to_string(i);
-      BSON_APPEND_UTF8(&list, index.c_str(), (*query.tenants)[i].c_str());
-    }
-    bson_append_array_end(&condition, &list);
-    bson_append_document_end(match.get(), &condition);
-  }
-  const char* group_field = query.group_by == "tenant"       ? "$tenant_id"
-                            : query.group_by == "deployment" ? "$deployment"
-                                                             : "$model";
-  // Priced requests: those whose amortised cost is a number. "number", not "double": the cost
-  // block comes from JSON, so a cost of exactly 0 is stored as an int32.
-  BsonPtr priced_match(bson_copy(match.get()));
-  BSON_APPEND_DOCUMENT(priced_match.get(), "cost.amortized_usd",
-                       BsonPtr(BCON_NEW("$type", BCON_UTF8("number"))).get());
-  // Counts from the usage documents, costs from their cost documents (kCostCollection), both
-  // matched on the usage time and grouped by the same field. cost_usd adds the amount_usd of the
-  // blocks that the previous release wrote on the usage documents themselves (never both: the
-  // cost documents are new).
-  // One $group per sum: FerretDB 1.24 answers 0 for every accumulator after the first one of a
-  // $group (seen on the test server: requests {$sum: 1} right, then input_tokens
-  // {$sum: "$usage.input_tokens"} 0). One-accumulator groups are right on both servers.
-  struct Column {
-    const char* name;
-    const char* summed;  // nullptr: count the documents
-    bool integer;
-    const bson_t* match;
-    const char* collection;
-    int slot;  // the output column it adds to
-  };
-  const std::array<Column, 10> columns{{
-      {"requests", nullptr, true, match.get(), "token_usage", 0},
-      {"input_tokens", "$usage.input_tokens", true, match.get(), "token_usage", 1},
-      {"output_tokens", "$usage.output_tokens", true, match.get(), "token_usage", 2},
-      {"cost_usd", "$cost.amortized_usd", false, match.get(), kCostCollection, 3},
-      {"cost_utilization_usd", "$cost.utilization_usd", false, match.get(), kCostCollection, 4},
-      {"cost_energy_usd", "$cost.energy_usd", false, match.get(), kCostCollection, 5},
-      {"gpu_seconds", "$cost.gpu_seconds", false, match.get(), kCostCollection, 6},
-      {"energy_j", "$cost.energy_j", false, match.get(), kCostCollection, 7},
-      {"priced_requests", nullptr, true, priced_match.get(), kCostCollection, 8},
-      {"cost_usd", "$cost.amount_usd", false, match.get(), "token_usage", 3},
-  }};
-  constexpr std::size_t kOutputs = 9;
-  std::map<std::string, std::array<double, kOutputs>> rows;
-  for (const Column& column : columns) {
-    BsonPtr pipeline(column.summed == nullptr
-                         ? BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(column.match),
-                                    "}", "{", "$group", "{", "_id", BCON_UTF8(group_field), "v",
-                                    "{", "$sum", BCON_INT32(1), "}", "}", "}", "]")
-                         : BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(column.match),
-                                    "}", "{", "$group", "{", "_id", BCON_UTF8(group_field), "v",
-                                    "{", "$sum", BCON_UTF8(column.summed), "}", "}", "}", "]"));
-    mongoc_collection_t* collection =
-        mongoc_client_get_collection(client.get(), settings_.database.c_str(), column.collection);
-    mongoc_cursor_t* cursor = mongoc_collection_aggregate(collection, MONGOC_QUERY_NONE,
-                                                          pipeline.get(), nullptr, nullptr);
-    const bson_t* doc = nullptr;
-    while (mongoc_cursor_next(cursor, &doc)) {
-      bson_iter_t field;
-      // A document without the field (a usage event without a deployment) groups under null,
-      // answered as "": FerretDB 1.24 has no $ifNull to do it in the pipeline.
-      std::string id;
-      if (bson_iter_init_find(&field, doc, "_id") && BSON_ITER_HOLDS_UTF8(&field)) {
-        id = bson_iter_utf8(&field, nullptr);
-      }
-      double value = 0;
-      if (bson_iter_init_find(&field, doc, "v") && BSON_ITER_HOLDS_NUMBER(&field)) {
-        value = bson_iter_as_double(&field);
-      }
-      rows[id][column.slot] += value;  // value-initialised: a group others lack reads 0
-    }
-    bson_error_t error;
-    const bool failed = mongoc_cursor_error(cursor, &error);
-    mongoc_cursor_destroy(cursor);
-    mongoc_collection_destroy(collection);
-    if (failed) return classify(error);
-  }
-  JsonWriter json;
-  json.begin_array();
-  for (const auto& [id, sums] : rows) {
-    json.begin_object().key("_id").value(id);
-    for (std::size_t slot = 0; slot < kOutputs; ++slot) {
-      json.key(columns[slot].name);
-      if (columns[slot].integer) {
-        json.value(static_cast<std::int64_t>(std::llround(sums[slot])));
-      } else {
-        json.value(sums[slot]);
-      }
-    }
-    json.end_object();
-  }
-  json.end_array();
-  return json.take();
+  return usage_answer(client.get(), settings_.database, query);
+}
+
+Result<std::size_t> MongoStore::roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) {
+  Client client(pool_);
+  return roll_up_usage_minutes(client.get(), settings_.database, marked_before_ms, limit);
+}
+
+Result<std::vector<query::UsageRollupRow>> MongoStore::usage_minutes(std::int64_t from_ms,
+                                                                  std::int64_t to_ms) {
+  Client client(pool_);
+  return stored_usage_rows(client.get(), settings_.database, false, from_ms, to_ms);
+}
+
+Result<std::vector<query::UsageRollupRow>> MongoStore::usage_hours(std::int64_t from_ms,
+                                                                   std::int64_t to_ms) {
+  Client client(pool_);
+  return stored_usage_rows(client.get(), settings_.database, true, from_ms, to_ms);
+}
+
+Result<std::vector<std::int64_t>> MongoStore::marked_usage_minutes() {
+  Client client(pool_);
+  return marked_minutes(client.get(), settings_.database);
 }
 
 // FerretDB 1.24, which the tests run against, groups with $sum and $count only: no date
@@ -892,6 +748,12 @@ Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
     if (held == 0) return done(false);
   }
   if (!costs.empty()) {
+    // Before the costs, as write() marks before the requests: the minutes they change.
+    std::vector<std::int64_t> times;
+    for (const auto& c : costs) times.push_back(c.time_ms);
+    if (auto marked = mark_usage_minutes(client.get(), settings_.database, times); !marked) {
+      return done(marked);
+    }
     mongoc_collection_t* collection =
         mongoc_client_get_collection(client.get(), settings_.database.c_str(), kCostCollection);
     Result<bool> replaced = replace_cost_documents(collection, costs);

@@ -5,6 +5,8 @@
 // marked_at, nonce}, and claim_token and claim_until once a pricer claimed one), placements the
 // learned deployment -> GPU/host targets, and the priced block is written back as `cost` on each
 // token_usage document.
+// Usage rollups (mongo_usage_rollup.hpp): usage_minutes holds the per-minute sums /v1/usage
+// reads, usage_marks the minutes changed since they were last rolled up.
 
 #include <mongoc/mongoc.h>
 
@@ -42,6 +44,14 @@ class MongoStore final : public Store {
   Result<std::string> devices_json() override;
   bool keeps_latest_view() const override { return true; }
   Result<std::vector<query::LatestSample>> latest_samples() override;
+
+  bool keeps_usage_rollups() const override { return true; }
+  Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override;
+  Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t from_ms,
+                                                        std::int64_t to_ms) override;
+  Result<std::vector<query::UsageRollupRow>> usage_hours(std::int64_t from_ms,
+                                                         std::int64_t to_ms) override;
+  Result<std::vector<std::int64_t>> marked_usage_minutes() override;
 
   Result<bool> mark_cost_windows(const std::vector<std::int64_t>& starts_ms,
                                  std::int64_t marked_at_ms, std::int64_t nonce) override;

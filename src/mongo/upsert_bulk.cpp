@@ -1,7 +1,9 @@
 #include "mongo/upsert_bulk.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "mongo/mongo_errors.hpp"
 
@@ -41,6 +43,23 @@ Result<std::optional<std::size_t>> run_upserts(mongoc_collection_t* collection,
     first = std::min(first, from + static_cast<std::size_t>(e.index));
   }
   return std::optional<std::size_t>(first);
+}
+
+Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops) {
+  constexpr int kRaceRetries = 6;  // 10 ms doubling: about 0.6 s in all
+  std::size_t from = 0;
+  int retries = 0;  // of the upsert at `from`
+  while (from < ops.size()) {
+    Result<std::optional<std::size_t>> refused = run_upserts(collection, ops, from);
+    if (!refused) return refused.error();
+    if (!refused.value()) return true;
+    const std::size_t first_failed = *refused.value();
+    retries = first_failed == from ? retries + 1 : 1;
+    if (retries > kRaceRetries) return Error::retryable("upsert kept racing another writer");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10) * (1 << (retries - 1)));
+    from = first_failed;
+  }
+  return true;
 }
 
 }  // namespace telemetryd::mongo

@@ -32,4 +32,17 @@ struct Upsert {
 Result<std::optional<std::size_t>> run_upserts(mongoc_collection_t* collection,
                                                const std::vector<Upsert>& ops, std::size_t from);
 
+/// Runs every op (run_upserts), again from the first one refused with a duplicate key: two
+/// processors upserting the same new _id at once can both try the insert, and the loser gets
+/// E11000 (MongoDB retries that itself for an equality on _id; FerretDB never). Tried again, the
+/// upsert finds the document and updates it, so a race never fails the batch. Two things seen
+/// on the test server (FerretDB 1.24) shape the retry:
+/// - an unordered update batch ends at its first write error (the upserts after it are not
+///   applied), so the retry runs from the first failed upsert to the end (every upsert is
+///   idempotent);
+/// - the same upsert keeps failing while the winner's update command runs (tens of milliseconds
+///   for 20 upserts), so a retry waits, longer each time. Still failing after a few retries
+///   (about 0.6 s), it is a retryable error: a conflict, not an answer about the documents.
+Result<bool> upsert_all(mongoc_collection_t* collection, const std::vector<Upsert>& ops);
+
 }  // namespace telemetryd::mongo

@@ -612,3 +612,58 @@ TEST_CASE("MongoStore reports the batch indexes of a redelivery's duplicates", "
   CHECK(written.value().token_usage_inserted == 1);
   CHECK(written.value().rejected.empty());
 }
+
+TEST_CASE("MongoStore marks every minute of a database from before the usage rollups, once",
+          "[rollup][itest]") {
+  TestDatabase db;
+  {
+    mongo::MongoStore store(db.settings());
+    REQUIRE(store.prepare(events::GpuCatalog{}));
+    // A new database: nothing to mark, and the pass is done.
+    CHECK(store.marked_usage_minutes().value().empty());
+    const auto events = decode_all({
+        usage_json_event(11, kS + 5000, "m1", "t1", 1, 2, ""),
+        usage_json_event(12, kS + kW + 1000, "m1", "t2", 3, 4, ""),
+        usage_json_event(13, kS + kW + 2000, "m2", "t1", 5, 6, ""),
+    });
+    REQUIRE(store.write(batch_of(events)));
+    CHECK(store.roll_up_usage(unix_ms(std::chrono::system_clock::now()), 10).value() == 2);
+  }
+  // The previous release kept neither rollups nor marks nor the marker.
+  for (const char* collection : {"usage_minutes", "usage_marks", "telemetryd_meta"}) {
+    test_support::drop_collection(db.uri, db.name, collection);
+  }
+  UsageQuery all;
+  all.group_by = "tenant";
+  {
+    mongo::MongoStore store(db.settings());
+    REQUIRE(store.prepare(events::GpuCatalog{}));
+    CHECK(store.marked_usage_minutes().value() == std::vector<std::int64_t>{kS, kS + kW});
+    const auto before = parse_usage(store.usage_json(all).value());
+    CHECK(before.at("t1").values.at("requests") == 2);
+    CHECK(before.at("t2").values.at("input_tokens") == 3);
+    CHECK(store.roll_up_usage(unix_ms(std::chrono::system_clock::now()), 10).value() == 2);
+    CHECK(store.usage_minutes(kS, kS + 2 * kW).value().size() == 3);
+    const auto after = parse_usage(store.usage_json(all).value());
+    CHECK(after.at("t1").values == before.at("t1").values);
+    CHECK(after.at("t2").values == before.at("t2").values);
+  }
+  // Rows and marks gone again (a TTL that expired every row): the marker keeps the pass from
+  // running twice.
+  test_support::drop_collection(db.uri, db.name, "usage_minutes");
+  {
+    mongo::MongoStore store(db.settings());
+    REQUIRE(store.prepare(events::GpuCatalog{}));
+    CHECK(store.marked_usage_minutes().value().empty());
+  }
+  // A pass that stopped halfway (one minute marked, the marker still "marking") runs again at
+  // the next start and marks the rest.
+  mongo::MongoStore store(db.settings());
+  REQUIRE(
+      store.write(batch_of(decode_all({usage_json_event(11, kS + 5000, "m1", "t1", 1, 2, "")}))));
+  CHECK(store.marked_usage_minutes().value() == std::vector<std::int64_t>{kS});
+  update_document(db.uri, db.name, "telemetryd_meta", "usage_rollups_initialized",
+                  BCON_NEW("$set", "{", "state", BCON_UTF8("marking"), "}"));
+  REQUIRE(store.prepare(events::GpuCatalog{}));
+  CHECK(store.marked_usage_minutes().value() == std::vector<std::int64_t>{kS, kS + kW});
+}
