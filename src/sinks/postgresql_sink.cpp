@@ -10,14 +10,17 @@
 //      latest view, the usage rollups and the cost windows, the same documents and JSON as
 //      MongoStore and SqliteStore.
 //      Usage rollups (query/usage_rollup.hpp): `usage_minutes` holds one row per (minute, model,
-//      tenant_id, deployment) with the sums /v1/usage answers; `usage_marks` one row per minute
-//      changed since its last roll-up (marked_at, and a nonce per marking). A batch marks the
-//      minutes of its requests (duplicates too) and write_costs those of the requests it
-//      prices, each in the transaction of its change; roll_up_usage recomputes a marked minute
-//      from token_usage and clears the mark unless it was marked again. /v1/usage reads the
-//      rows of the unmarked whole minutes and the requests of the edges and of the marked
-//      minutes. A database older than the rollups has every minute holding requests marked at
-//      prepare.
+//      tenant_id, deployment) with the sums /v1/usage answers, `usage_hours` the same per hour
+//      summed from the minute rows; `usage_marks` one row per minute changed since its last
+//      roll-up (marked_at, and a nonce per marking). A batch marks the minutes of its requests
+//      (duplicates too) and write_costs those of the requests it prices, each in the
+//      transaction of its change; roll_up_usage recomputes, an hour per transaction under an
+//      advisory lock on it, the hour's marked minutes from token_usage (clearing each mark
+//      unless it was marked again) and then the hour from its minutes. /v1/usage reads, in one
+//      snapshot, the marks of the range and then what query::plan_usage_reads makes of them:
+//      hour rows, minute rows, and the requests of the edges and of the marked minutes. A
+//      database older than the rollups has every minute holding requests marked at prepare,
+//      one older than the hour tier its hours summed from its minutes.
 //   5. Registration: the `postgresql` sink (processor.sinks: [postgresql]) with its section,
 //      its factory and its readiness probe (SELECT 1).
 
@@ -67,9 +70,9 @@ std::vector<KeySpec> postgresql_keys() {
        .min = 1,
        .max = 65535},
       {.name = "database",
-       .description = "Database holding gpu_metrics, token_usage, usage_minutes, usage_marks, "
-                      "gpus, gpu_latest, cost_windows and placements; the tables are created at "
-                      "start, the database must exist.",
+       .description = "Database holding gpu_metrics, token_usage, usage_minutes, usage_hours, "
+                      "usage_marks, gpus, gpu_latest, cost_windows and placements; the tables "
+                      "are created at start, the database must exist.",
        .default_value = "telemetry"},
       {.name = "user",
        .description = "Role to log in as; empty uses libpq's default (the OS user name).",
@@ -288,8 +291,9 @@ class Connection {
     return classify(r.get(), conn_, "postgresql " + settings_.where);
   }
 
-  Result<bool> begin() {
-    if (auto r = exec("BEGIN"); !r) return r.error();
+  // `sql`: BEGIN with the transaction's modes, when a reader needs other than the default.
+  Result<bool> begin(const char* sql = "BEGIN") {
+    if (auto r = exec(sql); !r) return r.error();
     in_transaction_ = true;
     return true;
   }
@@ -424,6 +428,15 @@ constexpr const char* kSchema[] = {
     "NOT NULL, cost_energy_usd double precision NOT NULL, gpu_seconds double precision NOT NULL, "
     "energy_j double precision NOT NULL, priced_requests bigint NOT NULL, PRIMARY KEY (minute, "
     "model, tenant_id, deployment))",
+    // Per-hour rollups: the same sums, each (hour, ...) summed from its minutes' rows when a
+    // roll-up recomputes one of them. Created on its own too: a database from before the hour
+    // tier has usage_minutes already (prepare fills it then).
+    "CREATE TABLE IF NOT EXISTS usage_hours (hour bigint, model text, tenant_id text, "
+    "deployment text, requests bigint NOT NULL, input_tokens bigint NOT NULL, output_tokens "
+    "bigint NOT NULL, cost_usd double precision NOT NULL, cost_utilization_usd double precision "
+    "NOT NULL, cost_energy_usd double precision NOT NULL, gpu_seconds double precision NOT NULL, "
+    "energy_j double precision NOT NULL, priced_requests bigint NOT NULL, PRIMARY KEY (hour, "
+    "model, tenant_id, deployment))",
     "CREATE TABLE IF NOT EXISTS usage_marks (minute bigint PRIMARY KEY, marked_at bigint NOT "
     "NULL, nonce bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS gpus (name text PRIMARY KEY, model_name text NOT NULL, "
@@ -505,6 +518,18 @@ constexpr const char* kMarkStoredMinutesSql =
 constexpr const char* kLockMarkSql =
     "SELECT nonce FROM usage_marks WHERE minute = $1 AND marked_at <= $2 FOR UPDATE";
 constexpr const char* kClearMinuteSql = "DELETE FROM usage_minutes WHERE minute = $1";
+constexpr const char* kClearHourSql = "DELETE FROM usage_hours WHERE hour = $1";
+// One roller per hour at a time, for the whole transaction that recomputes the hour's marked
+// minutes and then the hour. The marks' row locks alone do not cover the hour: two rollers
+// holding different minutes of one hour would both DELETE and INSERT its rows, and the second
+// INSERT fails with a duplicate key once the first commits; and a separate transaction per hour
+// after the minutes' would leave a stale hour row (no mark left to redo it) if the process died
+// between the two. Under this lock each READ COMMITTED statement after it sees every minute of
+// the hour another roller committed. Deadlock-free: a roller takes this lock first, holding
+// nothing, and one hour per transaction; the marks then in ascending order, as batches take
+// them. The two-int key space is apart from prepare's one-bigint lock.
+constexpr const char* kLockHourSql =
+    "SELECT pg_advisory_xact_lock(1970496871, ($1::bigint / 3600000)::int)";
 constexpr const char* kUnmarkSql = "DELETE FROM usage_marks WHERE minute = $1 AND nonce = $2";
 
 std::string roll_minute_sql() {
@@ -515,10 +540,29 @@ std::string roll_minute_sql() {
          "2, 3, 4";
 }
 
-// One /v1/usage statement for a plan (query::plan_usage): the rows of the unmarked whole
-// minutes, the requests of each partial edge and the requests of the marked whole minutes,
-// summed per group. Every part reads by its own range, so an index serves each: a long range
-// costs its minutes, not its requests.
+// An hour's rows from its minutes' rows (the hour's start in $1).
+std::string roll_hour_sql() {
+  return std::string("INSERT INTO usage_hours (hour, model, tenant_id, deployment, ") +
+         kRollupColumns + ") SELECT $1::bigint, model, tenant_id, deployment, " + kUsageSums +
+         " FROM usage_minutes WHERE minute >= $1::bigint AND minute < $1::bigint + 3600000 GROUP "
+         "BY 2, 3, 4";
+}
+
+// A database from before the hour tier: every hour's rows from the minute rows there are, in
+// prepare's transaction, so an answer never reads an empty hour row for rolled minutes. A
+// minute marked then is rolled later and its hour recomputed with it.
+std::string fill_hours_sql() {
+  return std::string("INSERT INTO usage_hours (hour, model, tenant_id, deployment, ") +
+         kRollupColumns + ") SELECT minute - ((minute % 3600000) + 3600000) % 3600000, model, " +
+         "tenant_id, deployment, " + kUsageSums + " FROM usage_minutes GROUP BY 1, 2, 3, 4";
+}
+
+// One /v1/usage statement for the reads of a plan (query::plan_usage_reads): the hour rows of
+// its hour ranges, the minute rows of its minute ranges and the requests of its request
+// ranges, summed per group. Each part takes its ranges as two arrays (one parameter pair
+// whatever their number) and reads each range in a lateral subquery: OFFSET 0 keeps it a
+// subquery, so every range is one index range scan (the primary key's leading hour or minute,
+// token_usage_ts), never a pass over a whole table.
 class UsageStatement {
  public:
   UsageStatement(const std::string& column, const std::optional<std::vector<std::string>>& tenants)
@@ -529,48 +573,36 @@ class UsageStatement {
     tenant_filter_ = " AND tenant_id = ANY(" + param(list.take()) + "::text[])";
   }
 
-  void add_rolled(std::int64_t from_ms, std::int64_t to_ms) {
-    const std::string from = param(std::to_string(from_ms));
-    const std::string to = param(std::to_string(to_ms));
-    // NOT EXISTS, not NOT IN: an anti-join, which stays one pass however many minutes are
-    // marked (NOT IN is hashed only while the marks fit in work_mem, after an upgrade they
-    // may not).
-    add_part("SELECT " + column_ + " AS key, " + kRollupColumns +
-             " FROM usage_minutes WHERE minute >= " + from + "::bigint AND minute < " + to +
-             "::bigint AND NOT EXISTS (SELECT 1 FROM usage_marks AS k WHERE k.minute = "
-             "usage_minutes.minute)" +
-             tenant_filter_);
-    // OFFSET 0 keeps the lateral subquery a subquery: one index range per marked minute, never
-    // a pass over the requests of the whole range.
-    add_part("SELECT r.* FROM usage_marks AS m CROSS JOIN LATERAL (SELECT " + column_ +
-             " AS key, " + kRequestValues +
-             " FROM token_usage WHERE ts >= m.minute AND ts < m.minute + 60000" + tenant_filter_ +
-             " OFFSET 0) AS r WHERE m.minute >= " + from + "::bigint AND m.minute < " + to +
-             "::bigint");
-  }
-
-  void add_requests(std::int64_t from_ms, std::int64_t to_ms) {
-    const std::string from = param(std::to_string(from_ms));
-    const std::string to = param(std::to_string(to_ms));
-    add_part("SELECT " + column_ + " AS key, " + kRequestValues + " FROM token_usage WHERE ts >= " +
-             from + "::bigint AND ts < " + to + "::bigint" + tenant_filter_);
+  // `start`: the column the ranges bound; `values`: what one row adds to its group.
+  void add(const char* table, const char* start, const char* values,
+           const std::vector<query::TimeRange>& ranges) {
+    if (ranges.empty()) return;
+    TextArray froms, tos;
+    for (const auto& [from, to] : ranges) {
+      froms.add(from);
+      tos.add(to);
+    }
+    const std::string from = param(froms.take());
+    const std::string to = param(tos.take());
+    const std::string part = "SELECT p.* FROM unnest(" + from + "::bigint[], " + to +
+                             "::bigint[]) AS g(f, t) CROSS JOIN LATERAL (SELECT " + column_ +
+                             " AS key, " + values + " FROM " + table + " WHERE " + start +
+                             " >= g.f AND " + start + " < g.t" + tenant_filter_ + " OFFSET 0) AS p";
+    parts_ += parts_.empty() ? part : " UNION ALL " + part;
   }
 
   bool empty() const { return parts_.empty(); }
 
-  // Byte order (COLLATE "C") whatever the database's locale, as the other stores sort.
   std::string sql() const {
-    return "SELECT key, " + std::string(kUsageSums) + " FROM (" + parts_ +
-           ") AS u GROUP BY key ORDER BY key COLLATE \"C\"";
+    return "SELECT key, " + std::string(kUsageSums) + " FROM (" + parts_ + ") AS u GROUP BY key";
   }
   const std::vector<std::optional<std::string>>& args() const { return args_; }
 
  private:
-  std::string param(std::string value) {
-    args_.emplace_back(std::move(value));
+  std::string param(std::optional<std::string> value) {
+    args_.push_back(std::move(value));
     return "$" + std::to_string(args_.size());
   }
-  void add_part(const std::string& part) { parts_ += parts_.empty() ? part : " UNION ALL " + part; }
 
   std::string column_;
   std::string tenant_filter_;
@@ -612,13 +644,17 @@ class PostgresStore final : public Store {
     };
     if (auto r = conn_.begin(); !r) return fail(r.error());
     if (auto r = conn_.exec("SELECT pg_advisory_xact_lock(7265786173)"); !r) return fail(r.error());
-    Result<bool> upgrading = rollups_missing();
-    if (!upgrading) return fail(upgrading.error());
+    Result<MissingRollups> missing = missing_rollups();
+    if (!missing) return fail(missing.error());
     for (const char* sql : kSchema) {
       if (auto r = conn_.exec(sql); !r) return fail(r.error());
     }
-    if (upgrading.value()) {
+    if (missing.value().minutes) {
+      // No rollups at all: the roll-up fills the minutes and their hours from the marks.
       if (auto r = mark_stored_minutes(); !r) return fail(r.error());
+    } else if (missing.value().hours) {
+      // Minutes rolled up, no hour tier yet: their hours are summed from them right away.
+      if (auto r = conn_.exec(fill_hours_sql().c_str()); !r) return fail(r.error());
     }
     if (auto r = conn_.commit(); !r) return retryable(r.error());
     TextArray names, models, prices;
@@ -688,42 +724,59 @@ class PostgresStore final : public Store {
     return json.take();
   }
 
-  // Whole minutes from the rollups (less the marked ones, read from their requests), the
-  // partial minutes at the edges from the requests: the same answer the requests alone give.
+  // As SqliteStore::usage_json: the marks of the range, then what plan_usage_reads makes of
+  // them, in one REPEATABLE READ snapshot, so a roll-up committing in between can neither
+  // count a minute twice nor drop it (its mark read, its rows not, or the other way round).
   Result<std::string> usage_json(const UsageQuery& query) override {
     const std::string column = query.group_by == "tenant"       ? "tenant_id"
                                : query.group_by == "deployment" ? "deployment"
                                                                 : "model";
-    const query::UsagePlan plan =
-        query::plan_usage(query.from ? std::optional(unix_ms(*query.from)) : std::nullopt,
-                          query.to ? std::optional(unix_ms(*query.to)) : std::nullopt);
-    UsageStatement statement(column, query.tenants);
-    if (plan.rolled_from_ms < plan.rolled_to_ms) {
-      statement.add_rolled(plan.rolled_from_ms, plan.rolled_to_ms);
-    }
-    for (const auto& [from, to] : plan.edges) statement.add_requests(from, to);
-    JsonWriter json;
-    json.begin_array();
-    if (statement.empty()) return json.end_array().take();  // an empty range
+    const std::optional<std::int64_t> from =
+        query.from ? std::optional(unix_ms(*query.from)) : std::nullopt;
+    const std::optional<std::int64_t> to =
+        query.to ? std::optional(unix_ms(*query.to)) : std::nullopt;
     const std::lock_guard lock(mutex_);
-    auto r = conn_.exec(statement.sql().c_str(), statement.args());
-    if (!r) return r.error();
-    const PGresult* res = r.value().get();
-    for (int row = 0; row < PQntuples(res); ++row) {
-      const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
-      query::write_usage_row(json, {.key = cell(res, row, 0),
-                                    .requests = cell_int(res, row, 1),
-                                    .input_tokens = cell_int(res, row, 2),
-                                    .output_tokens = cell_int(res, row, 3),
-                                    .cost_usd = number(4),
-                                    .cost_utilization_usd = number(5),
-                                    .cost_energy_usd = number(6),
-                                    .gpu_seconds = number(7),
-                                    .energy_j = number(8),
-                                    .priced_requests = cell_int(res, row, 9)});
+    // Errors as the query side returns them elsewhere (no retryable() wrapping).
+    const auto fail = [&](const Error& e) -> Result<std::string> {
+      conn_.rollback();
+      return e;
+    };
+    if (auto r = conn_.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !r) {
+      return fail(r.error());
     }
-    json.end_array();
-    return json.take();
+    auto marks = conn_.exec("SELECT minute FROM usage_marks WHERE minute >= $1 AND minute < $2",
+                            {std::to_string(from ? query::minute_of(*from) : INT64_MIN),
+                             std::to_string(to.value_or(INT64_MAX))});
+    if (!marks) return fail(marks.error());
+    std::vector<std::int64_t> marked;
+    for (int row = 0; row < PQntuples(marks.value().get()); ++row) {
+      marked.push_back(cell_int(marks.value().get(), row, 0));
+    }
+    const query::UsageReads reads = query::plan_usage_reads(from, to, std::move(marked));
+    UsageStatement statement(column, query.tenants);
+    statement.add("usage_hours", "hour", kRollupColumns, reads.hours);
+    statement.add("usage_minutes", "minute", kRollupColumns, reads.minutes);
+    statement.add("token_usage", "ts", kRequestValues, reads.requests);
+    query::UsageTotals totals;
+    if (!statement.empty()) {
+      auto r = conn_.exec(statement.sql().c_str(), statement.args());
+      if (!r) return fail(r.error());
+      const PGresult* res = r.value().get();
+      for (int row = 0; row < PQntuples(res); ++row) {
+        const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
+        totals.add(cell(res, row, 0), {.requests = cell_int(res, row, 1),
+                                       .input_tokens = cell_int(res, row, 2),
+                                       .output_tokens = cell_int(res, row, 3),
+                                       .cost_usd = number(4),
+                                       .cost_utilization_usd = number(5),
+                                       .cost_energy_usd = number(6),
+                                       .gpu_seconds = number(7),
+                                       .energy_j = number(8),
+                                       .priced_requests = cell_int(res, row, 9)});
+      }
+    }
+    conn_.rollback();  // read only: nothing to commit
+    return totals.json();
   }
 
   Result<std::string> gpu_series_json(const query::SeriesQuery& query) override {
@@ -810,6 +863,7 @@ class PostgresStore final : public Store {
   // ---- usage rollups (query/usage_rollup.hpp) ----
   bool keeps_usage_rollups() const override { return true; }
 
+  // The settled marks, oldest first, an hour's minutes at a time (roll_up_hour).
   Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override {
     const std::lock_guard lock(mutex_);
     auto marks =
@@ -817,44 +871,31 @@ class PostgresStore final : public Store {
                    {std::to_string(marked_before_ms),
                     std::to_string(std::min<std::size_t>(limit, INT64_MAX))});
     if (!marks) return retryable(marks.error());
-    std::size_t rolled = 0;
+    std::vector<std::int64_t> minutes;
     for (int row = 0; row < PQntuples(marks.value().get()); ++row) {
-      Result<bool> done = roll_up_minute(cell_int(marks.value().get(), row, 0), marked_before_ms);
+      minutes.push_back(cell_int(marks.value().get(), row, 0));
+    }
+    std::size_t rolled = 0;
+    for (auto first = minutes.begin(); first != minutes.end();) {
+      const std::int64_t hour = query::hour_of(*first);
+      const auto end = std::find_if(first, minutes.end(),
+                                    [&](std::int64_t m) { return query::hour_of(m) != hour; });
+      Result<std::size_t> done = roll_up_hour(hour, {first, end}, marked_before_ms);
       if (!done) return done.error();
-      if (done.value()) ++rolled;
+      rolled += done.value();
+      first = end;
     }
     return rolled;
   }
 
   Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t from_ms,
-                                                        std::int64_t to_ms) override {
-    const std::lock_guard lock(mutex_);
-    auto r = conn_.exec(
-        (std::string("SELECT minute, model, tenant_id, deployment, ") + kRollupColumns +
-         " FROM usage_minutes WHERE minute >= $1 AND minute < $2 ORDER BY minute, model COLLATE "
-         "\"C\", tenant_id COLLATE \"C\", deployment COLLATE \"C\"")
-            .c_str(),
-        {std::to_string(from_ms), std::to_string(to_ms)});
-    if (!r) return retryable(r.error());
-    const PGresult* res = r.value().get();
-    std::vector<query::UsageRollupRow> rows;
-    for (int row = 0; row < PQntuples(res); ++row) {
-      const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
-      rows.push_back({.start_ms = cell_int(res, row, 0),
-                      .model = cell(res, row, 1),
-                      .tenant_id = cell(res, row, 2),
-                      .deployment = cell(res, row, 3),
-                      .requests = cell_int(res, row, 4),
-                      .input_tokens = cell_int(res, row, 5),
-                      .output_tokens = cell_int(res, row, 6),
-                      .cost_usd = number(7),
-                      .cost_utilization_usd = number(8),
-                      .cost_energy_usd = number(9),
-                      .gpu_seconds = number(10),
-                      .energy_j = number(11),
-                      .priced_requests = cell_int(res, row, 12)});
-    }
-    return rows;
+                                                           std::int64_t to_ms) override {
+    return rollup_rows("usage_minutes", "minute", from_ms, to_ms);
+  }
+
+  Result<std::vector<query::UsageRollupRow>> usage_hours(std::int64_t from_ms,
+                                                         std::int64_t to_ms) override {
+    return rollup_rows("usage_hours", "hour", from_ms, to_ms);
   }
 
   Result<std::vector<std::int64_t>> marked_usage_minutes() override {
@@ -1092,33 +1133,87 @@ class PostgresStore final : public Store {
 
   // Recomputes one marked minute's rows in a transaction of its own. False when the mark is
   // gone (another roller did it) or was marked again after `marked_before_ms`.
-  Result<bool> roll_up_minute(std::int64_t minute, std::int64_t marked_before_ms) {
-    const auto fail = [&](const Error& e) -> Result<bool> {
+  // One transaction for an hour's marked minutes (ascending) and the hour: each minute whose
+  // mark is still settled is recomputed from its requests and unmarked (unless marked again),
+  // then the hour from its minutes, once. The minutes rolled; none: nothing written.
+  Result<std::size_t> roll_up_hour(std::int64_t hour, const std::vector<std::int64_t>& minutes,
+                                   std::int64_t marked_before_ms) {
+    const auto fail = [&](const Error& e) -> Result<std::size_t> {
       conn_.rollback();
       return retryable(e);
     };
-    const std::string m = std::to_string(minute);
+    const std::string h = std::to_string(hour);
     if (auto r = conn_.begin(); !r) return fail(r.error());
-    auto mark = conn_.exec(kLockMarkSql, {m, std::to_string(marked_before_ms)});
-    if (!mark) return fail(mark.error());
-    if (PQntuples(mark.value().get()) == 0) {
-      conn_.rollback();
-      return false;
+    if (auto r = conn_.exec(kLockHourSql, {h}); !r) return fail(r.error());
+    std::size_t rolled = 0;
+    for (const std::int64_t minute : minutes) {
+      const std::string m = std::to_string(minute);
+      auto mark = conn_.exec(kLockMarkSql, {m, std::to_string(marked_before_ms)});
+      if (!mark) return fail(mark.error());
+      if (PQntuples(mark.value().get()) == 0) continue;  // rolled by another processor
+      const std::string nonce = cell(mark.value().get(), 0, 0);
+      if (auto r = conn_.exec(kClearMinuteSql, {m}); !r) return fail(r.error());
+      if (auto r = conn_.exec(roll_minute_sql().c_str(), {m}); !r) return fail(r.error());
+      if (auto r = conn_.exec(kUnmarkSql, {m, nonce}); !r) return fail(r.error());
+      ++rolled;
     }
-    const std::string nonce = cell(mark.value().get(), 0, 0);
-    if (auto r = conn_.exec(kClearMinuteSql, {m}); !r) return fail(r.error());
-    if (auto r = conn_.exec(roll_minute_sql().c_str(), {m}); !r) return fail(r.error());
-    if (auto r = conn_.exec(kUnmarkSql, {m, nonce}); !r) return fail(r.error());
+    if (rolled == 0) {
+      conn_.rollback();
+      return rolled;
+    }
+    if (auto r = conn_.exec(kClearHourSql, {h}); !r) return fail(r.error());
+    if (auto r = conn_.exec(roll_hour_sql().c_str(), {h}); !r) return fail(r.error());
     if (auto r = conn_.commit(); !r) return retryable(r.error());
-    return true;
+    return rolled;
+  }
+
+  // The rows of `table` whose `start` lies in [from_ms, to_ms), in the order the other stores
+  // list them (byte order).
+  Result<std::vector<query::UsageRollupRow>> rollup_rows(const char* table, const char* start,
+                                                         std::int64_t from_ms, std::int64_t to_ms) {
+    const std::lock_guard lock(mutex_);
+    auto r = conn_.exec(
+        (std::string("SELECT ") + start + ", model, tenant_id, deployment, " + kRollupColumns +
+         " FROM " + table + " WHERE " + start + " >= $1 AND " + start + " < $2 ORDER BY " + start +
+         ", model COLLATE \"C\", tenant_id COLLATE \"C\", deployment COLLATE "
+         "\"C\"")
+            .c_str(),
+        {std::to_string(from_ms), std::to_string(to_ms)});
+    if (!r) return retryable(r.error());
+    const PGresult* res = r.value().get();
+    std::vector<query::UsageRollupRow> rows;
+    for (int row = 0; row < PQntuples(res); ++row) {
+      const auto number = [&](int column) { return cell_double(res, row, column).value_or(0); };
+      rows.push_back({.start_ms = cell_int(res, row, 0),
+                      .model = cell(res, row, 1),
+                      .tenant_id = cell(res, row, 2),
+                      .deployment = cell(res, row, 3),
+                      .requests = cell_int(res, row, 4),
+                      .input_tokens = cell_int(res, row, 5),
+                      .output_tokens = cell_int(res, row, 6),
+                      .cost_usd = number(7),
+                      .cost_utilization_usd = number(8),
+                      .cost_energy_usd = number(9),
+                      .gpu_seconds = number(10),
+                      .energy_j = number(11),
+                      .priced_requests = cell_int(res, row, 12)});
+    }
+    return rows;
   }
 
   // Inside prepare's schema transaction, before the CREATEs: whether this database predates the
-  // rollups (so its stored requests need marking).
-  Result<bool> rollups_missing() {
-    auto r = conn_.exec("SELECT to_regclass('usage_minutes') IS NULL");
+  // rollups (so its stored requests need marking) or only their hour tier (so its minute rows
+  // need summing into hours).
+  struct MissingRollups {
+    bool minutes = false;
+    bool hours = false;
+  };
+  Result<MissingRollups> missing_rollups() {
+    auto r = conn_.exec(
+        "SELECT to_regclass('usage_minutes') IS NULL, to_regclass('usage_hours') IS NULL");
     if (!r) return r.error();
-    return cell(r.value().get(), 0, 0) == "t";
+    return MissingRollups{.minutes = cell(r.value().get(), 0, 0) == "t",
+                          .hours = cell(r.value().get(), 0, 1) == "t"};
   }
 
   Result<bool> mark_stored_minutes() {

@@ -592,16 +592,33 @@ TEST_CASE(
   REQUIRE(rows);
   REQUIRE(rows.value().size() == 1);
   CHECK(rows.value()[0] == UsageRollupRow{.start_ms = kS,
-                                       .model = "m",
-                                       .tenant_id = "t",
-                                       .requests = 1,
-                                       .input_tokens = 3,
-                                       .output_tokens = 4});
+                                          .model = "m",
+                                          .tenant_id = "t",
+                                          .requests = 1,
+                                          .input_tokens = 3,
+                                          .output_tokens = 4});
+  // Its hour from the one minute rolled so far, then from all three.
+  UsageRollupRow hour{.start_ms = kS,
+                      .model = "m",
+                      .tenant_id = "t",
+                      .requests = 1,
+                      .input_tokens = 3,
+                      .output_tokens = 4};
+  auto hours = store->usage_hours(kS, kS + 3600000);
+  REQUIRE(hours);
+  CHECK(hours.value() == std::vector{hour});
   auto rest = store->roll_up_usage(now + 3600000, 10);
   REQUIRE(rest);
   CHECK(rest.value() == 2);
   CHECK(store->marked_usage_minutes().value().empty());
   CHECK(db.count("usage_minutes") == 3);
+  hours = store->usage_hours(kS, kS + 3600000);
+  REQUIRE(hours);
+  hour.requests = 3;
+  hour.input_tokens = 9;
+  hour.output_tokens = 12;
+  CHECK(hours.value() == std::vector{hour});
+  CHECK(db.count("usage_hours") == 1);
 }
 
 TEST_CASE(
@@ -622,8 +639,14 @@ TEST_CASE(
   query.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + 3 * kW + 500));
   const auto before = store->usage_json(query);
   REQUIRE(before);
+  // Whole hours: answered from the hour rows once those are current.
+  UsageQuery hours_query;
+  hours_query.from = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS));
+  hours_query.to = std::chrono::system_clock::time_point(std::chrono::milliseconds(kS + 7200000));
+  const auto hours_before = store->usage_json(hours_query);
+  REQUIRE(hours_before);
   // The tables of an older telemetryd: no rollups, requests stored.
-  REQUIRE(postgres_query(db.server, db.name, "DROP TABLE usage_minutes, usage_marks"));
+  REQUIRE(postgres_query(db.server, db.name, "DROP TABLE usage_minutes, usage_hours, usage_marks"));
 
   auto upgraded = make_store(db);
   REQUIRE(upgraded->prepare(GpuCatalog{}));
@@ -635,10 +658,29 @@ TEST_CASE(
   REQUIRE(rolled);
   CHECK(rolled.value() == 4);
   CHECK(upgraded->usage_json(query).value() == before.value());
+  CHECK(upgraded->usage_json(hours_query).value() == hours_before.value());
   CHECK(db.count("usage_minutes", "minute = " + std::to_string(kS)) == 3);
+  // The hour from the minutes: two models by three tenants, nine requests.
+  const auto hours = upgraded->usage_hours(kS, kS + 3600000);
+  REQUIRE(hours);
+  CHECK(hours.value().size() == 6);
+  std::int64_t requests = 0;
+  for (const UsageRollupRow& row : hours.value()) requests += row.requests;
+  CHECK(requests == 9);
   // Started again: the tables exist, nothing is marked anew.
   REQUIRE(upgraded->prepare(GpuCatalog{}));
   CHECK(upgraded->marked_usage_minutes().value().empty());
+  CHECK(upgraded->usage_hours(kS, kS + 3600000).value() == hours.value());
+
+  // A database from before the hour tier (minutes rolled, no usage_hours): its hours are summed
+  // from the minutes at start, nothing marked, and the answers stay the same.
+  REQUIRE(postgres_query(db.server, db.name, "DROP TABLE usage_hours"));
+  auto hourless = make_store(db);
+  REQUIRE(hourless->prepare(GpuCatalog{}));
+  CHECK(hourless->marked_usage_minutes().value().empty());
+  CHECK(hourless->usage_hours(kS, kS + 3600000).value() == hours.value());
+  CHECK(hourless->usage_json(query).value() == before.value());
+  CHECK(hourless->usage_json(hours_query).value() == hours_before.value());
 }
 
 TEST_CASE(
@@ -696,4 +738,16 @@ TEST_CASE(
                        "SELECT count(*) FROM ((" + rollups + " EXCEPT " + requests +
                            ") UNION ALL (" + requests + " EXCEPT " + rollups + ")) AS d") == "0");
   CHECK(db.count("usage_minutes") > 0);
+  // And the hours exactly the sums of their minutes.
+  const std::string hour_rollups =
+      "SELECT hour, model, tenant_id, deployment, requests, input_tokens, output_tokens FROM "
+      "usage_hours";
+  const std::string hour_requests =
+      "SELECT ts - ((ts % 3600000) + 3600000) % 3600000, model, tenant_id, deployment, count(*), "
+      "sum(input_tokens), sum(output_tokens) FROM token_usage GROUP BY 1, 2, 3, 4";
+  CHECK(postgres_query(db.server, db.name,
+                       "SELECT count(*) FROM ((" + hour_rollups + " EXCEPT " + hour_requests +
+                           ") UNION ALL (" + hour_requests + " EXCEPT " + hour_rollups +
+                           ")) AS d") == "0");
+  CHECK(db.count("usage_hours") > 0);
 }
