@@ -94,7 +94,10 @@ class Daemon:
         """Seconds until the pricer has rolled up `minutes` usage minutes (the filled ones)."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            for line in self.get("/metrics").splitlines():
+            lines = self.get("/metrics").splitlines()
+            if not any(line.startswith("processor_usage_rollups_total") for line in lines):
+                return None  # a release without rollups (--binary): its answers read requests
+            for line in lines:
                 if line.startswith("processor_usage_rollups_total ") and \
                         float(line.split()[1]) >= minutes:
                     return time.monotonic() - started
@@ -182,8 +185,9 @@ def report(result):
     store = result["name"].split(", ")[-1]
     samples = f"{fill_info['samples']:,} samples"
     if result.get("usage_days"):
-        print(f"usage: {result['usage_days']} days of requests rolled up "
-              f"{result['rolled_s']:.1f} s after the start")
+        print(f"usage: {result['usage_days']} days of requests, " +
+              (f"rolled up {result['rolled_s']:.1f} s after the start"
+               if result["rolled_s"] is not None else "no rollups in this binary"))
     for r in result["rows"][1:]:
         if r["target"].startswith("/v1/usage"):
             group = r["target"].split("group_by=")[1].split("&")[0]
