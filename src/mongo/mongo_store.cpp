@@ -370,7 +370,7 @@ Result<std::size_t> MongoStore::roll_up_usage(std::int64_t marked_before_ms, std
 }
 
 Result<std::vector<query::UsageRollupRow>> MongoStore::usage_minutes(std::int64_t from_ms,
-                                                                  std::int64_t to_ms) {
+                                                                     std::int64_t to_ms) {
   Client client(pool_);
   return stored_usage_rows(client.get(), settings_.database, false, from_ms, to_ms);
 }

@@ -48,7 +48,7 @@ class MongoStore final : public Store {
   bool keeps_usage_rollups() const override { return true; }
   Result<std::size_t> roll_up_usage(std::int64_t marked_before_ms, std::size_t limit) override;
   Result<std::vector<query::UsageRollupRow>> usage_minutes(std::int64_t from_ms,
-                                                        std::int64_t to_ms) override;
+                                                           std::int64_t to_ms) override;
   Result<std::vector<query::UsageRollupRow>> usage_hours(std::int64_t from_ms,
                                                          std::int64_t to_ms) override;
   Result<std::vector<std::int64_t>> marked_usage_minutes() override;

@@ -276,11 +276,11 @@ Result<std::vector<WriteError>> insert_all(mongoc_collection_t* collection,
   return errors;
 }
 
-// The rows of these minutes (or hours) replaced: one delete_many, then inserts (not upserts: FerretDB 1.24
-// scans the whole collection for each update statement, docs/cost.md). A duplicate key means
-// another roll-up of the same minutes wrote between our delete and insert, so which rows won is
-// unknown: false, and the marks stay so that the minutes are rolled again (not an error: with
-// one roll-up per processor this is a race, not a failing store).
+// The rows of these minutes (or hours) replaced: one delete_many, then inserts (not upserts:
+// FerretDB 1.24 scans the whole collection for each update statement, docs/cost.md). A duplicate
+// key means another roll-up of the same minutes wrote between our delete and insert, so which rows
+// won is unknown: false, and the marks stay so that the minutes are rolled again (not an error:
+// with one roll-up per processor this is a race, not a failing store).
 Result<bool> replace_rows(mongoc_client_t* client, const std::string& database,
                           const Rollup& rollup, const std::vector<std::int64_t>& starts,
                           const Rows& rows) {
@@ -296,8 +296,9 @@ Result<bool> replace_rows(mongoc_client_t* client, const std::string& database,
     if (errors.value().empty()) continue;
     const WriteError& first = errors.value().front();
     if (first.code == kDuplicateKey) return false;
-    return classify_write_error(first.code, std::string("usage ") + rollup.start + " not written, code " +
-                                                std::to_string(first.code) + ": " + first.message);
+    return classify_write_error(first.code, std::string("usage ") + rollup.start +
+                                                " not written, code " + std::to_string(first.code) +
+                                                ": " + first.message);
   }
   return true;
 }
@@ -470,8 +471,6 @@ const std::string& group_of(const UsageRollupRow& row, const std::string& group_
                                     : row.model;
 }
 
-
-
 }  // namespace
 
 Result<bool> mark_usage_minutes(mongoc_client_t* client, const std::string& database,
@@ -559,9 +558,9 @@ Result<std::size_t> roll_up_usage_minutes(mongoc_client_t* client, const std::st
 }
 
 Result<std::vector<query::UsageRollupRow>> stored_usage_rows(mongoc_client_t* client,
-                                                              const std::string& database,
-                                                              bool hours, std::int64_t from_ms,
-                                                              std::int64_t to_ms) {
+                                                             const std::string& database,
+                                                             bool hours, std::int64_t from_ms,
+                                                             std::int64_t to_ms) {
   Result<std::vector<UsageRollupRow>> rows =
       read_rows(client, database, hours ? kHours : kMinutes, {from_ms, to_ms}, {});
   if (!rows) return rows;
@@ -601,11 +600,10 @@ Result<std::string> usage_answer(mongoc_client_t* client, const std::string& dat
     marks = std::move(first.value());
   }
   for (;;) {
-    const query::UsageReads reads =
-        query::plan_usage_reads(from, to, {marks.begin(), marks.end()});
+    const query::UsageReads reads = query::plan_usage_reads(from, to, {marks.begin(), marks.end()});
     query::UsageTotals totals;
-    for (const auto& [rollup, ranges] : {std::pair{&kHours, &reads.hours},
-                                         std::pair{&kMinutes, &reads.minutes}}) {
+    for (const auto& [rollup, ranges] :
+         {std::pair{&kHours, &reads.hours}, std::pair{&kMinutes, &reads.minutes}}) {
       for (const Range& range : *ranges) {
         Result<std::vector<UsageRollupRow>> rows =
             read_rows(client, database, *rollup, range, query.tenants);

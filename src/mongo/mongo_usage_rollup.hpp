@@ -2,11 +2,11 @@
 // Usage rollups in MongoDB (query/usage_rollup.hpp, docs/cost.md "Usage rollups"):
 // usage_minutes holds one document per (minute, model, tenant_id, deployment) with the sums
 // /v1/usage answers, usage_hours the same per hour (summed from its minutes), usage_marks one
-// document per minute changed since it was last rolled up ({_id: minute ms, marked_at, nonce}). FerretDB 1.24 has no multi-document transactions, so
-// order gives safety: a writer marks a minute before it changes the minute's requests or costs,
-// and a roll-up clears a mark only after the minute's rows and then its hour's are written, and
-// only the mark it read (same nonce). A crash in between leaves a mark: one more roll-up, never a stale minute
-// that an answer trusts.
+// document per minute changed since it was last rolled up ({_id: minute ms, marked_at, nonce}).
+// FerretDB 1.24 has no multi-document transactions, so order gives safety: a writer marks a minute
+// before it changes the minute's requests or costs, and a roll-up clears a mark only after the
+// minute's rows and then its hour's are written, and only the mark it read (same nonce). A crash in
+// between leaves a mark: one more roll-up, never a stale minute that an answer trusts.
 
 #include <mongoc/mongoc.h>
 
@@ -48,9 +48,9 @@ Result<std::size_t> roll_up_usage_minutes(mongoc_client_t* client, const std::st
 /// Store::usage_minutes and usage_hours: the rows starting in [from, to), by start, model,
 /// tenant_id, deployment.
 Result<std::vector<query::UsageRollupRow>> stored_usage_rows(mongoc_client_t* client,
-                                                              const std::string& database,
-                                                              bool hours, std::int64_t from_ms,
-                                                              std::int64_t to_ms);
+                                                             const std::string& database,
+                                                             bool hours, std::int64_t from_ms,
+                                                             std::int64_t to_ms);
 
 /// Store::marked_usage_minutes: every marked minute, ascending.
 Result<std::vector<std::int64_t>> marked_minutes(mongoc_client_t* client,
