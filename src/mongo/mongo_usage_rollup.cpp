@@ -116,30 +116,6 @@ UsageRollupRow& row_of(Rows& rows, const bson_t* doc) {
   return it->second;
 }
 
-void add_to(UsageRollupRow& sums, const UsageRollupRow& row) {
-  sums.requests += row.requests;
-  sums.input_tokens += row.input_tokens;
-  sums.output_tokens += row.output_tokens;
-  sums.cost_usd += row.cost_usd;
-  sums.cost_utilization_usd += row.cost_utilization_usd;
-  sums.cost_energy_usd += row.cost_energy_usd;
-  sums.gpu_seconds += row.gpu_seconds;
-  sums.energy_j += row.energy_j;
-  sums.priced_requests += row.priced_requests;
-}
-
-query::UsageRow sums_of(const UsageRollupRow& row) {
-  return {.requests = row.requests,
-          .input_tokens = row.input_tokens,
-          .output_tokens = row.output_tokens,
-          .cost_usd = row.cost_usd,
-          .cost_utilization_usd = row.cost_utilization_usd,
-          .cost_energy_usd = row.cost_energy_usd,
-          .gpu_seconds = row.gpu_seconds,
-          .energy_j = row.energy_j,
-          .priced_requests = row.priced_requests};
-}
-
 // Adds the requests stored in [from, to) (only those of `tenants` when given) to their rows:
 // the sums usage_json made on the server before the rollups, from the same documents. Requests
 // and tokens from token_usage, with the cost.amount_usd that the previous release wrote on the
@@ -316,7 +292,7 @@ Result<bool> roll_up_hours(mongoc_client_t* client, const std::string& database,
       auto [it, added] = rows.try_emplace(key);
       UsageRollupRow& row = it->second;
       if (added) std::tie(row.start_ms, row.model, row.tenant_id, row.deployment) = key;
-      add_to(row, minute);
+      query::add_sums(row, minute);
     }
   }
   return replace_rows(client, database, kHours, {hours.begin(), hours.end()}, rows);
@@ -609,7 +585,7 @@ Result<std::string> usage_answer(mongoc_client_t* client, const std::string& dat
             read_rows(client, database, *rollup, range, query.tenants);
         if (!rows) return rows.error();
         for (const UsageRollupRow& row : rows.value()) {
-          totals.add(group_of(row, query.group_by), sums_of(row));
+          totals.add_row(group_of(row, query.group_by), row);
         }
       }
     }
@@ -628,7 +604,7 @@ Result<std::string> usage_answer(mongoc_client_t* client, const std::string& dat
       }
     }
     for (const auto& [key, row] : requests) {
-      totals.add(group_of(row, query.group_by), sums_of(row));
+      totals.add_row(group_of(row, query.group_by), row);
     }
     return totals.json();
   }

@@ -130,19 +130,10 @@ UsageReads plan_usage_reads(std::optional<std::int64_t> from_ms, std::optional<s
   return reads;
 }
 
-void UsageTotals::add(std::string_view key, const UsageRow& sums) {
+UsageRow& UsageTotals::group(std::string_view key) {
   auto it = groups_.find(key);
   if (it == groups_.end()) it = groups_.emplace(std::string(key), UsageRow{}).first;
-  UsageRow& total = it->second;
-  total.requests += sums.requests;
-  total.input_tokens += sums.input_tokens;
-  total.output_tokens += sums.output_tokens;
-  total.cost_usd += sums.cost_usd;
-  total.cost_utilization_usd += sums.cost_utilization_usd;
-  total.cost_energy_usd += sums.cost_energy_usd;
-  total.gpu_seconds += sums.gpu_seconds;
-  total.energy_j += sums.energy_j;
-  total.priced_requests += sums.priced_requests;
+  return it->second;
 }
 
 std::string UsageTotals::json() const {

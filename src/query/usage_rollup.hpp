@@ -47,6 +47,20 @@ struct UsageRollupRow {
   bool operator==(const UsageRollupRow&) const = default;
 };
 
+/// Adds the nine sums of `part` (a UsageRow or a UsageRollupRow) to `total`'s, keys untouched.
+template <typename Total, typename Part>
+void add_sums(Total& total, const Part& part) {
+  total.requests += part.requests;
+  total.input_tokens += part.input_tokens;
+  total.output_tokens += part.output_tokens;
+  total.cost_usd += part.cost_usd;
+  total.cost_utilization_usd += part.cost_utilization_usd;
+  total.cost_energy_usd += part.cost_energy_usd;
+  total.gpu_seconds += part.gpu_seconds;
+  total.energy_j += part.energy_j;
+  total.priced_requests += part.priced_requests;
+}
+
 /// How one /v1/usage range [from, to) splits: whole minutes [rolled_from, rolled_to) that
 /// rollups may answer, and at most two partial edges read from the requests. An unbounded side
 /// is the extreme int64.
@@ -76,10 +90,12 @@ UsageReads plan_usage_reads(std::optional<std::int64_t> from_ms, std::optional<s
 /// Adds the parts' sums per group and writes /v1/usage's array, by group key.
 class UsageTotals {
  public:
-  void add(std::string_view key, const UsageRow& sums);
+  void add(std::string_view key, const UsageRow& sums) { add_sums(group(key), sums); }
+  void add_row(std::string_view key, const UsageRollupRow& row) { add_sums(group(key), row); }
   std::string json() const;
 
  private:
+  UsageRow& group(std::string_view key);
   std::map<std::string, UsageRow, std::less<>> groups_;
 };
 

@@ -167,20 +167,12 @@ Result<std::vector<query::UsageRollupRow>> SqliteStore::rollup_rows(const char* 
   int rc = SQLITE_ROW;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     sqlite3_stmt* r = s.get();
-    const query::UsageRow sums = sums_at(r, 4);
-    rows.push_back({.start_ms = sqlite3_column_int64(r, 0),
-                    .model = text_at(r, 1),
-                    .tenant_id = text_at(r, 2),
-                    .deployment = text_at(r, 3),
-                    .requests = sums.requests,
-                    .input_tokens = sums.input_tokens,
-                    .output_tokens = sums.output_tokens,
-                    .cost_usd = sums.cost_usd,
-                    .cost_utilization_usd = sums.cost_utilization_usd,
-                    .cost_energy_usd = sums.cost_energy_usd,
-                    .gpu_seconds = sums.gpu_seconds,
-                    .energy_j = sums.energy_j,
-                    .priced_requests = sums.priced_requests});
+    query::UsageRollupRow& row =
+        rows.emplace_back(query::UsageRollupRow{.start_ms = sqlite3_column_int64(r, 0),
+                                                .model = text_at(r, 1),
+                                                .tenant_id = text_at(r, 2),
+                                                .deployment = text_at(r, 3)});
+    query::add_sums(row, sums_at(r, 4));
   }
   if (rc != SQLITE_DONE) return Error::retryable(error_message());
   return rows;

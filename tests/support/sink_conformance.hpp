@@ -125,21 +125,28 @@ inline DecodedEvent gpu_event(const std::string& seed, int gpu, int second,
       std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)), s.gpu_uuid, data));
 }
 
-// One request of `model` by `tenant` at base + `second` s.
-inline DecodedEvent usage_event(const std::string& seed, int second, const std::string& model,
-                                const std::string& tenant, std::int64_t input,
-                                std::int64_t output) {
+// One request at `ms` (any time, not only whole seconds after base_ms()).
+inline DecodedEvent usage_at(const std::string& seed, std::int64_t ms, const std::string& model,
+                             const std::string& tenant, const std::string& deployment,
+                             std::int64_t input, std::int64_t output) {
   namespace events = telemetryd::events;
   events::TokenUsage u;
   u.model = model;
   u.tenant_id = tenant;
   u.input_tokens = input;
   u.output_tokens = output;
-  const std::int64_t ms = base_ms() + second * 1000;
+  if (!deployment.empty()) u.deployment = deployment;
   return decode(events::encode_cloudevent(
       events::deterministic_uuid_v7(ms, seed), "conformance", "io.telemetryd.token.usage.v1",
       std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)), u.tenant_id,
       events::encode_token_usage_data(u)));
+}
+
+// One request of `model` by `tenant` at base + `second` s.
+inline DecodedEvent usage_event(const std::string& seed, int second, const std::string& model,
+                                const std::string& tenant, std::int64_t input,
+                                std::int64_t output) {
+  return usage_at(seed, base_ms() + second * 1000, model, tenant, "", input, output);
 }
 
 // `gpu` samples (over three GPUs) then `usage` requests (two models, two tenants), all distinct;
@@ -526,23 +533,6 @@ inline void no_queries(const SinkTraits&, SinkHarness& sink) {
 }
 
 // ---- Usage rollups: per-minute sums, recomputed from the stored requests ----
-
-// One request at `ms` (any time, not only whole seconds after base_ms()).
-inline DecodedEvent usage_at(const std::string& seed, std::int64_t ms, const std::string& model,
-                             const std::string& tenant, const std::string& deployment,
-                             std::int64_t input, std::int64_t output) {
-  namespace events = telemetryd::events;
-  events::TokenUsage u;
-  u.model = model;
-  u.tenant_id = tenant;
-  u.input_tokens = input;
-  u.output_tokens = output;
-  if (!deployment.empty()) u.deployment = deployment;
-  return decode(events::encode_cloudevent(
-      events::deterministic_uuid_v7(ms, seed), "conformance", "io.telemetryd.token.usage.v1",
-      std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)), u.tenant_id,
-      events::encode_token_usage_data(u)));
-}
 
 // A cost block for one request; sums of these stay exact in binary floating point.
 inline telemetryd::cost::UsageCost rollup_cost(const DecodedEvent& e, bool priced) {
