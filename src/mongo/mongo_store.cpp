@@ -335,6 +335,14 @@ Result<WriteOutcome> MongoStore::write(const std::vector<StoredEvent>& batch) {
       latest_changed();
     }
   }
+  // And marked again once stored, with a new nonce: a roll-up that ran while a slow insert was
+  // under way (longer than the settle time) cleared the first mark without these requests.
+  if (!usage_times.empty()) {
+    Client client(pool_);
+    if (auto marked = mark_usage_minutes(client.get(), settings_.database, usage_times); !marked) {
+      return marked.error();
+    }
+  }
   // Ascending, whichever collection each came from.
   std::sort(outcome.duplicate_indexes.begin(), outcome.duplicate_indexes.end());
   return outcome;
@@ -759,6 +767,10 @@ Result<bool> MongoStore::write_costs(const std::vector<cost::UsageCost>& costs,
     Result<bool> replaced = replace_cost_documents(collection, costs);
     mongoc_collection_destroy(collection);
     if (!replaced) return done(replaced);
+    // Again once written (as in write()): a roll-up during a slow write cleared the first mark.
+    if (auto marked = mark_usage_minutes(client.get(), settings_.database, times); !marked) {
+      return done(marked);
+    }
   }
   if (clear) {
     // Only the mark that was read: one set again while the window was priced has another nonce

@@ -447,6 +447,62 @@ const std::string& group_of(const UsageRollupRow& row, const std::string& group_
                                     : row.model;
 }
 
+// ---- hour leases: one roll-up of an hour at a time ----
+
+constexpr const char* kUsageLeasesCollection = "usage_rollup_leases";
+// Longer than a roll-up of one hour takes; a lease left by a crash holds its hour this long.
+constexpr std::int64_t kHourLeaseMs = 120000;
+
+// {_id: hour, holder, until}: inserted, so that of two roll-ups one gets a duplicate key (a
+// unique _id is atomic on FerretDB too, where a filtered update is not). An expired lease is
+// deleted first, then inserted again the same way.
+Result<bool> take_hour_lease(mongoc_client_t* client, const std::string& database,
+                             std::int64_t hour, std::int64_t token) {
+  const Collection leases(client, database, kUsageLeasesCollection);
+  const std::int64_t now = now_ms();
+  const BsonPtr expired(BCON_NEW("_id", BCON_INT64(hour), "until", "{", "$lt", BCON_INT64(now),
+                                 "}"));
+  if (auto deleted = deleted_many(leases.get(), expired.get()); !deleted) return deleted;
+  const BsonPtr lease(BCON_NEW("_id", BCON_INT64(hour), "holder", BCON_INT64(token), "until",
+                               BCON_INT64(now + kHourLeaseMs)));
+  bson_error_t error;
+  if (mongoc_collection_insert_one(leases.get(), lease.get(), nullptr, nullptr, &error)) {
+    return true;
+  }
+  if (error.code == kDuplicateKey) return false;
+  return classify(error);
+}
+
+Result<bool> drop_hour_lease(mongoc_client_t* client, const std::string& database,
+                             std::int64_t hour, std::int64_t token) {
+  const Collection leases(client, database, kUsageLeasesCollection);
+  const BsonPtr ours(BCON_NEW("_id", BCON_INT64(hour), "holder", BCON_INT64(token)));
+  return deleted_many(leases.get(), ours.get());
+}
+
+// One hour's marked minutes: their rows from the requests, then the hour's rows from its
+// minutes, then the marks that kept their nonce. False when another roll-up's rows got in the
+// way (the marks stay).
+Result<bool> roll_up_hour(mongoc_client_t* client, const std::string& database,
+                          std::int64_t hour, const std::vector<Mark>& marks) {
+  std::vector<std::int64_t> minutes;
+  for (const Mark& mark : marks) minutes.push_back(mark.minute);
+  Rows rows;
+  for (const Range& range : minute_ranges(minutes)) {
+    if (auto added = add_requests(client, database, range, std::nullopt, rows); !added) {
+      return added.error();
+    }
+  }
+  Result<bool> replaced = replace_rows(client, database, kMinutes, minutes, rows);
+  if (!replaced || !replaced.value()) return replaced;
+  // The hour from its minutes before the marks go: while a minute is marked its hour is not
+  // read from the hour rows.
+  replaced = roll_up_hours(client, database, {hour});
+  if (!replaced || !replaced.value()) return replaced;
+  if (auto cleared = clear_marks(client, database, marks); !cleared) return cleared;
+  return true;
+}
+
 }  // namespace
 
 Result<bool> mark_usage_minutes(mongoc_client_t* client, const std::string& database,
@@ -508,29 +564,25 @@ Result<std::size_t> roll_up_usage_minutes(mongoc_client_t* client, const std::st
   if (limit == 0) return std::size_t{0};  // a find's limit 0 means none
   Result<std::vector<Mark>> marks = due_marks(client, database, marked_before_ms, limit);
   if (!marks) return marks.error();
-  if (marks.value().empty()) return std::size_t{0};
-  std::vector<std::int64_t> minutes;
-  for (const Mark& mark : marks.value()) minutes.push_back(mark.minute);
-  Rows rows;
-  for (const Range& range : minute_ranges(minutes)) {
-    if (auto added = add_requests(client, database, range, std::nullopt, rows); !added) {
-      return added.error();
-    }
+  // Hour by hour, each under its lease: an hour's rows are summed from its minutes' rows, so two
+  // roll-ups of minutes of one hour at once (two processors) would each sum the other's minutes
+  // half written. An hour another roll-up holds is left marked for a later round.
+  std::map<std::int64_t, std::vector<Mark>> by_hour;
+  for (const Mark& mark : marks.value()) by_hour[query::hour_of(mark.minute)].push_back(mark);
+  std::size_t rolled = 0;
+  const std::int64_t token = cost::random_token();
+  for (const auto& [hour, hour_marks] : by_hour) {
+    Result<bool> leased = take_hour_lease(client, database, hour, token);
+    if (!leased) return leased.error();
+    if (!leased.value()) continue;
+    Result<bool> done = roll_up_hour(client, database, hour, hour_marks);
+    // Released whatever happened: a lease left behind would only hold the hour for its length.
+    Result<bool> released = drop_hour_lease(client, database, hour, token);
+    if (!done) return done.error();
+    if (!released) return released.error();
+    if (done.value()) rolled += hour_marks.size();
   }
-  Result<bool> replaced = replace_rows(client, database, kMinutes, minutes, rows);
-  if (!replaced) return replaced.error();
-  if (!replaced.value()) return std::size_t{0};
-  // Their hours from their minutes, before the marks go: while a minute is marked its hour is
-  // not read from the hour rows.
-  std::set<std::int64_t> hours;
-  for (const std::int64_t minute : minutes) hours.insert(query::hour_of(minute));
-  replaced = roll_up_hours(client, database, hours);
-  if (!replaced) return replaced.error();
-  if (!replaced.value()) return std::size_t{0};
-  if (auto cleared = clear_marks(client, database, marks.value()); !cleared) {
-    return cleared.error();
-  }
-  return minutes.size();
+  return rolled;
 }
 
 Result<std::vector<query::UsageRollupRow>> stored_usage_rows(mongoc_client_t* client,

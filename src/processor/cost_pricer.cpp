@@ -39,6 +39,10 @@ CostPricer::CostPricer(PricerSettings settings, Store& store, cost::PriceCatalog
                                    "Usage minutes rolled up for /v1/usage (again after new "
                                    "requests or costs).")
                           .with({})),
+      rollup_failures_(metrics
+                           .counter("processor_usage_rollup_failures_total",
+                                    "Rounds of usage roll-up that failed on the store (retried).")
+                           .with({})),
       failures_(metrics
                     .counter("processor_cost_pricing_failures_total",
                              "Rounds of pricing that failed on the store (retried).")
@@ -232,38 +236,47 @@ void CostPricer::stop() {
 
 void CostPricer::run() {
   // Often enough that a settled window waits at most half the settle time more; a store outage
-  // backs off to 30 s and logs once per outage.
+  // backs off to 30 s and logs once per outage. Pricing and the usage roll-up are independent:
+  // either failing does not hold the other back.
   const auto tick = std::clamp(settings_.settle / 2, std::chrono::milliseconds(100),
                                std::chrono::milliseconds(1000));
   auto wait = tick;
-  bool failing = false;
+  bool pricing_failing = false, rollup_failing = false;
+  const auto note = [](bool& failing, const Result<std::size_t>& result, metrics::Counter& failures,
+                       const char* what) {
+    if (result) {
+      if (failing) log::info("cost", std::string(what) + " again");
+      failing = false;
+      return;
+    }
+    failures.Increment();
+    if (!failing) {
+      log::warn("cost", std::string(what) + " failed; retrying",
+                {{"error", result.error().message}});
+    }
+    failing = true;
+  };
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     wake_.wait_for(lock, wait, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
     const std::int64_t now = unix_ms(std::chrono::system_clock::now());
-    Result<std::size_t> priced = run_once(now);
-    Result<std::size_t> rolled = priced ? roll_up_once(now) : priced;
-    if (priced && !rolled) priced = rolled.error();
+    const Result<std::size_t> priced = run_once(now);
+    const Result<std::size_t> rolled = roll_up_once(now);
     lock.lock();
-    if (!priced) {
-      failures_.Increment();
-      if (!failing) {
-        log::warn("cost", "pricing cost windows failed; retrying",
-                  {{"error", priced.error().message}});
-      }
-      failing = true;
+    note(pricing_failing, priced, failures_, "pricing cost windows");
+    note(rollup_failing, rolled, rollup_failures_, "rolling up usage minutes");
+    if (!priced && !rolled) {
       wait = std::min(std::max(wait * 2, tick), std::chrono::milliseconds(30000));
       continue;
     }
-    if (failing) log::info("cost", "pricing cost windows again");
-    failing = false;
     // A full round means more windows (or minutes) are waiting: go on at once.
-    wait = priced.value() >= settings_.windows_per_round ||
-                   rolled.value() >= settings_.minutes_per_round
-               ? std::chrono::milliseconds(0)
-               : tick;
+    const bool more = (priced && priced.value() >= settings_.windows_per_round) ||
+                      (rolled && rolled.value() >= settings_.minutes_per_round);
+    wait = more ? std::chrono::milliseconds(0)
+                : (priced && rolled ? tick : std::min(std::max(wait * 2, tick),
+                                                      std::chrono::milliseconds(30000)));
   }
 }
 

@@ -92,6 +92,7 @@ class CostPricer {
   metrics::Family<metrics::Gauge>& unpriced_gpus_;
   metrics::Counter& windows_priced_;
   metrics::Counter& minutes_rolled_;
+  metrics::Counter& rollup_failures_;
   metrics::Counter& failures_;
   std::map<std::string, std::set<std::string>> unpriced_;  // model -> GPU uuids
 

@@ -9,7 +9,6 @@
 #include <thread>
 #include <utility>
 
-#include "query/usage_rollup.hpp"
 #include "sqlite/sqlite_store.hpp"
 #include "sqlite/statement.hpp"
 
@@ -79,6 +78,10 @@ Result<RetentionPass> SqliteStore::enforce_retention(const RetentionSettings& se
   // cost windows starting before it and the placements that serve no later window go with it.
   // False when the pass ran out of batches first.
   const auto trim = [&](std::int64_t before) -> Result<bool> {
+    // The rollups first, in one step: an answer never reads a rollup of requests a pass
+    // deleted, even when the pass stops before it is done.
+    if (budget_spent()) return false;
+    if (Result<bool> rollups = trim_usage_rollups(before); !rollups) return rollups.error();
     for (const char* table : kEventTables) {
       const std::string sql = std::string("DELETE FROM ") + table +
                               " WHERE rowid IN (SELECT rowid FROM " + table +
@@ -97,18 +100,6 @@ Result<RetentionPass> SqliteStore::enforce_retention(const RetentionSettings& se
     if (Result<std::int64_t> latest = change("DELETE FROM gpu_latest WHERE ts < ?1", {before});
         !latest) {
       return latest.error();
-    }
-    // Rollups go with their requests. The hour the cut falls in goes whole, and its minutes
-    // left are marked, so the roll-up makes it again from what is left of it.
-    const std::int64_t cut_hour = query::hour_of(before);
-    for (const char* sql :
-         {"DELETE FROM usage_minutes WHERE minute + 60000 <= ?1",
-          "DELETE FROM usage_marks WHERE minute + 60000 <= ?1",
-          "DELETE FROM usage_hours WHERE hour < ?1",
-          "INSERT INTO usage_marks (minute, marked_at, nonce) SELECT DISTINCT minute, 0, 0 FROM "
-          "usage_minutes WHERE minute >= ?2 AND minute < ?2 + 3600000 ON CONFLICT(minute) DO "
-          "NOTHING"}) {
-      if (Result<std::int64_t> n = change(sql, {before, cut_hour}); !n) return n.error();
     }
     Result<std::int64_t> windows = change("DELETE FROM cost_windows WHERE start < ?1", {before});
     if (!windows) return windows.error();

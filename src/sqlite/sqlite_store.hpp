@@ -106,6 +106,9 @@ class SqliteStore final : public Store, public DeadLetterSink {
   // Marks minutes for the roll-up, inside the caller's transaction (mutex_ held).
   Result<bool> mark_usage_minutes(const std::set<std::int64_t>& minutes);
   Result<bool> add_cost_column();
+  // Retention's part of the rollups: those of the minutes and hours before `before_ms` go, in
+  // one transaction, and the cut hour is rolled up again.
+  Result<bool> trim_usage_rollups(std::int64_t before_ms);
   Result<std::vector<query::UsageRollupRow>> rollup_rows(const char* table, const char* start,
                                                          std::int64_t from_ms, std::int64_t to_ms);
 

@@ -148,6 +148,36 @@ Result<std::size_t> SqliteStore::roll_up_usage(std::int64_t marked_before_ms, st
   return minutes.size();
 }
 
+Result<bool> SqliteStore::trim_usage_rollups(std::int64_t before_ms) {
+  const std::lock_guard lock(mutex_);
+  if (auto r = exec("BEGIN IMMEDIATE"); !r) return Error::retryable(r.error().message);
+  // The minutes left of the hour the cut falls in are marked before that hour's rows go, in the
+  // same transaction: the hour is then read from its minutes until the roll-up makes it again.
+  const std::int64_t cut_hour = query::hour_of(before_ms);
+  for (const char* sql :
+       {"INSERT INTO usage_marks (minute, marked_at, nonce) SELECT DISTINCT minute, 0, 0 FROM "
+        "usage_minutes WHERE minute >= ?2 AND minute < ?2 + 3600000 AND minute + 60000 > ?1 ON "
+        "CONFLICT(minute) DO NOTHING",
+        "DELETE FROM usage_hours WHERE hour < ?1", "DELETE FROM usage_minutes WHERE minute < ?1",
+        "DELETE FROM usage_marks WHERE minute + 60000 <= ?1"}) {
+    const Statement s = prepare_statement(db_, sql);
+    if (s) {
+      sqlite3_bind_int64(s.get(), 1, before_ms);
+      sqlite3_bind_int64(s.get(), 2, cut_hour);
+    }
+    if (!s || sqlite3_step(s.get()) != SQLITE_DONE) {
+      const std::string message = error_message();
+      exec("ROLLBACK");
+      return Error::retryable(path_ + ": " + message);
+    }
+  }
+  if (auto r = exec("COMMIT"); !r) {
+    exec("ROLLBACK");
+    return Error::retryable(r.error().message);
+  }
+  return true;
+}
+
 Result<std::vector<query::UsageRollupRow>> SqliteStore::rollup_rows(const char* table,
                                                                     const char* start,
                                                                     std::int64_t from_ms,
