@@ -460,8 +460,8 @@ Result<bool> take_hour_lease(mongoc_client_t* client, const std::string& databas
                              std::int64_t hour, std::int64_t token) {
   const Collection leases(client, database, kUsageLeasesCollection);
   const std::int64_t now = now_ms();
-  const BsonPtr expired(BCON_NEW("_id", BCON_INT64(hour), "until", "{", "$lt", BCON_INT64(now),
-                                 "}"));
+  const BsonPtr expired(
+      BCON_NEW("_id", BCON_INT64(hour), "until", "{", "$lt", BCON_INT64(now), "}"));
   if (auto deleted = deleted_many(leases.get(), expired.get()); !deleted) return deleted;
   const BsonPtr lease(BCON_NEW("_id", BCON_INT64(hour), "holder", BCON_INT64(token), "until",
                                BCON_INT64(now + kHourLeaseMs)));
@@ -483,8 +483,8 @@ Result<bool> drop_hour_lease(mongoc_client_t* client, const std::string& databas
 // One hour's marked minutes: their rows from the requests, then the hour's rows from its
 // minutes, then the marks that kept their nonce. False when another roll-up's rows got in the
 // way (the marks stay).
-Result<bool> roll_up_hour(mongoc_client_t* client, const std::string& database,
-                          std::int64_t hour, const std::vector<Mark>& marks) {
+Result<bool> roll_up_hour(mongoc_client_t* client, const std::string& database, std::int64_t hour,
+                          const std::vector<Mark>& marks) {
   std::vector<std::int64_t> minutes;
   for (const Mark& mark : marks) minutes.push_back(mark.minute);
   Rows rows;

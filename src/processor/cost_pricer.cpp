@@ -275,8 +275,9 @@ void CostPricer::run() {
     const bool more = (priced && priced.value() >= settings_.windows_per_round) ||
                       (rolled && rolled.value() >= settings_.minutes_per_round);
     wait = more ? std::chrono::milliseconds(0)
-                : (priced && rolled ? tick : std::min(std::max(wait * 2, tick),
-                                                      std::chrono::milliseconds(30000)));
+                : (priced && rolled
+                       ? tick
+                       : std::min(std::max(wait * 2, tick), std::chrono::milliseconds(30000)));
   }
 }
 

@@ -17,15 +17,13 @@ namespace telemetryd::sqlite {
 namespace {
 
 // The sums of one request as the rollups and the answers add them: requests, tokens, then the
-// cost block's (total() skips the nulls of unpriced requests). The cost block is read from its own
-// column, NULL until priced (SqliteStore::add_cost_column).
+// cost block's, from their columns (NULL until priced: total() skips the nulls of unpriced
+// requests; amount_usd is the amortized cost, so a request with one is priced). No JSON is
+// parsed (SqliteStore::add_cost_column).
 constexpr const char* kRequestSums =
-    "1 AS requests, input_tokens, output_tokens, amount_usd AS cost_usd, "
-    "json_extract(cost, '$.utilization_usd') AS cost_utilization_usd, "
-    "json_extract(cost, '$.energy_usd') AS cost_energy_usd, "
-    "json_extract(cost, '$.gpu_seconds') AS gpu_seconds, "
-    "json_extract(cost, '$.energy_j') AS energy_j, "
-    "json_extract(cost, '$.amortized_usd') IS NOT NULL AS priced_requests";
+    "1 AS requests, input_tokens, output_tokens, amount_usd AS cost_usd, cost_utilization_usd, "
+    "cost_energy_usd, cost_gpu_seconds AS gpu_seconds, cost_energy_j AS energy_j, "
+    "amount_usd IS NOT NULL AS priced_requests";
 
 constexpr const char* kDeploymentOfRequest = "coalesce(json_extract(doc, '$.deployment'), '')";
 

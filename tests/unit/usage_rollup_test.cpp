@@ -143,7 +143,7 @@ std::vector<events::DecodedEvent> three_minutes_of_usage(std::int64_t m0) {
 
 TEST_CASE(
     "SQLite: a file written before the rollups gets its minutes marked and its costs "
-    "copied to their column at start, once",
+    "copied to their columns at start, once",
     "[rollup][sqlite]") {
   test_support::TempDir dir{"rollup"};
   const std::string path = (dir.path / "old.sqlite3").string();
@@ -165,13 +165,15 @@ TEST_CASE(
   // What an older release left: the requests, their costs only in the documents, no rollups.
   test_support::SqliteShell(path).exec(
       "DROP TABLE usage_minutes; DROP TABLE usage_hours; DROP TABLE usage_marks; ALTER TABLE "
-      "token_usage DROP COLUMN cost");
+      "token_usage DROP COLUMN cost_utilization_usd; ALTER TABLE token_usage DROP COLUMN "
+      "cost_energy_usd; ALTER TABLE token_usage DROP COLUMN cost_gpu_seconds; ALTER TABLE "
+      "token_usage DROP COLUMN cost_energy_j");
 
   sqlite::SqliteStore store(path);
   REQUIRE(store.prepare(events::GpuCatalog{}));
   CHECK(store.marked_usage_minutes().value() ==
         std::vector<std::int64_t>{m0, m0 + kRollupMinuteMs, m0 + 2 * kRollupMinuteMs});
-  CHECK(store.usage_json({}).value() == answer);  // the costs read from the new column
+  CHECK(store.usage_json({}).value() == answer);  // the costs read from the new columns
   CHECK(store.roll_up_usage(0, 2).value() == 2);  // marked at 0: settled; two per round
   CHECK(store.roll_up_usage(0, 2).value() == 1);
   CHECK(store.usage_minutes(m0, m0 + 3 * kRollupMinuteMs).value() ==
