@@ -240,12 +240,12 @@ Result<WriteOutcome> MongoStore::write(const std::vector<StoredEvent>& batch) {
     if (stored.event->kind == EventKind::kTokenUsage)
       usage_times.push_back(unix_ms(stored.event->time));
   }
-  if (!usage_times.empty()) {
+  const auto mark_usage = [&]() -> Result<bool> {
+    if (usage_times.empty()) return true;
     Client client(pool_);
-    if (auto marked = mark_usage_minutes(client.get(), settings_.database, usage_times); !marked) {
-      return marked.error();
-    }
-  }
+    return mark_usage_minutes(client.get(), settings_.database, usage_times);
+  };
+  if (auto marked = mark_usage(); !marked) return marked.error();
   WriteOutcome outcome;
   // One unordered insert per collection; batch indexes are kept to map write errors back.
   for (const events::EventKind kind :
@@ -337,12 +337,7 @@ Result<WriteOutcome> MongoStore::write(const std::vector<StoredEvent>& batch) {
   }
   // And marked again once stored, with a new nonce: a roll-up that ran while a slow insert was
   // under way (longer than the settle time) cleared the first mark without these requests.
-  if (!usage_times.empty()) {
-    Client client(pool_);
-    if (auto marked = mark_usage_minutes(client.get(), settings_.database, usage_times); !marked) {
-      return marked.error();
-    }
-  }
+  if (auto marked = mark_usage(); !marked) return marked.error();
   // Ascending, whichever collection each came from.
   std::sort(outcome.duplicate_indexes.begin(), outcome.duplicate_indexes.end());
   return outcome;

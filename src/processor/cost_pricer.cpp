@@ -267,17 +267,14 @@ void CostPricer::run() {
     lock.lock();
     note(pricing_failing, priced, failures_, "pricing cost windows");
     note(rollup_failing, rolled, rollup_failures_, "rolling up usage minutes");
-    if (!priced && !rolled) {
-      wait = std::min(std::max(wait * 2, tick), std::chrono::milliseconds(30000));
-      continue;
-    }
-    // A full round means more windows (or minutes) are waiting: go on at once.
+    // A full round means more windows (or minutes) are waiting: go on at once. Otherwise a
+    // failure backs off.
     const bool more = (priced && priced.value() >= settings_.windows_per_round) ||
                       (rolled && rolled.value() >= settings_.minutes_per_round);
     wait = more ? std::chrono::milliseconds(0)
-                : (priced && rolled
-                       ? tick
-                       : std::min(std::max(wait * 2, tick), std::chrono::milliseconds(30000)));
+           : priced && rolled
+               ? tick
+               : std::min(std::max(wait * 2, tick), std::chrono::milliseconds(30000));
   }
 }
 

@@ -161,7 +161,7 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
       return r;
     }
   }
-  if (Result<bool> r = add_cost_column(); !r) return r;
+  if (Result<bool> r = add_cost_columns(); !r) return r;
   Statement upsert;
   {
     sqlite3_stmt* raw = nullptr;
@@ -188,7 +188,7 @@ Result<bool> SqliteStore::prepare(const events::GpuCatalog& catalog) {
 // more for priced requests (the all role's live minute, read from its requests, measured 25 ms
 // against 7 ms for 10,000 requests). A file from before the columns gets them, filled from its
 // documents once.
-Result<bool> SqliteStore::add_cost_column() {
+Result<bool> SqliteStore::add_cost_columns() {
   // Checked inside the write transaction: another store preparing the same new file at once
   // adds it first, and this one then finds it.
   if (auto r = exec("BEGIN IMMEDIATE"); !r) return Error::retryable(r.error().message);

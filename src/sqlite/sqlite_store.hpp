@@ -105,7 +105,7 @@ class SqliteStore final : public Store, public DeadLetterSink {
   std::string error_message() const;
   // Marks minutes for the roll-up, inside the caller's transaction (mutex_ held).
   Result<bool> mark_usage_minutes(const std::set<std::int64_t>& minutes);
-  Result<bool> add_cost_column();
+  Result<bool> add_cost_columns();
   // Retention's part of the rollups: those of the minutes and hours before `before_ms` go, in
   // one transaction, and the cut hour is rolled up again.
   Result<bool> trim_usage_rollups(std::int64_t before_ms);

@@ -19,7 +19,7 @@ namespace {
 // The sums of one request as the rollups and the answers add them: requests, tokens, then the
 // cost block's, from their columns (NULL until priced: total() skips the nulls of unpriced
 // requests; amount_usd is the amortized cost, so a request with one is priced). No JSON is
-// parsed (SqliteStore::add_cost_column).
+// parsed (SqliteStore::add_cost_columns).
 constexpr const char* kRequestSums =
     "1 AS requests, input_tokens, output_tokens, amount_usd AS cost_usd, cost_utilization_usd, "
     "cost_energy_usd, cost_gpu_seconds AS gpu_seconds, cost_energy_j AS energy_j, "
